@@ -1,0 +1,73 @@
+"""The one error hierarchy of itkg.
+
+Every error itkg raises on purpose is an :class:`ItkgError`. Messages never quote patient data:
+they name the file, the line and column where known, and what kind of problem was found, because
+error text ends up in logs and terminals that are not cleared for patient data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ItkgError(Exception):
+    """Base class of every error itkg raises on purpose."""
+
+    #: Exit code the command line uses for this error.
+    exit_code: int = 2
+
+
+class InputError(ItkgError):
+    """The input cannot be used: missing, unreadable, not RDF, unsafe or too large.
+
+    ``source`` names the file (or ``"<graph>"``); ``line`` and ``column`` are given when the
+    parser knows them. ``str(error)`` is one line: ``FILE:LINE:COL: problem``.
+    """
+
+    def __init__(self, source: str | Path, problem: str, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.source = str(source)
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = self.source
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {problem}")
+
+
+class ParseError(InputError):
+    """The file is not well-formed RDF in the format it claims to be."""
+
+
+class UnsafeInputError(InputError):
+    """The input asks for something itkg refuses to do: reach the network, read another file,
+    expand XML entities, nest deeper than the limit."""
+
+
+class InputTooLargeError(InputError):
+    """The input exceeds a size limit (bytes, nesting depth, literal length)."""
+
+
+class IllTypedLiteralError(InputError):
+    """A literal's text is not valid for its datatype (``"maybe"^^xsd:boolean``). itkg reports it
+    rather than rewriting it, as rdflib would by default."""
+
+
+class QueryError(ItkgError):
+    """A SPARQL query is malformed or asks for something refused (SERVICE, FROM, LOAD, updates)."""
+
+
+class QueryTimeout(QueryError):
+    """A query did not finish before its deadline."""
+
+
+class ReasonerError(ItkgError):
+    """HermiT could not be run, failed, or did not finish before its deadline."""
+
+
+class EndpointError(ItkgError):
+    """A SPARQL endpoint answered with an error, did not answer, or answered something that is
+    not a SPARQL result."""
