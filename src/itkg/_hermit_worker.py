@@ -1,0 +1,104 @@
+"""Child process that runs HermiT through owlready2 for :func:`itkg.reasoning.reason`.
+
+It is started as ``python -m itkg._hermit_worker JOB_DIR`` in a new session, with ``JOB_DIR`` (a
+private temporary directory) as its working directory and its ``TMPDIR``, so that everything
+owlready2 writes, including the N-Triples copy of the world it hands to Java and keeps after an
+inconsistency, lands in a directory the parent removes. The parent owns the deadline and the
+clean-up; this module only reasons.
+
+``JOB_DIR`` holds ``job.json`` (``{"java_memory_mb": int, "classes": [class IRI, ...]}``),
+``ontology.nt`` and ``patients.nt`` (already stripped of ``owl:imports``). The worker writes
+``result.json``, one object with ``"status"``:
+
+- ``"ok"``: ``"unsatisfiable"`` (class IRIs) and ``"members"`` (class IRI -> individual IRIs);
+- ``"inconsistent"``;
+- ``"error"``: ``"kind"`` (``"java-missing"``, ``"java-failed"``, ``"unreadable"``) and ``"names"``,
+  the exception class names found in the failure text. Only names travel, never the text itself,
+  because Java and owlready2 quote the input (patient data) in their messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+#: Java and Python exception class names (``java.lang.OutOfMemoryError``,
+#: ``owlready2.base.OwlReadyOntologyParsingError``); they carry no input values.
+_EXCEPTION_NAME = re.compile(r"\b(?:[A-Za-z_][\w$]*\.)*[A-Z][\w$]*(?:Exception|Error)\b")
+
+
+def exception_names(text: str, limit: int = 3) -> list[str]:
+    """The distinct exception class names in ``text``, in order of appearance, at most ``limit``.
+
+    >>> exception_names('Exception in thread "main" java.lang.OutOfMemoryError: Java heap space')
+    ['java.lang.OutOfMemoryError']
+    >>> exception_names("no failure here")
+    []
+    """
+    names: list[str] = []
+    for match in _EXCEPTION_NAME.finditer(text):
+        if match.group(0) not in names:
+            names.append(match.group(0))
+    return names[:limit]
+
+
+def _refuse_network(event: str, args: tuple) -> None:
+    """Audit hook: a backstop in case anything in owlready2 still tries to fetch an import."""
+    if event in ("urllib.Request", "socket.connect", "socket.getaddrinfo"):
+        raise PermissionError(f"itkg reasoning is offline ({event} refused)")
+
+
+def _run(job_dir: Path) -> dict:
+    """Load the two N-Triples files into a fresh owlready2 World, run HermiT, collect results."""
+    job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    tempfile.tempdir = str(job_dir)  # owlready2's NamedTemporaryFile goes here, not to /tmp
+
+    import owlready2
+    from owlready2.base import OwlReadyInconsistentOntologyError, OwlReadyJavaError
+
+    owlready2.reasoning.JAVA_MEMORY = int(job["java_memory_mb"])
+    world = owlready2.World()
+    try:
+        for name in ("ontology", "patients"):
+            with open(job_dir / f"{name}.nt", "rb") as handle:
+                world.get_ontology(f"urn:x-itkg:{name}#").load(fileobj=handle, format="ntriples")
+    except Exception as error:  # owlready2 raises several kinds; only the names leave this process
+        return {"status": "error", "kind": "unreadable",
+                "names": [f"{type(error).__module__}.{type(error).__name__}"]}
+    try:
+        owlready2.sync_reasoner_hermit(world, debug=0)
+    except OwlReadyInconsistentOntologyError:
+        return {"status": "inconsistent"}
+    except FileNotFoundError as error:
+        if error.filename and os.path.basename(str(error.filename)) == os.path.basename(owlready2.JAVA_EXE):
+            return {"status": "error", "kind": "java-missing", "names": []}
+        raise
+    except OwlReadyJavaError as error:
+        return {"status": "error", "kind": "java-failed", "names": exception_names(str(error))}
+
+    members: dict[str, list[str]] = {}
+    for class_iri in job["classes"]:
+        cls = world[class_iri]
+        members[class_iri] = sorted(i.iri for i in cls.instances()) if cls is not None else []
+    unsatisfiable = sorted(c.iri for c in world.inconsistent_classes()
+                           if c.iri != "http://www.w3.org/2002/07/owl#Nothing")
+    return {"status": "ok", "unsatisfiable": unsatisfiable, "members": members}
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``python -m itkg._hermit_worker JOB_DIR``; exit 0 when result.json was written."""
+    sys.addaudithook(_refuse_network)
+    job_dir = Path(argv[1])
+    result = _run(job_dir)
+    fd = os.open(job_dir / "result.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(result, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,290 @@
+"""The ``itkg`` command line: thin click commands over :mod:`itkg.api` (contract §5).
+
+Exit codes: 0 success; 1 the data violates the shapes (``validate``) or reasoning disagrees
+(``reason --check-agreement``); 2 bad input or any other error, reported as one line on standard
+error that names the file and line but never quotes patient data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import pyoxigraph as ox
+
+from . import __version__, api, render
+from .endpoint import SparqlEndpoint
+from .errors import InputError, ItkgError, QueryError
+from .knowledge import load_knowledge
+from .loading import FORMAT_NAMES, detect_format, load
+from .resources import query_path
+from .safeio import atomic_write
+
+OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"itkg: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every failure into one line on standard error and exit code 2 (no traceback)."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ItkgError as error:
+            _fail(str(error), error.exit_code)
+        except RecursionError:
+            _fail("the input is nested too deeply to process")
+        except MemoryError:
+            _fail("not enough memory for this input")
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as error:  # noqa: BLE001 - the message may quote data: name the type only
+            _fail(f"internal error ({type(error).__name__}); please report it")
+    return wrapper
+
+
+def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.argument("files", nargs=-1, required=True,
+                          type=click.Path(dir_okay=False, path_type=Path))(command)
+
+
+def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--input-format", type=click.Choice(sorted(FORMAT_NAMES)), default=None,
+                        help="Format of every input file (default: from each file's extension).")(command)
+
+
+def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                        default=None, help=OUTPUT_HELP)(command)
+
+
+def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--store-url", default=None,
+                           help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
+    return click.option("--endpoint", default=None, metavar="URL",
+                        help="Run on this SPARQL 1.1 endpoint instead of the local files.")(command)
+
+
+def timeout_option(default: float | None, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--timeout", type=click.FloatRange(min=0.1), default=default, show_default=True,
+                        help=f"Give up on {what} after this many seconds.")
+
+
+def _emit(text: str, output: Path | None, inputs: tuple[Path, ...] = ()) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text, protect=inputs)
+
+
+def _color(output: Path | None) -> bool:
+    return output is None and sys.stdout.isatty()
+
+
+def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
+    """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    for path in files:
+        detect_format(path, input_format)
+        if not path.exists():
+            raise InputError(path, "no such file")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="itkg")
+def main() -> None:
+    """itkg: decide and explain eligibility for intrathecal therapy from patient graphs."""
+
+
+@main.command()
+@files_argument
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
+              show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
+@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@endpoint_options
+@timeout_option(None, "a SPARQL query")
+@input_format_option
+@output_option
+@handle_errors
+def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
+                store_url: str | None, timeout: float | None, input_format: str | None,
+                output: Path | None) -> None:
+    """Which therapies each patient in FILES qualifies for (contract §3).
+
+    With --endpoint, FILES are ignored for the decision (the endpoint holds the data); pass '-'
+    as the only file then.
+    """
+    started = _dt.datetime.now(_dt.timezone.utc)
+    knowledge = load_knowledge()
+    sources: tuple = ()
+    if endpoint:
+        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+            results = api.eligibility(None, endpoint=client, knowledge=knowledge)
+    else:
+        _check_inputs(files, input_format)
+        data = load(files, input_format=input_format)
+        sources = data.sources
+        results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+    if fmt == "json":
+        text = render.eligibility_json(results)
+    elif fmt == "csv":
+        text = render.eligibility_csv(results)
+    elif fmt == "turtle":
+        text = render.eligibility_turtle(results, knowledge=knowledge, sources=sources, started=started,
+                                         ended=_dt.datetime.now(_dt.timezone.utc),
+                                         software_version=__version__)
+    else:
+        text = render.eligibility_table(results, color=_color(output))
+    _emit(text, output, files)
+
+
+@main.command()
+@files_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
+              show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
+@input_format_option
+@output_option
+@handle_errors
+def validate(files: tuple[Path, ...], fmt: str, input_format: str | None, output: Path | None) -> None:
+    """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
+    _check_inputs(files, input_format)
+    report = api.validate(load(files, input_format=input_format, strict_literals=False))
+    text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
+        fmt, render.validation_text)(report)
+    _emit(text, output, files)
+    sys.exit(0 if report.conforms else 1)
+
+
+@main.command()
+@click.argument("query")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="table, SPARQL JSON results, or CSV.")
+@click.option("--engine", type=click.Choice(["oxigraph", "rdflib"]), default="oxigraph", show_default=True)
+@endpoint_options
+@timeout_option(300.0, "the query")
+@input_format_option
+@output_option
+@handle_errors
+def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
+          store_url: str | None, timeout: float, input_format: str | None, output: Path | None) -> None:
+    """Run QUERY (a .rq file, or the name of one in queries/) over the ontology and FILES.
+
+    SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
+    read other files.
+    """
+    path = Path(query)
+    if not path.is_file():
+        try:
+            path = query_path(query)
+        except FileNotFoundError:
+            raise QueryError(f"{query}: no such query file, and no query of that name in queries/") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, "cannot read the query file") from None
+    from .guards import gate_query
+    from .sparql import QueryResult, select
+    gate_query(text, str(path))
+    if endpoint:
+        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
+            variables, rows = client.select(text)
+        result = QueryResult(tuple(variables), tuple(rows))
+    else:
+        if not files:
+            raise InputError("<none>", "no input files given")
+        _check_inputs(files, input_format)
+        result = select(text, load(files, input_format=input_format), engine=engine, timeout=timeout)
+    if fmt == "json":
+        out = render.query_json(result)
+    elif fmt == "csv":
+        out = render.query_csv(result)
+    else:
+        out = render.query_table(result, color=_color(output))
+    _emit(out, output, files)
+
+
+@main.command()
+@click.argument("patient")
+@files_argument
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@input_format_option
+@output_option
+@handle_errors
+def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
+            output: Path | None) -> None:
+    """Explain, for PATIENT (an IRI) in FILES, every indication: met or not, and why."""
+    _check_inputs(files, input_format)
+    explanation = api.explain(load(files, input_format=input_format), patient)
+    text = render.explanation_json(explanation) if fmt == "json" else \
+        render.explanation_text(explanation, color=_color(output))
+    _emit(text, output, files)
+
+
+@main.command()
+@files_argument
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--check-agreement", is_flag=True,
+              help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
+@click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Refuse larger inputs: HermiT is for cohorts, not populations.")
+@timeout_option(300.0, "reasoning")
+@input_format_option
+@output_option
+@handle_errors
+def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patients: int, timeout: float,
+           input_format: str | None, output: Path | None) -> None:
+    """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
+    import json
+
+    from .reasoning import agreement
+    _check_inputs(files, input_format)
+    data = load(files, input_format=input_format)
+    report = api.reason(data, timeout=timeout, max_patients=max_patients)
+    differences = []
+    if check_agreement:
+        rows = api.eligibility(data)
+        differences = agreement(report, {(r.patient, r.indication) for r in rows})
+    if fmt == "json":
+        payload = report.to_dict()
+        if check_agreement:
+            payload["agreement"] = {"agrees": not differences,
+                                    "differences": [d.to_dict() for d in differences]}
+        text = json.dumps(payload, indent=1) + "\n"
+    else:
+        text = render.reasoning_text(report, differences if check_agreement else None,
+                                     color=_color(output))
+    _emit(text, output, files)
+    sys.exit(1 if differences else 0)
+
+
+@main.command(name="load")
+@files_argument
+@click.option("--endpoint", required=True, metavar="URL", help="SPARQL query URL of the server.")
+@click.option("--store-url", default=None, help="Graph Store Protocol URL (derived for Oxigraph and GraphDB).")
+@click.option("--graph", "graph_iri", default=None, metavar="IRI", help="Named graph to load into (default graph if omitted).")
+@click.option("--replace", is_flag=True, help="Replace the graph's content instead of adding to it.")
+@timeout_option(600.0, "each upload")
+@input_format_option
+@handle_errors
+def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
+                 replace: bool, timeout: float, input_format: str | None) -> None:
+    """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
+    _check_inputs(files, input_format)
+    data = load(files, input_format=input_format)
+    payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
+    with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
+        client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)
+    click.echo(f"Loaded {len(data)} triples from {len(files)} file(s).", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

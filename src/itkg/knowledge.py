@@ -1,0 +1,179 @@
+"""The clinical rules, read from the ontology rather than written in Python.
+
+:class:`Knowledge` holds what the rule engine needs from ``ontology/itkg.ttl``: the indications and
+their criteria (through ``queries/indication-criteria.rq``), the class hierarchy for subclass
+closure, the prerequisites of intrathecal therapy and the labels used to explain decisions. Adding a
+condition class to a criterion in the ontology changes what itkg decides, with no code change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import rdflib
+from rdflib.namespace import OWL, RDFS, SKOS
+
+from . import vocab
+from .resources import ontology_path, query_path
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One way of meeting an indication (see ``itkg:IndicationCriterion``)."""
+
+    iri: str
+    label: str
+    condition_classes: frozenset[str]
+    treatment_classes: frozenset[str]
+    outcomes: frozenset[str]
+
+    @property
+    def needs_prior_treatment(self) -> bool:
+        return bool(self.treatment_classes)
+
+
+@dataclass(frozen=True)
+class Indication:
+    """An indication: the therapy it indicates and its criteria (any one suffices)."""
+
+    iri: str
+    label: str
+    therapy: str
+    criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """A prerequisite of intrathecal therapy, named by its code (``skos:notation``)."""
+
+    iri: str
+    code: str
+    label: str
+
+
+class Knowledge:
+    """The rules and terms of the ontology, indexed for the rule engine."""
+
+    def __init__(self, graph: rdflib.Graph) -> None:
+        self.graph = graph
+        self.labels: dict[str, str] = {}
+        for subject, label in graph.subject_objects(RDFS.label):
+            if isinstance(subject, rdflib.URIRef) and (
+                    str(subject) not in self.labels or getattr(label, "language", None) == "en"):
+                self.labels[str(subject)] = str(label)
+        self._parents: dict[str, set[str]] = defaultdict(set)
+        for child, parent in graph.subject_objects(RDFS.subClassOf):
+            if isinstance(child, rdflib.URIRef) and isinstance(parent, rdflib.URIRef):
+                self._parents[str(child)].add(str(parent))
+        self._ancestors: dict[str, frozenset[str]] = {}
+        self.indications = self._read_indications()
+        self.prerequisites = self._read_prerequisites()
+        version = graph.value(rdflib.URIRef(vocab.ITKG + "ontology"), OWL.versionInfo)
+        version_iri = graph.value(rdflib.URIRef(vocab.ITKG + "ontology"), OWL.versionIRI)
+        self.version = str(version) if version is not None else ""
+        self.version_iri = str(version_iri) if version_iri is not None else ""
+
+    # -- hierarchy ---------------------------------------------------------------------------
+
+    def ancestors(self, cls: str) -> frozenset[str]:
+        """``cls`` and every class it is a subclass of (``rdfs:subClassOf*``), cached."""
+        found = self._ancestors.get(cls)
+        if found is None:
+            seen = {cls}
+            stack = [cls]
+            while stack:
+                for parent in self._parents.get(stack.pop(), ()):
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            found = self._ancestors[cls] = frozenset(seen)
+        return found
+
+    def with_subclass_axioms(self, pairs: Iterable[tuple[str, str]]) -> "Knowledge":
+        """A copy that also knows subclass axioms from patient data (``ex:MyCRPS rdfs:subClassOf
+        itkg:ComplexRegionalPainSyndrome``), as the SPARQL queries do over the union of graphs."""
+        pairs = [(c, p) for c, p in pairs if p not in self._parents.get(c, ())]
+        if not pairs:
+            return self
+        copy = object.__new__(Knowledge)
+        copy.__dict__.update(self.__dict__)
+        copy._parents = defaultdict(set, {k: set(v) for k, v in self._parents.items()})
+        for child, parent in pairs:
+            copy._parents[child].add(parent)
+        copy._ancestors = {}
+        return copy
+
+    def label(self, iri: str) -> str:
+        """The English label of a term, or its local name when it has none."""
+        return self.labels.get(iri) or iri.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+    def prerequisites_of(self, therapy: str) -> tuple[Prerequisite, ...]:
+        """The prerequisites a therapy (or any class above it) requires, in contract order."""
+        codes = {}
+        for cls in self.ancestors(therapy):
+            for prerequisite in self.prerequisites.get(cls, ()):
+                codes[prerequisite.code] = prerequisite
+        order = {code: i for i, code in enumerate(vocab.PREREQUISITE_ORDER)}
+        return tuple(sorted(codes.values(), key=lambda p: (order.get(p.code, len(order)), p.code)))
+
+    # -- reading the ontology ----------------------------------------------------------------
+
+    def _read_indications(self) -> tuple[Indication, ...]:
+        rows = self.graph.query(query_path("indication-criteria").read_text(encoding="utf-8"))
+        criteria: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        owner: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            indication, therapy, criterion = str(row.indication), str(row.therapy), str(row.criterion)
+            owner.setdefault(criterion, (indication, therapy))
+            facts = criteria[criterion]
+            facts["conditions"].add(str(row.conditionClass))
+            if row.treatmentClass is not None:
+                facts["treatments"].add(str(row.treatmentClass))
+                facts["outcomes"].add(str(row.outcome))
+        by_indication: dict[tuple[str, str], list[Criterion]] = defaultdict(list)
+        for criterion, facts in criteria.items():
+            by_indication[owner[criterion]].append(Criterion(
+                iri=criterion, label=self.label(criterion),
+                condition_classes=frozenset(facts["conditions"]),
+                treatment_classes=frozenset(facts["treatments"]),
+                outcomes=frozenset(facts["outcomes"]),
+            ))
+        return tuple(
+            Indication(iri=ind, label=self.label(ind), therapy=therapy,
+                       criteria=tuple(sorted(crits, key=lambda c: c.iri)))
+            for (ind, therapy), crits in sorted(by_indication.items())
+        )
+
+    def _read_prerequisites(self) -> Mapping[str, tuple[Prerequisite, ...]]:
+        found: dict[str, list[Prerequisite]] = defaultdict(list)
+        requires = rdflib.URIRef(vocab.ITKG + "requiresPrerequisite")
+        for therapy, prerequisite in self.graph.subject_objects(requires):
+            code = self.graph.value(prerequisite, SKOS.notation)
+            if code is not None:
+                found[str(therapy)].append(
+                    Prerequisite(str(prerequisite), str(code), self.label(str(prerequisite))))
+        return {k: tuple(v) for k, v in found.items()}
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> Knowledge:
+    return Knowledge(rdflib.Graph().parse(path, format="turtle"))
+
+
+def load_knowledge(path: Path | None = None) -> Knowledge:
+    """The knowledge of the bundled ontology (or of ``path``), parsed once per process.
+
+    >>> k = load_knowledge()
+    >>> [i.iri.rsplit("/", 1)[1] for i in k.indications]
+    ['CancerPainIndication', 'NonCancerPainIndication', 'SevereSpasticityIndication']
+    """
+    return _load(Path(path) if path is not None else ontology_path())
+
+
+def ontology_graph() -> rdflib.Graph:
+    """The bundled ontology as an rdflib graph (shared: do not modify it)."""
+    return load_knowledge().graph

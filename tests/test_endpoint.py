@@ -1,0 +1,431 @@
+"""The SPARQL endpoint client against a real Oxigraph server and against small local HTTP servers
+that misbehave on purpose (HTML pages, server errors, redirects, silence)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import socket
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph
+import pytest
+from rdflib import RDF, XSD, BNode, Literal, URIRef
+
+from itkg.endpoint import SparqlEndpoint
+from itkg.errors import EndpointError
+from itkg.resources import ontology_path, query_path
+
+REPO = Path(__file__).resolve().parents[1]
+PATIENTS = REPO / "examples" / "patients.ttl"
+ITKG = "https://w3id.org/itkg/"
+
+
+def _load_helper() -> Any:
+    """tests/ is not on sys.path under --import-mode=importlib, so load the helper by path."""
+    name = "itkg_tests_oxigraph_server"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
+            "_oxigraph_server.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+oxigraph_server = _load_helper()
+
+
+# --- a real Oxigraph server ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    with oxigraph_server.OxigraphServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def loaded(server: Any) -> Iterator[SparqlEndpoint]:
+    """The server with the ontology and the example patients in its default graph."""
+    with SparqlEndpoint(server.query_url) as endpoint:
+        endpoint.upload(ontology_path().read_bytes(), "text/turtle")
+        endpoint.upload(PATIENTS.read_bytes(), "text/turtle")
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def local_store() -> pyoxigraph.Store:
+    """The same data in an in-process pyoxigraph store, the reference for the server's answers."""
+    store = pyoxigraph.Store()
+    for path in (ontology_path(), PATIENTS):
+        store.load(path=str(path), format=pyoxigraph.RdfFormat.TURTLE)
+    return store
+
+
+def _rdflib(term: Any) -> Any:
+    """A pyoxigraph term as the rdflib term SPARQL JSON gives for it."""
+    if isinstance(term, pyoxigraph.NamedNode):
+        return URIRef(term.value)
+    if isinstance(term, pyoxigraph.BlankNode):
+        return BNode(term.value)
+    if term.language:
+        return Literal(term.value, lang=term.language)
+    if term.datatype.value == str(XSD.string):
+        return Literal(term.value)
+    return Literal(term.value, datatype=URIRef(term.datatype.value))
+
+
+def _local_select(store: pyoxigraph.Store, query: str) -> tuple[list[str], list[dict[str, Any]]]:
+    solutions = store.query(query)
+    names = [variable.value for variable in solutions.variables]
+    rows = [{name: _rdflib(solution[name]) for name in names if solution[name] is not None}
+            for solution in solutions]
+    return names, rows
+
+
+def _without_blank_nodes(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    """Rows as a multiset, blank nodes replaced by a marker (their labels differ per engine)."""
+    return Counter(tuple(sorted((name, "_:" if isinstance(term, BNode) else term)
+                                for name, term in row.items())) for row in rows)
+
+
+ALL_NAMED_TRIPLES = """
+SELECT ?s ?p ?o WHERE { ?s ?p ?o FILTER(!isBlank(?s) && !isBlank(?o)) }
+"""
+
+CONDITIONS = """
+PREFIX itkg: <https://w3id.org/itkg/>
+SELECT ?patient ?condition ?type WHERE { ?patient itkg:hasCondition ?condition . ?condition a ?type }
+"""
+
+CONSENT_DATES = """
+PREFIX itkg: <https://w3id.org/itkg/>
+SELECT ?patient ?date WHERE {
+  ?patient a itkg:Patient OPTIONAL { ?patient itkg:hasConsent/itkg:consentDate ?date }
+}
+"""
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("query", [ALL_NAMED_TRIPLES, CONDITIONS, CONSENT_DATES],
+                         ids=["all-named-triples", "blank-nodes", "optional"])
+def test_select_matches_pyoxigraph(loaded: SparqlEndpoint, local_store: pyoxigraph.Store,
+                                   query: str) -> None:
+    names, rows = loaded.select(query)
+    local_names, local_rows = _local_select(local_store, query)
+    assert names == local_names
+    assert rows, "the query should find something in the examples"
+    assert _without_blank_nodes(rows) == _without_blank_nodes(local_rows)
+
+
+@pytest.mark.server
+def test_select_gives_rdflib_terms(loaded: SparqlEndpoint) -> None:
+    _, conditions = loaded.select(CONDITIONS)
+    assert all(isinstance(row["condition"], BNode) for row in conditions)
+    _, dates = loaded.select(CONSENT_DATES)
+    assert {"date"} not in [set(row) for row in dates]
+    dated = [row for row in dates if "date" in row]
+    assert dated == [{"patient": URIRef("https://example.org/patient/anna"),
+                      "date": Literal("2026-03-02", datatype=XSD.date)}]
+    assert any(set(row) == {"patient"} for row in dates), "unbound ?date must be absent"
+    _, labels = loaded.select(
+        "SELECT ?label WHERE { <https://w3id.org/itkg/indicatesTherapy> "
+        "<http://www.w3.org/2000/01/rdf-schema#label> ?label }")
+    assert labels == [{"label": Literal("indicates therapy", lang="en")}]
+
+
+@pytest.mark.server
+def test_ask(loaded: SparqlEndpoint) -> None:
+    assert loaded.ask("ASK { <https://example.org/patient/anna> a <https://w3id.org/itkg/Patient> }")
+    assert not loaded.ask("ASK { <https://example.org/patient/zed> ?p ?o }")
+
+
+@pytest.mark.server
+def test_select_refuses_an_ask_answer(loaded: SparqlEndpoint) -> None:
+    with pytest.raises(EndpointError, match="not a SELECT"):
+        loaded.select("ASK { ?s ?p ?o }")
+
+
+PATIENTS_IN_NAMED_GRAPH = """
+PREFIX itkg: <https://w3id.org/itkg/>
+SELECT ?patient WHERE { GRAPH <https://example.org/graph/patients> { ?patient a itkg:Patient } }
+"""
+
+
+@pytest.mark.server
+def test_upload_into_named_graph(server: Any, loaded: SparqlEndpoint) -> None:
+    loaded.upload(PATIENTS.read_bytes(), "text/turtle", graph="https://example.org/graph/patients",
+                  replace=True)
+    _, in_graph = loaded.select(PATIENTS_IN_NAMED_GRAPH)
+    _, in_default = loaded.select(
+        "SELECT ?patient WHERE { ?patient a <https://w3id.org/itkg/Patient> }")
+    assert len(in_graph) == 5
+    assert sorted(row["patient"] for row in in_graph) == sorted(
+        row["patient"] for row in in_default)
+
+
+GRAPH_R = "SELECT ?s WHERE { GRAPH <https://example.org/graph/r> { ?s ?p ?o } }"
+
+
+@pytest.mark.server
+def test_put_replaces_and_post_merges(loaded: SparqlEndpoint) -> None:
+    graph = "https://example.org/graph/r"
+    loaded.upload(b'<urn:x:a> <urn:x:p> "1" .', "application/n-triples", graph=graph, replace=True)
+    loaded.upload(b'<urn:x:b> <urn:x:p> "2" .', "application/n-triples", graph=graph, replace=True)
+    assert [row["s"] for row in loaded.select(GRAPH_R)[1]] == [URIRef("urn:x:b")]
+    loaded.upload(b'<urn:x:c> <urn:x:p> "3" .', "text/turtle", graph=graph)
+    assert sorted(row["s"] for row in loaded.select(GRAPH_R)[1]) == [URIRef("urn:x:b"),
+                                                                    URIRef("urn:x:c")]
+
+
+@pytest.mark.server
+def test_malformed_query_is_rejected_without_echoing_it(loaded: SparqlEndpoint) -> None:
+    with pytest.raises(EndpointError) as caught:
+        loaded.select("SELECT * WHERE { <https://example.org/patient/anna-secret> ?p ?o ")
+    message = str(caught.value)
+    assert message.startswith("the endpoint rejected the query (HTTP 400)")
+    assert "anna" not in message and "example.org" not in message
+
+
+@pytest.mark.server
+def test_malformed_upload_is_rejected_without_echoing_it(loaded: SparqlEndpoint) -> None:
+    with pytest.raises(EndpointError) as caught:
+        loaded.upload(b'<https://example.org/patient/anna-secret> <urn:x:p> "Anna Secret" ; ;;',
+                      "text/turtle", graph="https://example.org/graph/broken")
+    message = str(caught.value)
+    assert message.startswith("the endpoint rejected the upload (HTTP 400)")
+    assert "anna" not in message.lower() and "secret" not in message.lower()
+
+
+@pytest.mark.server
+def test_bad_graph_name_is_refused_before_sending(loaded: SparqlEndpoint) -> None:
+    with pytest.raises(EndpointError, match="absolute IRI"):
+        loaded.upload(b"", "text/turtle", graph="not an iri")
+
+
+@pytest.mark.server
+def test_eligible_therapies_query_through_endpoint(loaded: SparqlEndpoint) -> None:
+    try:
+        query = query_path("eligible-therapies").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        pytest.skip("queries/eligible-therapies.rq is not written yet")
+    candidates = [REPO / "examples" / "expected-eligibility.json",
+                  REPO.parent / "shared" / "spec" / "examples" / "expected-eligibility.json",
+                  Path("/work/shared/spec/examples/expected-eligibility.json")]
+    expected_path = next((path for path in candidates if path.is_file()), None)
+    if expected_path is None:
+        pytest.skip("expected-eligibility.json not found")
+    expected = {(row["patient"], row["therapy"], row["indication"])
+                for row in json.loads(expected_path.read_text(encoding="utf-8"))["results"]
+                if row["status"] == "qualifies"}
+    _, rows = loaded.select(query)
+    found = [(str(row["patient"]), str(row["therapy"]), str(row["indication"])) for row in rows]
+    assert len(found) == len(set(found)), "each qualifying row once"
+    assert set(found) == expected
+
+
+# --- small local servers that misbehave ------------------------------------------------------
+
+class _Scripted(ThreadingHTTPServer):
+    """Answers each path with a scripted (status, headers, body) and records what it was sent."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.received: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    server: _Scripted
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self.server.received.append((self.command, self.path, dict(self.headers), body))
+        status, headers, payload = self.server.answers.get(
+            self.path.split("?")[0], (404, {"Content-Type": "text/plain"}, b"no such path"))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Keep test output quiet."""
+
+
+@pytest.fixture
+def scripted() -> Iterator[_Scripted]:
+    server = _Scripted()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+JSON_HEADERS = {"Content-Type": "application/sparql-results+json"}
+#: A well-formed SPARQL JSON answer, refused all the same when it is not labelled as one.
+VALID_JSON_BODY = b'{"head": {"vars": []}, "results": {"bindings": []}}'
+
+
+def test_select_sends_the_protocol_request_and_reads_every_term_kind(scripted: _Scripted) -> None:
+    results = {"head": {"vars": ["a", "b", "c", "d", "e", "f", "g"]}, "results": {"bindings": [{
+        "a": {"type": "uri", "value": "https://example.org/x"},
+        "b": {"type": "bnode", "value": "b0"},
+        "c": {"type": "literal", "value": "plain"},
+        "d": {"type": "literal", "value": "Schmerz", "xml:lang": "de"},
+        "e": {"type": "literal", "value": "3", "datatype": str(XSD.integer)},
+        "f": {"type": "typed-literal", "value": "2026-01-01", "datatype": str(XSD.date)},
+        "g": {"type": "literal", "value": "hi", "xml:lang": "en", "datatype": str(RDF.langString)},
+    }, {}]}}
+    scripted.answers["/sparql"] = (200, {"Content-Type": "application/sparql-results+json; "
+                                         "charset=utf-8"}, json.dumps(results).encode())
+    query = "SELECT * WHERE { ?a ?b ?c }"
+    with SparqlEndpoint(scripted.url("/sparql"), headers={"Authorization": "Bearer t"}) as ep:
+        names, rows = ep.select(query)
+    assert names == ["a", "b", "c", "d", "e", "f", "g"]
+    assert rows == [{
+        "a": URIRef("https://example.org/x"), "b": BNode("b0"), "c": Literal("plain"),
+        "d": Literal("Schmerz", lang="de"), "e": Literal("3", datatype=XSD.integer),
+        "f": Literal("2026-01-01", datatype=XSD.date), "g": Literal("hi", lang="en"),
+    }, {}]
+    [(method, _, headers, body)] = scripted.received
+    assert method == "POST" and body == query.encode()
+    assert headers["Content-Type"] == "application/sparql-query"
+    assert headers["Accept"] == "application/sparql-results+json"
+    assert headers["Authorization"] == "Bearer t"
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ({"Content-Type": "text/html"}, b"<html><body>Welcome</body></html>"),
+    ({"Content-Type": "text/html"}, VALID_JSON_BODY),
+    ({}, VALID_JSON_BODY),
+    (JSON_HEADERS, b"this is not json"),
+    (JSON_HEADERS, b'{"hello": "world"}'),
+    (JSON_HEADERS, b'{"head": {"vars": ["x"]}}'),
+], ids=["html", "html-labelled-json", "no-content-type", "invalid-json", "no-head", "no-results"])
+def test_a_200_that_is_not_sparql_json_is_not_an_endpoint(scripted: _Scripted,
+                                                          headers: dict[str, str],
+                                                          body: bytes) -> None:
+    scripted.answers["/sparql"] = (200, headers, body)
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        with pytest.raises(EndpointError, match="not a SPARQL endpoint"):
+            endpoint.select("SELECT * WHERE { ?s ?p ?o }")
+
+
+def test_server_error(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (500, {"Content-Type": "text/plain"}, b"out of memory\nstack")
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        with pytest.raises(EndpointError, match=r"^the endpoint failed on the query \(HTTP 500\): "
+                                                r"out of memory$"):
+            endpoint.select("SELECT * WHERE { ?s ?p ?o }")
+
+
+def test_error_summary_that_quotes_the_query_is_scrubbed(scripted: _Scripted) -> None:
+    """Like Virtuoso and Fuseki, this server quotes the query back in its error text."""
+    query = 'SELECT * WHERE { <https://example.org/patient/zoe> ?p "Zoe Quarrington" . FILTER }'
+    echo = ('Parse error at line 1: FILTER needs an expression in SELECT * WHERE { '
+            '<https://example.org/patient/zoe> ?p "Zoe Quarrington" . FILTER }\n' + query)
+    scripted.answers["/sparql"] = (400, {"Content-Type": "text/plain"}, echo.encode())
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        with pytest.raises(EndpointError) as caught:
+            endpoint.select(query)
+    message = str(caught.value)
+    assert message.startswith("the endpoint rejected the query (HTTP 400): Parse error at line 1")
+    assert "FILTER needs an expression" in message
+    for secret in ("zoe", "quarrington", "example.org"):
+        assert secret not in message.lower()
+
+
+def test_redirect_is_not_followed(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (302, {"Location": scripted.url("/elsewhere")}, b"")
+    scripted.answers["/store"] = (307, {"Location": "http://127.0.0.2:9/store"}, b"")
+    with SparqlEndpoint(scripted.url("/sparql"), store_url=scripted.url("/store")) as endpoint:
+        with pytest.raises(EndpointError, match=r"redirect \(HTTP 302\) to .*/elsewhere"):
+            endpoint.select("SELECT * WHERE { ?s ?p ?o }")
+        with pytest.raises(EndpointError, match=r"redirect \(HTTP 307\)"):
+            endpoint.upload(b'<urn:x:a> <urn:x:p> "1" .', "application/n-triples")
+    assert [path for _, path, _, _ in scripted.received] == ["/sparql", "/store?default"]
+
+
+def test_upload_sends_graph_store_requests(scripted: _Scripted) -> None:
+    scripted.answers["/ds/data"] = (204, {}, b"")
+    with SparqlEndpoint(scripted.url("/ds/query"), store_url=scripted.url("/ds/data")) as ep:
+        ep.upload(b'<urn:x:a> <urn:x:p> "1" .', "application/n-triples")
+        ep.upload(b'<urn:x:a> <urn:x:p> "1" .', "text/turtle", graph="https://ex.org/g?a=1&b",
+                  replace=True)
+    assert [(method, path, headers["Content-Type"]) for method, path, headers, _
+            in scripted.received] == [
+        ("POST", "/ds/data?default", "application/n-triples"),
+        ("PUT", "/ds/data?graph=https%3A%2F%2Fex.org%2Fg%3Fa%3D1%26b", "text/turtle"),
+    ]
+
+
+def test_upload_without_store_url_is_refused() -> None:
+    with SparqlEndpoint("http://127.0.0.1:9/ds/query") as endpoint:
+        assert endpoint.store_url is None
+        with pytest.raises(EndpointError, match="--store-url"):
+            endpoint.upload(b"", "text/turtle")
+
+
+def test_proxy_environment_is_ignored(scripted: _Scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = oxigraph_server.free_port()
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{closed}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, b'{"head": {}, "boolean": true}')
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        assert endpoint.ask("ASK {}") is True
+
+
+def test_connection_refused_names_the_url() -> None:
+    url = f"http://127.0.0.1:{oxigraph_server.free_port()}/query"
+    with SparqlEndpoint(url) as endpoint:
+        with pytest.raises(EndpointError, match=f"cannot connect to {url}"):
+            endpoint.select("SELECT * WHERE { ?s ?p ?o }")
+
+
+def test_silent_server_times_out() -> None:
+    """A socket that accepts connections (the kernel's backlog does) but never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/query"
+        with SparqlEndpoint(url, timeout=0.2) as endpoint:
+            with pytest.raises(EndpointError, match=f"{url} did not answer within 0.2 s"):
+                endpoint.select("SELECT * WHERE { ?s ?p ?o }")
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/query", "127.0.0.1:7878/query",
+                                 "http:///query", "http://127.0.0.1:notaport/query"])
+def test_non_http_urls_are_refused(url: str) -> None:
+    with pytest.raises(EndpointError, match="http:// or https://"):
+        SparqlEndpoint(url)
+
+
+def test_messages_hide_credentials_in_the_url() -> None:
+    port = oxigraph_server.free_port()
+    with SparqlEndpoint(f"http://user:hunter2@127.0.0.1:{port}/query?key=abc") as endpoint:
+        with pytest.raises(EndpointError) as caught:
+            endpoint.ask("ASK {}")
+    assert f"http://127.0.0.1:{port}/query" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "abc" not in str(caught.value)
