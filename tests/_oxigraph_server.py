@@ -10,7 +10,7 @@ Only the standard library is imported here, so pytest can collect this file with
 
 Usage::
 
-    with OxigraphServer() as server:          # in memory; OxigraphServer(location=tmp_path) persists
+    with OxigraphServer() as server:   # in memory; OxigraphServer(location=tmp_path) persists
         server.query_url, server.store_url    # http://127.0.0.1:PORT/query, .../store
 """
 

@@ -102,7 +102,9 @@ SELECT ?s ?p ?o WHERE { ?s ?p ?o FILTER(!isBlank(?s) && !isBlank(?o)) }
 
 CONDITIONS = """
 PREFIX itkg: <https://w3id.org/itkg/>
-SELECT ?patient ?condition ?type WHERE { ?patient itkg:hasCondition ?condition . ?condition a ?type }
+SELECT ?patient ?condition ?type WHERE {
+  ?patient itkg:hasCondition ?condition . ?condition a ?type
+}
 """
 
 CONSENT_DATES = """
@@ -143,7 +145,8 @@ def test_select_gives_rdflib_terms(loaded: SparqlEndpoint) -> None:
 
 @pytest.mark.server
 def test_ask(loaded: SparqlEndpoint) -> None:
-    assert loaded.ask("ASK { <https://example.org/patient/anna> a <https://w3id.org/itkg/Patient> }")
+    assert loaded.ask(
+        "ASK { <https://example.org/patient/anna> a <https://w3id.org/itkg/Patient> }")
     assert not loaded.ask("ASK { <https://example.org/patient/zed> ?p ?o }")
 
 
@@ -342,8 +345,8 @@ def test_server_error(scripted: _Scripted) -> None:
 def test_error_summary_that_quotes_the_query_is_scrubbed(scripted: _Scripted) -> None:
     """Like Virtuoso and Fuseki, this server quotes the query back in its error text."""
     query = 'SELECT * WHERE { <https://example.org/patient/zoe> ?p "Zoe Quarrington" . FILTER }'
-    echo = ('Parse error at line 1: FILTER needs an expression in SELECT * WHERE { '
-            '<https://example.org/patient/zoe> ?p "Zoe Quarrington" . FILTER }\n' + query)
+    echo = ('Parse error at line 1: FILTER needs an expression near ZOE_QUARRINGTON in SELECT * '
+            'WHERE { <https://example.org/patient/zoe> ?p "Zoe Quarrington" . FILTER }\n' + query)
     scripted.answers["/sparql"] = (400, {"Content-Type": "text/plain"}, echo.encode())
     with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
         with pytest.raises(EndpointError) as caught:

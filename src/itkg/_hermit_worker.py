@@ -1,7 +1,8 @@
 """Child process that runs HermiT through owlready2 for :func:`itkg.reasoning.reason`.
 
-It is started as ``python -m itkg._hermit_worker JOB_DIR`` in a new session, with ``JOB_DIR`` (a
-private temporary directory) as its working directory and its ``TMPDIR``, so that everything
+The parent runs this file by path (``python -c BOOTSTRAP .../_hermit_worker.py JOB_DIR``, see
+:mod:`itkg.reasoning`) in a new session, with ``JOB_DIR`` (a private temporary directory) as its
+working directory and its ``TMPDIR``, so that everything
 owlready2 writes, including the N-Triples copy of the world it hands to Java and keeps after an
 inconsistency, lands in a directory the parent removes. The parent owns the deadline and the
 clean-up; this module only reasons.
@@ -74,7 +75,8 @@ def _run(job_dir: Path) -> dict:
     except OwlReadyInconsistentOntologyError:
         return {"status": "inconsistent"}
     except FileNotFoundError as error:
-        if error.filename and os.path.basename(str(error.filename)) == os.path.basename(owlready2.JAVA_EXE):
+        java = os.path.basename(owlready2.JAVA_EXE)
+        if error.filename and os.path.basename(str(error.filename)) == java:
             return {"status": "error", "kind": "java-missing", "names": []}
         raise
     except OwlReadyJavaError as error:
@@ -90,7 +92,11 @@ def _run(job_dir: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``python -m itkg._hermit_worker JOB_DIR``; exit 0 when result.json was written."""
+    """Entry point: ``argv[1]`` is JOB_DIR; exit 0 when result.json was written.
+
+    This file imports only the standard library and owlready2, so it also runs without the itkg
+    package being imported.
+    """
     sys.addaudithook(_refuse_network)
     job_dir = Path(argv[1])
     result = _run(job_dir)

@@ -34,12 +34,12 @@ _ATTR_ESCAPES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 _INDENT = "  "
 
 
-def _split(iri: str) -> tuple[str, str]:
+def _split(iri: str) -> tuple[str, str] | None:
     """Split an IRI into namespace and an XML local name, as RDF/XML element names need."""
     for cut in (iri.rfind("#"), iri.rfind("/")):
         if cut >= 0 and _NCNAME.match(iri[cut + 1:]):
             return iri[:cut + 1], iri[cut + 1:]
-    raise ValueError(f"{iri} cannot be written as an RDF/XML element name")
+    return None
 
 
 def _attr(value: str) -> str:
@@ -66,7 +66,8 @@ class _Writer:
         self.nested = self._reachable(once)
         # Blank nodes used once but reachable from no root form cycles; they become roots.
         self.roots += sorted(once - self.nested, key=str)
-        self.labels = {b: f"n{i}" for i, b in enumerate(r for r in self.roots if isinstance(r, BNode))}
+        # Only blank nodes referenced from elsewhere need an rdf:nodeID.
+        self.labels = {b: f"n{i}" for i, b in enumerate(r for r in self.roots if uses[r])}
         self.lines: list[str] = []
 
     def _root_key(self, node: Node) -> tuple[int, str]:
@@ -83,11 +84,16 @@ class _Writer:
                 stack.extend(o for o in self.graph.objects(node) if o in once)
         return seen
 
-    def qname(self, iri: URIRef) -> str:
-        namespace, local = _split(str(iri))
+    def qname(self, iri: Node) -> str:
+        split = _split(str(iri))
+        if split is None:
+            raise ValueError(f"{iri} cannot be written as an RDF/XML element name")
+        namespace, local = split
         prefix = self.prefixes.get(namespace)
         if prefix is None:
-            prefix = self.prefixes[namespace] = f"ns{len(self.prefixes) + 1}"
+            taken = set(self.prefixes.values())
+            prefix = next(f"ns{i}" for i in range(1, len(taken) + 2) if f"ns{i}" not in taken)
+            self.prefixes[namespace] = prefix
         self.used[prefix] = namespace
         return f"{prefix}:{local}"
 
@@ -109,7 +115,9 @@ class _Writer:
 
     def node(self, subject: Node, depth: int) -> None:
         pad = _INDENT * depth
-        types = sorted(t for t in self.graph.objects(subject, RDF.type) if isinstance(t, URIRef))
+        # The first type with an XML name becomes the element name (<owl:Class rdf:about=...>).
+        types = sorted(t for t in self.graph.objects(subject, RDF.type)
+                       if isinstance(t, URIRef) and _split(str(t)) is not None)
         element = self.qname(types[0]) if types else "rdf:Description"
         if isinstance(subject, URIRef):
             start = f"<{element} rdf:about={_attr(str(subject))}"
@@ -119,7 +127,7 @@ class _Writer:
             start = f"<{element}"
         pairs = sorted(((p, o) for p, o in self.graph.predicate_objects(subject)
                         if not (types and p == RDF.type and o == types[0])),
-                       key=lambda po: (str(po[0]), _object_key(po[1])))
+                       key=lambda po: (po[0] != RDF.type, self.qname(po[0]), _object_key(po[1])))
         if not pairs:
             self.lines.append(pad + start + "/>")
             return

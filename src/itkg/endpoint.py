@@ -1,4 +1,4 @@
-"""A small, strict client for remote SPARQL endpoints (SPARQL 1.1 Protocol and Graph Store Protocol).
+"""A small, strict client for remote SPARQL servers (SPARQL 1.1 Protocol and Graph Store Protocol).
 
 itkg hands large patient sets to a SPARQL server (Oxigraph first; Fuseki, GraphDB and Virtuoso
 through the same standard protocols, never their own APIs). This module is that hand-off: it sends
@@ -50,6 +50,9 @@ _SYNTAX_WORDS = frozenset(
     where true false
     """.split()
 )
+#: A word for scrubbing: letters and digits only, so ``anna_smith`` and ``anna-smith`` both
+#: yield ``anna`` and ``smith``.
+_WORD = re.compile(r"[^\W_]+")
 _ABSOLUTE_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*")
 
 
@@ -126,10 +129,10 @@ def _summary(response: httpx.Response, sent: bytes) -> str:
     first = re.sub(r"<[^<>\s]*>", "<…>", first)
     first = re.sub(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+", "…", first)
     sent_words = {
-        word for word in re.findall(r"\w+", sent.decode("utf-8", errors="replace"))
-        if len(word) >= 3 and word.lower() not in _SYNTAX_WORDS
+        word for word in _WORD.findall(sent.decode("utf-8", errors="replace").lower())
+        if len(word) >= 3 and word not in _SYNTAX_WORDS
     }
-    first = re.sub(r"\w+", lambda m: "…" if m.group(0) in sent_words else m.group(0), first)
+    first = _WORD.sub(lambda m: "…" if m.group(0).lower() in sent_words else m.group(0), first)
     if len(first) > _SUMMARY_LENGTH:
         first = first[: _SUMMARY_LENGTH - 1] + "…"
     return first
@@ -252,8 +255,9 @@ class SparqlEndpoint:
         where = _display(self.query_url)
         media_type = _media_type(response)
         if media_type not in _JSON_RESULT_TYPES:
-            raise EndpointError(f"{where} is not a SPARQL endpoint: it answered "
-                                f"{media_type or 'without a content type'}, not SPARQL JSON results")
+            answered = media_type or "without a content type"
+            raise EndpointError(f"{where} is not a SPARQL endpoint: it answered {answered}, "
+                                "not SPARQL JSON results")
         try:
             document = response.json()
         except ValueError as exc:

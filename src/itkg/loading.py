@@ -218,7 +218,8 @@ def _load_file(path: Path, input_format: str | None, max_bytes: int,
     if strict_literals:
         bad = guards.find_ill_typed(triples)
         if bad:
-            raise IllTypedLiteralError(path, guards.describe_ill_typed(bad))
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise IllTypedLiteralError(path, bad[0].describe() + more)
     digest = hashlib.sha256(data).hexdigest()
     return triples, Source(name, digest, _format_name(fmt), len(triples))
 

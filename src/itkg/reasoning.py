@@ -10,42 +10,45 @@ HermiT runs through owlready2, which is unsafe to call directly on patient data:
 ``owl:imports`` over the network even with ``only_local=True``, leaves a copy of the whole world in
 ``$TMPDIR`` when the data is inconsistent, has no timeout and asks Java for a fixed 2 GB heap (see
 docs/reasoning.md). So :func:`reason` strips every ``owl:imports`` triple, and runs owlready2 in a
-child process (``python -m itkg._hermit_worker``) in its own session, with a private temporary
+child process (:mod:`itkg._hermit_worker`) in its own session, with a private temporary
 directory as working directory, ``TMPDIR`` and ``java.io.tmpdir``, a deadline after which the whole
 process group (Python and Java) is killed, and an explicit heap size. The private directory is
 removed whatever happens.
 
-HermiT is a tableau reasoner over the whole ABox: it is meant for cohorts, not populations. Here it
-took 44 s and 1.1 GB of heap for 10,000 patients, hence ``max_patients``.
+HermiT is a tableau reasoner over the whole ABox: it is meant for cohorts, not populations (44 s
+and 1.1 GB for 10,000 patients when the issue was filed; docs/reasoning.md has more figures), hence
+``max_patients``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal as LiteralType
+from typing import Any
 
 import rdflib
 from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 
-from itkg import resources
+from itkg import _hermit_worker, resources, vocab
 from itkg._hermit_worker import exception_names
 from itkg.errors import ReasonerError
-
-ITKG = rdflib.Namespace("https://w3id.org/itkg/")
+from itkg.loading import node_id
 
 #: Properties whose subject is a patient (each has ``rdfs:domain itkg:Patient``).
-PATIENT_LINKS = (ITKG.hasCondition, ITKG.receivedTreatment, ITKG.hasConsent,
-                 ITKG.hasCSFAssessment, ITKG.plannedTherapy)
+PATIENT_LINKS = tuple(URIRef(p) for p in (vocab.HAS_CONDITION, vocab.RECEIVED_TREATMENT,
+                                          vocab.HAS_CONSENT, vocab.HAS_CSF_ASSESSMENT,
+                                          vocab.PLANNED_THERAPY))
+_PATIENT = URIRef(vocab.PATIENT)
+_PATIENT_CLASS = URIRef(vocab.ITKG + "patientClass")
 
 #: The OWL 2 datatype map (OWL 2 Structural Specification §4) plus rdf:langString. HermiT rejects
 #: literals of any other datatype, xsd:date among them.
@@ -66,6 +69,10 @@ _SKOLEM_PREFIX = "urn:x-itkg:node:"
 #: Namespaces of the OWL/RDF(S) vocabulary: a blank node only used with these is part of an axiom
 #: (a restriction, a list), not an individual, and must stay blank.
 _VOCABULARY = (str(RDF), str(RDFS), str(OWL))
+
+#: Runs the worker file without importing the itkg package (and rdflib, pyshacl, pyoxigraph with
+#: it): the worker needs only owlready2, and this saves about a second per call.
+_BOOTSTRAP = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
 DEFAULT_JAVA_MEMORY_MB = 4096
 """Java heap for HermiT. 10,000 patients needed 1.1 GB; this leaves room for ``max_patients``."""
@@ -115,25 +122,16 @@ class Disagreement:
 
     patient: str
     indication: str
-    found_by: LiteralType["reasoner", "rules"]
+    found_by: typing.Literal["reasoner", "rules"]
 
     def to_dict(self) -> dict[str, str]:
         """A JSON-ready rendering."""
         return {"patient": self.patient, "indication": self.indication, "found_by": self.found_by}
 
 
-def node_id(node: rdflib.term.Node) -> str:
-    """The itkg identifier of a patient node: the IRI, or ``"_:" + id`` for a blank node.
-
-    >>> node_id(BNode("b1")), node_id(URIRef("https://example.org/p"))
-    ('_:b1', 'https://example.org/p')
-    """
-    return f"_:{node}" if isinstance(node, BNode) else str(node)
-
-
 def patient_nodes(graph: Graph) -> set[rdflib.term.Node]:
     """Nodes typed ``itkg:Patient`` or used as the subject of a patient link property."""
-    found = set(graph.subjects(RDF.type, ITKG.Patient))
+    found = set(graph.subjects(RDF.type, _PATIENT))
     for link in PATIENT_LINKS:
         found.update(graph.subjects(link, None))
     return found
@@ -216,7 +214,7 @@ def agreement(report: ReasoningReport,
 def _patient_classes(ontology: Graph) -> dict[str, set[str]]:
     """Defined patient class IRI -> the indications that name it with ``itkg:patientClass``."""
     classes: dict[str, set[str]] = {}
-    for indication, cls in ontology.subject_objects(ITKG.patientClass):
+    for indication, cls in ontology.subject_objects(_PATIENT_CLASS):
         classes.setdefault(str(cls), set()).add(str(indication))
     return classes
 
@@ -270,7 +268,9 @@ def _child_env(job_dir: Path) -> dict[str, str]:
     for var in ("TMPDIR", "TEMP", "TMP"):
         env[var] = str(job_dir)
     # No hsperfdata file in /tmp (it outlives a killed JVM); Java's own temp files in job_dir.
-    java_opts = f"-XX:-UsePerfData -Djava.io.tmpdir={job_dir}"
+    java_opts = "-XX:-UsePerfData"
+    if not any(c.isspace() for c in str(job_dir)):  # the variable is split at white space
+        java_opts += f" -Djava.io.tmpdir={job_dir}"
     env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {java_opts}".strip()
     return env
 
@@ -286,7 +286,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 def _run_worker(job_dir: Path, timeout: float) -> Mapping[str, Any]:
     """Run the worker on ``job_dir`` under the deadline and return its parsed result."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "itkg._hermit_worker", str(job_dir)],
+        [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir)],
         cwd=job_dir, env=_child_env(job_dir), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
