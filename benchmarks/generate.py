@@ -127,9 +127,9 @@ def _conditions_and_treatments(rng: random.Random, patient: _Patient) -> str:
         patient.record("hasCondition", [("a", _iri(rng.choice(_NEAR_MISS_CONDITIONS)))])
         patient.record("receivedTreatment", [("a", _iri(rng.choice(_NEAR_MISS_TREATMENTS))),
                                              ("hasOutcome", _iri("AdequateResponse"))])
-    if rng.random() < 0.15:
+    if rng.random() < 0.1:
         patient.record("hasCondition", [("a", _iri(rng.choice(_NEAR_MISS_CONDITIONS)))])
-    for _ in range(rng.choices((0, 1, 2), (55, 35, 10))[0]):
+    for _ in range(rng.choices((0, 1, 2), (70, 25, 5))[0]):
         patient.record("receivedTreatment", [("a", _iri(rng.choice(_NEAR_MISS_TREATMENTS))),
                                              ("hasOutcome", _iri(rng.choice(("AdequateResponse", "TreatmentFailure"))))])
     return therapy

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import pytest
 from pyshacl import validate
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
-from rdflib.namespace import RDF, RDFS, SH, XSD
+from rdflib.namespace import RDF, RDFS, SH
 
 from itkg.resources import ontology_path, shapes_paths
 
@@ -220,7 +220,8 @@ PLANNED_CASES: dict[str, list[Expected]] = {
         planned("nothing-documented", CSF, NO_CSF),
         Expected(BLANK, CONSENT, ITKG.plannedTherapy, BACLOFEN,
                  f"is planned for intrathecal baclofen therapy but {NO_CONSENT}"),
-        Expected(BLANK, CSF, ITKG.plannedTherapy, BACLOFEN, f"is planned for intrathecal baclofen therapy but {NO_CSF}"),
+        Expected(BLANK, CSF, ITKG.plannedTherapy, BACLOFEN,
+                 f"is planned for intrathecal baclofen therapy but {NO_CSF}"),
     ],
     "pt-not-planned": [],
     "pt-two-therapies": [planned("two-plans", CONSENT, NO_CONSENT, BACLOFEN, "intrathecal baclofen therapy")],

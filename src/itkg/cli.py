@@ -21,8 +21,10 @@ from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
 from .loading import FORMAT_NAMES, detect_format, load
+from .guards import gate_query, install_network_guard
 from .resources import query_path
 from .safeio import atomic_write
+from .sparql import QueryResult, select
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
@@ -37,6 +39,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            # Backstop behind the input and query gates: the only host itkg may reach is an
+            # endpoint the user named on this command line.
+            install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
             return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
@@ -191,8 +196,6 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
-    from .guards import gate_query
-    from .sparql import QueryResult, select
     gate_query(text, str(path))
     if endpoint:
         with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
@@ -209,7 +212,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         out = render.query_csv(result)
     else:
         out = render.query_table(result, color=_color(output))
-    _emit(out, output, files)
+    _emit(out, output, files + (path,))
 
 
 @main.command()

@@ -464,7 +464,8 @@ def find_ill_typed(triples: Iterable[object]) -> list[IllTypedLiteral]:
 
     >>> import pyoxigraph as ox
     >>> bad = ox.Literal("maybe", datatype=ox.NamedNode(XSD + "boolean"))
-    >>> [x.describe() for x in find_ill_typed([ox.Triple(ox.NamedNode("urn:s"), ox.NamedNode(ITKG + "hivStatus"), bad)])]
+    >>> triple = ox.Triple(ox.NamedNode("urn:s"), ox.NamedNode(ITKG + "hivStatus"), bad)
+    >>> [x.describe() for x in find_ill_typed([triple])]
     ['ill-typed xsd:boolean literal (object of itkg:hivStatus)']
     """
     import pyoxigraph

@@ -19,7 +19,11 @@ import pyoxigraph as ox
 import rdflib
 
 from . import guards
-from .errors import IllTypedLiteralError, InputError, InputTooLargeError, ParseError
+from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
+                     UnsafeInputError)
+
+OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
 DEFAULT_MAX_BYTES = 8 * 1024**3
@@ -98,6 +102,8 @@ def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Ide
         return rdflib.BNode(term.value)
     if term.language:
         return rdflib.Literal(term.value, lang=term.language)
+    if term.datatype.value == _XSD_STRING:  # RDF 1.1: a simple literal *is* an xsd:string
+        return rdflib.Literal(term.value)
     return rdflib.Literal(term.value, datatype=rdflib.URIRef(term.datatype.value))
 
 
@@ -215,6 +221,8 @@ def _load_file(path: Path, input_format: str | None, max_bytes: int,
         raise InputTooLargeError(path, "a literal is larger than the parser's 16 MiB limit") from None
     except (ValueError, OSError) as error:
         raise ParseError(path, f"cannot parse as {_format_name(fmt)} ({type(error).__name__})") from None
+    if any(t.predicate.value == OWL_IMPORTS for t in triples):
+        raise UnsafeInputError(path, "owl:imports is not followed; load the imported file explicitly")
     if strict_literals:
         bad = guards.find_ill_typed(triples)
         if bad:

@@ -35,10 +35,10 @@ def _short(iri: str) -> str:
     return "itkg:" + iri[len(str(ITKG)):] if iri.startswith(str(ITKG)) else iri
 
 
-def _console(color: bool, width: int | None = None) -> tuple[Console, io.StringIO]:
+def _console(color: bool, width: int | None = None, wrap: bool = True) -> tuple[Console, io.StringIO]:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 160,
-                      highlight=False, soft_wrap=False)
+                      highlight=False, soft_wrap=not wrap)
     return console, buffer
 
 
@@ -150,7 +150,7 @@ def _run_uuid(started: _dt.datetime, sources: Sequence[Source]) -> str:
 
 def explanation_text(explanation: PatientExplanation, *, color: bool = False) -> str:
     """One patient, every indication, met or not, with the criterion that failed."""
-    console, buffer = _console(color, width=120)
+    console, buffer = _console(color, wrap=False)
     console.print(f"[bold]Patient {explanation.patient}[/]" if color else f"Patient {explanation.patient}")
     for item in explanation.indications:
         verdict = "met" if item.met else "not met"

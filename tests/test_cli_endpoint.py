@@ -1,0 +1,94 @@
+"""``itkg load``, ``itkg eligibility --endpoint`` and ``itkg query --endpoint`` against a real
+Oxigraph server on 127.0.0.1 (issue 4): the contract's queries run on the server give the same
+rows as the local engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "patients.ttl"
+RULES = ROOT / "tests" / "data" / "rules.ttl"
+ONTOLOGY = ROOT / "ontology" / "itkg.ttl"
+
+pytestmark = pytest.mark.server
+
+
+def _server_module():
+    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_cli",
+                                                  Path(__file__).with_name("_oxigraph_server.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def itkg(*args) -> subprocess.CompletedProcess:
+    exe = shutil.which("itkg")
+    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def server():
+    module = _server_module()
+    if module.oxigraph_executable() is None:
+        pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
+    instance = module.OxigraphServer(extra_args=["--union-default-graph"]).start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def keyed(stdout: str):
+    return {(r["patient"], r["therapy"], r["indication"], r["status"], tuple(r["unmet"]))
+            for r in json.loads(stdout)["results"]}
+
+
+def test_load_then_eligibility_on_the_endpoint_equals_local(server):
+    loaded = itkg("load", ONTOLOGY, RULES, "--endpoint", server.query_url, "--graph", "https://example.org/graph/rules")
+    assert loaded.returncode == 0, loaded.stderr
+    remote = itkg("eligibility", "--format", "json", "--endpoint", server.query_url)
+    assert remote.returncode == 0, remote.stderr
+    local = itkg("eligibility", "--format", "json", RULES)
+    assert keyed(remote.stdout) == keyed(local.stdout)
+    # evidence comes from queries/indication-evidence.rq on the server
+    assert all(r["evidence"] for r in json.loads(remote.stdout)["results"])
+
+
+def test_query_on_the_endpoint_equals_local(server):
+    assert itkg("load", EXAMPLES, "--endpoint", server.query_url, "--graph",
+                "https://example.org/graph/examples", "--replace").returncode == 0
+    remote = itkg("query", "cohort-summary", "--format", "json", "--endpoint", server.query_url)
+    assert remote.returncode == 0, remote.stderr
+    local = itkg("query", "cohort-summary", EXAMPLES, RULES, "--format", "json")
+    def rows(text):
+        return sorted(json.dumps(b, sort_keys=True) for b in json.loads(text)["results"]["bindings"])
+    assert rows(remote.stdout) == rows(local.stdout)
+
+
+def test_unreachable_endpoint_is_one_clean_line():
+    module = _server_module()
+    port = module.free_port()
+    done = itkg("eligibility", "--endpoint", f"http://127.0.0.1:{port}/query")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_load_refuses_bad_input_before_uploading(server, tmp_path):
+    bad = tmp_path / "bad.ttl"
+    bad.write_text("<http://e/a> <http://e/p> .\n")
+    done = itkg("load", bad, "--endpoint", server.query_url, "--graph", "https://example.org/graph/bad")
+    assert done.returncode == 2 and str(bad) in done.stderr
+    count = itkg("query", ROOT / "tests" / "data" / "count-graph-bad.rq", "--format", "json",
+                 "--endpoint", server.query_url)
+    assert count.returncode == 0, count.stderr
+    assert json.loads(count.stdout)["results"]["bindings"][0]["n"]["value"] == "0"
