@@ -215,3 +215,18 @@ def test_version_and_help():
     done = itkg("--version")
     assert done.returncode == 0 and "itkg" in done.stdout
     assert "eligibility" in itkg("--help").stdout
+
+
+@pytest.mark.java
+def test_reason_check_agreement_on_the_examples():
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed")
+    done = itkg("reason", "--check-agreement", "--format", "json", EXAMPLES)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["consistent"] is True and report["agreement"]["agrees"] is True
+    memberships = report["memberships"]
+    assert memberships["https://example.org/patient/anna"] == [ITKG + "CancerPainIndication"]
+    assert memberships["https://example.org/patient/eli"] == []
+    table = itkg("reason", EXAMPLES)
+    assert table.returncode == 0 and "consistent" in table.stdout
