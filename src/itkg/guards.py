@@ -214,6 +214,8 @@ def load_json_safely(data: bytes, source: str, max_depth: int = 64) -> object:
         raise UnsafeInputError(source, "a JSON object repeats a key; its meaning is ambiguous") from None
     except ValueError:  # e.g. an integer beyond Python's digit limit
         raise InputTooLargeError(source, "a JSON number has too many digits") from None
+    if not isinstance(obj, (dict, list)):
+        raise ParseError(source, "a JSON-LD document must be a JSON object or array")
     stack: list[tuple[object, int]] = [(obj, 1)]
     while stack:
         node, depth = stack.pop()

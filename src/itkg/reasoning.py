@@ -39,6 +39,7 @@ import rdflib
 from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 
 from itkg import _hermit_worker, resources, vocab
+from itkg._process import die_with_parent
 from itkg._hermit_worker import exception_names
 from itkg.errors import ReasonerError
 from itkg.loading import node_id
@@ -288,7 +289,8 @@ def _run_worker(job_dir: Path, timeout: float) -> Mapping[str, Any]:
     process = subprocess.Popen(
         [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir)],
         cwd=job_dir, env=_child_env(job_dir), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=die_with_parent)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes,
         if _same_file(target, Path(protected)):
             raise OutputError(f"{target}: refusing to write over an input file")
     try:
-        mode = target.stat().st_mode & 0o7777
+        status = target.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise OutputError(f"{target}: not a regular file; refusing to replace it")
+        mode = status.st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o600
     except OSError as error:

@@ -19,6 +19,7 @@ import pyoxigraph as ox
 import rdflib
 
 from . import guards
+from ._process import die_with_parent
 from .errors import QueryError, QueryTimeout
 from .knowledge import ontology_graph
 from .loading import PatientData, to_oxigraph, to_rdflib
@@ -115,6 +116,7 @@ def run_with_deadline(function: Callable[..., Any], args: tuple, timeout: float)
     receiver, sender = context.Pipe(duplex=False)
 
     def child() -> None:
+        die_with_parent()
         try:
             outcome: tuple[str, Any] = ("ok", function(*args))
         except QueryError as error:
