@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import gc
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,10 +18,12 @@ import click
 import pyoxigraph as ox
 
 from . import __version__, api, render
+from ._process import exit_on_sigterm
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
 from .loading import FORMAT_NAMES, detect_format, load
+from .parallel import eligibility_rows
 from .guards import gate_query, install_network_guard
 from .resources import query_path
 from .safeio import atomic_write
@@ -42,6 +45,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
+            exit_on_sigterm()
             return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
@@ -83,6 +87,16 @@ def timeout_option(default: float | None, what: str) -> Callable[[Callable[..., 
                         help=f"Give up on {what} after this many seconds.")
 
 
+def workers_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="Processes that parse and decide large inputs (default: one per CPU).")(command)
+
+
+def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", is_flag=True,
+                        help="No progress display on standard error (shown only on a terminal).")(command)
+
+
 def _emit(text: str, output: Path | None, inputs: tuple[Path, ...] = ()) -> None:
     if output is None:
         click.echo(text, nl=False)
@@ -118,10 +132,12 @@ def main() -> None:
 @timeout_option(None, "a SPARQL query")
 @input_format_option
 @output_option
+@workers_option
+@quiet_option
 @handle_errors
 def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
                 store_url: str | None, timeout: float | None, input_format: str | None,
-                output: Path | None) -> None:
+                output: Path | None, workers: int | None, quiet: bool) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
     With --endpoint, FILES are ignored for the decision (the endpoint holds the data); pass '-'
@@ -135,9 +151,16 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
             results = api.eligibility(None, endpoint=client, knowledge=knowledge)
     else:
         _check_inputs(files, input_format)
-        data = load(files, input_format=input_format)
-        sources = data.sources
-        results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+        if engine == "native":  # streamed into the rule engine's index, in parallel when large
+            # One run, then exit: the collector would walk the million rows (and find no cycles).
+            gc.disable()
+            results, sources = eligibility_rows(files, input_format=input_format, workers=workers,
+                                                knowledge=knowledge, checksums=fmt == "turtle",
+                                                progress=not quiet and sys.stderr.isatty())
+        else:
+            data = load(files, input_format=input_format)
+            sources = data.sources
+            results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
     if fmt == "json":
         text = render.eligibility_json(results)
     elif fmt == "csv":
@@ -155,13 +178,24 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @files_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes for the batches (default: the CPUs available, at most 2).")
+@click.option("--quiet", is_flag=True, help="Do not report progress on standard error.")
 @input_format_option
 @output_option
 @handle_errors
-def validate(files: tuple[Path, ...], fmt: str, input_format: str | None, output: Path | None) -> None:
+def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool,
+             input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
+    from .validation import default_workers, validate as validate_data
+
+    def progress(done: int, total: int) -> None:
+        if total > 1 and (done == total or done % max(1, total // 10) == 0):
+            click.echo(f"itkg: validated {done} of {total} batches", err=True)
+
     _check_inputs(files, input_format)
-    report = api.validate(load(files, input_format=input_format, strict_literals=False))
+    report = validate_data(load(files, input_format=input_format, strict_literals=False),
+                           workers=workers or default_workers(), progress=None if quiet else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files)

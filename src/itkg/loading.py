@@ -23,6 +23,7 @@ from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, Parse
                      UnsafeInputError)
 
 OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
+IMPORTS_REFUSED = "owl:imports is not followed; load the imported file explicitly"
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
@@ -183,7 +184,9 @@ def load(
     return PatientData(triples=triples, sources=tuple(loaded))
 
 
-def _read(path: Path, max_bytes: int) -> bytes:
+def checked_size(path: Path, max_bytes: int) -> int:
+    """The size of ``path`` in bytes, after checking that it is a readable regular file no larger
+    than ``max_bytes``."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -193,49 +196,68 @@ def _read(path: Path, max_bytes: int) -> bytes:
     if not path.is_file():
         raise InputError(path, "not a regular file")
     guards.check_size(size, str(path), max_bytes)
+    return size
+
+
+def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
+    """The bytes of ``path``, after the size check and, for RDF/XML and JSON-LD, the gates that
+    must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
+    checked_size(path, max_bytes)
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
+    if fmt == ox.RdfFormat.RDF_XML:
+        guards.reject_xml_dtd(data, str(path))
+    elif fmt == ox.RdfFormat.JSON_LD:
+        guards.load_json_safely(data, str(path))
+    return data
+
+
+def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError:
+    """The :class:`InputError` for an exception pyoxigraph raised while parsing ``path``: where it
+    happened and what kind of problem it was, never the parser's message (it quotes the input)."""
+    if isinstance(error, SyntaxError):
+        return ParseError(path, _syntax_problem(fmt), getattr(error, "lineno", None),
+                          getattr(error, "offset", None))
+    if isinstance(error, MemoryError):
+        return InputTooLargeError(path, "a literal is larger than the parser's 16 MiB limit")
+    return ParseError(path, f"cannot parse as {format_name(fmt)} ({type(error).__name__})")
 
 
 def _load_file(path: Path, input_format: str | None, max_bytes: int,
                strict_literals: bool) -> tuple[list[ox.Triple], Source]:
     fmt = detect_format(path, input_format)
-    data = _read(path, max_bytes)
-    name = str(path)
-    if fmt == ox.RdfFormat.RDF_XML:
-        guards.reject_xml_dtd(data, name)
-    elif fmt == ox.RdfFormat.JSON_LD:
-        guards.load_json_safely(data, name)
+    data = read_checked(path, fmt, max_bytes)
     try:
         triples = [
             quad.triple
             for quad in ox.parse(data, format=fmt, base_iri=path.resolve().as_uri(),
                                  without_named_graphs=True, rename_blank_nodes=True)
         ]
-    except SyntaxError as error:
-        raise ParseError(path, _syntax_problem(fmt), getattr(error, "lineno", None),
-                         getattr(error, "offset", None)) from None
-    except MemoryError:
-        raise InputTooLargeError(path, "a literal is larger than the parser's 16 MiB limit") from None
-    except (ValueError, OSError) as error:
-        raise ParseError(path, f"cannot parse as {_format_name(fmt)} ({type(error).__name__})") from None
+    except (SyntaxError, MemoryError, ValueError, OSError) as error:
+        raise parse_failure(path, fmt, error) from None
     if any(t.predicate.value == OWL_IMPORTS for t in triples):
-        raise UnsafeInputError(path, "owl:imports is not followed; load the imported file explicitly")
+        raise UnsafeInputError(path, IMPORTS_REFUSED)
     if strict_literals:
         bad = guards.find_ill_typed(triples)
         if bad:
-            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise IllTypedLiteralError(path, bad[0].describe() + more)
+            raise ill_typed_error(path, bad[0], len(bad))
     digest = hashlib.sha256(data).hexdigest()
-    return triples, Source(name, digest, _format_name(fmt), len(triples))
+    return triples, Source(str(path), digest, format_name(fmt), len(triples))
 
 
-def _format_name(fmt: ox.RdfFormat) -> str:
+def ill_typed_error(path: Path, first: guards.IllTypedLiteral, count: int) -> IllTypedLiteralError:
+    """The error for ``count`` ill-typed literals in ``path``, naming the first one found."""
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return IllTypedLiteralError(path, first.describe() + more)
+
+
+def format_name(fmt: ox.RdfFormat) -> str:
+    """The ``--input-format`` name of ``fmt``."""
     return {v: k for k, v in FORMAT_NAMES.items()}.get(fmt, str(fmt))
 
 
 def _syntax_problem(fmt: ox.RdfFormat) -> str:
-    return f"syntax error: not valid {_format_name(fmt)}"
+    return f"syntax error: not valid {format_name(fmt)}"
 

@@ -1,0 +1,330 @@
+"""Eligibility for a population: parse and decide in several processes, with the rows of one.
+
+The work is linear in the triples, and the costly part is Python's handling of each parsed
+triple, so it is split across processes (forked: the ontology's knowledge is inherited, not sent):
+
+1. Each worker parses its pieces of the input (:mod:`itkg.streaming`) into its own index. The main
+   process is worker 0; the others are forked children.
+2. The workers report what they found; :func:`itkg.streaming.resolve` raises the error
+   :func:`itkg.load` would raise, if any, before any row exists (all or nothing). A Turtle cut
+   that cannot be trusted makes the whole run start again in one process.
+3. Each worker decides the patients it holds *entirely*: the patient and every record the rules
+   read for it (:meth:`PatientIndex.records`) are subjects of no other worker. Workers compare
+   hashes of their subjects to know. In files grouped by patient, as exports are, that is nearly
+   every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
+4. The main process fetches the triples of the deferred patients and their records from every
+   worker, merges them and decides those patients itself.
+
+Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
+process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
+triples cross process boundaries, never the index.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+from array import array
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import vocab
+from .engine import PatientIndex, RuleEngine
+from .knowledge import Knowledge, load_knowledge
+from .loading import DEFAULT_MAX_BYTES, Source
+from .progress import Meter
+from .results import EligibilityResult, PrerequisiteCheck
+from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
+                        fatal_after, gc_paused, parse_piece, plan, resolve, sources_of)
+
+#: Patients decided between two updates of the progress counters.
+_BATCH = 2048
+#: Nodes whose triples are fetched from the workers in one message.
+_FETCH_BATCH = 50_000
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may use (the work is CPU-bound), at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = None,
+                     max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
+                     knowledge: Knowledge | None = None, checksums: bool = False,
+                     progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
+                     ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+    """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
+
+    :param workers: processes to use (default: one per CPU). Files smaller than twice
+        ``min_piece_bytes`` are not cut, so small inputs run in this process alone.
+    :param checksums: compute the SHA-256 of every file for the sources (costs one more read).
+    :param progress: show progress on standard error.
+    :raises InputError: as :func:`itkg.load` would, and then no rows at all.
+
+    >>> from itkg.resources import data_root
+    >>> rows, sources = eligibility_rows([data_root() / "examples" / "patients.ttl"], workers=2)
+    >>> [(r.patient.rsplit("/", 1)[1], r.status) for r in rows]
+    [('anna', 'qualifies'), ('ben', 'pending'), ('carla', 'qualifies'), ('dev', 'excluded')]
+    """
+    knowledge = knowledge or load_knowledge()
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        workers = 1  # pragma: no cover - the children must inherit the knowledge and hash seed
+    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers,
+                  min_piece_bytes=min_piece_bytes)
+    total = sum(p.nbytes for p in pieces)
+    if workers > 1 and len(pieces) > 1:
+        meter = Meter(workers, total, visible=progress)
+        try:
+            with meter:
+                return _Run(pieces, workers, knowledge, meter).rows(checksums)
+        except Untrusted:
+            pass
+    with Meter(1, total, visible=progress) as meter:
+        meter.show()
+        index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
+                                     checksums=checksums, on_read=meter.on_read(0))
+        meter.patients = len(index.patients())
+        with gc_paused():
+            rows, _ = _decide(index, knowledge, index.subclass_axioms, set(),
+                              lambda n: meter.decided(0, n))
+    return rows, sources
+
+
+def _decide(index: PatientIndex, knowledge: Knowledge, axioms: list[tuple[str, str]],
+            others: set[int], decided: Callable[[int], None],
+            patients: list[str] | None = None) -> tuple[list[EligibilityResult], list[str]]:
+    """Decide the patients of ``index`` (or ``patients``) whose triples and records' triples are
+    all in it: none of their hashes is in ``others`` (the subjects other workers hold). The rest
+    are returned, deferred, for the main process to decide with everyone's triples."""
+    index.subclass_axioms = axioms
+    engine = RuleEngine(knowledge, index)
+    rows: list[EligibilityResult] = []
+    deferred: list[str] = []
+    patients = index.patients() if patients is None else patients
+    for count, patient in enumerate(patients, 1):
+        if others and (hash(patient) in others or any(hash(r) in others for r in index.records(patient))):
+            deferred.append(patient)
+        else:
+            rows.extend(engine.rows(patient))
+        if count % _BATCH == 0:
+            decided(_BATCH)
+    decided(len(patients) % _BATCH)
+    return rows, deferred
+
+
+def _subject_hashes(index: PatientIndex) -> bytes:
+    """Hashes of every subject in ``index``, packed (forked processes share the hash seed)."""
+    return array("q", map(hash, index.nodes)).tobytes()
+
+
+def _hash_set(*packed: bytes) -> set[int]:
+    hashes = array("q")
+    for data in packed:
+        hashes.frombytes(data)
+    return set(hashes)
+
+
+def _pack(row: EligibilityResult) -> tuple:
+    """A row as plain tuples: pickled and rebuilt several times faster than the dataclasses."""
+    return (row.patient, row.therapy, row.indication, row.status, row.unmet, row.evidence,
+            tuple((c.code, c.state, c.reason, c.records) for c in row.prerequisites))
+
+
+def _unpack(packed: tuple) -> EligibilityResult:
+    return EligibilityResult(*packed[:6], tuple(PrerequisiteCheck(*c) for c in packed[6]))
+
+
+def _sort_key(row: EligibilityResult) -> tuple:
+    """The order of ``sorted(rows)`` (the dataclass compares these fields), cheaper to compare."""
+    return row.patient, row.therapy, row.indication, row.status, row.unmet
+
+
+class _Parser:
+    """One worker's parsing: its pieces, in order, into its own index; skips what no longer
+    matters once some worker has found an error earlier in the input."""
+
+    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any) -> None:
+        self.pieces, self.mine, self.stop, self.lock = pieces, mine, stop, lock
+        self.builder = IndexBuilder()
+
+    def run(self, on_read: Callable[[int], None]) -> dict[int, PieceReport]:
+        reports: dict[int, PieceReport] = {}
+        stop = self.stop
+        for number in self.mine:
+            if number > stop.value:
+                break
+            reports[number] = report = parse_piece(
+                self.pieces[number], self.builder, on_read=on_read,
+                should_stop=lambda number=number: number > stop.value)
+            last = fatal_after(self.pieces, report)
+            if last is not None:
+                with self.lock:
+                    stop.value = min(stop.value, last)
+        return reports
+
+
+def _assign(pieces: Sequence[Piece], workers: int) -> list[list[int]]:
+    """Piece numbers per worker, balancing bytes, each list in input order."""
+    load = [0] * workers
+    assigned: list[list[int]] = [[] for _ in range(workers)]
+    for piece in sorted(pieces, key=lambda p: -p.nbytes):
+        worker = load.index(min(load))
+        load[worker] += max(piece.nbytes, 1)
+        assigned[worker].append(piece.number)
+    return [sorted(numbers) for numbers in assigned]
+
+
+class _Run:
+    """One parallel run: the main process is worker 0 and talks to one pipe per child."""
+
+    def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter) -> None:
+        self.pieces, self.knowledge, self.meter = pieces, knowledge, meter
+        self.assigned = [a for a in _assign(pieces, workers) if a]
+        self.context = multiprocessing.get_context("fork")
+        self.stop = self.context.RawValue("q", len(pieces))
+        self.lock = self.context.Lock()
+        self.children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
+
+    def rows(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+        try:
+            for worker in range(1, len(self.assigned)):
+                ours, theirs = self.context.Pipe()
+                child = self.context.Process(target=self._child, args=(worker, theirs),
+                                             name=f"itkg-worker-{worker}", daemon=True)
+                child.start()
+                theirs.close()
+                self.children.append((child, ours))
+            self.meter.show()
+            return self._main(checksums)
+        finally:
+            for child, conn in self.children:
+                if child.is_alive():
+                    child.terminate()
+                child.join()
+                conn.close()
+
+    # -- the main process --------------------------------------------------------------------------
+
+    def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock)
+        with gc_paused():
+            reports = parser.run(self.meter.on_read(0))
+            index = parser.builder.index
+            axioms = list(index.subclass_axioms)
+            hashes = [_subject_hashes(index)]
+            self.meter.patients = _patient_count(index)
+            for _, conn in self.children:
+                child_reports, child_axioms, child_hashes, patients = self._receive(conn)
+                reports.update(child_reports)
+                axioms += child_axioms
+                hashes.append(child_hashes)
+                self.meter.patients += patients
+            resolve(self.pieces, reports)  # raises the input's error, if any
+            for worker, (_, conn) in enumerate(self.children, 1):
+                conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
+            rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
+                                     lambda n: self.meter.decided(0, n))
+            for _, conn in self.children:
+                packed, child_deferred = self._receive(conn)
+                rows += map(_unpack, packed)
+                deferred += child_deferred
+            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            for _, conn in self.children:
+                conn.send(("done",))
+            rows.sort(key=_sort_key)
+        return rows, sources_of(self.pieces, reports, checksums=checksums)
+
+    def _decide_deferred(self, index: PatientIndex, patients: list[str],
+                         axioms: list[tuple[str, str]]) -> list[EligibilityResult]:
+        """Decide the patients no worker held entirely, over their triples from every worker:
+        first the patients' own (which name their records), then their records'."""
+        if not patients:
+            return []
+        merged = PatientIndex()
+        self._gather(index, merged, patients)
+        records = sorted({r for p in patients for r in merged.records(p)} - set(patients))
+        self._gather(index, merged, records)
+        rows, _ = _decide(merged, self.knowledge, axioms, set(), lambda n: None,  # counted when deferred
+                          [p for p in patients if vocab.HAS_CONDITION in merged.nodes.get(p, {})])
+        return rows
+
+    def _gather(self, index: PatientIndex, merged: PatientIndex, nodes: list[str]) -> None:
+        """Merge the triples of ``nodes`` from every worker, in batches (an input sorted by
+        subject defers nearly every patient: then this moves whole indexes). This process's
+        own entries are moved, not copied: its own patients are decided already."""
+        for start in range(0, len(nodes), _FETCH_BATCH):
+            batch = nodes[start:start + _FETCH_BATCH]
+            for _, conn in self.children:
+                conn.send(("fetch", batch))
+            merged.merge(index.take(batch))
+            for _, conn in self.children:
+                merged.merge(self._receive(conn))
+
+    def _receive(self, conn: multiprocessing.connection.Connection) -> Any:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            child = next(c for c, k in self.children if k is conn)
+            child.join()
+            if child.exitcode == -signal.SIGKILL:
+                raise MemoryError from None  # the kernel's out-of-memory killer, most likely
+            raise RuntimeError("a worker process ended unexpectedly") from None
+        if isinstance(message, tuple) and message and message[0] == "crashed":
+            raise MemoryError if message[1] == "MemoryError" else RuntimeError(
+                f"a worker process failed ({message[1]})")
+        return message
+
+    # -- a child -----------------------------------------------------------------------------------
+
+    def _child(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
+        """A child's life, in a new thread.
+
+        pyoxigraph names the blank nodes it makes up (Turtle's ``[]``) with its thread's random
+        generator, and a forked child's main thread goes on from the same state as its parent's:
+        both would make up the *same* names, merging unrelated records. A new thread seeds its
+        own generator from the operating system.
+        """
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles ^C and ends us
+        thread = threading.Thread(target=self._serve, args=(worker, conn), name=f"itkg-worker-{worker}")
+        thread.start()
+        thread.join()
+
+    def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
+        try:
+            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock)
+            with gc_paused():
+                reports = parser.run(self.meter.on_read(worker))
+                index = parser.builder.index
+                conn.send((reports, index.subclass_axioms, _subject_hashes(index), _patient_count(index)))
+                while True:
+                    message = conn.recv()
+                    if message[0] == "decide":
+                        _, packed_others, axioms = message
+                        rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(packed_others),
+                                                 lambda n: self.meter.decided(worker, n))
+                        conn.send(([_pack(r) for r in rows], deferred))
+                        del rows
+                    elif message[0] == "fetch":
+                        conn.send(index.fragment(message[1]))
+                    else:
+                        return
+        except (EOFError, BrokenPipeError):
+            return  # the main process has gone: nothing to report to
+        except BaseException as error:  # noqa: BLE001 - reported by type only: messages may quote data
+            try:
+                conn.send(("crashed", type(error).__name__))
+            except OSError:
+                pass
+
+
+def _patient_count(index: PatientIndex) -> int:
+    return sum(vocab.HAS_CONDITION in props for props in index.nodes.values())

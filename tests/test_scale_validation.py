@@ -1,0 +1,271 @@
+"""Partitioned validation (itkg.partition, itkg.validation) gives whole-graph pySHACL's verdict.
+
+Every case validates the same data twice: once the way contract §4 says (one ``pyshacl.validate``
+over the whole graph, the ontology as ``ont_graph``, no inference) and once with
+:func:`itkg.validation.validate`, in one and in two worker processes, with batches small enough to
+cut the data into many pieces. The results (focus, path, message, shape, value, severity; a
+multiset) and ``conforms`` must be identical. No timings are asserted: speed is for the benchmark.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyoxigraph as ox
+import pyshacl
+import pytest
+import rdflib
+from rdflib.namespace import RDF, SH
+
+from itkg.knowledge import ontology_graph
+from itkg.loading import PatientData, load
+from itkg.partition import fixed_hubs, partition, target_object_predicates
+from itkg.validation import _QueryCachingGraph, _result, shapes_graph, validate
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+ITKG = "https://w3id.org/itkg/"
+EX = "https://example.org/scale/"
+XSD_DATE = ox.NamedNode("http://www.w3.org/2001/XMLSchema#date")
+RDFS_SUBCLASS = ox.NamedNode("http://www.w3.org/2000/01/rdf-schema#subClassOf")
+RDFS_LABEL = ox.NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
+TYPE = ox.NamedNode(str(RDF.type))
+
+
+def itkg(name: str) -> ox.NamedNode:
+    return ox.NamedNode(ITKG + name)
+
+
+def ex(name: str) -> ox.NamedNode:
+    return ox.NamedNode(EX + name)
+
+
+Verdict = tuple[bool, Counter]
+
+
+def verdict_of(report_graph: rdflib.Graph, conforms: bool) -> Verdict:
+    results = Counter()
+    for node in report_graph.subjects(RDF.type, SH.ValidationResult):
+        r = _result(report_graph, node)
+        results[(r.focus, r.path, r.message, r.shape, r.value, r.severity)] += 1
+    return conforms, results
+
+
+def whole_graph(data: PatientData, graph_class: type[rdflib.Graph] = rdflib.Graph) -> Verdict:
+    """Contract §4 verbatim: one pySHACL run over the whole data graph."""
+    graph = graph_class()
+    for triple in data.graph():
+        graph.add(triple)
+    conforms, report, _ = pyshacl.validate(graph, shacl_graph=shapes_graph(), ont_graph=ontology_graph(),
+                                           inference="none", do_owl_imports=False, allow_warnings=True)
+    return verdict_of(report, conforms)
+
+
+def partitioned(data: PatientData, workers: int, batch_triples: int) -> Verdict:
+    report = validate(data, workers=workers, batch_triples=batch_triples)
+    results = Counter((r.focus, r.path, r.message, r.shape, r.value, r.severity) for r in report.results)
+    # The merged report graph is one SHACL report that says the same.
+    graph = report.graph
+    assert len(list(graph.subjects(RDF.type, SH.ValidationReport))) == 1
+    assert [c.toPython() for c in graph.objects(None, SH.conforms)] == [report.conforms]
+    assert len(list(graph.objects(None, SH.result))) == len(report.results)
+    assert verdict_of(graph, report.conforms) == (report.conforms, results)
+    return report.conforms, results
+
+
+def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: int) -> None:
+    assert reference[1], "a case without results would not test much"
+    for workers in (1, 2):
+        assert partitioned(data, workers, batch_triples) == reference, f"workers={workers}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Small corpora, in batches of a few triples
+# ------------------------------------------------------------------------------------------------
+
+
+def with_planned_therapy(path: Path) -> PatientData:
+    """rules.ttl, with every third patient planned for one of the intrathecal therapies."""
+    data = load(path, strict_literals=False)
+    patients = sorted({t.subject for t in data.triples if t.predicate == TYPE and t.object == itkg("Patient")},
+                      key=str)
+    therapies = [itkg("IntrathecalAnalgesicTherapy"), itkg("IntrathecalBaclofenTherapy"), itkg("IntrathecalTherapy")]
+    extra = [ox.Triple(p, itkg("plannedTherapy"), therapies[i % 3]) for i, p in enumerate(patients[::3])]
+    return PatientData(triples=data.triples + extra)
+
+
+CORPORA = {
+    "examples": lambda: load(ROOT / "examples" / "patients.ttl", strict_literals=False),
+    "rules-planned": lambda: with_planned_therapy(TESTS / "data" / "rules.ttl"),
+    "shape-fixtures": lambda: load(sorted((TESTS / "data" / "shapes").glob("*.ttl")), strict_literals=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_small_corpora_match_whole_graph_pyshacl(name: str) -> None:
+    if name == "shape-fixtures" and not (TESTS / "data" / "shapes").is_dir():
+        pytest.skip("no shape fixtures")
+    data = CORPORA[name]()
+    assert_same_verdict(data, whole_graph(data), batch_triples=40)
+
+
+# ------------------------------------------------------------------------------------------------
+# A generated population, broken on purpose, including the cases that cross patient boundaries
+# ------------------------------------------------------------------------------------------------
+
+
+def generated(n: int, seed: int) -> list[ox.Triple]:
+    spec = importlib.util.spec_from_file_location("itkg_generate", ROOT / "benchmarks" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "".join(module.generate(n, seed=seed, fmt="nt")).encode()
+    return [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+
+
+def patient(i: int) -> ox.NamedNode:
+    return ox.NamedNode(f"https://example.org/synthetic/p{i:07d}")
+
+
+def mutated_population(n: int = 400, seed: int = 11) -> PatientData:
+    """Generated patients with broken records, plus every kind of node that joins or escapes patients."""
+    rng = random.Random(seed)
+    triples: list[ox.Triple] = []
+    for t in generated(n, seed):
+        p = t.predicate.value.removeprefix(ITKG)
+        roll = rng.random()
+        if p == "hasOutcome" and roll < 0.05:
+            continue  # a treatment without outcome
+        if p in ("consentDate", "assessmentDate") and roll < 0.05:
+            t = ox.Triple(t.subject, t.predicate, ox.Literal(rng.choice(["2026-13-45", "soon"]), datatype=XSD_DATE))
+        triples.append(t)
+        if p == "consentStatus" and roll < 0.04:
+            triples.append(ox.Triple(t.subject, t.predicate, itkg("ConsentRefused")))  # a second decision
+        if p == "finding" and roll < 0.03:
+            triples.append(ox.Triple(t.subject, itkg("assessmentDate"), ox.Literal("2025-06-01", datatype=XSD_DATE)))
+    for i in range(0, n, 5):  # more planned therapies than the generator makes
+        triples.append(ox.Triple(patient(i), itkg("plannedTherapy"),
+                                 itkg(rng.choice(["IntrathecalAnalgesicTherapy", "IntrathecalBaclofenTherapy"]))))
+    far = n - 5
+    consent = lambda node, status, date=None: [  # noqa: E731
+        ox.Triple(node, TYPE, itkg("InformedConsent")), ox.Triple(node, itkg("consentStatus"), itkg(status)),
+        ox.Triple(node, itkg("coversTherapy"), itkg("IntrathecalTherapy"))] + (
+        [ox.Triple(node, itkg("consentDate"), ox.Literal(date, datatype=XSD_DATE))] if date else [])
+    triples += [
+        # orphan consent records, one broken, one fine, one blank
+        *consent(ex("orphan-ok"), "ConsentGranted", "2026-01-01"),
+        ox.Triple(ex("orphan-broken"), TYPE, itkg("InformedConsent")),
+        ox.Triple(ox.BlankNode("orphan"), TYPE, itkg("CSFCirculationAssessment")),
+        # one consent record (refused, latest) shared by two patients far apart, both planned
+        *consent(ex("shared-consent"), "ConsentRefused", "2027-01-01"),
+        ox.Triple(patient(1), itkg("hasConsent"), ex("shared-consent")),
+        ox.Triple(patient(far), itkg("hasConsent"), ex("shared-consent")),
+        ox.Triple(patient(1), itkg("plannedTherapy"), itkg("IntrathecalAnalgesicTherapy")),
+        ox.Triple(patient(far), itkg("plannedTherapy"), itkg("IntrathecalAnalgesicTherapy")),
+        # one treatment without outcome received by two patients
+        ox.Triple(ex("shared-treatment"), TYPE, itkg("OralOpioidTherapy")),
+        ox.Triple(patient(2), itkg("receivedTreatment"), ex("shared-treatment")),
+        ox.Triple(patient(far + 1), itkg("receivedTreatment"), ex("shared-treatment")),
+        # focus nodes that are not records: an ontology term, an undescribed IRI, a literal, each twice
+        ox.Triple(patient(3), itkg("receivedTreatment"), itkg("AdequateResponse")),
+        ox.Triple(patient(far + 2), itkg("receivedTreatment"), itkg("AdequateResponse")),
+        ox.Triple(patient(4), itkg("receivedTreatment"), ex("never-described")),
+        ox.Triple(patient(far + 3), itkg("receivedTreatment"), ex("never-described")),
+        ox.Triple(patient(5), itkg("receivedTreatment"), ox.Literal("physiotherapy")),
+        ox.Triple(patient(far + 4), itkg("receivedTreatment"), ox.Literal("physiotherapy")),
+        # data about an ontology term makes it a focus node
+        ox.Triple(itkg("ConsentGranted"), TYPE, itkg("InformedConsent")),
+        # local classes, declared in the data: a kind of consent record and a planned therapy
+        ox.Triple(ex("LocalConsent"), RDFS_SUBCLASS, itkg("InformedConsent")),
+        ox.Triple(ex("local-consent-1"), TYPE, ex("LocalConsent")),
+        ox.Triple(patient(6), itkg("hasConsent"), ex("local-consent-1")),
+        ox.Triple(ex("LocalPump"), RDFS_SUBCLASS, itkg("IntrathecalAnalgesicTherapy")),
+        ox.Triple(ex("LocalPump"), RDFS_LABEL, ox.Literal("local pump therapy", language="en")),
+        ox.Triple(patient(7), itkg("plannedTherapy"), ex("LocalPump")),
+        ox.Triple(patient(far), itkg("plannedTherapy"), ex("LocalPump")),
+        # a hub pointing into a patient's piece, which must then be seen by every batch
+        ox.Triple(ex("LocalPump"), ex("example"), patient(8)),
+        ox.Triple(patient(8), itkg("plannedTherapy"), itkg("IntrathecalBaclofenTherapy")),
+        # a record pointing to another patient (joins the two pieces)
+        ox.Triple(ex("local-consent-1"), ex("seeAlso"), patient(far - 1)),
+    ]
+    return PatientData(triples=triples)
+
+
+@pytest.fixture(scope="module")
+def population() -> PatientData:
+    return mutated_population()
+
+
+@pytest.fixture(scope="module")
+def population_reference(population: PatientData) -> Verdict:
+    # pySHACL parses each SPARQL constraint again for every focus node, which makes plain runs over
+    # a few thousand patients take minutes; the query-caching graph is checked against plain below.
+    return whole_graph(population, _QueryCachingGraph)
+
+
+def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
+                                                        population_reference: Verdict) -> None:
+    conforms, results = population_reference
+    kinds = {shape.rsplit("/", 1)[-1] for (_, _, _, shape, _, _) in results}
+    assert {"PlannedTherapyConsentShape", "PlannedTherapyCSFShape", "TreatmentOutcomeRequiredShape",
+            "ConsentDecisionSingleShape", "ConsentDateDatatypeShape"} <= kinds
+    foci = {focus for (focus, *_) in results}
+    assert {EX + "shared-treatment", ITKG + "AdequateResponse", EX + "never-described", "physiotherapy",
+            ITKG + "ConsentGranted", EX + "orphan-broken"} <= foci
+    assert_same_verdict(population, population_reference, batch_triples=600)
+
+
+def test_query_caching_graph_matches_plain_pyshacl() -> None:
+    data = mutated_population(n=80, seed=5)
+    assert whole_graph(data, _QueryCachingGraph) == whole_graph(data)
+
+
+def test_every_triple_is_kept_and_shared_nodes_stay_together(population: PatientData) -> None:
+    shapes = shapes_graph()
+    plan = partition(population.triples, fixed_hubs(ontology_graph(), shapes), target_object_predicates(shapes),
+                     batch_triples=300)
+    assert len(plan) > 20
+    # Each triple is in one batch or shared, except that a triple making a hub or a literal a focus
+    # node is also shared.
+    placed = Counter(t for batch in plan.batches for t in batch) + Counter(plan.shared)
+    for triple, count in Counter(population.triples).items():
+        assert placed[triple] == count + (triple.subject in plan.replicated
+                                          and triple.object.value in ("physiotherapy", ITKG + "AdequateResponse",
+                                                                      EX + "never-described")), triple
+    batch_of = {t.subject: i for i, batch in enumerate(plan.batches) for t in batch}
+    far = 400 - 5
+    assert batch_of[patient(1)] == batch_of[patient(far)] == batch_of[ex("shared-consent")]
+    assert batch_of[patient(2)] == batch_of[patient(far + 1)] == batch_of[ex("shared-treatment")]
+    assert batch_of[patient(6)] == batch_of[patient(far - 1)]
+    shared_subjects = {t.subject for t in plan.shared}
+    assert {ex("LocalPump"), patient(8), itkg("ConsentGranted")} <= shared_subjects
+    assert patient(8) not in batch_of and patient(3) in plan.replicated
+    assert patient(9) not in shared_subjects
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------
+
+
+def test_cli_workers_give_the_same_json(tmp_path: Path) -> None:
+    path = tmp_path / "population.nt"
+    path.write_bytes(ox.serialize(mutated_population(n=200, seed=3).triples, format=ox.RdfFormat.N_TRIPLES))
+    runs = [subprocess.run([sys.executable, "-m", "itkg.cli", "validate", str(path), "--format", "json",
+                            "--workers", workers, "--quiet"], capture_output=True, text=True, timeout=600)
+            for workers in ("1", "2")]
+    assert [r.returncode for r in runs] == [1, 1], runs[0].stderr
+    assert runs[0].stderr == runs[1].stderr == ""
+
+    def results(run: subprocess.CompletedProcess) -> Counter:
+        """The results, blank node ids aside (each load names blank nodes afresh)."""
+        return Counter(tuple((k, "_:" if str(v).startswith("_:") else v) for k, v in sorted(r.items()))
+                       for r in json.loads(run.stdout)["results"])
+
+    assert results(runs[0]) == results(runs[1]) and results(runs[0])
