@@ -680,16 +680,27 @@ def test_failed_encoding_leaves_the_old_file_and_no_temp_file(tmp_path: Path) ->
     assert _leftovers(tmp_path) == []
 
 
-def test_failed_rename_leaves_no_temp_file(tmp_path: Path) -> None:
+def test_failed_rename_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "keep").write_text("kept")
-    with pytest.raises(OutputError, match="cannot write"):
+    with pytest.raises(OutputError, match="not a regular file"):
         atomic_write(folder, "data")
     assert (folder / "keep").read_text() == "kept"
     assert _leftovers(tmp_path) == []
     with pytest.raises(OutputError, match="cannot write"):
         atomic_write(tmp_path / "missing" / "x.json", "data")
+    target = tmp_path / "result.json"
+    target.write_text("old")
+
+    def failing_replace(src: object, dst: object) -> None:
+        raise OSError(18, "Invalid cross-device link")  # what a rename across file systems gives
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="cannot write"):
+        atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
 
 
 def test_an_input_is_never_written_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -932,9 +932,6 @@ def test_directory_is_refused_by_the_api(ws: Workspace) -> None:
         itkg.load(folder)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: click.Path(dir_okay=False) on FILES makes click print its 3-line usage error for a "
-    "directory; contract §5 wants one line naming the file"))
 def test_directory_is_refused_by_the_cli_in_one_line(ws: Workspace) -> None:
     folder = ws.root / "folder.ttl"
     folder.mkdir()

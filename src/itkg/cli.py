@@ -62,7 +62,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("files", nargs=-1, required=True,
-                          type=click.Path(dir_okay=False, path_type=Path))(command)
+                          type=click.Path(path_type=Path))(command)
 
 
 def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,7 +123,7 @@ def main() -> None:
 
 
 @main.command()
-@files_argument
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
               show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
 @click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
@@ -140,16 +140,20 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                 output: Path | None, workers: int | None, quiet: bool) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
-    With --endpoint, FILES are ignored for the decision (the endpoint holds the data); pass '-'
-    as the only file then.
+    With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
+    `itkg load`).
     """
     started = _dt.datetime.now(_dt.timezone.utc)
     knowledge = load_knowledge()
     sources: tuple = ()
     if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
             results = api.eligibility(None, endpoint=client, knowledge=knowledge)
     else:
+        if not files:
+            raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         if engine == "native":  # streamed into the rule engine's index, in parallel when large
             # One run, then exit: the collector would walk the million rows (and find no cycles).
@@ -195,7 +199,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool
 
     _check_inputs(files, input_format)
     report = validate_data(load(files, input_format=input_format, strict_literals=False),
-                           workers=workers or default_workers(), progress=None if quiet else progress)
+                           workers=workers or default_workers(), progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files)
@@ -204,7 +208,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool
 
 @main.command()
 @click.argument("query")
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table, SPARQL JSON results, or CSV.")
 @click.option("--engine", type=click.Choice(["oxigraph", "rdflib"]), default="oxigraph", show_default=True)
