@@ -987,10 +987,6 @@ def _grow_on_open(event: str, args: tuple[object, ...]) -> None:
 _grow_installed = False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: loading._read checks path.stat().st_size, then reads the whole file with "
-    "read_bytes(); a file that grows between the two (or a /proc file reporting size 0) is read "
-    "whole past max_bytes"))
 def test_max_bytes_holds_for_a_file_growing_while_it_is_read(ws: Workspace) -> None:
     global _grow_installed
     if not _grow_installed:
@@ -1014,19 +1010,15 @@ def test_max_bytes_holds_for_a_file_growing_while_it_is_read(ws: Workspace) -> N
 
 TRIPLE_TERMS = (PATIENT_TTL + "<https://example.org/p> <urn:ex:said> <<( <urn:a> <urn:b> <urn:c> )>> .\n"
                 "<< <urn:x> <urn:y> <urn:z> >> <urn:ex:source> <urn:ex:record> .\n")
-_TRIPLE_TERM_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: the loader accepts RDF 1.2 triple terms (<<( s p o )>>, << s p o >>), then "
-    "loading.to_rdflib raises AttributeError ('pyoxigraph.Triple' has no 'language') in every "
-    "rdflib path: validate, eligibility --engine rdflib, reason, query results"))
 
 
 @pytest.mark.parametrize("call", [
     pytest.param("load", id="load"),
     pytest.param("eligibility-native", id="eligibility-native"),
     pytest.param("eligibility-oxigraph", id="eligibility-oxigraph"),
-    pytest.param("validate", id="validate", marks=_TRIPLE_TERM_BUG),
-    pytest.param("eligibility-rdflib", id="eligibility-rdflib", marks=_TRIPLE_TERM_BUG),
-    pytest.param("graph", id="graph", marks=_TRIPLE_TERM_BUG),
+    pytest.param("validate", id="validate"),
+    pytest.param("eligibility-rdflib", id="eligibility-rdflib"),
+    pytest.param("graph", id="graph"),
 ])
 def test_triple_terms_give_a_result_or_an_itkg_error(ws: Workspace, call: str) -> None:
     path = ws.write("star.ttl", TRIPLE_TERMS)
@@ -1046,8 +1038,8 @@ def test_triple_terms_give_a_result_or_an_itkg_error(ws: Workspace, call: str) -
 
 @pytest.mark.parametrize("command", [
     ["eligibility"],
-    pytest.param(["validate"], marks=_TRIPLE_TERM_BUG),
-    pytest.param(["query", "dump.rq"], marks=_TRIPLE_TERM_BUG),
+    pytest.param(["validate"]),
+    pytest.param(["query", "dump.rq"]),
 ])
 def test_triple_terms_never_give_an_internal_error_on_the_cli(ws: Workspace, dump: Path,
                                                              command: list[str]) -> None:

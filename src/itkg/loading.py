@@ -24,6 +24,7 @@ from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, Parse
 
 OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
 IMPORTS_REFUSED = "owl:imports is not followed; load the imported file explicitly"
+TRIPLE_TERMS_REFUSED = "RDF 1.2 triple terms (<<( s p o )>>) are not supported in patient graphs"
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
@@ -204,9 +205,11 @@ def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
     checked_size(path, max_bytes)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # read at most one byte past the limit: the file may grow
+            data = handle.read(max_bytes + 1)
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
+    guards.check_size(len(data), str(path), max_bytes)
     if fmt == ox.RdfFormat.RDF_XML:
         guards.reject_xml_dtd(data, str(path))
     elif fmt == ox.RdfFormat.JSON_LD:
@@ -239,6 +242,8 @@ def _load_file(path: Path, input_format: str | None, max_bytes: int,
         raise parse_failure(path, fmt, error) from None
     if any(t.predicate.value == OWL_IMPORTS for t in triples):
         raise UnsafeInputError(path, IMPORTS_REFUSED)
+    if any(type(t.object) is ox.Triple for t in triples):
+        raise InputError(path, TRIPLE_TERMS_REFUSED)
     if strict_literals:
         bad = guards.find_ill_typed(triples)
         if bad:

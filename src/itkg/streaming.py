@@ -38,7 +38,7 @@ import pyoxigraph as ox
 from . import guards, vocab
 from .engine import PatientIndex
 from .errors import InputError, ParseError, UnsafeInputError
-from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, Source, checked_size,
+from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.
@@ -118,6 +118,7 @@ class PieceReport:
     stopped: bool = False
     failure: tuple[type[InputError], str, int | None, int | None] | None = None
     imports: bool = False
+    triple_terms: bool = False
     ill_typed: guards.IllTypedLiteral | None = None
     ill_typed_count: int = 0
     turtle_state: tuple[dict[str, str], str | None] | None = None
@@ -333,6 +334,8 @@ class IndexBuilder:
                 report.ill_typed_count += 1
                 return value
         else:
+            if kind is ox.Triple:
+                report.triple_terms = True
             value = obj.value if kind is ox.NamedNode else str(obj)  # type: ignore[attr-defined]
         if len(self._objects) < _OBJECT_CACHE_LIMIT:
             self._objects[obj] = value
@@ -384,7 +387,7 @@ def fatal_after(pieces: Sequence[Piece], report: PieceReport) -> int | None:
     piece = pieces[report.number]
     if piece.error is not None or report.failure is not None:
         return report.number
-    if report.imports or report.ill_typed is not None:
+    if report.imports or report.triple_terms or report.ill_typed is not None:
         return max(p.number for p in pieces if p.file == piece.file)
     return None
 
@@ -415,6 +418,8 @@ def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport]) -> None:
         reports_of_file = [reports[p.number] for p in file_pieces]
         if any(r.imports for r in reports_of_file):
             raise UnsafeInputError(file_pieces[0].path, IMPORTS_REFUSED)
+        if any(r.triple_terms for r in reports_of_file):
+            raise InputError(file_pieces[0].path, TRIPLE_TERMS_REFUSED)
         bad = [r for r in reports_of_file if r.ill_typed is not None]
         if bad:
             raise ill_typed_error(file_pieces[0].path, bad[0].ill_typed,  # type: ignore[arg-type]
