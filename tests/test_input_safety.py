@@ -695,11 +695,7 @@ def _report_values(turtle: str) -> set[ox.Literal]:
 
 
 @pytest.mark.parametrize("kind", [
-    pytest.param("boolean", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: `itkg validate --format turtle` writes the ill-typed boolean bare (`sh:value maybe`): "
-        "rdflib's Turtle serializer uses the boolean shorthand, so the report is not valid Turtle "
-        "and the value lost its datatype"))),
-    "date", "integer"])
+    "boolean", "date", "integer"])
 def test_validation_report_keeps_an_ill_typed_value_as_written(ws: Workspace, kind: str) -> None:
     literal, lexical = ILL_TYPED[kind]
     path = ws.write("ill.ttl", _with_literal("itkg:consentDate", literal))

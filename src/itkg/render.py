@@ -13,13 +13,14 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import PROV, RDF, RDFS, XSD
 from rich.console import Console
 from rich.table import Table
 
 from .knowledge import Knowledge
-from .loading import Source, node_id
+from .loading import Source, node_id, to_oxigraph
 from .results import EligibilityResult, PatientExplanation
 from .sparql import QueryResult
 from .validation import ValidationReport
@@ -198,7 +199,13 @@ def validation_json(report: ValidationReport) -> str:
 
 
 def validation_turtle(report: ValidationReport) -> str:
-    return report.graph.serialize(format="turtle")
+    """The SHACL report graph as Turtle, written by pyoxigraph: rdflib's serializer would write an
+    ill-typed ``"maybe"^^xsd:boolean`` as a bare ``maybe``, which is neither valid Turtle nor the
+    value as written."""
+    triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in report.graph]
+    return ox.serialize(triples, format=ox.RdfFormat.TURTLE,
+                        prefixes={"sh": "http://www.w3.org/ns/shacl#", "itkg": str(ITKG),
+                                  "xsd": "http://www.w3.org/2001/XMLSchema#"}).decode("utf-8")
 
 
 # -- query ---------------------------------------------------------------------------------------
