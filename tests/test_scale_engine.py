@@ -216,6 +216,20 @@ def test_equal_labels_in_different_files_are_different_nodes(tmp_path):
     assert len(itkg.eligibility([first, second])) == 1
 
 
+def test_every_input_format_in_one_parallel_run(tmp_path):
+    """JSON-LD and RDF/XML files are parsed whole (after their safety gates), beside cut ones."""
+    import rdflib
+    graph = rdflib.Graph().parse(RULES)
+    files = [to_ntriples(EXAMPLES, tmp_path / "examples.nt")]
+    for fmt, suffix in (("json-ld", ".jsonld"), ("xml", ".rdf")):
+        files.append(tmp_path / f"rules{suffix}")
+        graph.serialize(files[-1], format=fmt, encoding="utf-8")
+    files.append(RULES)
+    rows, sources = eligibility_rows(files, workers=3, min_piece_bytes=TINY)
+    assert [s.format for s in sources] == ["ntriples", "jsonld", "rdfxml", "turtle"]
+    assert anonymous(rows) == anonymous(itkg.eligibility(files))
+
+
 def test_turtle_declaring_prefixes_midway_is_parsed_whole(population, tmp_path):
     """A cut after a prefix is redefined would give the next piece the old prefix: the check at
     the cut notices and the file is parsed in one piece, with the right rows."""

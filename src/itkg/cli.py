@@ -182,9 +182,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @files_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes for the batches (default: the CPUs available, at most 2).")
-@click.option("--quiet", is_flag=True, help="Do not report progress on standard error.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes that validate the batches of large inputs (default: one per CPU).")
+@quiet_option
 @input_format_option
 @output_option
 @handle_errors
@@ -199,7 +199,8 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool
 
     _check_inputs(files, input_format)
     report = validate_data(load(files, input_format=input_format, strict_literals=False),
-                           workers=workers or default_workers(), progress=None if quiet or not sys.stderr.isatty() else progress)
+                           workers=workers or default_workers(),
+                           progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files)

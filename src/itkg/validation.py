@@ -26,6 +26,7 @@ import rdflib
 from rdflib.namespace import RDF, SH
 from rdflib.plugins.sparql import prepareQuery
 
+from ._process import die_with_parent
 from .knowledge import ontology_graph
 from .loading import PatientData, node_id, to_rdflib
 from .partition import Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
@@ -125,10 +126,10 @@ def _described(report: rdflib.Graph, node: rdflib.term.Node) -> Iterable[_Triple
                 stack.append(o)
 
 
-def _pyshacl(graph: rdflib.Graph) -> rdflib.Graph:
+def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph) -> rdflib.Graph:
     """Plain pySHACL, as contract §4 says; ``graph`` becomes the data graph with the ontology mixed in."""
     return pyshacl.validate(
-        graph, shacl_graph=shapes_graph(), ont_graph=ontology_graph(), inference="none",
+        graph, shacl_graph=shapes, ont_graph=ontology_graph(), inference="none",
         abort_on_first=False, allow_warnings=True, do_owl_imports=False, inplace=True,
     )[1]
 
@@ -151,19 +152,36 @@ class _Batch:
     triples: list[_Triple]
 
 
-#: Set by :func:`validate` before worker processes fork (so not thread-safe): the shared triples as
-#: rdflib terms, and the local subjects among them (see :class:`~itkg.partition.Partition`).
-_SHARED: tuple[list[_Triple], frozenset[rdflib.term.Node]] = ([], frozenset())
+@dataclass(frozen=True)
+class _Context:
+    """What every batch needs besides its own triples: the shapes graph (the very same blank nodes
+    in every process), the shared triples and the local subjects among them (see
+    :class:`~itkg.partition.Partition`)."""
+
+    shapes: rdflib.Graph
+    shared: list[_Triple]
+    replicated: frozenset[rdflib.term.Node]
+
+
+#: The context of the batches this process validates; set by :func:`validate`, or by
+#: :func:`_enter` in a worker (so validation is not thread-safe).
+_CONTEXT: _Context | None = None
+
+
+def _enter(context: _Context | None) -> None:
+    global _CONTEXT
+    _CONTEXT = context
 
 
 def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     """Validate shared ∪ ``local`` and keep the results whose focus node this batch owns."""
+    assert _CONTEXT is not None, "validate() sets the context"
     if isinstance(local, bytes):
         local = [quad.triple for quad in ox.parse(local, format=ox.RdfFormat.N_TRIPLES)]
-    shared, replicated = _SHARED
-    graph = _graph_of(local, shared)
+    replicated = _CONTEXT.replicated
+    graph = _graph_of(local, _CONTEXT.shared)
     own = {to_rdflib(t.subject) for t in local}
-    report = _pyshacl(graph)
+    report = _pyshacl(graph, _CONTEXT.shapes)
     results, triples = [], []
     for node in report.subjects(RDF.type, SH.ValidationResult):
         focus = report.value(node, SH.focusNode)
@@ -205,7 +223,8 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
 
     The verdict and results are those of one pySHACL run over the whole graph; the data is
     validated in batches of about ``batch_triples`` local triples, in ``workers`` processes.
-    ``progress(done, total)`` is called after each batch.
+    ``progress(done, total)`` is called after each batch. Worker processes are spawned, so a
+    script that asks for more than one must guard its top level with ``if __name__ == "__main__":``.
 
     >>> from itkg.loading import load
     >>> from itkg.resources import data_root
@@ -213,47 +232,60 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
     >>> report.conforms, [r.focus for r in report.results]
     (False, ['https://example.org/patient/dev'])
     """
-    global _SHARED
     plan = _plan(data, batch_triples)
-    _SHARED = ([(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
-               frozenset(to_rdflib(n) for n in plan.replicated))
+    context = _Context(shapes_graph(), [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
+                       frozenset(to_rdflib(n) for n in plan.replicated))
+    workers = max(1, min(workers, len(plan)))
+    if workers > 1:
+        return _merged(_in_processes(plan, workers, context, progress))
+    _enter(context)
     try:
-        workers = max(1, min(workers, len(plan)))
-        if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            done = []
-            for index, batch in enumerate(plan.batches):
-                done.append(_validate_batch(batch, index == 0))
-                if progress:
-                    progress(index + 1, len(plan))
-            return _merged(done)
-        return _merged(_in_processes(plan, workers, progress))
+        done = []
+        for index, batch in enumerate(plan.batches):
+            done.append(_validate_batch(batch, index == 0))
+            if progress:
+                progress(index + 1, len(plan))
+        return _merged(done)
     finally:
-        _SHARED = ([], frozenset())
+        _enter(None)
 
 
-def _in_processes(plan: Partition, workers: int,
+def _in_processes(plan: Partition, workers: int, context: _Context,
                   progress: Callable[[int, int], None] | None) -> list[_Batch]:
-    """Batches in ``workers`` forked processes, at most two per worker in flight (bounded memory)."""
-    shapes_graph(), ontology_graph()  # parsed here once, inherited by every worker
-    context = multiprocessing.get_context("fork")
+    """Batches in ``workers`` fresh processes, at most two per worker in flight (bounded memory).
+
+    Workers are spawned, not forked: a forked child writes into the parent's freed memory, all
+    over a heap of millions of triples, and each ends up with a private copy of gigabytes.
+    """
     done: list[_Batch] = []
     pending: deque[Future[_Batch]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+
+    def collect() -> None:
+        done.append(pending.popleft().result())
+        if progress:
+            progress(len(done), len(plan))
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker, initargs=(context,))
+    try:
         for index, batch in enumerate(plan.batches):
             payload = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
             pending.append(pool.submit(_validate_batch, payload, index == 0))
             while len(pending) >= 2 * workers:
-                done.append(pending.popleft().result())
-                if progress:
-                    progress(len(done), len(plan))
+                collect()
         while pending:
-            done.append(pending.popleft().result())
-            if progress:
-                progress(len(done), len(plan))
+            collect()
+    finally:  # on an error or SIGTERM, start no further batch
+        pool.shutdown(wait=True, cancel_futures=True)
     return done
 
 
+def _worker(context: _Context) -> None:
+    die_with_parent()
+    _enter(context)
+
+
 def default_workers() -> int:
-    """Worker processes to use by default: the CPUs this process may run on, at most two."""
+    """Worker processes to use by default: one per CPU this process may run on, at most 8."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(2, cpus))
+    return max(1, min(8, cpus))
