@@ -669,24 +669,24 @@ def test_ill_typed_literal_is_refused_by_eligibility_without_echoing_it(ws: Work
     assert lexical not in str(caught.value)
 
 
-_NOT_REPORTED = pytest.mark.xfail(strict=True, reason=(
-    "BUG: `itkg validate` loads with strict_literals=False and relies on the shapes, which only "
-    "check consentDate/assessmentDate; an ill-typed literal anywhere else conforms (exit 0) "
-    "while `itkg eligibility` refuses the same file"))
-
-
-@pytest.mark.parametrize("prop", [
-    "itkg:consentDate",
-    pytest.param("<urn:ex:hivStatus>", marks=_NOT_REPORTED),
-])
 @pytest.mark.parametrize("kind", sorted(ILL_TYPED))
-def test_ill_typed_literal_is_a_validation_violation(ws: Workspace, kind: str, prop: str) -> None:
+def test_ill_typed_literal_is_a_validation_violation(ws: Workspace, kind: str) -> None:
     literal, lexical = ILL_TYPED[kind]
-    path = ws.write("ill.ttl", _with_literal(prop, literal))
+    path = ws.write("ill.ttl", _with_literal("itkg:consentDate", literal))
     done = itkg_cli("validate", path.name, cwd=ws.root)
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
     assert "Does not conform" in done.stdout and done.stderr == ""
     assert itkg.validate(path).conforms is False
+
+
+@pytest.mark.parametrize("kind", sorted(ILL_TYPED))
+def test_ill_typed_literal_the_shapes_do_not_check_is_bad_input(ws: Workspace, kind: str) -> None:
+    """The shapes conform, but the value is still invalid: exit 2 naming the file, never 'Conforms'."""
+    literal, lexical = ILL_TYPED[kind]
+    path = ws.write("ill.ttl", _with_literal("<urn:ex:hivStatus>", literal))
+    done = itkg_cli("validate", path.name, cwd=ws.root)
+    line = assert_refused(done, path.name, "ill-typed")
+    assert lexical not in line and done.stdout == ""
 
 
 def _report_values(turtle: str) -> set[ox.Literal]:

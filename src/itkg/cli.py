@@ -22,9 +22,9 @@ from ._process import exit_on_sigterm
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
-from .loading import FORMAT_NAMES, detect_format, load
+from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
 from .parallel import eligibility_rows
-from .guards import gate_query, install_network_guard
+from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
 from .safeio import atomic_write
 from .sparql import QueryResult, select
@@ -198,9 +198,15 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
     _check_inputs(files, input_format)
-    report = validate_data(load(files, input_format=input_format, strict_literals=False),
-                           workers=workers or default_workers(),
+    data = load(files, input_format=input_format, strict_literals=False)
+    report = validate_data(data, workers=workers or default_workers(),
                            progress=None if quiet or not sys.stderr.isatty() else progress)
+    if report.conforms:
+        # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
+        # input that must be reported, never passed as "conforms" (and never rewritten).
+        bad = find_ill_typed(data.triples)
+        if bad:
+            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files)
