@@ -29,7 +29,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,7 +37,7 @@ import pyoxigraph as ox
 
 from . import guards, vocab
 from .engine import PatientIndex
-from .errors import InputError, ParseError, UnsafeInputError
+from .errors import InputError, UnsafeInputError
 from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
 
