@@ -421,11 +421,16 @@ def run_tool(tool: Tool, size: int, data: Path, outputs: Path, args: argparse.Na
     result = measure(argv, args.timeout, args.memory_limit)
     status = result.pop("killed") or ("ok" if result["exit_code"] in tool.ok_codes else "failed")
     stderr = result.pop("stderr").strip()
-    note = {"timeout": f"killed after {args.timeout:.0f} s", "memory": f"killed above {args.memory_limit:.0f} MB",
+    if status in ("timeout", "memory"):
+        # Killed workers are reaped by init, not by their parent: their CPU time is lost, and
+        # the peak so far is only a lower bound.
+        result["cpu_s"] = None
+    note = {"timeout": f"killed after {args.timeout:.0f} s (peak so far)",
+            "memory": f"killed above {args.memory_limit:.0f} MB",
             "failed": stderr.splitlines()[-1] if stderr else "non-zero exit"}.get(status, "")
     run.add(Measurement(status=status, note=note, **common, **result))
     print(f"  {tool.name:58} {status:8} {result['wall_s']:9.2f} s {result['peak_mb']:9.0f} MB "
-          f"cpu {result['cpu_s']:8.1f} s  {note}", flush=True)
+          f"cpu {_cell(result['cpu_s'], '8.1f')} s  {note}", flush=True)
     return output if status == "ok" and output.exists() else None
 
 
