@@ -25,11 +25,11 @@ from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
 from .knowledge import Knowledge, load_knowledge
-from .loading import PatientData, load, node_id
+from .loading import PatientData, PatientStore, load, node_id
 from .reasoning import ReasoningReport, reason as _reason
 from .resources import query_path
 from .results import EligibilityResult, PatientExplanation, PrerequisiteCheck
-from .sparql import ENGINES, QueryResult, select
+from .sparql import ENGINES, QueryResult, load_for_query, select
 from .validation import ValidationReport, validate as _validate
 
 #: What the API functions accept as patient data.
@@ -43,7 +43,7 @@ def _data(data: DataLike) -> PatientData:
     return data if isinstance(data, PatientData) else load(data)
 
 
-def eligibility(data: DataLike, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                 knowledge: Knowledge | None = None,
                 timeout: float | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
@@ -51,15 +51,26 @@ def eligibility(data: DataLike, *, engine: str = "native", endpoint: SparqlEndpo
 
     :param engine: ``native`` (itkg's rule engine: fastest, with the deciding records in the
         evidence), or ``rdflib`` / ``oxigraph`` to run ``queries/eligibility-status.rq`` and
-        ``queries/indication-evidence.rq`` locally.
+        ``queries/indication-evidence.rq`` locally. With ``oxigraph``, files are loaded straight
+        into the store (:func:`itkg.sparql.load_for_query`), not kept as Python triples as well;
+        ``data`` may also be such a store (for the SPARQL engines only).
     :param endpoint: run those queries on a remote SPARQL endpoint instead (``data`` is ignored
         and may be ``None``: the endpoint holds the data).
     """
     knowledge = knowledge or load_knowledge()
     if endpoint is not None:
         return _rows_from_queries(lambda text: _endpoint_select(endpoint, text), knowledge)
-    patient_data = _data(data)
-    if engine == "native":
+    patient_data: PatientData | PatientStore
+    if isinstance(data, PatientStore):
+        if engine == "native":
+            raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
+                             "engine='oxigraph', or itkg.load() for the native engine")
+        patient_data = data
+    elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
+        patient_data = load_for_query(data)  # type: ignore[arg-type]  # files: into the store only
+    else:
+        patient_data = _data(data)
+    if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
         return RuleEngine(knowledge, PatientIndex.from_triples(patient_data.triples)).eligibility()
     if engine not in ENGINES:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(BACKENDS)}")

@@ -12,7 +12,7 @@ import functools
 import gc
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 import pyoxigraph as ox
@@ -27,7 +27,7 @@ from .parallel import eligibility_rows
 from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
 from .safeio import atomic_write
-from .sparql import QueryResult, select
+from .sparql import QueryResult, load_for_query, select_files
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
@@ -97,9 +97,12 @@ def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="No progress display on standard error (shown only on a terminal).")(command)
 
 
-def _emit(text: str, output: Path | None, inputs: tuple[Path, ...] = ()) -> None:
+def _emit(text: str | Iterator[str], output: Path | None, inputs: tuple[Path, ...] = ()) -> None:
+    """Print ``text`` or write it atomically to ``output``; chunks go to the file one by one, but
+    are joined for standard output so that a failure (e.g. text that cannot be encoded) prints
+    nothing rather than half a document, as with a single string."""
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(text if isinstance(text, str) else "".join(text), nl=False)
     else:
         atomic_write(output, text, protect=inputs)
 
@@ -162,11 +165,14 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                                                 knowledge=knowledge, checksums=fmt == "turtle",
                                                 progress=not quiet and sys.stderr.isatty())
         else:
-            data = load(files, input_format=input_format)
+            # Oxigraph gets the files straight into its store: the data is held once.
+            data = load_for_query(files, input_format=input_format) if engine == "oxigraph" else \
+                load(files, input_format=input_format)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
-    if fmt == "json":
-        text = render.eligibility_json(results)
+    text: str | Iterator[str]
+    if fmt == "json":  # hundreds of MB at a million patients: streamed into the output file
+        text = render.eligibility_json_chunks(results)
     elif fmt == "csv":
         text = render.eligibility_csv(results)
     elif fmt == "turtle":
@@ -250,7 +256,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         if not files:
             raise InputError("<none>", "no input files given")
         _check_inputs(files, input_format)
-        result = select(text, load(files, input_format=input_format), engine=engine, timeout=timeout)
+        # Loaded in the query's child process, and for Oxigraph straight into its store: the data
+        # is held once (see select_files).
+        result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout)
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":

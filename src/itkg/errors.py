@@ -37,6 +37,11 @@ class InputError(ItkgError):
                 where += f":{column}"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        """Pickle by the constructor's arguments, so that an input error raised in a child
+        process (a query with a deadline loads its files there) reaches the parent intact."""
+        return (type(self), (self.source, self.problem, self.line, self.column))
+
 
 class ParseError(InputError):
     """The file is not well-formed RDF in the format it claims to be."""

@@ -5,6 +5,12 @@ remote JSON-LD contexts), parsed with pyoxigraph (fast, and it never fetches any
 list, checked for ill-typed literals, and only then added to the result. A failure anywhere raises
 an :class:`~itkg.errors.InputError` naming the file and, where the parser knows it, the line; the
 message never quotes the input, because it may be patient data.
+
+:func:`load_store` is the same loader for the Oxigraph SPARQL path: the parsed triples go straight
+into a pyoxigraph ``Store``, checked batch by batch on the way, and are never kept as Python
+objects. A million patients is about 16 million triples; as a list of pyoxigraph objects they take
+more memory than the store itself, so keeping both (as :func:`load` followed by building a store
+did) roughly doubled the memory of ``itkg query --engine oxigraph``.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pyoxigraph as ox
 import rdflib
@@ -66,8 +73,9 @@ class Source:
 class PatientData:
     """The triples of one or more patient files, loaded all or nothing.
 
-    ``triples`` are pyoxigraph triples. :meth:`graph` and :meth:`store` build (and cache) an rdflib
-    graph and a pyoxigraph store of them for the SPARQL and SHACL paths.
+    ``triples`` are pyoxigraph triples. :meth:`graph` builds (and caches) an rdflib graph of them
+    for the rdflib SPARQL and SHACL paths. For Oxigraph queries over large inputs use
+    :func:`load_store`, which never holds the triples as Python objects.
     """
 
     triples: list[ox.Triple]
@@ -94,6 +102,29 @@ class PatientData:
         data = cls(triples=triples, sources=(Source("<graph>", "", "rdflib", len(triples)),))
         data._graph = graph
         return data
+
+
+@dataclass
+class PatientStore:
+    """Patient files loaded straight into a pyoxigraph store (see :func:`load_store`).
+
+    ``store`` holds the patients' triples in its default graph, and the ontology too when it was
+    loaded with one (``with_ontology``); queries over it must ask for the same, because the two
+    cannot be told apart once merged. ``sources`` are as in :class:`PatientData`.
+    """
+
+    store: ox.Store
+    sources: tuple[Source, ...] = ()
+    with_ontology: bool = False
+
+    def __len__(self) -> int:
+        """The number of triples parsed from the files (as :class:`PatientData` counts them)."""
+        return sum(source.triples for source in self.sources)
+
+    def iter_triples(self) -> Iterator[ox.Triple]:
+        """The triples of the default graph (ontology included if it was loaded), one at a time."""
+        for quad in self.store.quads_for_pattern(None, None, None, ox.DefaultGraph()):
+            yield quad.triple
 
 
 def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Identifier:
@@ -185,6 +216,45 @@ def load(
     return PatientData(triples=triples, sources=tuple(loaded))
 
 
+def load_store(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    input_format: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    strict_literals: bool = True,
+    store: ox.Store | None = None,
+    with_ontology: bool = False,
+) -> PatientStore:
+    """Load patient files into a pyoxigraph store, with exactly the checks and errors of :func:`load`.
+
+    The parser's output goes into the store in batches, each checked first (``owl:imports``,
+    RDF 1.2 triple terms, ill-typed literals); nothing is kept as Python objects, so the data is
+    held once, in the store. N-Triples and Turtle are read from the file as they are parsed (the
+    size limit is enforced on the bytes actually read); RDF/XML and JSON-LD are read whole first,
+    because their gates must see the whole input. The first problem found still lets the parser
+    run to the end of its file, so that a file with a syntax error anywhere is reported as such,
+    as :func:`load` does; nothing more is added to the store after a problem.
+
+    :param store: add to this store (for instance one that already holds the ontology) instead of
+        a new one. On an error it may hold part of the input: discard it then.
+    :param with_ontology: recorded in the result: whether ``store`` already holds the ontology.
+    :raises InputError: (or a subclass) when any file cannot be used; nothing is returned then.
+
+    >>> from itkg.resources import data_root
+    >>> data = load_store(data_root() / "examples" / "patients.ttl")
+    >>> len(data) == len(load(data_root() / "examples" / "patients.ttl")) == len(data.store)
+    True
+    """
+    guards.install_library_defaults()
+    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not paths:
+        raise InputError("<none>", "no input files given")
+    target = ox.Store() if store is None else store
+    loaded = [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
+              for raw in paths]
+    return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
+
+
 def checked_size(path: Path, max_bytes: int) -> int:
     """The size of ``path`` in bytes, after checking that it is a readable regular file no larger
     than ``max_bytes``."""
@@ -250,6 +320,87 @@ def _load_file(path: Path, input_format: str | None, max_bytes: int,
             raise ill_typed_error(path, bad[0], len(bad))
     digest = hashlib.sha256(data).hexdigest()
     return triples, Source(str(path), digest, format_name(fmt), len(triples))
+
+
+#: Triples parsed, checked and added to the store at a time by :func:`load_store`.
+_STREAM_BATCH = 50_000
+
+
+class _CountingReader:
+    """A file-like view of a file for pyoxigraph that hashes what it reads and stops one byte past
+    ``max_bytes`` (as :func:`read_checked` does: the file may grow after the size check)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        try:
+            self._file = path.open("rb")  # noqa: SIM115 - closed by close()
+        except OSError as error:
+            raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
+        self._left = max_bytes + 1
+        self.nbytes = 0
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = 1 << 20
+        data = self._file.read(min(size, self._left)) if self._left > 0 else b""
+        self._left -= len(data)
+        self.nbytes += len(data)
+        self.sha256.update(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_bytes: int,
+                 strict_literals: bool) -> Source:
+    """Parse one file into ``store`` (see :func:`load_store`); the same checks, in the same order,
+    and the same errors as :func:`_load_file`."""
+    fmt = detect_format(path, input_format)
+    reader: _CountingReader | None = None
+    if fmt in (ox.RdfFormat.RDF_XML, ox.RdfFormat.JSON_LD):
+        data: bytes | _CountingReader = read_checked(path, fmt, max_bytes)
+    else:
+        checked_size(path, max_bytes)
+        data = reader = _CountingReader(path, max_bytes)
+    count = ill_typed = 0
+    imports = triple_terms = False
+    first_ill_typed: guards.IllTypedLiteral | None = None
+    try:
+        quads = ox.parse(data, format=fmt, base_iri=path.resolve().as_uri(),
+                         without_named_graphs=True, rename_blank_nodes=True)
+        while batch := list(islice(quads, _STREAM_BATCH)):
+            count += len(batch)
+            # Once anything is wrong the file is refused, but only after the parser has run to its
+            # end: a syntax error later in the file is what load() reports then.
+            imports = imports or any(q.predicate.value == OWL_IMPORTS for q in batch)
+            triple_terms = triple_terms or any(type(q.object) is ox.Triple for q in batch)
+            if strict_literals:
+                bad = guards.find_ill_typed(batch)
+                if bad:
+                    first_ill_typed = first_ill_typed or bad[0]
+                    ill_typed += len(bad)
+            if not (imports or triple_terms or ill_typed):
+                store.extend(batch)
+    except (SyntaxError, MemoryError, ValueError, OSError) as error:
+        failure: InputError | None = parse_failure(path, fmt, error)
+    else:
+        failure = None
+    finally:
+        if reader is not None:
+            reader.close()
+    if reader is not None:  # a file that grew past the limit: its cut end may not parse
+        guards.check_size(reader.nbytes, str(path), max_bytes)
+    if failure is not None:
+        raise failure
+    if imports:
+        raise UnsafeInputError(path, IMPORTS_REFUSED)
+    if triple_terms:
+        raise InputError(path, TRIPLE_TERMS_REFUSED)
+    if first_ill_typed is not None:
+        raise ill_typed_error(path, first_ill_typed, ill_typed)
+    digest = reader.sha256.hexdigest() if reader is not None else hashlib.sha256(data).hexdigest()  # type: ignore[arg-type]
+    return Source(str(path), digest, format_name(fmt), count)
 
 
 def ill_typed_error(path: Path, first: guards.IllTypedLiteral, count: int) -> IllTypedLiteralError:

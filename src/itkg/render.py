@@ -1,7 +1,10 @@
 """Rendering results for people and programs: tables, JSON, CSV, text and RDF (Turtle with PROV-O).
 
 Every renderer returns the whole output as one string, so that the command line can write it
-atomically (all or nothing) to a file or print it.
+atomically (all or nothing) to a file or print it. The eligibility JSON, the one output that
+reaches hundreds of megabytes, can also be had as a stream of chunks
+(:func:`eligibility_json_chunks`) that :func:`itkg.safeio.atomic_write` writes to its temporary
+file one by one, so that no full copy of the text is ever held.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import datetime as _dt
 import io
 import json
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from json.encoder import encode_basestring as _json_string
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import pyoxigraph as ox
 import rdflib
@@ -67,8 +71,85 @@ def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def eligibility_json(results: Sequence[EligibilityResult]) -> str:
-    """The contract's JSON object: ``{"results": [...]}``."""
-    return json.dumps({"results": [r.to_dict() for r in results]}, indent=1, ensure_ascii=False) + "\n"
+    """The contract's JSON object: ``{"results": [...]}``, exactly as
+    ``json.dumps({"results": [r.to_dict() for r in results]}, indent=1, ensure_ascii=False) + "\\n"``
+    writes it (see :func:`eligibility_json_chunks` for why it is not written that way).
+
+    >>> row = EligibilityResult("urn:p1", "urn:t", "urn:i", "pending", ("csf-circulation",), ("fait \u00e0 \\"Paris\\"",))
+    >>> print(eligibility_json([row]), end="")
+    {
+     "results": [
+      {
+       "patient": "urn:p1",
+       "therapy": "urn:t",
+       "indication": "urn:i",
+       "status": "pending",
+       "unmet": [
+        "csf-circulation"
+       ],
+       "evidence": [
+        "fait \u00e0 \\"Paris\\""
+       ]
+      }
+     ]
+    }
+    """
+    return "".join(eligibility_json_chunks(results))
+
+
+_JSON_ROWS_PER_CHUNK = 2048  # about 1 MB of text per chunk: few writes, little memory
+
+
+def eligibility_json_chunks(results: Sequence[EligibilityResult]) -> Iterator[str]:
+    """:func:`eligibility_json` in pieces of a couple of thousand rows, whose concatenation is
+    byte for byte what ``json.dumps(..., indent=1, ensure_ascii=False)`` gives.
+
+    Why not ``json.dumps``: with an indent, the standard library falls back to its pure-Python
+    encoder, which walks the ~730,000 rows of a million patients as dictionaries built only for
+    it (``to_dict``) and yields some ten million tiny strings; that cost ~12 s of the 60 s
+    budget. Here the layout of a row is fixed, so each row is one f-string whose strings are
+    quoted by the same C function ``json.dumps`` uses when ``ensure_ascii=False``
+    (``json.encoder.encode_basestring``: it escapes only ``"``, ``\\`` and control characters
+    and leaves every other character, lone surrogates included, as it is; the caller's UTF-8
+    encoding then refuses the surrogates, as before). Therapy, indication, status and the list
+    of unmet prerequisites take a handful of values, so each is quoted once.
+    ``tests/test_render.py`` checks the equality against ``json.dumps`` on adversarial strings.
+
+    Why chunks: the command line writes them to its temporary file one at a time, so no copy of
+    the whole (multi-hundred-megabyte) text is ever built. Every field must be a ``str`` (as
+    :class:`EligibilityResult` declares), else ``TypeError``: never silently different output.
+    """
+    if not results:
+        yield '{\n "results": []\n}\n'
+        return
+    quote = _json_string
+    quoted: dict[str, str] = {}
+    quoted_lists: dict[tuple[str, ...], str] = {}
+
+    def once(text: str) -> str:
+        out = quoted.get(text)
+        if out is None:
+            out = quoted[text] = quote(text)
+        return out
+
+    def json_list(items: Sequence[str]) -> str:
+        return "[\n    " + ",\n    ".join(map(quote, items)) + "\n   ]" if items else "[]"
+
+    def list_once(items: tuple[str, ...]) -> str:
+        out = quoted_lists.get(items)
+        if out is None:
+            out = quoted_lists[items] = json_list(items)
+        return out
+
+    opening = '{\n "results": [\n'
+    for start in range(0, len(results), _JSON_ROWS_PER_CHUNK):
+        yield opening + ",\n".join([
+            f'  {{\n   "patient": {quote(r.patient)},\n   "therapy": {once(r.therapy)},'
+            f'\n   "indication": {once(r.indication)},\n   "status": {once(r.status)},'
+            f'\n   "unmet": {list_once(tuple(r.unmet))},\n   "evidence": {json_list(r.evidence)}\n  }}'
+            for r in results[start:start + _JSON_ROWS_PER_CHUNK]])
+        opening = ",\n"
+    yield "\n ]\n}\n"
 
 
 def eligibility_csv(results: Sequence[EligibilityResult]) -> str:

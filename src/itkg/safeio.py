@@ -31,9 +31,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes,
+def atomic_write(path: str | os.PathLike[str], data: str | bytes | Iterable[str],
                  protect: Iterable[str | os.PathLike[str]] = ()) -> None:
     """Replace ``path`` with ``data`` (text is written as UTF-8) in one step.
+
+    ``data`` may also be an iterable of text chunks (e.g. a generator), written one by one as
+    it yields them: an output of hundreds of megabytes then never exists whole in memory, and
+    an error while producing or encoding any chunk still leaves ``path`` untouched.
 
     The data goes to a temporary file beside ``path``, is flushed to disk, then renamed over
     ``path``; on any failure the temporary file is removed and ``path`` is untouched. A new
@@ -46,7 +50,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes,
     ...     target = pathlib.Path(folder) / "out.txt"
     ...     atomic_write(target, "ok")
     ...     print(target.read_text(), oct(target.stat().st_mode & 0o777))
+    ...     atomic_write(target, (part for part in ["o", "k", "!"]))
+    ...     print(target.read_text())
     ok 0o600
+    ok!
     """
     target = Path(path)
     for protected in protect:
@@ -68,7 +75,11 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes,
         raise OutputError(f"{target}: cannot write ({_reason(error)})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if isinstance(data, (str, bytes)):
+                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            else:
+                for chunk in data:
+                    handle.write(chunk.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_name, mode)
