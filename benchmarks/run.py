@@ -189,6 +189,9 @@ TOOLS: tuple[Tool, ...] = (
     Tool("validate", "itkg validate",
          lambda d, o, t: _itkg() + ["validate", str(d), "--format", "json", "-o", str(o)], "json",
          ok_codes=(0, 1)),
+    Tool("validate", "itkg validate --engine pyshacl",
+         lambda d, o, t: _itkg() + ["validate", str(d), "--engine", "pyshacl", "--format", "json", "-o", str(o)],
+         "json", ok_codes=(0, 1), baseline=True),
     Tool("validate", "plain pySHACL: whole graph", _task("pyshacl"), "json", baseline=True),
     Tool("reason", "itkg reason (HermiT)",
          lambda d, o, t: _itkg() + ["reason", str(d), "--format", "json", "--timeout", str(int(t)),
@@ -323,6 +326,8 @@ CHECKS: tuple[tuple[str, str, str, Callable[[Path, Path], tuple[bool, str]]], ..
      lambda a, b: _compare(_query_rows(a), _query_rows(b))),
     ("itkg validate verdict = plain pySHACL verdict", "plain pySHACL: whole graph", "itkg validate",
      lambda a, b: _verdict_check(_verdict(a), _verdict(b))),
+    ("itkg validate results = itkg validate --engine pyshacl results", "itkg validate --engine pyshacl",
+     "itkg validate", lambda a, b: _verdict_check(_verdict(a), _verdict(b))),
 )
 
 

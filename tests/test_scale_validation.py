@@ -2,9 +2,10 @@
 
 Every case validates the same data twice: once the way contract §4 says (one ``pyshacl.validate``
 over the whole graph, the ontology as ``ont_graph``, no inference) and once with
-:func:`itkg.validation.validate`, in one and in two worker processes, with batches small enough to
-cut the data into many pieces. The results (focus, path, message, shape, value, severity; a
-multiset) and ``conforms`` must be identical. No timings are asserted: speed is for the benchmark.
+:func:`itkg.validation.validate`, in one and in two workers, with batches small enough to cut the
+data into many pieces, with each back-end: pySHACL and Apache Jena SHACL (:mod:`itkg.jena`). The
+results (focus, path, message, shape, value, severity; a multiset) and ``conforms`` must be
+identical. No timings are asserted: speed is for the benchmark.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import shutil
+
 import pyoxigraph as ox
 import pyshacl
 import pytest
 import rdflib
 from rdflib.namespace import RDF, SH
 
+from itkg import jena
 from itkg.knowledge import ontology_graph
 from itkg.loading import PatientData, load
 from itkg.partition import fixed_hubs, partition, target_object_predicates
@@ -67,8 +71,8 @@ def whole_graph(data: PatientData, graph_class: type[rdflib.Graph] = rdflib.Grap
     return verdict_of(report, conforms)
 
 
-def partitioned(data: PatientData, workers: int, batch_triples: int) -> Verdict:
-    report = validate(data, workers=workers, batch_triples=batch_triples)
+def partitioned(data: PatientData, workers: int, batch_triples: int, engine: str = "pyshacl") -> Verdict:
+    report = validate(data, workers=workers, batch_triples=batch_triples, engine=engine)
     results = Counter((r.focus, r.path, r.message, r.shape, r.value, r.severity) for r in report.results)
     # The merged report graph is one SHACL report that says the same.
     graph = report.graph
@@ -79,10 +83,22 @@ def partitioned(data: PatientData, workers: int, batch_triples: int) -> Verdict:
     return report.conforms, results
 
 
-def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: int) -> None:
+def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: int, engine: str) -> None:
     assert reference[1], "a case without results would not test much"
     for workers in (1, 2):
-        assert partitioned(data, workers, batch_triples) == reference, f"workers={workers}"
+        assert partitioned(data, workers, batch_triples, engine) == reference, f"workers={workers}"
+
+
+def needs(engine: str) -> str:
+    """Skip the Jena cases only where there is no Java at all; Java without the jars is a broken setup."""
+    if engine == "jena" and not jena.available():
+        if shutil.which("java") is None:
+            pytest.skip("java is not installed")
+        pytest.fail("java is installed but the Jena jars are not: install the Debian package libapache-jena-java")
+    return engine
+
+
+ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,12 +124,13 @@ CORPORA = {
 }
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", sorted(CORPORA))
-def test_small_corpora_match_whole_graph_pyshacl(name: str) -> None:
+def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str) -> None:
     if name == "shape-fixtures" and not (TESTS / "data" / "shapes").is_dir():
         pytest.skip("no shape fixtures")
     data = CORPORA[name]()
-    assert_same_verdict(data, whole_graph(data), batch_triples=40)
+    assert_same_verdict(data, whole_graph(data), batch_triples=40, engine=needs(engine))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,8 +237,9 @@ def population_reference(population: PatientData) -> Verdict:
     return whole_graph(population, _QueryCachingGraph)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
-                                                        population_reference: Verdict) -> None:
+                                                        population_reference: Verdict, engine: str) -> None:
     conforms, results = population_reference
     kinds = {shape.rsplit("/", 1)[-1] for (_, _, _, shape, _, _) in results}
     assert {"PlannedTherapyConsentShape", "PlannedTherapyCSFShape", "TreatmentOutcomeRequiredShape",
@@ -229,7 +247,7 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
     foci = {focus for (focus, *_) in results}
     assert {EX + "shared-treatment", ITKG + "AdequateResponse", EX + "never-described", "physiotherapy",
             ITKG + "ConsentGranted", EX + "orphan-broken", EX + "LocalPump"} <= foci
-    assert_same_verdict(population, population_reference, batch_triples=500)
+    assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine))
 
 
 def test_query_caching_graph_matches_plain_pyshacl() -> None:

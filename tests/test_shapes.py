@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -22,6 +21,7 @@ from pyshacl import validate
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, RDFS, SH
 
+from itkg import jena
 from itkg.resources import ontology_path, shapes_paths
 
 ITKG = Namespace("https://w3id.org/itkg/")
@@ -409,14 +409,6 @@ def test_planned_rules_patients_violate_exactly_when_not_qualifying(planned_rule
 # Second engine: Apache Jena SHACL (Debian package libapache-jena-java) gives the same results
 # ------------------------------------------------------------------------------------------------
 
-JENA_JARS = "/usr/share/java"
-JENA_CLASSPATH = [
-    "jena-shacl", "jena-arq", "jena-core", "jena-base", "jena-iri", "commons-cli", "commons-codec",
-    "commons-compress", "commons-csv", "commons-io", "commons-lang3", "dexx.collection", "gson", "guava",
-    "httpclient", "httpcore", "jackson-core", "jackson-databind", "jackson-annotations", "jakarta.json-api",
-    "jsonld-java", "protobuf", "thrift", "titanium-json-ld", "caffeine", "slf4j-api", "slf4j-nop",
-]
-
 JENA_SHACL_JAVA = r"""
 import org.apache.jena.graph.Graph;
 import org.apache.jena.graph.GraphUtil;
@@ -458,24 +450,11 @@ public class JenaShacl {
 
 
 def jena_classpath(workdir: Path) -> str:
-    """The jars of libapache-jena-java, plus the resources Debian's relocated Xerces cannot find.
-
-    Debian moves Jena's bundled Xerces classes to the package ``xerces`` but leaves their message
-    bundles under ``org/apache/jena/ext/xerces``; without a copy at the new place Jena fails to start.
-    """
-    jars = [Path(JENA_JARS) / f"{name}.jar" for name in JENA_CLASSPATH]
-    missing = [str(j) for j in jars if not j.is_file()]
-    if missing:
-        pytest.fail(f"Jena jars missing ({', '.join(missing)}); install the Debian package libapache-jena-java")
-    resources = workdir / "xerces-resources"
-    prefix = "org/apache/jena/ext/xerces/"
-    with zipfile.ZipFile(Path(JENA_JARS) / "jena-core.jar") as jar:
-        for name in jar.namelist():
-            if name.startswith(prefix) and name.endswith(".properties"):
-                target = resources / "xerces" / name[len(prefix):]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(jar.read(name))
-    return ":".join([str(resources), *map(str, jars)])
+    """The classpath itkg's own Jena back-end uses (:func:`itkg.jena.classpath`)."""
+    setup = jena.find()
+    if setup is None:
+        pytest.fail("Jena jars missing; install the Debian package libapache-jena-java")
+    return jena.classpath(setup, workdir)
 
 
 def comparable(focus: str, shape: str, path: str, value: str, message: str) -> tuple[str, ...]:

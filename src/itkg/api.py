@@ -117,12 +117,16 @@ def _ref(term: rdflib.term.Identifier) -> str:
     return name if name.startswith("_:") else f"<{name}>"
 
 
-def validate(data: DataLike) -> ValidationReport:
+def validate(data: DataLike, *, engine: str = "auto") -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4). A path is loaded without
-    rejecting ill-typed literals, so that the shapes report them as violations."""
+    rejecting ill-typed literals, so that the shapes report them as violations.
+
+    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations)
+        or ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+    """
     if not isinstance(data, PatientData):
         data = load(data, strict_literals=False)
-    return _validate(data)
+    return _validate(data, engine=engine)
 
 
 def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None) -> PatientExplanation:

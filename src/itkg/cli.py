@@ -190,11 +190,14 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
+@click.option("--engine", type=click.Choice(["auto", "pyshacl", "jena"]), default="auto", show_default=True,
+              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
+                   "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
 @quiet_option
 @input_format_option
 @output_option
 @handle_errors
-def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool,
+def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from .validation import default_workers, validate as validate_data
@@ -205,7 +208,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, quiet: bool
 
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format, strict_literals=False)
-    report = validate_data(data, workers=workers or default_workers(),
+    report = validate_data(data, workers=workers or default_workers(), engine=engine,
                            progress=None if quiet or not sys.stderr.isatty() else progress)
     if report.conforms:
         # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad

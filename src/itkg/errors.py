@@ -76,3 +76,7 @@ class ReasonerError(ItkgError):
 class EndpointError(ItkgError):
     """A SPARQL endpoint answered with an error, did not answer, or answered something that is
     not a SPARQL result."""
+
+
+class ValidationEngineError(ItkgError):
+    """A SHACL back-end asked for (``--engine jena``) is missing here, or stopped while validating."""

@@ -1,0 +1,220 @@
+"""Apache Jena SHACL as a second validation back-end, for populations.
+
+Why: pySHACL spends about a millisecond of Python per patient (each property shape is evaluated
+per focus node), so a million patients take far longer than a nightly run allows. Jena SHACL is a
+conformant, well-kept engine (the contract asks for the same verdict in every such engine, and
+``tests/test_shapes.py`` checks that Jena and pySHACL agree on every fixture); it validates the
+same batches about ten times faster. itkg keeps the partitioning, the ownership of results and
+the report of :mod:`itkg.validation`; only the engine that judges each batch changes.
+
+Jena comes from the system, not from PyPI: the Debian package ``libapache-jena-java`` (jars in
+``/usr/share/java``) or any directory of Jena 4 jars named by ``ITKG_JENA_JARS``, plus ``java``
+(11 or newer) on ``PATH``. Each worker is one ``java`` process that runs
+``_jena/ItkgJenaShacl.java`` straight from source; it is sent the shapes, the ontology and each
+batch over a pipe, and never reads a file or opens a connection of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Iterable, Sequence
+
+import pyoxigraph as ox
+
+from ._process import die_with_parent
+from .errors import ValidationEngineError
+
+#: The jars the worker needs, by their unversioned Debian names.
+JARS = (
+    "jena-shacl", "jena-arq", "jena-core", "jena-base", "jena-iri", "commons-cli", "commons-codec",
+    "commons-compress", "commons-csv", "commons-io", "commons-lang3", "dexx.collection", "gson", "guava",
+    "httpclient", "httpcore", "jackson-core", "jackson-databind", "jackson-annotations", "jakarta.json-api",
+    "jsonld-java", "protobuf", "thrift", "titanium-json-ld", "caffeine", "slf4j-api", "slf4j-nop",
+)
+DEFAULT_JAR_DIR = "/usr/share/java"
+SOURCE = Path(__file__).with_name("_jena") / "ItkgJenaShacl.java"
+
+#: Heap of one worker: a batch is a few thousand patients, the ontology a thousand triples.
+HEAP = "768m"
+
+
+@dataclass(frozen=True)
+class JenaSetup:
+    """Where Jena was found: the ``java`` command and the jars."""
+
+    java: str
+    jars: tuple[Path, ...]
+
+
+@lru_cache(maxsize=1)
+def find() -> JenaSetup | None:
+    """``java`` and the Jena jars, or ``None`` when either is missing."""
+    java = shutil.which("java")
+    if java is None:
+        return None
+    folder = Path(os.environ.get("ITKG_JENA_JARS") or DEFAULT_JAR_DIR)
+    jars = tuple(folder / f"{name}.jar" for name in JARS)
+    if not all(jar.is_file() for jar in jars):
+        return None
+    return JenaSetup(java, jars)
+
+
+def available() -> bool:
+    """Whether the Jena back-end can run here."""
+    return find() is not None
+
+
+def classpath(setup: JenaSetup, workdir: Path) -> str:
+    """The jars, plus the message bundles Debian's relocated Xerces cannot find.
+
+    Debian moves Jena's bundled Xerces classes to the package ``xerces`` but leaves their message
+    bundles under ``org/apache/jena/ext/xerces``; without a copy at the new place (in ``workdir``)
+    Jena fails on its first datatype check.
+    """
+    resources = workdir / "xerces-resources"
+    prefix = "org/apache/jena/ext/xerces/"
+    core = next(jar for jar in setup.jars if jar.name == "jena-core.jar")
+    with zipfile.ZipFile(core) as jar:
+        for name in jar.namelist():
+            if name.startswith(prefix) and name.endswith(".properties"):
+                target = resources / "xerces" / name[len(prefix):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(jar.read(name))
+    return ":".join([str(resources), *map(str, setup.jars)])
+
+
+#: One result of the worker: focus, path, value, source shape, severity, component, message,
+#: each a pyoxigraph term or ``None``.
+RawResult = tuple[object | None, ...]
+
+_FIELDS = 7
+_SUBJECT = "<urn:itkg:jena:r{}>"
+_PREDICATES = [f"<urn:itkg:jena:f{i}>" for i in range(_FIELDS)]
+
+
+def _decode(lines: Sequence[str]) -> list[RawResult]:
+    """Parse the worker's tab-separated N-Triples terms with pyoxigraph (one document per batch)."""
+    document = []
+    for row, line in enumerate(lines):
+        fields = line.split("\t")
+        if len(fields) != _FIELDS:
+            raise ValidationEngineError("the Jena SHACL worker sent a malformed result")
+        for column, term in enumerate(fields):
+            if term:
+                document.append(f"{_SUBJECT.format(row)} {_PREDICATES[column]} {term} .\n")
+    results: list[list[object | None]] = [[None] * _FIELDS for _ in lines]
+    try:
+        for quad in ox.parse("".join(document).encode("utf-8"), format=ox.RdfFormat.N_TRIPLES):
+            row = int(quad.subject.value.rsplit("r", 1)[1])
+            column = int(quad.predicate.value.rsplit("f", 1)[1])
+            results[row][column] = quad.object
+    except SyntaxError as error:
+        raise ValidationEngineError("the Jena SHACL worker sent a term that is not N-Triples") from error
+    return [tuple(r) for r in results]
+
+
+class JenaWorker:
+    """One ``java`` process validating batches against fixed shapes and a fixed base graph."""
+
+    def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes) -> None:
+        command = [setup.java, f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+                   "-cp", cp, str(SOURCE)]
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent, cwd=Path(cp.split(":", 1)[0]).parent,
+            env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+        self._send(shapes)
+        self._send(base)
+
+    def _send(self, payload: bytes) -> None:
+        stdin = self._pipe(self._process.stdin)
+        try:
+            stdin.write(struct.pack(">i", len(payload)))
+            stdin.write(payload)
+            stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            raise self._failed() from error
+
+    @staticmethod
+    def _pipe(pipe: IO[bytes] | None) -> IO[bytes]:
+        assert pipe is not None, "the worker is started with pipes"
+        return pipe
+
+    def _failed(self) -> ValidationEngineError:
+        code = self._process.poll()
+        return ValidationEngineError(
+            "the Jena SHACL worker stopped" + (f" (exit status {code})" if code is not None else ""))
+
+    def validate(self, batch: Iterable[ox.Triple]) -> list[RawResult]:
+        """The results Jena finds in base ∪ ``batch``."""
+        self._send(ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES))
+        stdout = self._pipe(self._process.stdout)
+        lines = []
+        while True:
+            raw = stdout.readline()
+            if not raw:
+                raise self._failed()
+            line = raw.decode("utf-8").rstrip("\n")
+            if line == "END":
+                return _decode(lines)
+            lines.append(line)
+
+    def close(self) -> None:
+        """End the worker (politely, then by force)."""
+        try:
+            if self._process.poll() is None:
+                stdin = self._process.stdin
+                if stdin is not None:
+                    try:
+                        stdin.write(struct.pack(">i", -1))
+                        stdin.close()
+                    except OSError:
+                        pass
+                self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+
+
+class JenaPool:
+    """``count`` workers sharing a private folder for Jena's resources; a context manager."""
+
+    def __init__(self, count: int, shapes: bytes, base: bytes) -> None:
+        setup = find()
+        if setup is None:
+            raise ValidationEngineError(
+                "the Jena back-end needs java and the Apache Jena jars (Debian package libapache-jena-java, "
+                "or a folder of Jena 4 jars named by ITKG_JENA_JARS)")
+        self._workdir = Path(tempfile.mkdtemp(prefix="itkg-jena-"))
+        self.workers: list[JenaWorker] = []
+        try:
+            cp = classpath(setup, self._workdir)
+            for _ in range(count):
+                self.workers.append(JenaWorker(setup, cp, shapes, base))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> JenaPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

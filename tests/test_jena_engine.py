@@ -1,0 +1,146 @@
+"""The Apache Jena SHACL back-end (itkg.jena): choice, command line, failures and hygiene.
+
+That Jena gives pySHACL's verdict and results on every corpus, partitioned or not, is checked in
+tests/test_scale_validation.py; this file covers what surrounds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+
+from itkg import jena, validation
+from itkg.errors import ValidationEngineError
+from itkg.loading import PatientData, load
+from itkg.resources import data_root
+
+EXAMPLES = data_root() / "examples" / "patients.ttl"
+TESTS = Path(__file__).resolve().parent
+CONFORMING = TESTS / "data" / "shapes" / "pt-consent-granted-after-withdrawal.ttl"
+
+
+@pytest.fixture
+def no_jena(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A machine where the Jena jars are not where itkg looks."""
+    monkeypatch.setenv("ITKG_JENA_JARS", str(tmp_path / "no-jars-here"))
+    jena.find.cache_clear()
+    yield
+    jena.find.cache_clear()
+
+
+@pytest.fixture
+def with_jena() -> None:
+    if not jena.available():
+        if shutil.which("java") is None:
+            pytest.skip("java is not installed")
+        pytest.fail("java is installed but the Jena jars are not: install libapache-jena-java")
+
+
+def itkg_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "itkg.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> None:
+    data = load(EXAMPLES)
+    assert len(data.triples) < validation.AUTO_JENA_TRIPLES
+    assert validation.engine_for(data) == "pyshacl"
+    assert validation.engine_for(data, "jena") == "jena"
+    with pytest.raises(ValueError, match="unknown SHACL engine"):
+        validation.engine_for(data, "rudof")
+
+
+def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    assert not jena.available()
+    data = load(EXAMPLES)
+    assert validation.engine_for(data) == "pyshacl"
+    assert not validation.validate(data).conforms  # and it still validates
+
+
+@pytest.mark.java
+def test_auto_uses_jena_for_large_inputs(with_jena: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    data = load(EXAMPLES)
+    assert validation.engine_for(data) == "jena"
+    assert validation.validate(data).results == validation.validate(data, engine="pyshacl").results
+
+
+def test_asking_for_jena_where_it_is_missing_is_a_clear_error(no_jena: None) -> None:
+    with pytest.raises(ValidationEngineError, match="libapache-jena-java"):
+        validation.validate(load(EXAMPLES), engine="jena")
+
+
+def test_cli_engine_jena_missing_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "ITKG_JENA_JARS": str(tmp_path / "no-jars-here")}
+    run = itkg_cli("validate", str(EXAMPLES), "--engine", "jena", env=env)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and "Jena" in run.stderr
+
+
+@pytest.mark.java
+@pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_cli_engines_print_the_same_report(with_jena: None, path: Path, code: int, fmt: str) -> None:
+    runs = {engine: itkg_cli("validate", str(path), "--engine", engine, "--format", fmt)
+            for engine in ("pyshacl", "jena")}
+    assert {e: r.returncode for e, r in runs.items()} == {"pyshacl": code, "jena": code}, runs["jena"].stderr
+    if fmt == "json":
+        assert json.loads(runs["jena"].stdout) == json.loads(runs["pyshacl"].stdout)
+    else:
+        assert runs["jena"].stdout == runs["pyshacl"].stdout
+
+
+@pytest.mark.java
+def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(with_jena: None) -> None:
+    shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
+    before = set(Path(tempfile.gettempdir()).glob("itkg-jena-*"))
+    pool = jena.JenaPool(1, shapes, b"")
+    worker = pool.workers[0]
+    try:
+        triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasConsent"),
+                           ox.BlankNode("c"))
+        assert worker.validate([triple]) == []  # alive: no consent record typed, nothing to say
+        worker._process.kill()
+        worker._process.wait()
+        with pytest.raises(ValidationEngineError, match="stopped"):
+            worker.validate([triple])
+    finally:
+        pool.close()
+    assert set(Path(tempfile.gettempdir()).glob("itkg-jena-*")) == before
+    assert worker._process.poll() is not None
+
+
+@pytest.mark.java
+def test_workers_get_the_data_on_a_pipe_not_on_the_command_line(with_jena: None) -> None:
+    """No patient value in a process listing, and no environment beyond PATH and the locale."""
+    data = PatientData(triples=load(EXAMPLES).triples)
+    shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
+    with jena.JenaPool(1, shapes, ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)) as pool:
+        process = pool.workers[0]._process
+        argv = " ".join(map(str, process.args))
+        assert "example.org" not in argv and "patients" not in argv
+        environ = Path(f"/proc/{process.pid}/environ")
+        if environ.exists():
+            names = {entry.split(b"=", 1)[0] for entry in environ.read_bytes().split(b"\0") if entry}
+            assert names <= {b"PATH", b"LANG"}
+
+
+def test_malformed_worker_output_is_refused() -> None:
+    with pytest.raises(ValidationEngineError, match="malformed"):
+        jena._decode(["<https://example.org/p>\t\t"])
+    with pytest.raises(ValidationEngineError, match="not N-Triples"):
+        jena._decode(["not a term\t\t\t\t\t\t"])
+    decoded = jena._decode(['<https://example.org/p>\t<https://w3id.org/itkg/hasOutcome>\t"x\\ty"@en\t\t\t\t"m"'])
+    assert decoded[0][0] == ox.NamedNode("https://example.org/p")
+    assert decoded[0][2] == ox.Literal("x\ty", language="en")
+    assert decoded[0][3] is None and decoded[0][6] == ox.Literal("m")
