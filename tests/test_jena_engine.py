@@ -144,3 +144,8 @@ def test_malformed_worker_output_is_refused() -> None:
     assert decoded[0][0] == ox.NamedNode("https://example.org/p")
     assert decoded[0][2] == ox.Literal("x\ty", language="en")
     assert decoded[0][3] is None and decoded[0][6] == ox.Literal("m")
+
+
+def test_a_batch_that_cannot_be_cut_gets_a_larger_heap() -> None:
+    assert jena.heap_mb(20_000) == jena.HEAP_MB
+    assert jena.heap_mb(16_000_000) == 256 + 16_000

@@ -42,8 +42,16 @@ JARS = (
 DEFAULT_JAR_DIR = "/usr/share/java"
 SOURCE = Path(__file__).with_name("_jena") / "ItkgJenaShacl.java"
 
-#: Heap of one worker: a batch is a few thousand patients, the ontology a thousand triples.
-HEAP = "768m"
+#: Heap of one worker in MB: a batch is usually about a thousand patients and the ontology a
+#: thousand triples; a batch that cannot be cut (one large connected piece) gets more, see
+#: :func:`heap_mb`.
+HEAP_MB = 768
+
+
+def heap_mb(largest_batch_triples: int) -> int:
+    """A worker's ``-Xmx`` for batches of up to ``largest_batch_triples`` triples: Jena's
+    in-memory graph takes a few hundred bytes per triple, so allow about a kilobyte."""
+    return max(HEAP_MB, 256 + largest_batch_triples // 1000)
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,8 @@ def _decode(lines: Sequence[str]) -> list[RawResult]:
 class JenaWorker:
     """One ``java`` process validating batches against fixed shapes and a fixed base graph."""
 
-    def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes) -> None:
-        command = [setup.java, f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+    def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes, heap: int = HEAP_MB) -> None:
+        command = [setup.java, f"-Xmx{heap}m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
                    "-cp", cp, str(SOURCE)]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -192,7 +200,7 @@ class JenaWorker:
 class JenaPool:
     """``count`` workers sharing a private folder for Jena's resources; a context manager."""
 
-    def __init__(self, count: int, shapes: bytes, base: bytes) -> None:
+    def __init__(self, count: int, shapes: bytes, base: bytes, heap: int = HEAP_MB) -> None:
         setup = find()
         if setup is None:
             raise ValidationEngineError(
@@ -203,7 +211,7 @@ class JenaPool:
         try:
             cp = classpath(setup, self._workdir)
             for _ in range(count):
-                self.workers.append(JenaWorker(setup, cp, shapes, base))
+                self.workers.append(JenaWorker(setup, cp, shapes, base, heap))
         except BaseException:
             self.close()
             raise

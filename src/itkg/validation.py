@@ -339,7 +339,8 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
     base = (ontology_graph().serialize(format="nt", encoding="utf-8")
             + ox.serialize(plan.shared, format=ox.RdfFormat.N_TRIPLES))
     done: list[_Batch] = []
-    with jena.JenaPool(workers, shapes, base) as pool:
+    largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
+    with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
         for worker in pool.workers:
             idle.put(worker)
