@@ -149,3 +149,20 @@ def test_malformed_worker_output_is_refused() -> None:
 def test_a_batch_that_cannot_be_cut_gets_a_larger_heap() -> None:
     assert jena.heap_mb(20_000) == jena.HEAP_MB
     assert jena.heap_mb(16_000_000) == 256 + 16_000
+
+
+def test_a_java_too_old_for_source_files_means_no_jena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto must not pick a back-end that cannot start: Java 8 cannot run ``java File.java``."""
+    fake = tmp_path / "java"
+    fake.write_text('#!/bin/sh\necho \'openjdk version "1.8.0_392"\' >&2\n', encoding="utf-8")
+    fake.chmod(0o755)
+    assert jena.java_major(str(fake)) == 8
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    jena.find.cache_clear()
+    try:
+        assert jena.find() is None
+    finally:
+        jena.find.cache_clear()
+    if shutil.which("java", path=os.environ["PATH"].split(os.pathsep, 1)[1]):
+        real = shutil.which("java", path=os.environ["PATH"].split(os.pathsep, 1)[1])
+        assert (jena.java_major(real) or 0) >= jena.MIN_JAVA

@@ -17,6 +17,7 @@ batch over a pipe, and never reads a file or opens a connection of its own.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -62,15 +63,36 @@ class JenaSetup:
     jars: tuple[Path, ...]
 
 
+#: The oldest Java that runs a single source file (``java File.java``, JEP 330).
+MIN_JAVA = 11
+
+
+def java_major(java: str) -> int | None:
+    """The major version of ``java`` (``17`` for "17.0.15", ``8`` for "1.8.0_392"), or ``None``."""
+    try:
+        completed = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30,
+                                   check=False, env={"PATH": os.environ.get("PATH", "")})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', completed.stderr + completed.stdout)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
 @lru_cache(maxsize=1)
 def find() -> JenaSetup | None:
-    """``java`` and the Jena jars, or ``None`` when either is missing."""
+    """``java`` (11 or newer) and the Jena jars, or ``None`` when either is missing."""
     java = shutil.which("java")
     if java is None:
         return None
     folder = Path(os.environ.get("ITKG_JENA_JARS") or DEFAULT_JAR_DIR)
     jars = tuple(folder / f"{name}.jar" for name in JARS)
     if not all(jar.is_file() for jar in jars):
+        return None
+    major = java_major(java)
+    if major is None or major < MIN_JAVA:
         return None
     return JenaSetup(java, jars)
 
@@ -204,8 +226,8 @@ class JenaPool:
         setup = find()
         if setup is None:
             raise ValidationEngineError(
-                "the Jena back-end needs java and the Apache Jena jars (Debian package libapache-jena-java, "
-                "or a folder of Jena 4 jars named by ITKG_JENA_JARS)")
+                f"the Jena back-end needs java {MIN_JAVA} or newer and the Apache Jena jars (Debian package "
+                "libapache-jena-java, or a folder of Jena 4 jars named by ITKG_JENA_JARS)")
         self._workdir = Path(tempfile.mkdtemp(prefix="itkg-jena-"))
         self.workers: list[JenaWorker] = []
         try:
