@@ -14,7 +14,6 @@ batch goes through the same function the partitioned path uses. Reproducible: ``
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from datetime import date
 from typing import Any, Callable, Iterator
@@ -111,11 +110,7 @@ def well_typed_date(term: ox.Term) -> bool:
 
 
 @pytest.fixture(scope="module")
-def worker() -> Iterator[jena.JenaWorker]:
-    if not jena.available():
-        if shutil.which("java") is None:
-            pytest.skip("java is not installed")
-        pytest.fail("java is installed but the Jena jars are not: install libapache-jena-java")
+def worker(jena_required: None) -> Iterator[jena.JenaWorker]:
     shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
     with jena.JenaPool(1, shapes, ontology_graph().serialize(format="nt", encoding="utf-8")) as pool:
         yield pool.workers[0]

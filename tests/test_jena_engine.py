@@ -36,14 +36,6 @@ def no_jena(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     jena.find.cache_clear()
 
 
-@pytest.fixture
-def with_jena() -> None:
-    if not jena.available():
-        if shutil.which("java") is None:
-            pytest.skip("java is not installed")
-        pytest.fail("java is installed but the Jena jars are not: install libapache-jena-java")
-
-
 def itkg_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "itkg.cli", *args], capture_output=True, text=True,
                           timeout=300, env=env)
@@ -67,7 +59,7 @@ def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pyt
 
 
 @pytest.mark.java
-def test_auto_uses_jena_for_large_inputs(with_jena: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_uses_jena_for_large_inputs(jena_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
     data = load(EXAMPLES)
     assert validation.engine_for(data) == "jena"
@@ -90,7 +82,7 @@ def test_cli_engine_jena_missing_exits_2_with_one_line(tmp_path: Path) -> None:
 @pytest.mark.java
 @pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_cli_engines_print_the_same_report(with_jena: None, path: Path, code: int, fmt: str) -> None:
+def test_cli_engines_print_the_same_report(jena_required: None, path: Path, code: int, fmt: str) -> None:
     runs = {engine: itkg_cli("validate", str(path), "--engine", engine, "--format", fmt)
             for engine in ("pyshacl", "jena")}
     assert {e: r.returncode for e, r in runs.items()} == {"pyshacl": code, "jena": code}, runs["jena"].stderr
@@ -101,7 +93,7 @@ def test_cli_engines_print_the_same_report(with_jena: None, path: Path, code: in
 
 
 @pytest.mark.java
-def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(with_jena: None) -> None:
+def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_required: None) -> None:
     shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
     before = set(Path(tempfile.gettempdir()).glob("itkg-jena-*"))
     pool = jena.JenaPool(1, shapes, b"")
@@ -121,7 +113,7 @@ def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(with_je
 
 
 @pytest.mark.java
-def test_workers_get_the_data_on_a_pipe_not_on_the_command_line(with_jena: None) -> None:
+def test_workers_get_the_data_on_a_pipe_not_on_the_command_line(jena_required: None) -> None:
     """No patient value in a process listing, and no environment beyond PATH and the locale."""
     data = PatientData(triples=load(EXAMPLES).triples)
     shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")

@@ -18,15 +18,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import shutil
-
 import pyoxigraph as ox
 import pyshacl
 import pytest
 import rdflib
 from rdflib.namespace import RDF, SH
 
-from itkg import jena
 from itkg.knowledge import ontology_graph
 from itkg.loading import PatientData, load
 from itkg.partition import fixed_hubs, partition, target_object_predicates
@@ -89,12 +86,10 @@ def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: in
         assert partitioned(data, workers, batch_triples, engine) == reference, f"workers={workers}"
 
 
-def needs(engine: str) -> str:
-    """Skip the Jena cases only where there is no Java at all; Java without the jars is a broken setup."""
-    if engine == "jena" and not jena.available():
-        if shutil.which("java") is None:
-            pytest.skip("java is not installed")
-        pytest.fail("java is installed but the Jena jars are not: install the Debian package libapache-jena-java")
+def needs(engine: str, request: pytest.FixtureRequest) -> str:
+    """The engine, once the Jena cases have checked that Jena is usable (see conftest.py)."""
+    if engine == "jena":
+        request.getfixturevalue("jena_required")
     return engine
 
 
@@ -126,11 +121,11 @@ CORPORA = {
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", sorted(CORPORA))
-def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str) -> None:
+def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str, request: pytest.FixtureRequest) -> None:
     if name == "shape-fixtures" and not (TESTS / "data" / "shapes").is_dir():
         pytest.skip("no shape fixtures")
     data = CORPORA[name]()
-    assert_same_verdict(data, whole_graph(data), batch_triples=40, engine=needs(engine))
+    assert_same_verdict(data, whole_graph(data), batch_triples=40, engine=needs(engine, request))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,7 +234,8 @@ def population_reference(population: PatientData) -> Verdict:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
-                                                        population_reference: Verdict, engine: str) -> None:
+                                                        population_reference: Verdict, engine: str,
+                                                        request: pytest.FixtureRequest) -> None:
     conforms, results = population_reference
     kinds = {shape.rsplit("/", 1)[-1] for (_, _, _, shape, _, _) in results}
     assert {"PlannedTherapyConsentShape", "PlannedTherapyCSFShape", "TreatmentOutcomeRequiredShape",
@@ -247,7 +243,7 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
     foci = {focus for (focus, *_) in results}
     assert {EX + "shared-treatment", ITKG + "AdequateResponse", EX + "never-described", "physiotherapy",
             ITKG + "ConsentGranted", EX + "orphan-broken", EX + "LocalPump"} <= foci
-    assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine))
+    assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine, request))
 
 
 def test_query_caching_graph_matches_plain_pyshacl() -> None:
