@@ -59,6 +59,15 @@ def values(names: list[str]) -> st.SearchStrategy[ox.NamedNode | ox.Literal]:
                      st.just(ox.NamedNode("https://example.org/elsewhere")))
 
 
+#: The records a patient links to: link, class, how many at most, and each field with its values.
+RECORDS = [
+    ("hasConsent", "InformedConsent", 3,
+     [("consentStatus", values(STATUSES)), ("coversTherapy", values(THERAPIES)), ("consentDate", dates)]),
+    ("hasCSFAssessment", "CSFCirculationAssessment", 2,
+     [("finding", values(FINDINGS)), ("assessmentDate", dates)]),
+]
+
+
 @st.composite
 def graphs(draw: Callable[[Any], Any]) -> list[ox.Triple]:
     triples: list[ox.Triple] = []
@@ -77,21 +86,14 @@ def graphs(draw: Callable[[Any], Any]) -> list[ox.Triple]:
         triples.append(ox.Triple(patient, TYPE, itkg("Patient")))
         for therapy in some(values(THERAPIES)):
             triples.append(ox.Triple(patient, itkg("plannedTherapy"), therapy))
-        for _ in range(draw(st.integers(0, 3))):
-            record = node("c")
-            triples.append(ox.Triple(patient, itkg("hasConsent"), record))
-            if draw(st.integers(0, 5)):
-                triples.append(ox.Triple(record, TYPE, itkg("InformedConsent")))
-            triples += [ox.Triple(record, itkg("consentStatus"), v) for v in some(values(STATUSES))]
-            triples += [ox.Triple(record, itkg("coversTherapy"), v) for v in some(values(THERAPIES))]
-            triples += [ox.Triple(record, itkg("consentDate"), v) for v in some(dates)]
-        for _ in range(draw(st.integers(0, 2))):
-            record = node("a")
-            triples.append(ox.Triple(patient, itkg("hasCSFAssessment"), record))
-            if draw(st.integers(0, 5)):
-                triples.append(ox.Triple(record, TYPE, itkg("CSFCirculationAssessment")))
-            triples += [ox.Triple(record, itkg("finding"), v) for v in some(values(FINDINGS))]
-            triples += [ox.Triple(record, itkg("assessmentDate"), v) for v in some(dates)]
+        for link, kind, most, fields in RECORDS:
+            for _ in range(draw(st.integers(0, most))):
+                record = node(kind[0].lower())
+                triples.append(ox.Triple(patient, itkg(link), record))
+                if draw(st.integers(0, 5)):  # now and then a record without its type
+                    triples.append(ox.Triple(record, TYPE, itkg(kind)))
+                for field, strategy in fields:
+                    triples += [ox.Triple(record, itkg(field), v) for v in some(strategy)]
         for _ in range(draw(st.integers(0, 2))):
             treatment = draw(st.one_of(st.builds(lambda: node("t")), values(OUTCOMES)))
             triples.append(ox.Triple(patient, itkg("receivedTreatment"), treatment))

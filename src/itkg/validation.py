@@ -184,6 +184,13 @@ def _enter(context: _Context | None) -> None:
     _CONTEXT = context
 
 
+def _owned(focus: object, own: set[Any], first: bool, replicated: frozenset[Any]) -> bool:
+    """Whether a result about ``focus`` belongs to this batch (see :mod:`itkg.partition`): its
+    focus is a subject of the batch, or this is the first batch and the focus is a hub, a literal
+    or a shared node that no batch owns."""
+    return focus in own or (first and focus not in replicated)
+
+
 def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     """Validate shared ∪ ``local`` and keep the results whose focus node this batch owns."""
     assert _CONTEXT is not None, "validate() sets the context"
@@ -196,7 +203,7 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     results, triples = [], []
     for node in report.subjects(RDF.type, SH.ValidationResult):
         focus = report.value(node, SH.focusNode)
-        if focus in own or (first and focus not in replicated):
+        if _owned(focus, own, first, replicated):
             results.append(_result(report, node))
             triples.extend(_described(report, node))
     return _Batch(results, triples)
@@ -282,26 +289,38 @@ def _in_processes(plan: Partition, workers: int, context: _Context,
     Workers are spawned, not forked: a forked child writes into the parent's freed memory, all
     over a heap of millions of triples, and each ends up with a private copy of gigabytes.
     """
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker, initargs=(context,))
+    try:
+        return _windowed(lambda index: pool.submit(
+            _validate_batch, ox.serialize(plan.batches[index], format=ox.RdfFormat.N_TRIPLES), index == 0),
+            len(plan), workers, progress)
+    finally:  # on an error or SIGTERM, start no further batch
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _windowed(submit: Callable[[int], Future[_Batch]], count: int, workers: int,
+              progress: Callable[[int, int], None] | None) -> list[_Batch]:
+    """Submit batches ``0 .. count-1`` with at most two per worker in flight (bounded memory),
+    collecting them in order; on an error, the batches not yet started are cancelled."""
     done: list[_Batch] = []
     pending: deque[Future[_Batch]] = deque()
 
     def collect() -> None:
         done.append(pending.popleft().result())
         if progress:
-            progress(len(done), len(plan))
+            progress(len(done), count)
 
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker, initargs=(context,))
     try:
-        for index, batch in enumerate(plan.batches):
-            payload = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
-            pending.append(pool.submit(_validate_batch, payload, index == 0))
+        for index in range(count):
+            pending.append(submit(index))
             while len(pending) >= 2 * workers:
                 collect()
         while pending:
             collect()
-    finally:  # on an error or SIGTERM, start no further batch
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        for future in pending:
+            future.cancel()
     return done
 
 
@@ -313,7 +332,7 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
     for focus, path, value, shape, severity, component, message in raw:
         if not isinstance(focus, (ox.NamedNode, ox.BlankNode, ox.Literal)):
             raise ValidationEngineError("the Jena SHACL worker sent a result without a focus node")
-        if not (focus in own or (first and focus not in replicated)):
+        if not _owned(focus, own, first, replicated):
             continue
         text = message.value if isinstance(message, ox.Literal) else "constraint violated"
         node = rdflib.BNode()
@@ -338,7 +357,6 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
     shapes = shapes_graph().serialize(format="nt", encoding="utf-8")
     base = (ontology_graph().serialize(format="nt", encoding="utf-8")
             + ox.serialize(plan.shared, format=ox.RdfFormat.N_TRIPLES))
-    done: list[_Batch] = []
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
@@ -353,23 +371,8 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
                 idle.put(worker)
             return _jena_batch(raw, plan.batches[index], index == 0, plan.replicated)
 
-        pending: deque[Future[_Batch]] = deque()
         with ThreadPoolExecutor(workers) as threads:
-            try:
-                for index in range(len(plan)):
-                    pending.append(threads.submit(judge, index))
-                    while len(pending) >= 2 * workers:
-                        done.append(pending.popleft().result())
-                        if progress:
-                            progress(len(done), len(plan))
-                while pending:
-                    done.append(pending.popleft().result())
-                    if progress:
-                        progress(len(done), len(plan))
-            finally:
-                for future in pending:
-                    future.cancel()
-    return done
+            return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
 def _worker(context: _Context) -> None:
