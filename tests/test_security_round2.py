@@ -201,3 +201,60 @@ def test_query_child_has_no_network_even_if_the_gate_lets_service_through(
     # Control: the same call in this process reaches the server.
     sparql._oxigraph_select(text, None, False)
     assert logger.hits == [("POST", "/sparql")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: an invalid IRI is bad input in every format (JSON-LD used to drop the node silently)
+# ---------------------------------------------------------------------------------------------
+
+_ZOE = "https://example.org/patient/zoe smith"
+_BAD_IRI_FILES = {
+    "p.jsonld": ('{"@context": {"itkg": "https://w3id.org/itkg#"}, '
+                 f'"@graph": [{{"@id": "{_ZOE}", "@type": "itkg:Patient"}}]}}'),
+    "alias.jsonld": ('{"@context": {"itkg": "https://w3id.org/itkg#", "id": "@id"}, '
+                     f'"@graph": [{{"id": "{_ZOE}", "@type": "itkg:Patient"}}]}}'),
+    "object.jsonld": ('{"@id": "https://example.org/patient/zoe", '
+                      f'"https://w3id.org/itkg#hasRecord": {{"@id": "{_ZOE}"}}}}'),
+    "lang.jsonld": ('{"@id": "https://example.org/patient/zoe", '
+                    '"https://schema.org/name": {"@value": "Zoe", "@language": "en gb"}}'),
+    "p.nt": f"<{_ZOE}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://w3id.org/itkg#Patient> .\n",
+    "p.ttl": f"<{_ZOE}> a <https://w3id.org/itkg#Patient> .\n",
+    "p.rdf": ('<?xml version="1.0"?>\n<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+              f'xmlns:itkg="https://w3id.org/itkg#">\n <itkg:Patient rdf:about="{_ZOE}"/>\n</rdf:RDF>\n'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BAD_IRI_FILES))
+def test_invalid_iri_is_bad_input_in_every_format(tmp_path: Path, name: str) -> None:
+    import itkg
+    from itkg.errors import InputError
+
+    path = tmp_path / name
+    path.write_text(_BAD_IRI_FILES[name], encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        itkg.load(path)
+    assert str(path) in str(caught.value)
+    assert "zoe smith" not in str(caught.value) and "en gb" not in str(caught.value)
+    with pytest.raises(InputError):
+        sparql.load_for_query(path)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["eligibility"], ["query", "worklist"]])
+def test_cli_refuses_a_jsonld_patient_with_an_invalid_id(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "p.jsonld"
+    path.write_text(_BAD_IRI_FILES["p.jsonld"], encoding="utf-8")
+    done = itkg(*command, path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert str(path) in done.stderr and "zoe smith" not in done.stderr
+    assert "Conforms" not in done.stdout
+
+
+def test_jsonld_keys_the_context_does_not_define_are_still_dropped_as_json_ld_says(
+        tmp_path: Path) -> None:
+    """Not an invalid IRI: an undefined key is dropped by design, and stays accepted."""
+    import itkg
+
+    path = tmp_path / "ok.jsonld"
+    path.write_text('{"@id": "https://example.org/patient/zoe", "comment": "not mapped", '
+                    '"https://schema.org/name": "Zoe"}', encoding="utf-8")
+    assert len(itkg.load(path)) == 1
