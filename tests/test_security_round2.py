@@ -258,3 +258,70 @@ def test_jsonld_keys_the_context_does_not_define_are_still_dropped_as_json_ld_sa
     path.write_text('{"@id": "https://example.org/patient/zoe", "comment": "not mapped", '
                     '"https://schema.org/name": "Zoe"}', encoding="utf-8")
     assert len(itkg.load(path)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 6: nothing from data, file names or servers reaches a terminal raw
+# ---------------------------------------------------------------------------------------------
+
+#: ESC sequence (colour), OSC 8 hyperlink ending in BEL, CR, BEL, RLO, line separator, C1 CSI.
+_TERMINAL_HAZARDS = ("\x1b[31m", "\x1b]8;;http://127.0.0.1:9/x\x07", "\r", "\x07", "\u202e",
+                     "\u2028", "\x9b")
+_HOSTILE = "Zoe" + "".join(_TERMINAL_HAZARDS) + "end"
+
+
+def _raw_hazards(text: str) -> list[str]:
+    return [h for h in ("\x1b", "\r", "\x07", "\u202e", "\u2028", "\x9b") if h in text]
+
+
+def test_printable_escapes_every_character_a_terminal_could_act_on() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from itkg.termsafe import printable
+
+    assert printable("Zoe Smith, 1970-01-01") == "Zoe Smith, 1970-01-01"
+    assert printable(_HOSTILE) == ("Zoe\\x1b[31m\\x1b]8;;http://127.0.0.1:9/x\\x07\\r\\x07\\u202e"
+                                   "\\u2028\\x9bend")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text())
+    def escaped(text: str) -> None:
+        out = printable(text)
+        assert out.isprintable()
+        assert out == text or text != out.encode().decode()  # only changed when needed
+    escaped()
+
+
+def _turtle_escaped(text: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
+
+
+def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
+    """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
+    hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
+    data = tmp_path / "patients.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").replace(
+        "ex:anna a itkg:Patient ;",
+        f"<{hostile_iri}> a itkg:Patient ; <https://schema.org/name> "
+        f'"{_turtle_escaped(_HOSTILE)}" ;'), encoding="utf-8")
+    eligibility = itkg("eligibility", data)
+    assert eligibility.returncode == 0, eligibility.stderr
+    assert "anna\\u202e\\u2028x" in eligibility.stdout and not _raw_hazards(eligibility.stdout)
+    query = tmp_path / "names.rq"
+    query.write_text("SELECT ?p ?n WHERE { ?p <https://schema.org/name> ?n }", encoding="utf-8")
+    table = itkg("query", query, data)
+    assert table.returncode == 0, table.stderr
+    assert "\\x1b[31m" in table.stdout and not _raw_hazards(table.stdout)
+    explain = itkg("explain", hostile_iri, data)
+    assert explain.returncode == 0, explain.stderr
+    assert "anna\\u202e" in explain.stdout and not _raw_hazards(explain.stdout)
+
+
+def test_error_messages_escape_file_names(tmp_path: Path) -> None:
+    name = tmp_path / ("p" + "".join(_TERMINAL_HAZARDS) + ".ttl")
+    done = itkg("validate", name)
+    assert done.returncode == 2
+    assert "\\x1b" in done.stderr and not _raw_hazards(done.stderr)
+    explain = itkg("explain", "https://example.org/patient/\x1b]8;;x\x07", EXAMPLES)
+    assert explain.returncode == 2 and not _raw_hazards(explain.stderr)
