@@ -31,6 +31,7 @@ from itkg.resources import ontology_owl_path, ontology_path, queries_dir
 
 ITKG = Namespace("https://w3id.org/itkg/")
 ONTOLOGY = URIRef("https://w3id.org/itkg/ontology")
+DEFINITION = URIRef("http://purl.obolibrary.org/obo/IAO_0000115")  # IAO "definition", what ROBOT reads
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PATIENTS = REPO / "examples" / "patients.ttl"
 DOCS = REPO / "docs" / "ontology.md"
@@ -174,7 +175,7 @@ def _remove_provenance(g: Graph) -> None:
 #: For each QC query: how to break a copy of the ontology, and the IRI the query must then report.
 BREAKAGES: dict[str, tuple[Callable[[Graph], None], str]] = {
     "missing-label-violation": (_remove(ITKG.CancerPain, RDFS.label), str(ITKG.CancerPain)),
-    "missing-definition-violation": (_remove(ITKG.hasCondition, SKOS.definition), str(ITKG.hasCondition)),
+    "missing-definition-violation": (_remove(ITKG.hasCondition, DEFINITION), str(ITKG.hasCondition)),
     "duplicate-label-violation": (_add(ITKG.Spasticity, RDFS.label, Literal("Cancer Pain", lang="en")),
                                   str(ITKG.Spasticity)),
     "orphan-class-violation": (_remove(ITKG.Plexopathy, RDFS.subClassOf), str(ITKG.Plexopathy)),
@@ -247,7 +248,7 @@ def test_contract_terms_are_declared_with_label_and_definition(ontology: Graph) 
     wrong = [n for n, kind in expected if not _declared(ontology, n, kind)]
     unlabelled = [n for n, _ in expected
                   if ontology.value(ITKG[n], RDFS.label) is None
-                  or ontology.value(ITKG[n], SKOS.definition) is None]
+                  or ontology.value(ITKG[n], DEFINITION) is None]
     untyped = [n for cls, names in CONTRACT_INDIVIDUALS.items() for n in names
                if (ITKG[n], RDF.type, ITKG[cls]) not in ontology]
     assert (wrong, unlabelled, untyped) == ([], [], [])

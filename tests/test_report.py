@@ -35,6 +35,8 @@ RULES = ROOT / "tests" / "data" / "rules.ttl"
 CHROMIUM = Path("/usr/bin/chromium")
 ITKG = "https://w3id.org/itkg/"
 
+pytestmark = pytest.mark.browser
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 
 

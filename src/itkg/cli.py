@@ -28,13 +28,14 @@ from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .safeio import atomic_write
+from .termsafe import printable
 from .sparql import QueryResult, load_for_query, select_files
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"itkg: error: {message}", err=True)
+    click.echo(f"itkg: error: {printable(message)}", err=True)
     sys.exit(code)
 
 

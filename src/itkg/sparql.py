@@ -26,7 +26,7 @@ import pyoxigraph as ox
 import rdflib
 
 from . import guards
-from ._process import die_with_parent
+from ._process import die_with_parent, drop_network
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
 from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
@@ -194,6 +194,7 @@ def run_with_deadline(function: Callable[..., Any], args: tuple, timeout: float,
 
     def child() -> None:
         die_with_parent()
+        drop_network()  # no route anywhere, not even to 127.0.0.1 (docs/security.md §1)
         try:
             more = ()
             if prepare is not None:
