@@ -201,3 +201,127 @@ def test_query_child_has_no_network_even_if_the_gate_lets_service_through(
     # Control: the same call in this process reaches the server.
     sparql._oxigraph_select(text, None, False)
     assert logger.hits == [("POST", "/sparql")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: an invalid IRI is bad input in every format (JSON-LD used to drop the node silently)
+# ---------------------------------------------------------------------------------------------
+
+_ZOE = "https://example.org/patient/zoe smith"
+_BAD_IRI_FILES = {
+    "p.jsonld": ('{"@context": {"itkg": "https://w3id.org/itkg#"}, '
+                 f'"@graph": [{{"@id": "{_ZOE}", "@type": "itkg:Patient"}}]}}'),
+    "alias.jsonld": ('{"@context": {"itkg": "https://w3id.org/itkg#", "id": "@id"}, '
+                     f'"@graph": [{{"id": "{_ZOE}", "@type": "itkg:Patient"}}]}}'),
+    "object.jsonld": ('{"@id": "https://example.org/patient/zoe", '
+                      f'"https://w3id.org/itkg#hasRecord": {{"@id": "{_ZOE}"}}}}'),
+    "lang.jsonld": ('{"@id": "https://example.org/patient/zoe", '
+                    '"https://schema.org/name": {"@value": "Zoe", "@language": "en gb"}}'),
+    "p.nt": f"<{_ZOE}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://w3id.org/itkg#Patient> .\n",
+    "p.ttl": f"<{_ZOE}> a <https://w3id.org/itkg#Patient> .\n",
+    "p.rdf": ('<?xml version="1.0"?>\n<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+              f'xmlns:itkg="https://w3id.org/itkg#">\n <itkg:Patient rdf:about="{_ZOE}"/>\n</rdf:RDF>\n'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BAD_IRI_FILES))
+def test_invalid_iri_is_bad_input_in_every_format(tmp_path: Path, name: str) -> None:
+    import itkg
+    from itkg.errors import InputError
+
+    path = tmp_path / name
+    path.write_text(_BAD_IRI_FILES[name], encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        itkg.load(path)
+    assert str(path) in str(caught.value)
+    assert "zoe smith" not in str(caught.value) and "en gb" not in str(caught.value)
+    with pytest.raises(InputError):
+        sparql.load_for_query(path)
+
+
+@pytest.mark.parametrize("command", [["validate"], ["eligibility"], ["query", "worklist"]])
+def test_cli_refuses_a_jsonld_patient_with_an_invalid_id(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "p.jsonld"
+    path.write_text(_BAD_IRI_FILES["p.jsonld"], encoding="utf-8")
+    done = itkg(*command, path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert str(path) in done.stderr and "zoe smith" not in done.stderr
+    assert "Conforms" not in done.stdout
+
+
+def test_jsonld_keys_the_context_does_not_define_are_still_dropped_as_json_ld_says(
+        tmp_path: Path) -> None:
+    """Not an invalid IRI: an undefined key is dropped by design, and stays accepted."""
+    import itkg
+
+    path = tmp_path / "ok.jsonld"
+    path.write_text('{"@id": "https://example.org/patient/zoe", "comment": "not mapped", '
+                    '"https://schema.org/name": "Zoe"}', encoding="utf-8")
+    assert len(itkg.load(path)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 6: nothing from data, file names or servers reaches a terminal raw
+# ---------------------------------------------------------------------------------------------
+
+#: ESC sequence (colour), OSC 8 hyperlink ending in BEL, CR, BEL, RLO, line separator, C1 CSI.
+_TERMINAL_HAZARDS = ("\x1b[31m", "\x1b]8;;http://127.0.0.1:9/x\x07", "\r", "\x07", "\u202e",
+                     "\u2028", "\x9b")
+_HOSTILE = "Zoe" + "".join(_TERMINAL_HAZARDS) + "end"
+
+
+def _raw_hazards(text: str) -> list[str]:
+    return [h for h in ("\x1b", "\r", "\x07", "\u202e", "\u2028", "\x9b") if h in text]
+
+
+def test_printable_escapes_every_character_a_terminal_could_act_on() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from itkg.termsafe import printable
+
+    assert printable("Zoe Smith, 1970-01-01") == "Zoe Smith, 1970-01-01"
+    assert printable(_HOSTILE) == ("Zoe\\x1b[31m\\x1b]8;;http://127.0.0.1:9/x\\x07\\r\\x07\\u202e"
+                                   "\\u2028\\x9bend")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text())
+    def escaped(text: str) -> None:
+        out = printable(text)
+        assert out.isprintable()
+        assert out == text or text != out.encode().decode()  # only changed when needed
+    escaped()
+
+
+def _turtle_escaped(text: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
+
+
+def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
+    """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
+    hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
+    data = tmp_path / "patients.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").replace(
+        "ex:anna a itkg:Patient ;",
+        f"<{hostile_iri}> a itkg:Patient ; <https://schema.org/name> "
+        f'"{_turtle_escaped(_HOSTILE)}" ;'), encoding="utf-8")
+    eligibility = itkg("eligibility", data)
+    assert eligibility.returncode == 0, eligibility.stderr
+    assert "anna\\u202e\\u2028x" in eligibility.stdout and not _raw_hazards(eligibility.stdout)
+    query = tmp_path / "names.rq"
+    query.write_text("SELECT ?p ?n WHERE { ?p <https://schema.org/name> ?n }", encoding="utf-8")
+    table = itkg("query", query, data)
+    assert table.returncode == 0, table.stderr
+    assert "\\x1b[31m" in table.stdout and not _raw_hazards(table.stdout)
+    explain = itkg("explain", hostile_iri, data)
+    assert explain.returncode == 0, explain.stderr
+    assert "anna\\u202e" in explain.stdout and not _raw_hazards(explain.stdout)
+
+
+def test_error_messages_escape_file_names(tmp_path: Path) -> None:
+    name = tmp_path / ("p" + "".join(_TERMINAL_HAZARDS) + ".ttl")
+    done = itkg("validate", name)
+    assert done.returncode == 2
+    assert "\\x1b" in done.stderr and not _raw_hazards(done.stderr)
+    explain = itkg("explain", "https://example.org/patient/\x1b]8;;x\x07", EXAMPLES)
+    assert explain.returncode == 2 and not _raw_hazards(explain.stderr)
