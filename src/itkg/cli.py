@@ -26,14 +26,16 @@ from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
 from .parallel import eligibility_rows
 from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
+from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .safeio import atomic_write
+from .termsafe import printable
 from .sparql import QueryResult, load_for_query, select_files
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"itkg: error: {message}", err=True)
+    click.echo(f"itkg: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -324,6 +326,44 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
                                      color=_color(output))
     _emit(text, output, files)
     sys.exit(1 if differences else 0)
+
+
+@main.command(name="report")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
+@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@endpoint_options
+@timeout_option(None, "a SPARQL query")
+@input_format_option
+@click.option("--max-listed", type=click.IntRange(min=1), default=DEFAULT_MAX_LISTED,
+              show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
+@click.option("--max-details", type=click.IntRange(min=0), default=DEFAULT_MAX_DETAILS,
+              show_default=True, help="Patients whose full explanation is in the page.")
+@handle_errors
+def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
+                   store_url: str | None, timeout: float | None, input_format: str | None,
+                   max_listed: int, max_details: int) -> None:
+    """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
+    worklist, qualifying and excluded patients, and each patient's explanation.
+
+    With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
+    """
+    if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
+        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+            written = api.report(None, output, endpoint=client, max_listed=max_listed,
+                                           max_details=max_details)
+    else:
+        if not files:
+            raise InputError("<none>", "no input files given (or use --endpoint)")
+        _check_inputs(files, input_format)
+        written = api.report(list(files), output, engine=engine, input_format=input_format,
+                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+    click.echo(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
+               f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else ""), err=True)
 
 
 @main.command(name="load")

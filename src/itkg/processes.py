@@ -70,13 +70,57 @@ def die_with_parent(signum: int = signal.SIGKILL, *, parent: int | None = None) 
         os.kill(os.getpid(), signum)
 
 
-def become_child(parent: int) -> None:
+def become_child(parent: int, *, offline: bool = False) -> None:
     """First thing in every forked or spawned child: default action for the ending signals,
-    ``SIGINT`` ignored (the parent handles ^C and ends its children), death with ``parent``."""
+    ``SIGINT`` ignored (the parent handles ^C and ends its children), death with ``parent``;
+    with ``offline``, no network at all (:func:`drop_network`)."""
     for signum in ENDING_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent=parent)
+    if offline:
+        drop_network()  # no route anywhere, not even to 127.0.0.1 (docs/security.md §1)
+
+
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+
+
+def _unshare(flags: int) -> None:
+    unshare = getattr(os, "unshare", None)  # Python 3.12+
+    if unshare is not None:
+        unshare(flags)
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.unshare(ctypes.c_int(flags)) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def drop_network() -> bool:
+    """Move the calling process into a new, empty network namespace; ``True`` if it worked.
+
+    Called first thing in the child that runs a user's query. The query gate keeps ``SERVICE``
+    out, but Oxigraph's HTTP client is written in Rust, out of reach of Python's audit hook, so
+    a future gap in the gate would otherwise leak patient values in a URL. In the new namespace
+    there is no interface but a loopback that is down: every connection fails with "network is
+    unreachable", whatever address the query names.
+
+    A privileged process (root in CI) only needs ``CLONE_NEWNET``, and keeps its rights over
+    the files it still has to read; an unprivileged one needs a user namespace as well. Where
+    neither is allowed (not Linux, or a container that forbids namespaces) it returns ``False``
+    and the gate remains the only protection, as docs/security.md says. It must run while the
+    process has one thread, which a freshly forked child has.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    for flags in (_CLONE_NEWNET, _CLONE_NEWUSER | _CLONE_NEWNET):
+        try:
+            _unshare(flags)
+        except (OSError, AttributeError):
+            continue
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -143,23 +187,25 @@ def forking_available() -> bool:
 
 
 def start_child(target: Callable[[multiprocessing.connection.Connection], None], *,
-                name: str = "itkg-child") -> Child:
-    """Fork a child that runs ``target(conn)`` after :func:`become_child`, then ends by
+                name: str = "itkg-child", offline: bool = False) -> Child:
+    """Fork a child that runs ``target(conn)`` after :func:`become_child` (``offline``: in a
+    network namespace of its own, see :func:`drop_network`), then ends by
     ``os._exit`` (0 when ``target`` returned, 1 when it raised; nothing is printed, because a
     traceback may quote data). The caller talks to it through the returned :class:`Child`."""
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe()
-    process = context.Process(target=_forked, args=(target, theirs, os.getpid()), name=name, daemon=True)
+    process = context.Process(target=_forked, args=(target, theirs, os.getpid(), offline), name=name,
+                              daemon=True)
     process.start()
     theirs.close()
     return Child(process, ours)
 
 
 def _forked(target: Callable[[multiprocessing.connection.Connection], None],
-            conn: multiprocessing.connection.Connection, parent: int) -> None:
+            conn: multiprocessing.connection.Connection, parent: int, offline: bool) -> None:
     code = 1
     try:
-        become_child(parent)
+        become_child(parent, offline=offline)
         target(conn)
         code = 0
     finally:
@@ -180,7 +226,7 @@ def in_fresh_thread(function: Callable[..., None], *args: Any, name: str = "itkg
 
 def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
                        prepare: Callable[[], tuple[Any, ...]] | None = None,
-                       passes: tuple[type[BaseException], ...] = (),
+                       passes: tuple[type[BaseException], ...] = (), offline: bool = False,
                        timed_out: Callable[[], BaseException],
                        failed: Callable[[str], BaseException]) -> Any:
     """Run ``function(*args)`` in a forked child and return its result, or raise ``timed_out()``
@@ -188,6 +234,7 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
 
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
+    :param offline: run the child without any network (:func:`drop_network`).
     :param passes: exception types re-raised in the parent as they are (they must pickle and
         must not quote data); any other failure becomes ``failed(kind)``, ``kind`` being the
         exception's type name only.
@@ -212,7 +259,7 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
             payload = pickle.dumps(("crash", type(error).__name__))
         conn.send_bytes(payload)
 
-    worker = start_child(child, name="itkg-deadline")
+    worker = start_child(child, name="itkg-deadline", offline=offline)
     try:
         kind, payload = ("ready", None) if prepare is None else pickle.loads(worker.conn.recv_bytes())
         if kind == "ready":

@@ -184,7 +184,7 @@ def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeo
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
     return processes.call_with_deadline(
-        function, args, timeout, prepare=prepare, passes=(ItkgError,),
+        function, args, timeout, prepare=prepare, passes=(ItkgError,), offline=True,
         timed_out=lambda: QueryTimeout(f"the query did not finish within {timeout:g} s"),
         failed=lambda kind: QueryError(
             "the query process ended without an answer" if kind == "ended without an answer"
