@@ -15,21 +15,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
-import pyoxigraph as ox
 
-from . import __version__, api, render
-from .processes import signals_end_cleanly
-from .endpoint import SparqlEndpoint
+from . import __version__, names
 from .errors import InputError, ItkgError, QueryError
-from .knowledge import load_knowledge
-from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
-from .parallel import eligibility_rows
-from .guards import find_ill_typed, gate_query, install_network_guard
-from .resources import query_path
-from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
+from .processes import signals_end_cleanly
 from .safeio import atomic_write
 from .termsafe import printable
-from .sparql import QueryResult, load_for_query, select_files
+
+# Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
+# pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
@@ -43,6 +37,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every failure into one line on standard error and exit code 2 (no traceback)."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .guards import install_network_guard
         try:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
@@ -68,7 +63,7 @@ def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--input-format", type=click.Choice(sorted(FORMAT_NAMES)), default=None,
+    return click.option("--input-format", type=click.Choice(sorted(names.INPUT_FORMATS)), default=None,
                         help="Format of every input file (default: from each file's extension).")(command)
 
 
@@ -115,6 +110,7 @@ def _color(output: Path | None) -> bool:
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
     """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    from .loading import detect_format
     for path in files:
         detect_format(path, input_format)
         if not path.exists():
@@ -131,7 +127,7 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
               show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
-@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
 @timeout_option(None, "a SPARQL query")
@@ -148,6 +144,12 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
     `itkg load`).
     """
+    from . import api, render
+    from .endpoint import SparqlEndpoint
+    from .knowledge import load_knowledge
+    from .loading import load
+    from .parallel import eligibility_rows
+    from .sparql import load_for_query
     started = _dt.datetime.now(_dt.timezone.utc)
     knowledge = load_knowledge()
     sources: tuple = ()
@@ -192,7 +194,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
-@click.option("--engine", type=click.Choice(["auto", "pyshacl", "jena"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
               help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
                    "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
 @quiet_option
@@ -202,6 +204,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
+    from . import render
+    from .guards import find_ill_typed
+    from .loading import ill_typed_error, load
     from .processes import default_workers
     from .validation import validate as validate_data
 
@@ -230,7 +235,8 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table, SPARQL JSON results, or CSV.")
-@click.option("--engine", type=click.Choice(["oxigraph", "rdflib"]), default="oxigraph", show_default=True)
+@click.option("--engine", type=click.Choice(list(names.SPARQL_BACKENDS)), default="oxigraph", show_default=True,
+              help="Local SPARQL engine (ignored with --endpoint).")
 @endpoint_options
 @timeout_option(300.0, "the query")
 @input_format_option
@@ -243,6 +249,11 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
     read other files.
     """
+    from . import render
+    from .endpoint import SparqlEndpoint
+    from .guards import gate_query
+    from .resources import query_path
+    from .sparql import QueryResult, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -284,6 +295,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
             output: Path | None) -> None:
     """Explain, for PATIENT (an IRI) in FILES, every indication: met or not, and why."""
+    from . import api, render
+    from .loading import load
     _check_inputs(files, input_format)
     explanation = api.explain(load(files, input_format=input_format), patient)
     text = render.explanation_json(explanation) if fmt == "json" else \
@@ -307,6 +320,8 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
     import json
 
+    from . import api, render
+    from .loading import load
     from .reasoning import agreement
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
@@ -332,14 +347,14 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
-@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
 @timeout_option(None, "a SPARQL query")
 @input_format_option
-@click.option("--max-listed", type=click.IntRange(min=1), default=DEFAULT_MAX_LISTED,
+@click.option("--max-listed", type=click.IntRange(min=1), default=names.DEFAULT_MAX_LISTED,
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
-@click.option("--max-details", type=click.IntRange(min=0), default=DEFAULT_MAX_DETAILS,
+@click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
@@ -350,6 +365,8 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
     """
+    from . import api
+    from .endpoint import SparqlEndpoint
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
@@ -378,6 +395,10 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
                  replace: bool, timeout: float, input_format: str | None) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
+    import pyoxigraph as ox
+
+    from .endpoint import SparqlEndpoint
+    from .loading import load
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
     payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
