@@ -40,4 +40,4 @@ def run_itkg(*args: Any, env: dict[str, str] | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``itkg ARGS`` in a child process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "itkg.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})})

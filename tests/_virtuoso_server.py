@@ -185,7 +185,8 @@ class VirtuosoServer:
         script = self.folder / "statements.sql"
         script.write_text(statements.rstrip().rstrip(";") + ";\n", encoding="utf-8")
         done = subprocess.run([client, f"127.0.0.1:{self.sql_port}", "dba", DBA_PASSWORD,
-                               str(script)], capture_output=True, text=True, timeout=120)
+                               str(script)], capture_output=True, text=True, timeout=120,
+                              check=False)
         output = done.stdout + done.stderr
         if done.returncode != 0 or "*** Error" in output:
             raise RuntimeError(f"isql failed:\n{output}")

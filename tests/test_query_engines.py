@@ -90,7 +90,7 @@ def _local(store: pyoxigraph.Store, query: Path) -> tuple[list[str], Counter[Row
 
 def _expected(store: pyoxigraph.Store, query: Path) -> tuple[list[str], Counter[Row]]:
     names, rows = _local(store, query)
-    if not query.parent.name == "qc":
+    if query.parent.name != "qc":
         assert rows, f"{query.name} should have rows on the test data, or the test proves little"
     return names, rows
 
@@ -100,7 +100,7 @@ def _expected(store: pyoxigraph.Store, query: Path) -> tuple[list[str], Counter[
 @pytest.mark.virtuoso
 @pytest.mark.parametrize("query", QUERIES, ids=QUERY_IDS)
 def test_virtuoso_gives_the_local_rows(virtuoso: Any, reference: pyoxigraph.Store, query: Path) -> None:
-    with SparqlEndpoint(virtuoso.query_url, timeout=120) as endpoint:
+    with SparqlEndpoint(virtuoso.query_url, timeout=120, method="form") as endpoint:
         names, rows = endpoint.select(query.read_text(encoding="utf-8"))
     assert _rows(names, rows) == _expected(reference, query)
 
@@ -140,7 +140,7 @@ def arq_results(jena_required: None) -> Iterator[list[dict[str, Any]]]:
         done = subprocess.run(
             [setup.java, "-Xmx512m", "-cp", jena.classpath(setup, work), str(ARQ_RUNNER), str(work),
              *map(str, ONTOLOGY_FILES + PATIENT_FILES), "--", *map(str, QUERIES)],
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         yield [json.loads((work / f"{index}.json").read_text(encoding="utf-8"))
                for index in range(len(QUERIES))]

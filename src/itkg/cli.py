@@ -11,6 +11,7 @@ import datetime as _dt
 import functools
 import gc
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,16 +20,19 @@ import pyoxigraph as ox
 
 from . import __version__, api, render
 from ._process import exit_on_sigterm
-from .endpoint import SparqlEndpoint
+from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, METHODS, Credentials, SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
 from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
 from .parallel import eligibility_rows
 from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
+from .ordering import sort_result
 from .safeio import atomic_write
 from .sparql import QueryResult, load_for_query, select_files
 
+#: Deadline of ``eligibility --endpoint`` without ``--timeout``: all of its queries together.
+ENDPOINT_TIMEOUT_S = 600.0
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
 
@@ -75,11 +79,41 @@ def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         default=None, help=OUTPUT_HELP)(command)
 
 
+def credentials_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        metavar="FILE",
+                        help="File holding user:password for a server that asks for HTTP Digest or Basic "
+                             "authentication (mode 600). Or set ITKG_ENDPOINT_USER and ITKG_ENDPOINT_PASSWORD. "
+                             "Never give a password on the command line.")(command)
+
+
 def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--endpoint-max-mb", type=click.FloatRange(min=0.001), default=None, metavar="MB",
+                           help="Refuse an endpoint answer larger than this (default: 1024 MB).")(command)
+    command = click.option("--endpoint-max-rows", type=click.IntRange(min=1), default=None, metavar="N",
+                           help="The server's result row cap, where it does not say so itself: an answer "
+                                "with N rows is treated as cut short, an error.")(command)
+    command = click.option("--endpoint-method", type=click.Choice(list(METHODS)), default="auto",
+                           show_default=True,
+                           help="How queries are POSTed: direct (application/sparql-query), form "
+                                "(URL-encoded; Virtuoso needs it), or auto (direct if the server answers it).")(command)
+    command = credentials_option(command)
     command = click.option("--store-url", default=None,
                            help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
     return click.option("--endpoint", default=None, metavar="URL",
                         help="Run on this SPARQL 1.1 endpoint instead of the local files.")(command)
+
+
+def _client(endpoint: str, store_url: str | None, timeout: float, credentials: Path | None = None,
+            endpoint_method: str = "auto", endpoint_max_rows: int | None = None,
+            endpoint_max_mb: float | None = None) -> SparqlEndpoint:
+    """The endpoint client of one command: ``timeout`` is the deadline of the whole command's
+    traffic with the server, however many requests it takes and however slowly they are answered."""
+    return SparqlEndpoint(
+        endpoint, store_url=store_url, timeout=timeout, deadline=time.monotonic() + timeout,
+        method=endpoint_method, max_rows=endpoint_max_rows,
+        credentials=Credentials.from_file(credentials) if credentials is not None else None,
+        max_response_bytes=int(endpoint_max_mb * 2**20) if endpoint_max_mb else DEFAULT_MAX_RESPONSE_BYTES)
 
 
 def timeout_option(default: float | None, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -132,7 +166,7 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
-@timeout_option(None, "a SPARQL query")
+@timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
 @output_option
 @workers_option
@@ -140,7 +174,7 @@ def main() -> None:
 @handle_errors
 def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
                 store_url: str | None, timeout: float | None, input_format: str | None,
-                output: Path | None, workers: int | None, quiet: bool) -> None:
+                output: Path | None, workers: int | None, quiet: bool, **server: Any) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
@@ -152,7 +186,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
-        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+        with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
             results = api.eligibility(None, endpoint=client, knowledge=knowledge)
     else:
         if not files:
@@ -234,7 +268,8 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @output_option
 @handle_errors
 def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
-          store_url: str | None, timeout: float, input_format: str | None, output: Path | None) -> None:
+          store_url: str | None, timeout: float, input_format: str | None, output: Path | None,
+          **server: Any) -> None:
     """Run QUERY (a .rq file, or the name of one in queries/) over the ontology and FILES.
 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
@@ -252,7 +287,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         raise InputError(path, "cannot read the query file") from None
     gate_query(text, str(path))
     if endpoint:
-        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
+        with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
         result = QueryResult(tuple(variables), tuple(rows))
     else:
@@ -262,6 +297,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
         result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout)
+    # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
+    result = sort_result(result, text)
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":
@@ -329,18 +366,19 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 @files_argument
 @click.option("--endpoint", required=True, metavar="URL", help="SPARQL query URL of the server.")
 @click.option("--store-url", default=None, help="Graph Store Protocol URL (derived for Oxigraph and GraphDB).")
-@click.option("--graph", "graph_iri", default=None, metavar="IRI", help="Named graph to load into (default graph if omitted).")
+@click.option("--graph", "graph_iri", default=None, metavar="IRI", help="Named graph to load into (default graph if omitted; Virtuoso has none, so give one there).")
 @click.option("--replace", is_flag=True, help="Replace the graph's content instead of adding to it.")
-@timeout_option(600.0, "each upload")
+@credentials_option
+@timeout_option(600.0, "the upload")
 @input_format_option
 @handle_errors
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
-                 replace: bool, timeout: float, input_format: str | None) -> None:
+                 replace: bool, credentials: Path | None, timeout: float, input_format: str | None) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
     payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
-    with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
+    with _client(endpoint, store_url, timeout, credentials) as client:
         client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)
     click.echo(f"Loaded {len(data)} triples from {len(files)} file(s).", err=True)
 

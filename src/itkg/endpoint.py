@@ -25,6 +25,7 @@ Queries are sent as written: nothing in this module builds query text out of val
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -37,14 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 from rdflib.term import BNode, Identifier, Literal, URIRef
 
 from itkg.errors import EndpointError
 
-__all__ = ["Credentials", "METHODS", "SparqlEndpoint", "derive_store_url"]
+__all__ = ["METHODS", "Credentials", "SparqlEndpoint", "derive_store_url"]
 
 SPARQL_QUERY_TYPE = "application/sparql-query"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -242,27 +243,48 @@ def _summary(headers: httpx.Headers, body: bytes, sent: bytes) -> str:
     Servers like to quote the offending query or triple back; that text may hold patient IRIs
     and literals, so every IRI and every quoted string is blanked, and so is every word the
     request itself contained (SPARQL keywords excepted) and every word with a letter outside
-    ASCII (a name the request carried escaped, as N-Triples does). HTML and JSON error pages are
-    not summarised at all.
+    ASCII (a name the request carried escaped, as N-Triples does). An HTML page gives the text
+    of its ``<xmp>`` or ``<pre>`` block, or of its body; JSON error pages are not summarised.
     """
-    if _media_type(headers) != "text/plain":
+    media_type = _media_type(headers)
+    text = body[:8192].decode("utf-8", errors="replace")
+    if media_type == "text/html":
+        text = _html_reason(text)
+    elif media_type != "text/plain":
         return ""
-    text = body[:4096].decode("utf-8", errors="replace")
     lines = (line.strip() for line in text.splitlines())
     first = next((line for line in lines if line), "")
     first = re.sub(r"<[^<>\s]*>", "<…>", first)
     first = re.sub(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+", "…", first)
-    first = _QUOTED.sub("'…'", first)
     sent_words = {
         word for word in _WORD.findall(sent.decode("utf-8", errors="replace").lower())
         if len(word) >= 3 and word not in _SYNTAX_WORDS
     }
-    first = _WORD.sub(lambda m: "…" if m.group(0).lower() in sent_words or not m.group(0).isascii()
-                      else m.group(0), first)
+
+    def private(word: str) -> bool:
+        return word.lower() in sent_words or not word.isascii()
+
+    # A quoted passage goes whole when any word of it came from the request.
+    first = _QUOTED.sub(lambda m: "'…'" if any(map(private, _WORD.findall(m.group(0))))
+                        else m.group(0), first)
+    first = _WORD.sub(lambda m: "…" if private(m.group(0)) else m.group(0), first)
     first = "".join(char if char.isprintable() else " " for char in first)
     if len(first) > _SUMMARY_LENGTH:
         first = first[: _SUMMARY_LENGTH - 1] + "…"
     return first
+
+
+def _html_reason(page: str) -> str:
+    """The reason in an HTML error page: the text of its first ``<xmp>`` or ``<pre>`` block
+    (where Virtuoso's Graph Store puts it), else its body's text without the status heading."""
+    page = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", "", page)
+    block = re.search(r"(?is)<(xmp|pre)\b[^>]*>(.*?)</\1\s*>", page)
+    if block is not None:
+        text = block.group(2)
+    else:
+        page = re.sub(r"(?is)<h1\b.*?</h1\s*>", "", page)
+        text = re.sub(r"(?s)<[^>]*>", "\n", page)
+    return html.unescape(text)
 
 
 def _term(value: Any, where: str) -> Identifier:
@@ -529,7 +551,8 @@ class SparqlEndpoint:
         remaining = self._remaining(started)
         budget = remaining if not probe else min(remaining, PROBE_TIMEOUT_S)
         if budget <= 0:
-            raise EndpointError(f"{where} did not answer within the {self.timeout:g} s deadline")
+            raise EndpointError(f"{where} did not answer within {self.timeout:g} s (the deadline "
+                                "of the whole request)")
         answer = self._exchange(method, url, body, headers, budget, where, probe)
         status = answer.status
         if 200 <= status < 300:
@@ -552,7 +575,10 @@ class SparqlEndpoint:
                     "(a file holding user:password), or use --credentials FILE")
             raise _StatusError(f"{where} requires authentication for the {what} (HTTP 401): "
                                f"{hint}", status)
-        summary = _summary(answer.headers, answer.body, body)
+        # Scrub against the request as the server read it: a form is URL-decoded first.
+        sent = unquote_plus(body.decode("ascii")).encode("utf-8") if content_type == FORM_TYPE \
+            else body
+        summary = _summary(answer.headers, answer.body, sent)
         detail = f": {summary}" if summary else ""
         if 400 <= status < 500:
             raise _StatusError(f"{where} rejected the {what} (HTTP {status}){detail}", status)
@@ -585,7 +611,8 @@ class SparqlEndpoint:
         def timed_out() -> EndpointError:
             if probe:
                 return _ProbeFailed()
-            return EndpointError(f"{where} did not answer within the {self.timeout:g} s deadline")
+            return EndpointError(f"{where} did not answer within {self.timeout:g} s (the deadline "
+                                 "of the whole request)")
 
         watchdog = threading.Timer(budget, expire)
         watchdog.daemon = True
