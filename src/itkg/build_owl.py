@@ -1,6 +1,7 @@
 """Generate ``ontology/itkg.owl`` (RDF/XML) from ``ontology/itkg.ttl``, the same bytes on every run.
 
-``python -m itkg.build_owl`` rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
+``python -m itkg.build_owl`` first writes the ontology's SKOS cross-references from
+``ontology/itkg.sssom.tsv`` into the Turtle (:mod:`itkg.mappings`), then rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
 is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt.
 
 Why a writer of our own: rdflib's RDF/XML serializers order namespaces and subjects by set
@@ -26,6 +27,7 @@ from rdflib.compare import to_canonical_graph
 from rdflib.namespace import OWL, RDF
 from rdflib.term import Node
 
+from itkg.mappings import sync_ontology
 from itkg.resources import ontology_owl_path, ontology_path
 
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
@@ -209,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = args.ttl or ontology_path()
     target = args.owl or ontology_owl_path()
+    if args.ttl is None and not sync_ontology(source, check=args.check):
+        # The SKOS cross-references are generated from ontology/itkg.sssom.tsv (itkg.mappings).
+        print(f"{source}: its cross-references differ from itkg.sssom.tsv: run `python -m itkg.build_owl`",
+              file=sys.stderr)
+        return 1
     fresh = build(source, target, check=args.check)
     if args.check and not fresh:
         print(f"{target} is stale: run `python -m itkg.build_owl`", file=sys.stderr)
