@@ -66,8 +66,49 @@ def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--input-format", type=click.Choice(sorted(FORMAT_NAMES)), default=None,
-                        help="Format of every input file (default: from each file's extension).")(command)
+    command = click.option("--input-format", type=click.Choice(sorted([*FORMAT_NAMES, "fhir"])), default=None,
+                           help="Format of every input file (default: FHIR JSON by content, else RDF by "
+                                "each file's extension).")(command)
+    return fhir_options(command)
+
+
+def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--mappings, --fhir-base, --unmapped-codes and --strict for FHIR input (fhir.md); after the
+    command, what reading FHIR found is reported on standard error (counts, never patient values)."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
+                unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
+        from .fhir import hook
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+            try:
+                return command(*args, **kwargs)
+            finally:
+                _fhir_report(run, unmapped_codes, kwargs.get("files", ()))
+    for option in (
+        click.option("--mappings", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     metavar="FILE", help="A site's SSSOM mapping file, added to the shipped one (repeatable)."),
+        click.option("--fhir-base", default=None, metavar="IRI",
+                     help="Base of patient and record IRIs from FHIR input (default https://fhir.invalid/)."),
+        click.option("--unmapped-codes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     metavar="FILE", help="Write the FHIR codes mapped to no itkg term, with counts, as TSV."),
+        click.option("--strict", is_flag=True,
+                     help="Refuse FHIR input with a resource that is not FHIR R4 (exit 2)."),
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _fhir_report(run: Any, unmapped_codes: Path | None, inputs: tuple[Path, ...]) -> None:
+    """Print what reading FHIR found; write the unmapped codes when asked."""
+    for report in run.reports:
+        for line in report.lines():
+            click.echo(f"itkg: FHIR: {line}", err=True)
+    if unmapped_codes is not None and run.reports:
+        from collections import Counter
+
+        from .fhir.reader import FhirReport
+        merged = FhirReport(unmapped=sum((r.unmapped for r in run.reports), Counter()))
+        atomic_write(unmapped_codes, merged.unmapped_tsv(), protect=tuple(inputs))
 
 
 def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,8 +154,10 @@ def _color(output: Path | None) -> bool:
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
     """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    from .fhir import is_fhir
     for path in files:
-        detect_format(path, input_format)
+        if not is_fhir(path, input_format):
+            detect_format(path, input_format)
         if not path.exists():
             raise InputError(path, "no such file")
 
@@ -170,6 +213,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                 load(files, input_format=input_format)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        results = hook.annotate(results, hook.LAST.notes)
     text: str | Iterator[str]
     if fmt == "json":  # hundreds of MB at a million patients: streamed into the output file
         text = render.eligibility_json_chunks(results)
@@ -323,6 +369,22 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
                                      color=_color(output))
     _emit(text, output, files)
     sys.exit(1 if differences else 0)
+
+
+@main.command()
+@files_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
+@input_format_option
+@handle_errors
+def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> None:
+    """Write the patient graph of FILES (FHIR R4 JSON, Bundles, NDJSON, Bulk export directories,
+    and RDF) as contract §2 RDF, each record linked to the FHIR resource it came from."""
+    from .fhir.convert import convert as convert_files, output_format
+    output_format(output)
+    _check_inputs(files, input_format)
+    convert_files(files, output, input_format=input_format)
+    click.echo(f"itkg: wrote {output}", err=True)
 
 
 @main.command(name="load")
