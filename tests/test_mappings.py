@@ -156,8 +156,8 @@ def test_itkg_codes_are_always_understood() -> None:
     ("subject_id\tobject_id\nitkg:A\tX:1\n", 1),
     ("subject_id\tpredicate_id\tobject_id\nitkg:A\tskos:exactMatch\tNOPE:1\n", 2),
     ("subject_id\tpredicate_id\tobject_id\nitkg:A\towl:sameAs\titkg:B\n", 2),
-    ("# curie_map:\n#   X: https://x.example/\nsubject_id\tpredicate_id\tobject_id\n"
-     "itkg:A\tskos:exactMatch\tX:1\nitkg:A\tskos:exactMatch\tBAD:2\n", 5),
+    (("# curie_map:\n#   X: https://x.example/\nsubject_id\tpredicate_id\tobject_id\n"
+     "itkg:A\tskos:exactMatch\tX:1\nitkg:A\tskos:exactMatch\tBAD:2\n"), 5),
 ])
 def test_a_bad_mapping_file_names_file_and_line(tmp_path: Path, content: str, line: int) -> None:
     path = tmp_path / "bad.sssom.tsv"

@@ -11,6 +11,7 @@ from .api import eligibility, explain, reason, validate
 from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLargeError,
                      ItkgError, ParseError, QueryError, QueryTimeout, ReasonerError,
                      UnsafeInputError, ValidationEngineError)
+from .fhir.convert import convert
 from .loading import PatientData, Source, load
 from .reasoning import ReasoningReport
 from .results import (CriterionExplanation, EligibilityResult, IndicationExplanation,
@@ -23,7 +24,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
     __version__ = "0.0.0"
 
 __all__ = [
-    "__version__", "load", "eligibility", "validate", "explain", "reason",
+    "__version__", "load", "eligibility", "validate", "explain", "reason", "convert",
     "PatientData", "Source", "EligibilityResult", "PrerequisiteCheck", "PatientExplanation",
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",
     "ReasoningReport", "ItkgError", "InputError", "ParseError", "UnsafeInputError",

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from . import vocab
 from .errors import InputError

@@ -187,13 +187,24 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
                  max_bytes: int) -> dict[Path, bytes]:
     """The FHIR inputs among ``paths``, read together (references cross files), each as the
     N-Triples of the facts it gave."""
-    from .fhir.hook import read_fhir, split
-    fhir_paths, _ = split(paths, input_format)
+    from .fhir import hook
+    fhir_paths, _ = hook.split(paths, input_format)
     if not fhir_paths:
         return {}
-    graph, _sources = read_fhir(fhir_paths, max_bytes)
-    return {path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-            for path, triples, _digest in graph.files}
+    # eligibility_rows plans a run twice when it falls back to one process: read FHIR once
+    settings = hook.SETTINGS
+    key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
+           hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
+    if _FHIR_CACHE.get("key") != key:
+        graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
+        _FHIR_CACHE.clear()
+        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+                                            for path, triples, _digest in graph.files})
+    return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
+
+
+#: The last FHIR inputs read by :func:`plan`, with what was read (see :func:`_fhir_pieces`).
+_FHIR_CACHE: dict[str, object] = {}
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:

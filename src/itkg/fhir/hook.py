@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ..loading import DEFAULT_MAX_BYTES, Source
 from ..results import EligibilityResult
@@ -64,7 +63,8 @@ def configured(*, mappings: Sequence[str | os.PathLike[str]] = (), base: str | N
 
 def split(paths: Sequence[str | os.PathLike[str]], input_format: str | None) -> tuple[list[Path], list[Path]]:
     """The FHIR paths and the others (RDF), each in the order given."""
-    fhir, rdf = [], []
+    fhir: list[Path] = []
+    rdf: list[Path] = []
     for raw in paths:
         path = Path(raw)
         (fhir if is_fhir(path, input_format) else rdf).append(path)
@@ -100,3 +100,17 @@ def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> lis
 
     return [dataclasses.replace(row, evidence=tuple(_RECORD.sub(note, e) for e in row.evidence))
             if any("<" in e for e in row.evidence) else row for row in results]
+
+
+def stamp(paths: Sequence[Path]) -> tuple:
+    """Size and modification time of every file of ``paths`` (a directory's files too): equal
+    stamps mean the same content was read."""
+    out = []
+    for path in paths:
+        for file in sorted(path.iterdir()) if path.is_dir() else [path]:
+            try:
+                info = file.stat()
+            except OSError:
+                continue
+            out.append((str(file), info.st_size, info.st_mtime_ns))
+    return tuple(out)

@@ -147,7 +147,7 @@ class _Scope:
 class _ResourceContext:
     """:class:`rules.Context` for one resource: its contained resources and its Bundle."""
 
-    def __init__(self, reader: "FhirReader", resource: dict, scope: _Scope | None, final: bool) -> None:
+    def __init__(self, reader: FhirReader, resource: dict, scope: _Scope | None, final: bool) -> None:
         self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
 
     def _codings(self, concept: Any) -> Iterator[tuple[str, str]]:

@@ -13,7 +13,7 @@ calls :data:`RULES` and turns each record into triples.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -220,12 +220,12 @@ def treatment(resource: dict, ctx: Context) -> Result:
     status = resource.get("status")
     if status in TREATMENT_NOT_COUNTED[kind]:
         return None, f"status {status}"
+    routes: set[str] = set()
     if kind == "Procedure":
-        concept, routes = resource.get("code"), set()
+        concept = resource.get("code")
         outcome = _outcomes(ctx, resource.get("outcome"))
     else:
         concept = ctx.medication(resource)
-        routes = set()
         for dosage in _concepts(resource.get(DOSAGE_ELEMENT[kind])):
             if isinstance(dosage, dict):
                 routes |= _snomed_codes(dosage.get("route"))
@@ -269,14 +269,16 @@ def consent(resource: dict, ctx: Context) -> Result:
     if not any(isinstance(c, dict) and c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment"
                for c in codings or ()):
         return None, f"scope {_code(scope) or 'absent'}"
-    provision = resource.get("provision") if isinstance(resource.get("provision"), dict) else {}
-    decision = CONSENT_DECISIONS.get((resource.get("status"), provision.get("type")))
+    provision: dict[str, Any] = resource["provision"] if isinstance(resource.get("provision"), dict) else {}
+    status, ptype = resource.get("status"), provision.get("type")
+    decision = CONSENT_DECISIONS.get((status, ptype)) if isinstance(status, str) \
+        and (ptype is None or isinstance(ptype, str)) else None
     if decision is None:
         return None, f"status {resource.get('status')}"
     record = Record(vocab.HAS_CONSENT, types={I + "InformedConsent"})
     record.values.append((vocab.CONSENT_STATUS, decision))
     covered: set[str] = set()
-    stack = [provision]
+    stack: list[dict[str, Any]] = [provision]
     while stack:
         current = stack.pop()
         for concept in _concepts(current.get("code")):
@@ -342,8 +344,3 @@ def not_r4(resource: dict) -> str | None:
             return f"a {kind} with '{name}' is not FHIR R4 (it is R5 or later)"
     return None
 
-
-def iter_strings(values: Iterable[Any]) -> Iterator[str]:
-    for value in values:
-        if isinstance(value, str):
-            yield value
