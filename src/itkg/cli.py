@@ -361,8 +361,9 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
                                        timeout=timeout, max_listed=max_listed, max_details=max_details)
-    click.echo(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
-               f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else ""), err=True)
+    click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
+                         f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
+               err=True)
 
 
 @main.command(name="load")
