@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .api import eligibility, explain, reason, report, validate
 from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLargeError,
                      ItkgError, ParseError, QueryError, QueryTimeout, ReasonerError,
-                     UnsafeInputError, ValidationEngineError)
+                     UnsafeInputError, ValidationEngineError, WorkerError)
 from .loading import PatientData, Source, load
 from .reasoning import ReasoningReport
 from .report import ReportResult
@@ -29,5 +29,5 @@ __all__ = [
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",
     "ReasoningReport", "ItkgError", "InputError", "ParseError", "UnsafeInputError",
     "InputTooLargeError", "IllTypedLiteralError", "QueryError", "QueryTimeout", "ReasonerError",
-    "EndpointError", "ValidationEngineError",
+    "EndpointError", "ValidationEngineError", "WorkerError",
 ]

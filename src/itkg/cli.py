@@ -18,7 +18,7 @@ import click
 import pyoxigraph as ox
 
 from . import __version__, api, render
-from ._process import exit_on_sigterm
+from .processes import signals_end_cleanly
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
@@ -47,8 +47,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
-            exit_on_sigterm()
-            return command(*args, **kwargs)
+            with signals_end_cleanly():
+                return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -202,7 +202,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from .validation import default_workers, validate as validate_data
+    from .processes import default_workers
+    from .validation import validate as validate_data
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
