@@ -18,7 +18,7 @@ import click
 import pyoxigraph as ox
 
 from . import __version__, api, render
-from ._process import exit_on_sigterm
+from .processes import signals_end_cleanly
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
@@ -26,14 +26,16 @@ from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
 from .parallel import eligibility_rows
 from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
+from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .safeio import atomic_write
+from .termsafe import printable
 from .sparql import QueryResult, load_for_query, select_files
 
 OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instead of standard output."
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"itkg: error: {message}", err=True)
+    click.echo(f"itkg: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -45,8 +47,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
-            exit_on_sigterm()
-            return command(*args, **kwargs)
+            with signals_end_cleanly():
+                return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -246,7 +248,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from .validation import default_workers, validate as validate_data
+    from .processes import default_workers
+    from .validation import validate as validate_data
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
@@ -385,6 +388,45 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
     _check_inputs(files, input_format)
     convert_files(files, output, input_format=input_format)
     click.echo(f"itkg: wrote {output}", err=True)
+
+
+@main.command(name="report")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
+@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@endpoint_options
+@timeout_option(None, "a SPARQL query")
+@input_format_option
+@click.option("--max-listed", type=click.IntRange(min=1), default=DEFAULT_MAX_LISTED,
+              show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
+@click.option("--max-details", type=click.IntRange(min=0), default=DEFAULT_MAX_DETAILS,
+              show_default=True, help="Patients whose full explanation is in the page.")
+@handle_errors
+def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
+                   store_url: str | None, timeout: float | None, input_format: str | None,
+                   max_listed: int, max_details: int) -> None:
+    """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
+    worklist, qualifying and excluded patients, and each patient's explanation.
+
+    With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
+    """
+    if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
+        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+            written = api.report(None, output, endpoint=client, max_listed=max_listed,
+                                           max_details=max_details)
+    else:
+        if not files:
+            raise InputError("<none>", "no input files given (or use --endpoint)")
+        _check_inputs(files, input_format)
+        written = api.report(list(files), output, engine=engine, input_format=input_format,
+                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+    click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
+                         f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
+               err=True)
 
 
 @main.command(name="load")
