@@ -1,7 +1,11 @@
 """Generate ``ontology/itkg.owl`` (RDF/XML) from ``ontology/itkg.ttl``, the same bytes on every run.
 
-``python -m itkg.build_owl`` rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
-is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt.
+``python -m itkg.build_owl`` first writes the ontology's SKOS cross-references from
+``ontology/itkg.sssom.tsv`` into the Turtle (:mod:`itkg.mappings`), then rewrites the file;
+``python -m itkg.build_owl --check`` exits 1 when it
+is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt. In a
+source checkout the same command also renders the ontology's HTML documentation,
+``docs/ontology/index.html`` (:mod:`itkg.ontology_docs`), and ``--check`` covers it too.
 
 Why a writer of our own: rdflib's RDF/XML serializers order namespaces and subjects by set
 iteration and name blank nodes randomly, so two runs on the same Turtle give different files and
@@ -26,7 +30,9 @@ from rdflib.compare import to_canonical_graph
 from rdflib.namespace import OWL, RDF
 from rdflib.term import Node
 
-from itkg.resources import ontology_owl_path, ontology_path
+from itkg import ontology_docs
+from itkg.mappings import sync_ontology
+from itkg.resources import data_root, ontology_owl_path, ontology_path
 
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
 _TEXT_ESCAPES = {"\r": "&#13;"}
@@ -200,21 +206,42 @@ def build(source: Path, target: Path, check: bool = False) -> bool:
     return False
 
 
+def docs_path() -> Path | None:
+    """``docs/ontology/index.html`` of a source checkout; None in an installed wheel (no docs/)."""
+    docs = data_root() / "docs"
+    return docs / "ontology" / "index.html" if docs.is_dir() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: 0 when written or in sync, 1 when ``--check`` finds it stale."""
     parser = argparse.ArgumentParser(prog="python -m itkg.build_owl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if the .owl is stale")
     parser.add_argument("--ttl", type=Path, default=None, help="Turtle source (default: the bundled itkg.ttl)")
     parser.add_argument("--owl", type=Path, default=None, help="RDF/XML target (default: the bundled itkg.owl)")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="HTML documentation target (default: docs/ontology/index.html of the checkout)")
     args = parser.parse_args(argv)
     source = args.ttl or ontology_path()
-    target = args.owl or ontology_owl_path()
-    fresh = build(source, target, check=args.check)
-    if args.check and not fresh:
-        print(f"{target} is stale: run `python -m itkg.build_owl`", file=sys.stderr)
+    if args.ttl is None and not sync_ontology(source, check=args.check):
+        # The SKOS cross-references are generated from ontology/itkg.sssom.tsv (itkg.mappings).
+        print(f"{source}: its cross-references differ from itkg.sssom.tsv: run `python -m itkg.build_owl`",
+              file=sys.stderr)
         return 1
-    if not args.check:
-        print(f"{target} {'unchanged' if fresh else 'written'}")
+    targets = [(args.owl or ontology_owl_path(), build)]
+    docs = args.docs or docs_path()
+    if docs is not None:
+        targets.append((docs, ontology_docs.build))
+    stale = []
+    for target, builder in targets:
+        fresh = builder(source, target, check=args.check)
+        if not fresh:
+            stale.append(target)
+        if not args.check:
+            print(f"{target} {'unchanged' if fresh else 'written'}")
+    if args.check and stale:
+        for target in stale:
+            print(f"{target} is stale: run `python -m itkg.build_owl`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,7 +19,7 @@ import click
 import pyoxigraph as ox
 
 from . import __version__, api, render
-from ._process import exit_on_sigterm
+from .processes import signals_end_cleanly
 from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, METHODS, Credentials, SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
@@ -28,7 +28,9 @@ from .parallel import eligibility_rows
 from .guards import find_ill_typed, gate_query, install_network_guard
 from .resources import query_path
 from .ordering import sort_result
+from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .safeio import atomic_write
+from .termsafe import printable
 from .sparql import QueryResult, load_for_query, select_files
 
 #: Deadline of ``eligibility --endpoint`` without ``--timeout``: all of its queries together.
@@ -37,7 +39,7 @@ OUTPUT_HELP = "Write the output to FILE (atomically: whole or not at all) instea
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"itkg: error: {message}", err=True)
+    click.echo(f"itkg: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -49,8 +51,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
-            exit_on_sigterm()
-            return command(*args, **kwargs)
+            with signals_end_cleanly():
+                return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -70,8 +72,49 @@ def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--input-format", type=click.Choice(sorted(FORMAT_NAMES)), default=None,
-                        help="Format of every input file (default: from each file's extension).")(command)
+    command = click.option("--input-format", type=click.Choice(sorted([*FORMAT_NAMES, "fhir"])), default=None,
+                           help="Format of every input file (default: FHIR JSON by content, else RDF by "
+                                "each file's extension).")(command)
+    return fhir_options(command)
+
+
+def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--mappings, --fhir-base, --unmapped-codes and --strict for FHIR input (fhir.md); after the
+    command, what reading FHIR found is reported on standard error (counts, never patient values)."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
+                unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
+        from .fhir import hook
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+            try:
+                return command(*args, **kwargs)
+            finally:
+                _fhir_report(run, unmapped_codes, kwargs.get("files", ()))
+    for option in (
+        click.option("--mappings", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                     metavar="FILE", help="A site's SSSOM mapping file, added to the shipped one (repeatable)."),
+        click.option("--fhir-base", default=None, metavar="IRI",
+                     help="Base of patient and record IRIs from FHIR input (default https://fhir.invalid/)."),
+        click.option("--unmapped-codes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     metavar="FILE", help="Write the FHIR codes mapped to no itkg term, with counts, as TSV."),
+        click.option("--strict", is_flag=True,
+                     help="Refuse FHIR input with a resource that is not FHIR R4 (exit 2)."),
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _fhir_report(run: Any, unmapped_codes: Path | None, inputs: tuple[Path, ...]) -> None:
+    """Print what reading FHIR found; write the unmapped codes when asked."""
+    for report in run.reports:
+        for line in report.lines():
+            click.echo(f"itkg: FHIR: {line}", err=True)
+    if unmapped_codes is not None and run.reports:
+        from collections import Counter
+
+        from .fhir.reader import FhirReport
+        merged = FhirReport(unmapped=sum((r.unmapped for r in run.reports), Counter()))
+        atomic_write(unmapped_codes, merged.unmapped_tsv(), protect=tuple(inputs))
 
 
 def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,8 +190,10 @@ def _color(output: Path | None) -> bool:
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
     """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    from .fhir import is_fhir
     for path in files:
-        detect_format(path, input_format)
+        if not is_fhir(path, input_format):
+            detect_format(path, input_format)
         if not path.exists():
             raise InputError(path, "no such file")
 
@@ -204,6 +249,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                 load(files, input_format=input_format)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        results = hook.annotate(results, hook.LAST.notes)
     text: str | Iterator[str]
     if fmt == "json":  # hundreds of MB at a million patients: streamed into the output file
         text = render.eligibility_json_chunks(results)
@@ -234,7 +282,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from .validation import default_workers, validate as validate_data
+    from .processes import default_workers
+    from .validation import validate as validate_data
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
@@ -360,6 +409,61 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
                                      color=_color(output))
     _emit(text, output, files)
     sys.exit(1 if differences else 0)
+
+
+@main.command()
+@files_argument
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
+@input_format_option
+@handle_errors
+def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> None:
+    """Write the patient graph of FILES (FHIR R4 JSON, Bundles, NDJSON, Bulk export directories,
+    and RDF) as contract §2 RDF, each record linked to the FHIR resource it came from."""
+    from .fhir.convert import convert as convert_files, output_format
+    output_format(output)
+    _check_inputs(files, input_format)
+    convert_files(files, output, input_format=input_format)
+    click.echo(f"itkg: wrote {output}", err=True)
+
+
+@main.command(name="report")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
+@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@endpoint_options
+@timeout_option(None, "a SPARQL query")
+@input_format_option
+@click.option("--max-listed", type=click.IntRange(min=1), default=DEFAULT_MAX_LISTED,
+              show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
+@click.option("--max-details", type=click.IntRange(min=0), default=DEFAULT_MAX_DETAILS,
+              show_default=True, help="Patients whose full explanation is in the page.")
+@handle_errors
+def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
+                   store_url: str | None, timeout: float | None, input_format: str | None,
+                   max_listed: int, max_details: int) -> None:
+    """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
+    worklist, qualifying and excluded patients, and each patient's explanation.
+
+    With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
+    """
+    if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
+        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+            written = api.report(None, output, endpoint=client, max_listed=max_listed,
+                                           max_details=max_details)
+    else:
+        if not files:
+            raise InputError("<none>", "no input files given (or use --endpoint)")
+        _check_inputs(files, input_format)
+        written = api.report(list(files), output, engine=engine, input_format=input_format,
+                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+    click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
+                         f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
+               err=True)
 
 
 @main.command(name="load")

@@ -244,15 +244,30 @@ _SERVICE_REFUSED = ("SERVICE (federated query) is refused; itkg never sends a qu
 _DATASET_REFUSED = ("FROM / FROM NAMED dataset clauses are refused; itkg queries only the "
                     "files it was given")
 
-# Strings, IRIs and comments are blanked out before looking for the SERVICE keyword, so the
-# lexical check below cannot be fooled by, or trip over, "SERVICE" inside them.
+_ESCAPE_REFUSED = ("\\u and \\U escapes are refused in query text (SPARQL engines expand them "
+                   "differently); write the character itself")
+_BARE_CR_REFUSED = ("a carriage return not followed by a line feed is refused in query text "
+                    "(SPARQL engines disagree on where it ends a comment)")
+
+# The two lexical differences between rdflib (which the gate parses with) and Oxigraph (which
+# runs most queries) that change where strings and comments end: rdflib expands \u escapes in the
+# whole text before parsing, Oxigraph only inside strings and IRIs; rdflib's comment runs to the
+# line feed, Oxigraph's stops at a carriage return too. Both are refused, so that every engine
+# reads the same tokens the gate checked.
+_ENGINE_DEPENDENT = re.compile(r"\\[uU]|\r(?!\n)")
+
+# Strings, IRIs, comments and escaped characters of prefixed names (``ex:a\#b``) are blanked out
+# before looking for the SERVICE keyword, so the lexical check below cannot be fooled by, or trip
+# over, "SERVICE" inside them. Each token ends where Oxigraph's lexer ends it; a ``<`` that does
+# not open a well-formed IRI is left as it is (Oxigraph refuses the same IRIs).
 _SPARQL_OPAQUE = re.compile(
     r"'''(?:(?:'|'')?(?:[^'\\]|\\.))*'''"
     r'|"""(?:(?:"|"")?(?:[^"\\]|\\.))*"""'
     r"|'(?:[^'\\\n\r]|\\.)*'"
     r'|"(?:[^"\\\n\r]|\\.)*"'
     r"|<[^<>\"{}|^`\\\x00-\x20]*>"
-    r"|#[^\n\r]*",
+    r"|#[^\n\r]*"
+    r"|\\.",
     re.DOTALL)
 _SERVICE_KEYWORD = re.compile(r"(?<![\w:?$@-])SERVICE(?![\w:-])", re.IGNORECASE)
 
@@ -309,7 +324,17 @@ def gate_query(text: str, source: str = "<query>") -> None:
     >>> gate_query("SELECT * FROM <file:///etc/passwd> WHERE { ?s ?p ?o }")
     Traceback (most recent call last):
     itkg.errors.QueryError: <query>: FROM / FROM NAMED dataset clauses are refused; itkg queries only the files it was given
+
+    Text that rdflib and Oxigraph would read differently is refused before parsing (``\\u``
+    escapes, a lone carriage return), so the engine runs the tokens the gate checked:
+
+    >>> gate_query('SELECT ?v WHERE { BIND("a\\\\u0022#" AS ?v) }')
+    Traceback (most recent call last):
+    itkg.errors.QueryError: <query>: \\u and \\U escapes are refused in query text (SPARQL engines expand them differently); write the character itself
     """
+    odd = _ENGINE_DEPENDENT.search(text)
+    if odd is not None:
+        raise QueryError(f"{source}: {_ESCAPE_REFUSED if odd.group().startswith(chr(92)) else _BARE_CR_REFUSED}")
     try:
         prepared = prepareQuery(text)
     except RecursionError:

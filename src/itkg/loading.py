@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -208,6 +209,12 @@ def load(
         raise InputError("<none>", "no input files given")
     triples: list[ox.Triple] = []
     loaded: list[Source] = []
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then treated as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        triples.extend(graph.triples)
+        loaded.extend(fhir_sources)
     for raw in paths:
         path = Path(raw)
         file_triples, source = _load_file(path, input_format, max_bytes, strict_literals)
@@ -250,9 +257,23 @@ def load_store(
     if not paths:
         raise InputError("<none>", "no input files given")
     target = ox.Store() if store is None else store
-    loaded = [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
-              for raw in paths]
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    loaded = []
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then stored as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
+        loaded.extend(fhir_sources)
+    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
+               for raw in paths]
     return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
+
+
+def _fhir_split(paths: Sequence[str | os.PathLike[str]],
+                input_format: str | None) -> tuple[list[Path], list[Path]]:
+    """The FHIR inputs (told by content, or ``--input-format fhir``) and the RDF ones."""
+    from .fhir.hook import split
+    return split(paths, input_format)
 
 
 def checked_size(path: Path, max_bytes: int) -> int:
@@ -284,7 +305,51 @@ def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
         guards.reject_xml_dtd(data, str(path))
     elif fmt == ox.RdfFormat.JSON_LD:
         guards.load_json_safely(data, str(path))
+        refuse_invalid_jsonld_terms(data, path)
     return data
+
+
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _bad_iri(value: str) -> bool:
+    try:
+        ox.NamedNode(value)
+    except ValueError:
+        # Without a scheme it is an undefined term (a key the context does not map), which JSON-LD
+        # drops by design; with one, it is an IRI that cannot be valid.
+        return _HAS_SCHEME.match(value) is not None
+    return False
+
+
+def refuse_invalid_jsonld_terms(data: bytes, path: Path) -> None:
+    """Refuse JSON-LD holding an invalid IRI (``"@id": ".../zoe smith"``) or language tag.
+
+    The JSON-LD algorithms drop such a node, property or value without a word, so a patient would
+    silently vanish from the data (and validation say "Conforms"), where the same IRI in Turtle,
+    N-Triples or RDF/XML is a syntax error. pyoxigraph's lenient mode keeps what the strict mode
+    drops, unchecked; any term of its output that is not valid marks the file as bad input. The
+    message names the file only.
+    """
+    try:
+        for quad in ox.parse(data, format=ox.RdfFormat.JSON_LD, base_iri=path.resolve().as_uri(),
+                             without_named_graphs=True, lenient=True):
+            for term in (quad.subject, quad.predicate, quad.object):
+                if isinstance(term, ox.NamedNode):
+                    bad = _bad_iri(term.value)
+                elif isinstance(term, ox.Literal) and term.language is not None:
+                    try:
+                        ox.Literal(term.value, language=term.language)
+                        bad = False
+                    except ValueError:
+                        bad = True
+                else:
+                    bad = False
+                if bad:
+                    raise ParseError(path, "invalid IRI or language tag in JSON-LD (the node or "
+                                           "value holding it would be silently dropped)")
+    except (SyntaxError, ValueError, MemoryError, OSError):
+        return  # the strict parse that follows reports it
 
 
 def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError:

@@ -21,12 +21,14 @@ import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import PROV, RDF, RDFS, XSD
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.table import Table
 
 from .knowledge import Knowledge
 from .loading import Source, node_id, to_oxigraph
 from .results import EligibilityResult, PatientExplanation
 from .sparql import QueryResult
+from .termsafe import printable
 from .validation import ValidationReport
 
 if TYPE_CHECKING:
@@ -51,10 +53,10 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool 
           styles: dict[str, str] | None = None, title: str | None = None) -> str:
     """A readable table; ``color`` adds ANSI colours (only when writing to a terminal)."""
     console, buffer = _console(color)
-    grid = Table(*columns, title=title, show_lines=False, header_style="bold")
+    grid = Table(*[printable(c) for c in columns], title=title, show_lines=False, header_style="bold")
     for row in rows:
         grid.add_row(*[f"[{styles[c]}]{c}[/]" if styles and c in styles and color else
-                       c.replace("[", "\\[") for c in row])
+                       printable(c).replace("[", "\\[") for c in row])
     console.print(grid)
     return buffer.getvalue()
 
@@ -233,25 +235,26 @@ def _run_uuid(started: _dt.datetime, sources: Sequence[Source]) -> str:
 def explanation_text(explanation: PatientExplanation, *, color: bool = False) -> str:
     """One patient, every indication, met or not, with the criterion that failed."""
     console, buffer = _console(color, wrap=False)
-    console.print(f"[bold]Patient {explanation.patient}[/]" if color else f"Patient {explanation.patient}")
+    patient = printable(explanation.patient)
+    console.print(f"[bold]Patient {markup_escape(patient)}[/]" if color else f"Patient {patient}", markup=color)
     for item in explanation.indications:
         verdict = "met" if item.met else "not met"
         console.print("")
-        head = f"{item.label} ({_short(item.indication)}) -> {_short(item.therapy)}: {verdict}"
-        console.print(f"[bold]{head}[/]" if color else head, markup=color)
+        head = printable(f"{item.label} ({_short(item.indication)}) -> {_short(item.therapy)}: {verdict}")
+        console.print(f"[bold]{markup_escape(head)}[/]" if color else head, markup=color)
         for criterion in item.criteria:
             mark = "+" if criterion.met else "-"
-            console.print(f"  {mark} {criterion.label}", markup=False)
+            console.print(f"  {mark} {printable(criterion.label)}", markup=False)
             for fact in criterion.evidence:
-                console.print(f"      found: {fact}", markup=False)
+                console.print(f"      found: {printable(fact)}", markup=False)
             for reason in criterion.failed:
-                console.print(f"      failed: {reason}", markup=False)
+                console.print(f"      failed: {printable(reason)}", markup=False)
         if item.result is not None:
             status = item.result.status
             line = f"  status: {status}" + (f" (unmet: {', '.join(item.result.unmet)})" if item.result.unmet else "")
             console.print(f"[{_STATUS_STYLE[status]}]{line}[/]" if color else line, markup=color)
             for check in item.result.prerequisites:
-                console.print(f"      {check.code}: {check.state}: {check.reason}", markup=False)
+                console.print(printable(f"      {check.code}: {check.state}: {check.reason}"), markup=False)
     return buffer.getvalue()
 
 
@@ -267,10 +270,10 @@ def validation_text(report: ValidationReport) -> str:
         return "Conforms: every patient graph meets the consent, CSF and record shapes.\n"
     lines = [f"Does not conform: {len(report.results)} result(s)."]
     for result in report.results:
-        lines.append(f"{result.severity}: {result.message}")
-        detail = f"  focus: {result.focus}"
+        lines.append(printable(f"{result.severity}: {result.message}"))
+        detail = f"  focus: {printable(result.focus)}"
         if result.path:
-            detail += f"; property: {_short(result.path)}"
+            detail += f"; property: {printable(_short(result.path))}"
         lines.append(detail)
     return "\n".join(lines) + "\n"
 
@@ -336,7 +339,7 @@ def reasoning_text(report: "ReasoningReport", differences: "Sequence[Disagreemen
     defined class captured and, with ``--check-agreement``, where HermiT and the rules differ."""
     lines = [f"HermiT: {report.patients} patient(s) in {report.elapsed_seconds:.1f} s; "
              + ("consistent" if report.consistent else "INCONSISTENT: the ontology and the data contradict each other")]
-    lines.append("Unsatisfiable classes: " + (", ".join(_short(c) for c in report.unsatisfiable) or "none"))
+    lines.append("Unsatisfiable classes: " + (", ".join(printable(_short(c)) for c in report.unsatisfiable) or "none"))
     text = "\n".join(lines) + "\n"
     if report.consistent:
         text += table(["patient", "indications (defined classes)"],
@@ -348,5 +351,5 @@ def reasoning_text(report: "ReasoningReport", differences: "Sequence[Disagreemen
         else:
             text += f"Disagreement: {len(differences)} difference(s)\n"
             for d in differences:
-                text += f"  {d.patient} {_short(d.indication)}: found only by the {d.found_by}\n"
+                text += printable(f"  {d.patient} {_short(d.indication)}: found only by the {d.found_by}") + "\n"
     return text
