@@ -322,3 +322,55 @@ def test_large_input_lists_are_capped_with_the_full_csv_beside(browser: Any, tmp
         opened.close()
     # Bounded: the same caps on 600 or 100,000 patients give a page of about the same size.
     assert output.stat().st_size < 200_000
+
+
+def test_one_patient_cannot_make_the_page_unbounded(tmp_path: Path) -> None:
+    """A 5,000-character IRI and a patient with 300 qualifying diagnoses: texts are cut and long
+    lists say how many more there are; the page stays small."""
+    long_iri = "https://example.org/" + "x" * 5000
+    conditions = " , ".join(f"[ a itkg:CancerPain ; itkg:note {n} ]" for n in range(300))
+    source = tmp_path / "big.ttl"
+    source.write_text(f"""@prefix itkg: <{ITKG}> .
+<{long_iri}> a itkg:Patient ; itkg:hasCondition {conditions} ;
+  itkg:receivedTreatment [ a itkg:OralOpioidTherapy ; itkg:hasOutcome itkg:SevereSideEffects ] .
+""")
+    output = tmp_path / "big.html"
+    written = itkg.report(source, output)
+    text = output.read_text()
+    assert written.rows == 1 and written.size == len(text.encode()) < 60_000
+    assert long_iri not in text and long_iri[:300] in text
+    assert "\u2026 and 281 more" in text  # 300 diagnoses + 1 treatment, 20 shown
+
+
+@pytest.mark.server
+def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Path) -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_report",
+                                                  Path(__file__).with_name("_oxigraph_server.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    if module.oxigraph_executable() is None:
+        pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
+    server = module.OxigraphServer(extra_args=["--union-default-graph"]).start()
+    try:
+        loaded = itkg_cli("load", ROOT / "ontology" / "itkg.ttl", RULES, "--endpoint", server.query_url)
+        assert loaded.returncode == 0, loaded.stderr
+        output = tmp_path / "remote.html"
+        done = itkg_cli("report", "--endpoint", server.query_url, "-o", output)
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.stop()
+    rows = eligibility_json(RULES)
+    opened = Opened(browser, output)
+    try:
+        page = opened.page
+        for status in ("qualifies", "pending", "excluded"):
+            assert int(page.inner_text(f"#total-{status}")) == sum(r["status"] == status for r in rows)
+        local = itkg.report(RULES, tmp_path / "local.html")
+        assert int(page.inner_text("#patients-read")) == local.patients > 0
+        assert page.locator("section.patient").count() == len({r["patient"] for r in rows})
+        assert server.query_url.split("//")[1].split("/")[0] in page.inner_text("#summary")
+        assert opened.requests == [opened.url] and opened.errors == []
+    finally:
+        opened.close()

@@ -23,6 +23,7 @@ from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLa
 
 if TYPE_CHECKING:
     from .api import eligibility, explain, reason, report, validate
+    from .fhir.convert import convert
     from .loading import PatientData, Source, load
     from .reasoning import ReasoningReport
     from .report import ReportResult
@@ -39,6 +40,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("eligibility", "explain", "reason", "report", "validate"), "api"),
     **dict.fromkeys(("PatientData", "Source", "load"), "loading"),
+    "convert": "fhir.convert",
     "ReasoningReport": "reasoning",
     "ReportResult": "report",
     **dict.fromkeys(("CriterionExplanation", "EligibilityResult", "IndicationExplanation",
@@ -75,6 +77,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__", "load", "eligibility", "validate", "explain", "reason", "report", "ReportResult",
+    "convert",
     "PatientData", "Source", "EligibilityResult", "PrerequisiteCheck", "PatientExplanation",
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",
     "ReasoningReport", "ItkgError", "InputError", "ParseError", "UnsafeInputError",

@@ -26,6 +26,10 @@ SPARQL_BACKENDS: tuple[str, ...] = ("rdflib", "oxigraph")
 #: SHACL back-ends for validation; ``auto`` picks Jena for large inputs when it is installed.
 SHACL_BACKENDS: tuple[str, ...] = ("auto", "pyshacl", "jena")
 
+#: How queries are POSTed to an endpoint: ``direct`` (``application/sparql-query``), ``form``
+#: (URL-encoded), or ``auto`` (direct if the server answers it).
+ENDPOINT_METHODS: tuple[str, ...] = ("auto", "direct", "form")
+
 #: Rows shown per list in the HTML report (beyond: a note, and every row in a CSV beside it).
 DEFAULT_MAX_LISTED = 2000
 

@@ -50,6 +50,9 @@ from .safeio import atomic_write
 
 #: Longest text from the input shown in one place (an IRI, an evidence line); longer is cut.
 MAX_TEXT = 400
+#: Most lines shown for one criterion, or records for one prerequisite (a patient with thousands
+#: of records would otherwise make one section arbitrarily large); the rest is counted.
+MAX_ITEMS = 20
 
 STATUS_WORDS = {"qualifies": "qualifies", "pending": "pending", "excluded": "excluded"}
 STATE_WORDS = {"met": "met", "failed": "not met (decided against)", "missing": "not documented"}
@@ -98,6 +101,17 @@ def _cut(text: str, limit: int = MAX_TEXT) -> str:
     """``text`` cut to ``limit`` characters (with an ellipsis), so that one hostile value cannot
     make the page arbitrarily large."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _cap(items: Iterable[str], limit: int = MAX_ITEMS) -> list[str]:
+    """At most ``limit`` items, each cut to :data:`MAX_TEXT`, and a line saying how many more.
+
+    >>> _cap(["a", "b", "c"], 2)
+    ['a', 'b', '… and 1 more']
+    """
+    items = list(items)
+    shown = [_cut(item) for item in items[:limit]]
+    return shown + ([f"\u2026 and {len(items) - limit} more"] if len(items) > limit else [])
 
 
 def _count_patients(index: PatientIndex) -> int:
@@ -193,7 +207,7 @@ def _row_model(row: EligibilityResult, knowledge: Knowledge, indication_keys: Ma
                anchors: Mapping[str, str]) -> dict[str, Any]:
     therapy = knowledge.label(row.therapy)
     steps = [(_STEP_KEYS.get(code, "other"), next_step(code, therapy, knowledge)) for code in row.unmet]
-    reasons = [_cut(f"{check.reason}") for check in row.prerequisites if check.state == "failed"]
+    reasons = _cap((check.reason for check in row.prerequisites if check.state == "failed"), 4)
     if row.status == "excluded" and not reasons:
         reasons = [f"{code}: not met" for code in row.unmet]
     return {
@@ -211,11 +225,11 @@ def _explanation_model(explanation: PatientExplanation, knowledge: Knowledge) ->
         indications.append({
             "label": ind.label, "therapy": knowledge.label(ind.therapy), "met": ind.met,
             "status": result.status if result else None,
-            "criteria": [{"label": c.label, "met": c.met, "evidence": [_cut(e) for e in c.evidence],
-                          "failed": [_cut(f) for f in c.failed]} for c in ind.criteria],
+            "criteria": [{"label": c.label, "met": c.met, "evidence": _cap(c.evidence),
+                          "failed": _cap(c.failed)} for c in ind.criteria],
             "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
                                "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
-                               "records": [_cut(r) for r in p.records]}
+                               "records": _cap(p.records)}
                               for p in (result.prerequisites if result else ())],
         })
     return indications
@@ -238,10 +252,10 @@ def _row_only(label: str, therapy: str, row: EligibilityResult | None) -> dict[s
         "label": label, "therapy": therapy, "met": row is not None,
         "status": row.status if row else None,
         "criteria": [{"label": "criteria met", "met": True, "failed": [],
-                      "evidence": [_cut(e) for e in row.evidence]}] if row else [],
+                      "evidence": _cap(row.evidence)}] if row else [],
         "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
                            "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
-                           "records": [_cut(r) for r in p.records]}
+                           "records": _cap(p.records)}
                           for p in (row.prerequisites if row else ())],
     }
 
