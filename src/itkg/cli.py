@@ -24,7 +24,7 @@ from .errors import InputError, ItkgError, QueryError
 from .knowledge import load_knowledge
 from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
 from .parallel import eligibility_rows
-from .guards import find_ill_typed, gate_query, install_network_guard
+from .guards import find_ill_typed, gate_query, install_library_defaults, install_network_guard
 from .resources import query_path
 from .safeio import atomic_write
 from .termsafe import printable
@@ -46,6 +46,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
+            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             exit_on_sigterm()
             return command(*args, **kwargs)
         except ItkgError as error:
@@ -295,7 +296,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Refuse larger inputs: HermiT is for cohorts, not populations.")
+              help="Refuse inputs with more patients than this, or more than 10 individuals (patients, "
+                   "records, anything described) per allowed patient: HermiT is for cohorts, not populations.")
 @timeout_option(300.0, "reasoning")
 @input_format_option
 @output_option

@@ -187,6 +187,10 @@ def run_with_deadline(function: Callable[..., Any], args: tuple, timeout: float,
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
+    # The rows come back pickled, and unpickling builds rdflib literals here in the parent: without
+    # the defaults rdflib would rewrite their lexical forms ("0012345"^^xsd:integer -> 12345) and
+    # log a warning quoting each value it cannot convert (a name passed through STRDT, say).
+    guards.install_library_defaults()
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: no deadline, run in-process
         return function(*args, *(prepare() if prepare is not None else ()))
     context = multiprocessing.get_context("fork")
