@@ -23,7 +23,7 @@ import pyoxigraph as ox
 import pytest
 
 from itkg import sparql
-from itkg._process import drop_network
+from itkg.processes import drop_network
 from itkg.errors import QueryError
 from itkg.guards import gate_query, mentions_service
 

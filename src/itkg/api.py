@@ -20,13 +20,14 @@ from typing import Sequence, Union
 
 import rdflib
 
-from . import vocab
+from . import names, vocab
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
 from .knowledge import Knowledge, load_knowledge
 from .loading import PatientData, PatientStore, load, node_id
 from .reasoning import ReasoningReport, reason as _reason
+from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
 from .results import EligibilityResult, PatientExplanation, PrerequisiteCheck
 from .sparql import ENGINES, QueryResult, load_for_query, select
@@ -36,7 +37,7 @@ from .validation import ValidationReport, validate as _validate
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = ("native",) + ENGINES
+BACKENDS: tuple[str, ...] = names.BACKENDS
 
 
 def _data(data: DataLike) -> PatientData:
@@ -44,8 +45,25 @@ def _data(data: DataLike) -> PatientData:
 
 
 def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
-                knowledge: Knowledge | None = None,
-                timeout: float | None = None) -> list[EligibilityResult]:
+                knowledge: Knowledge | None = None, timeout: float | None = None,
+                mappings: Sequence[str | os.PathLike[str]] = (),
+                fhir_base: str | None = None) -> list[EligibilityResult]:
+    """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+
+    Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
+    well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
+    ``fhir_base`` the base of the IRIs of FHIR patients and records; the evidence then names the
+    FHIR resource and codes of each record (``Condition/c1; ICD-10-CM G89.3``).
+    """
+    from .fhir import hook
+    with hook.configured(mappings=mappings, base=fhir_base) as run:
+        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout)
+        return hook.annotate(rows, run.notes)
+
+
+def _eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+                 knowledge: Knowledge | None = None,
+                 timeout: float | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 
@@ -147,3 +165,21 @@ def reason(data: DataLike, **options) -> "ReasoningReport":
     """Classify the patients into the indications' defined classes with HermiT, in a child
     process with a deadline (see :func:`itkg.reasoning.reason` for the options)."""
     return _reason(_data(data).graph(), **options)
+
+
+def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
+           endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
+           knowledge: Knowledge | None = None, timeout: float | None = None,
+           max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
+    """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
+    summary with attrition per indication, worklist, qualifying and excluded patients, and each
+    patient's explanation. The file holds patient data: it is written atomically, owner-only.
+
+    The arguments are those of :func:`eligibility`; see :func:`itkg.report.report` for the caps.
+    ``data`` may be what :func:`itkg.load` returned, a path or a list of paths (``None`` with
+    ``endpoint``); an rdflib graph is not accepted (the report names the input files).
+    """
+    if isinstance(data, rdflib.Graph):
+        raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
+    return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
+                   knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)

@@ -38,8 +38,7 @@ from typing import Any
 import rdflib
 from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 
-from itkg import _hermit_worker, resources, vocab
-from itkg._process import die_with_parent
+from itkg import _hermit_worker, processes, resources, vocab
 from itkg._hermit_worker import exception_names
 from itkg.errors import ReasonerError
 from itkg.loading import node_id
@@ -184,11 +183,19 @@ def reason(patients: Graph, *, ontology: Graph | None = None, timeout: float = 3
     individuals = _individual_bnodes(patients)
     with tempfile.TemporaryDirectory(prefix="itkg-reason-") as job:
         job_dir = Path(job)
-        _write_nt(_handover(ontology, set(), skolem), job_dir / "ontology.nt")
-        _write_nt(_handover(patients, individuals, skolem), job_dir / "patients.nt")
-        (job_dir / "job.json").write_text(json.dumps(
-            {"java_memory_mb": int(java_memory_mb), "classes": sorted(classes)}), encoding="utf-8")
-        result = _run_worker(job_dir, timeout)
+        # The worker starts first, so that from the first byte of patient data on, someone
+        # removes the folder if this process dies (see _start_worker).
+        process = _start_worker(job_dir)
+        try:
+            _write_nt(_handover(ontology, set(), skolem), job_dir / "ontology.nt")
+            _write_nt(_handover(patients, individuals, skolem), job_dir / "patients.nt")
+            (job_dir / "job.json").write_text(json.dumps(
+                {"java_memory_mb": int(java_memory_mb), "classes": sorted(classes)}), encoding="utf-8")
+        except BaseException:
+            processes.kill(process, group=True)
+            process.communicate()
+            raise
+        result = _run_worker(process, job_dir, timeout)
     if result["status"] == "inconsistent":
         return ReasoningReport(False, (), {}, len(patient_set), time.monotonic() - started)
     back = {str(iri): node_id(bnode) for bnode, iri in skolem.items()}
@@ -290,35 +297,36 @@ def _child_env(job_dir: Path) -> dict[str, str]:
     return env
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the worker's session: the Python child and the Java grandchild."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _start_worker(job_dir: Path) -> subprocess.Popen[bytes]:
+    """Start the HermiT worker on ``job_dir``; it waits for "go" on its standard input.
+
+    It runs in its own session (so that Java, which owlready2 starts, is in its process group)
+    and gets ``SIGTERM`` if this process dies, even by ``SIGKILL``: it then removes ``job_dir``
+    and kills its process group (itself and Java). So neither HermiT nor the patient data
+    outlives itkg.
+    """
+    return processes.popen(
+        [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir), str(os.getpid())],
+        new_session=True, parent_death_signal=signal.SIGTERM, cwd=job_dir, env=_child_env(job_dir),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _run_worker(job_dir: Path, timeout: float) -> Mapping[str, Any]:
-    """Run the worker on ``job_dir`` under the deadline and return its parsed result."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir)],
-        cwd=job_dir, env=_child_env(job_dir), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=die_with_parent)
+def _run_worker(process: subprocess.Popen[bytes], job_dir: Path, timeout: float) -> Mapping[str, Any]:
+    """Let the worker go on ``job_dir`` under the deadline and return its parsed result."""
     try:
-        output, _ = process.communicate(timeout=timeout)
+        output, _ = process.communicate(_hermit_worker.GO, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process)
+        processes.kill(process, group=True)
         process.communicate()
         raise ReasonerError(f"reasoning did not finish within {timeout:g} s; give a longer "
                             "timeout or reason over fewer patients") from None
     except BaseException:
-        _kill_group(process)
+        processes.kill(process, group=True)
         process.communicate()
         raise
     result_file = job_dir / "result.json"
     if process.returncode != 0 or not result_file.is_file():
-        _kill_group(process)  # a crashed worker may have left Java running
+        processes.kill(process, group=True)  # a crashed worker may have left Java running
         names = exception_names(output.decode("utf-8", "replace"))
         raise ReasonerError(f"the HermiT worker stopped with exit status {process.returncode}"
                             + (f" ({', '.join(names)})" if names else ""))
