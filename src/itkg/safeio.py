@@ -98,7 +98,7 @@ def _chunks(data: str | bytes | Iterable[str]) -> Iterator[bytes]:
 
 
 def _in_place(target: Path, data: str | bytes | Iterable[str]) -> None:
-    """Write to a device, a pipe or ``/dev/stdout`` as it is: never replace it. The whole output
+    """Write to a device or ``/dev/stdout`` as it is: never replace it. The whole output
     is produced first, so an encoding error still writes nothing."""
     payload = b"".join(_chunks(data))
     try:
@@ -136,10 +136,11 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Iterable[str]
     writing over one of them, under any name (symlink, hard link, relative path), is refused, as
     is writing into itkg's own ontology, shapes or queries.
 
-    Special files are never replaced: a character device, a pipe or anything under ``/dev`` and
-    ``/proc`` (``-o /dev/stdout``) is written in place; a symlink to a regular file is followed
-    and the file it names is replaced (the link stays a link); a dangling symlink, a folder or
-    any other kind of file is refused.
+    Special files are never replaced: a character device or anything under ``/dev`` and
+    ``/proc`` (``-o /dev/stdout``, even when standard output is a pipe) is written in place; a
+    symlink to a regular file is followed and the file it names is replaced (the link stays a
+    link); a dangling symlink, a named pipe elsewhere (opening it would wait for a reader), a
+    folder or any other kind of file is refused.
 
     >>> import pathlib, tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -166,8 +167,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Iterable[str]
         status = None
     except OSError as error:
         raise OutputError(f"{target}: cannot write ({_reason(error)})") from None
-    if status is not None and (_special_path(target) or stat.S_ISCHR(status.st_mode)
-                               or stat.S_ISFIFO(status.st_mode)):
+    if status is not None and (_special_path(target) or stat.S_ISCHR(status.st_mode)):
         _in_place(target, data)
         return
     if status is not None and not stat.S_ISREG(status.st_mode):
