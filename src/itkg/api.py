@@ -20,7 +20,7 @@ from typing import Sequence, Union
 
 import rdflib
 
-from . import vocab
+from . import names, vocab
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
@@ -37,7 +37,7 @@ from .validation import ValidationReport, validate as _validate
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = ("native",) + ENGINES
+BACKENDS: tuple[str, ...] = names.BACKENDS
 
 
 def _data(data: DataLike) -> PatientData:

@@ -13,25 +13,21 @@ import gc
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
-import pyoxigraph as ox
 
-from . import __version__, api, render
-from .processes import signals_end_cleanly
-from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, METHODS, Credentials, SparqlEndpoint
+from . import __version__, names
 from .errors import InputError, ItkgError, QueryError
-from .knowledge import load_knowledge
-from .loading import FORMAT_NAMES, detect_format, ill_typed_error, load
-from .parallel import eligibility_rows
-from .guards import find_ill_typed, gate_query, install_network_guard
-from .resources import query_path
-from .ordering import sort_result
-from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
+from .processes import signals_end_cleanly
 from .safeio import atomic_write
 from .termsafe import printable
-from .sparql import QueryResult, load_for_query, select_files
+
+if TYPE_CHECKING:
+    from .endpoint import SparqlEndpoint
+
+# Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
+# pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
 
 #: Deadline of ``eligibility --endpoint`` without ``--timeout``: all of its queries together.
 ENDPOINT_TIMEOUT_S = 600.0
@@ -47,10 +43,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every failure into one line on standard error and exit code 2 (no traceback)."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .guards import install_library_defaults, install_network_guard
         try:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
+            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             with signals_end_cleanly():
                 return command(*args, **kwargs)
         except ItkgError as error:
@@ -72,7 +70,7 @@ def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def input_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--input-format", type=click.Choice(sorted([*FORMAT_NAMES, "fhir"])), default=None,
+    command = click.option("--input-format", type=click.Choice(sorted([*names.INPUT_FORMATS, "fhir"])), default=None,
                            help="Format of every input file (default: FHIR JSON by content, else RDF by "
                                 "each file's extension).")(command)
     return fhir_options(command)
@@ -136,7 +134,7 @@ def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--endpoint-max-rows", type=click.IntRange(min=1), default=None, metavar="N",
                            help="The server's result row cap, where it does not say so itself: an answer "
                                 "with N rows is treated as cut short, an error.")(command)
-    command = click.option("--endpoint-method", type=click.Choice(list(METHODS)), default="auto",
+    command = click.option("--endpoint-method", type=click.Choice(list(names.ENDPOINT_METHODS)), default="auto",
                            show_default=True,
                            help="How queries are POSTed: direct (application/sparql-query), form "
                                 "(URL-encoded; Virtuoso needs it), or auto (direct if the server answers it).")(command)
@@ -152,6 +150,7 @@ def _client(endpoint: str, store_url: str | None, timeout: float, credentials: P
             endpoint_max_mb: float | None = None) -> SparqlEndpoint:
     """The endpoint client of one command: ``timeout`` is the deadline of the whole command's
     traffic with the server, however many requests it takes and however slowly they are answered."""
+    from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, Credentials, SparqlEndpoint
     return SparqlEndpoint(
         endpoint, store_url=store_url, timeout=timeout, deadline=time.monotonic() + timeout,
         method=endpoint_method, max_rows=endpoint_max_rows,
@@ -190,6 +189,7 @@ def _color(output: Path | None) -> bool:
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
     """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    from .loading import detect_format
     from .fhir import is_fhir
     for path in files:
         if not is_fhir(path, input_format):
@@ -208,7 +208,7 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
               show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
-@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
 @timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
@@ -225,6 +225,11 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
     `itkg load`).
     """
+    from . import api, render
+    from .knowledge import load_knowledge
+    from .loading import load
+    from .parallel import eligibility_rows
+    from .sparql import load_for_query
     started = _dt.datetime.now(_dt.timezone.utc)
     knowledge = load_knowledge()
     sources: tuple = ()
@@ -272,7 +277,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
-@click.option("--engine", type=click.Choice(["auto", "pyshacl", "jena"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
               help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
                    "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
 @quiet_option
@@ -282,6 +287,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
+    from . import render
+    from .guards import find_ill_typed
+    from .loading import ill_typed_error, load
     from .processes import default_workers
     from .validation import validate as validate_data
 
@@ -310,7 +318,8 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table, SPARQL JSON results, or CSV.")
-@click.option("--engine", type=click.Choice(["oxigraph", "rdflib"]), default="oxigraph", show_default=True)
+@click.option("--engine", type=click.Choice(list(names.SPARQL_BACKENDS)), default="oxigraph", show_default=True,
+              help="Local SPARQL engine (ignored with --endpoint).")
 @endpoint_options
 @timeout_option(300.0, "the query")
 @input_format_option
@@ -324,6 +333,11 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
     read other files.
     """
+    from . import render
+    from .guards import gate_query
+    from .resources import query_path
+    from .ordering import sort_result
+    from .sparql import QueryResult, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -367,6 +381,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
             output: Path | None) -> None:
     """Explain, for PATIENT (an IRI) in FILES, every indication: met or not, and why."""
+    from . import api, render
+    from .loading import load
     _check_inputs(files, input_format)
     explanation = api.explain(load(files, input_format=input_format), patient)
     text = render.explanation_json(explanation) if fmt == "json" else \
@@ -380,7 +396,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Refuse larger inputs: HermiT is for cohorts, not populations.")
+              help="Refuse inputs with more patients than this, or more than 10 individuals (patients, "
+                   "records, anything described) per allowed patient: HermiT is for cohorts, not populations.")
 @timeout_option(300.0, "reasoning")
 @input_format_option
 @output_option
@@ -390,6 +407,8 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
     import json
 
+    from . import api, render
+    from .loading import load
     from .reasoning import agreement
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
@@ -431,14 +450,14 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
-@click.option("--engine", type=click.Choice(list(api.BACKENDS)), default="native", show_default=True,
+@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
 @timeout_option(None, "a SPARQL query")
 @input_format_option
-@click.option("--max-listed", type=click.IntRange(min=1), default=DEFAULT_MAX_LISTED,
+@click.option("--max-listed", type=click.IntRange(min=1), default=names.DEFAULT_MAX_LISTED,
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
-@click.option("--max-details", type=click.IntRange(min=0), default=DEFAULT_MAX_DETAILS,
+@click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
@@ -449,6 +468,8 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
     """
+    from . import api
+    from .endpoint import SparqlEndpoint
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
@@ -479,6 +500,9 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
                  replace: bool, credentials: Path | None, timeout: float, input_format: str | None) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
+    import pyoxigraph as ox
+
+    from .loading import load
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
     payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)

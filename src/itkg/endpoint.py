@@ -43,6 +43,7 @@ from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlu
 import httpx
 from rdflib.term import BNode, Identifier, Literal, URIRef
 
+from itkg import names
 from itkg.errors import EndpointError
 
 __all__ = ["METHODS", "Credentials", "SparqlEndpoint", "derive_store_url"]
@@ -54,7 +55,7 @@ SPARQL_JSON_TYPE = "application/sparql-results+json"
 #: (``application/sparql-query``), ``form`` the URL-encoded POST form of the protocol, ``auto``
 #: tries ``direct`` once with a tiny ``ASK {}`` and falls back to ``form`` when the server does
 #: not answer it (Virtuoso 7 never answers a direct POST).
-METHODS = ("auto", "direct", "form")
+METHODS = names.ENDPOINT_METHODS
 #: Seconds the ``auto`` probe waits for an answer to a direct POST before falling back to form.
 PROBE_TIMEOUT_S = 1.0
 #: Statuses with which a server may refuse a direct POST it does not implement.

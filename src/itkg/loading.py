@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import pyoxigraph as ox
 import rdflib
 
-from . import guards
+from . import guards, names
 from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
                      UnsafeInputError)
 
@@ -38,26 +38,17 @@ _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
-#: Formats itkg reads, by file extension.
-FORMATS: dict[str, ox.RdfFormat] = {
-    ".ttl": ox.RdfFormat.TURTLE,
-    ".turtle": ox.RdfFormat.TURTLE,
-    ".nt": ox.RdfFormat.N_TRIPLES,
-    ".ntriples": ox.RdfFormat.N_TRIPLES,
-    ".jsonld": ox.RdfFormat.JSON_LD,
-    ".json": ox.RdfFormat.JSON_LD,
-    ".rdf": ox.RdfFormat.RDF_XML,
-    ".owl": ox.RdfFormat.RDF_XML,
-    ".xml": ox.RdfFormat.RDF_XML,
-}
-
-#: Names accepted by ``--input-format``.
+#: Names accepted by ``--input-format`` (:data:`itkg.names.INPUT_FORMATS`).
 FORMAT_NAMES: dict[str, ox.RdfFormat] = {
     "turtle": ox.RdfFormat.TURTLE,
     "ntriples": ox.RdfFormat.N_TRIPLES,
     "jsonld": ox.RdfFormat.JSON_LD,
     "rdfxml": ox.RdfFormat.RDF_XML,
 }
+assert tuple(FORMAT_NAMES) == names.INPUT_FORMATS
+
+#: Formats itkg reads, by file extension (:data:`itkg.names.EXTENSIONS`).
+FORMATS: dict[str, ox.RdfFormat] = {ext: FORMAT_NAMES[name] for ext, name in names.EXTENSIONS.items()}
 
 
 @dataclass(frozen=True)
