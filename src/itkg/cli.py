@@ -48,9 +48,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .guards import network_guard
+        from .guards import install_library_defaults, network_guard
         collecting = gc.isenabled()
         try:
+            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
@@ -405,7 +406,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Refuse larger inputs: HermiT is for cohorts, not populations.")
+              help="Refuse inputs with more patients than this, or more than 10 individuals (patients, "
+                   "records, anything described) per allowed patient: HermiT is for cohorts, not populations.")
 @timeout_option(300.0, "reasoning")
 @input_format_option
 @output_option

@@ -9,10 +9,10 @@ file one by one, so that no full copy of the text is ever held.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import io
 import json
+import re
 import uuid
 from json.encoder import encode_basestring as _json_string
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -61,12 +61,44 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool 
     return buffer.getvalue()
 
 
+#: A cell a spreadsheet would run as a formula: it starts (or a line in it starts) with one of
+#: these. OWASP's list; a CR or tab before them is skipped by some spreadsheets.
+_FORMULA = re.compile(r"(^|[\r\n])(?=[=+\-@\t\r])")
+#: A plain number (``-5``, ``+1.5e3``) is no formula, and keeps its sign.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: str) -> str:
+    r"""``value`` made safe for a spreadsheet: a ``'`` before a leading ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return (and before one that starts a line inside the cell), so that opening
+    the CSV never runs a formula such as ``=HYPERLINK(...)`` planted in patient data. Plain
+    numbers are left alone.
+
+    >>> [csv_cell(v) for v in ["=1+2", "-5", "@SUM(A1)", "Zoe", "a\r=cmd()"]]
+    ["'=1+2", '-5', "'@SUM(A1)", 'Zoe', "a\r'=cmd()"]
+    """
+    if not value or _NUMBER.fullmatch(value):
+        return value
+    return _FORMULA.sub(r"\1'", value)
+
+
+def _csv_field(value: str) -> str:
+    # Python's csv writer leaves a bare CR unquoted when the line terminator is "\n"; quote it.
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv_row(cells: Sequence[str]) -> str:
+    if len(cells) == 1 and not cells[0]:
+        return '""\n'  # as the csv module writes it: an empty line would read as no row
+    return ",".join(_csv_field(csv_cell(c)) for c in cells) + "\n"
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return out.getvalue()
+    """CSV (RFC 4180 quoting, every CR and LF inside a quoted field) with every cell passed
+    through :func:`csv_cell`."""
+    return _csv_row(columns) + "".join(_csv_row(row) for row in rows)
 
 
 # -- eligibility ---------------------------------------------------------------------------------

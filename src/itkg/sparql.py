@@ -184,6 +184,10 @@ def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeo
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
+    # The rows come back pickled, and unpickling builds rdflib literals here in the parent: without
+    # the defaults rdflib would rewrite their lexical forms ("0012345"^^xsd:integer -> 12345) and
+    # log a warning quoting each value it cannot convert (a name passed through STRDT, say).
+    guards.install_library_defaults()
     return processes.call_with_deadline(
         function, args, timeout, prepare=prepare, passes=(ItkgError,), offline=True,
         timed_out=lambda: QueryTimeout(f"the query did not finish within {timeout:g} s"),
