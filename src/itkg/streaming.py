@@ -38,7 +38,7 @@ import pyoxigraph as ox
 from . import guards, vocab
 from .engine import PatientIndex
 from .errors import InputError, UnsafeInputError
-from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
+from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.
@@ -262,8 +262,11 @@ class _PieceReader:
     def __init__(self, piece: Piece, on_read: Callable[[int], None] | None,
                  should_stop: Callable[[], bool] | None) -> None:
         self._file = open(piece.path, "rb")  # noqa: SIM115 - closed by close()
-        self._file.seek(piece.start)
-        self._left = None if piece.end is None else piece.end - piece.start
+        start = piece.start
+        if start == 0 and self._file.read(len(BOM)) == BOM:  # a UTF-8 byte order mark is skipped
+            start = len(BOM)
+        self._file.seek(start)
+        self._left = None if piece.end is None else max(0, piece.end - start)
         self._preamble = piece.preamble
         self._on_read = on_read
         self._should_stop = should_stop
