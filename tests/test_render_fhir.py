@@ -125,3 +125,19 @@ def test_outputs_from_rdf_patients_validate_too() -> None:
 ])
 def test_patient_references(patient: str, expected: dict) -> None:
     assert patient_reference(patient) == expected
+
+
+def test_the_readme_tour_example_bulk_export() -> None:
+    """README's tour: examples/fhir-bulk gives one info, one warning and one critical card."""
+    bulk = itkg.resources.data_root() / "examples" / "fhir-bulk"
+    result = CliRunner().invoke(main, ["eligibility", str(bulk), "--format", "cds-hooks"])
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.stdout)["cards"]
+    assert [(c["indicator"], c["summary"]) for c in cards] == [
+        ("info", "Qualifies for intrathecal analgesic therapy (cancer pain indication)"),
+        ("warning", "Intrathecal baclofen therapy pending: informed consent not documented and CSF "
+                    "circulation not documented"),
+        ("critical", "Intrathecal analgesic therapy excluded: consent refused or withdrawn")]
+    assert "(Condition/c1; ICD-10-CM G89.3)" in cards[0]["detail"]
+    readme = (itkg.resources.data_root() / "README.md").read_text(encoding="utf-8")
+    assert all(c["summary"] in readme for c in cards)
