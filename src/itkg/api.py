@@ -20,7 +20,7 @@ from typing import Sequence, Union
 
 import rdflib
 
-from . import vocab
+from . import names, vocab
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
@@ -37,7 +37,7 @@ from .validation import ValidationReport, validate as _validate
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = ("native",) + ENGINES
+BACKENDS: tuple[str, ...] = names.BACKENDS
 
 
 def _data(data: DataLike) -> PatientData:
@@ -45,8 +45,25 @@ def _data(data: DataLike) -> PatientData:
 
 
 def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
-                knowledge: Knowledge | None = None,
-                timeout: float | None = None) -> list[EligibilityResult]:
+                knowledge: Knowledge | None = None, timeout: float | None = None,
+                mappings: Sequence[str | os.PathLike[str]] = (),
+                fhir_base: str | None = None) -> list[EligibilityResult]:
+    """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+
+    Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
+    well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
+    ``fhir_base`` the base of the IRIs of FHIR patients and records; the evidence then names the
+    FHIR resource and codes of each record (``Condition/c1; ICD-10-CM G89.3``).
+    """
+    from .fhir import hook
+    with hook.configured(mappings=mappings, base=fhir_base) as run:
+        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout)
+        return hook.annotate(rows, run.notes)
+
+
+def _eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+                 knowledge: Knowledge | None = None,
+                 timeout: float | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 

@@ -1,6 +1,8 @@
 """Generate ``ontology/itkg.owl`` (RDF/XML) from ``ontology/itkg.ttl``, the same bytes on every run.
 
-``python -m itkg.build_owl`` rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
+``python -m itkg.build_owl`` first writes the ontology's SKOS cross-references from
+``ontology/itkg.sssom.tsv`` into the Turtle (:mod:`itkg.mappings`), then rewrites the file;
+``python -m itkg.build_owl --check`` exits 1 when it
 is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt. In a
 source checkout the same command also renders the ontology's HTML documentation,
 ``docs/ontology/index.html`` (:mod:`itkg.ontology_docs`), and ``--check`` covers it too.
@@ -29,6 +31,7 @@ from rdflib.namespace import OWL, RDF
 from rdflib.term import Node
 
 from itkg import ontology_docs
+from itkg.mappings import sync_ontology
 from itkg.resources import data_root, ontology_owl_path, ontology_path
 
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
@@ -219,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="HTML documentation target (default: docs/ontology/index.html of the checkout)")
     args = parser.parse_args(argv)
     source = args.ttl or ontology_path()
+    if args.ttl is None and not sync_ontology(source, check=args.check):
+        # The SKOS cross-references are generated from ontology/itkg.sssom.tsv (itkg.mappings).
+        print(f"{source}: its cross-references differ from itkg.sssom.tsv: run `python -m itkg.build_owl`",
+              file=sys.stderr)
+        return 1
     targets = [(args.owl or ontology_owl_path(), build)]
     docs = args.docs or docs_path()
     if docs is not None:

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import pyoxigraph as ox
 import rdflib
 
-from . import guards
+from . import guards, names
 from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
                      UnsafeInputError)
 
@@ -38,26 +38,17 @@ _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
-#: Formats itkg reads, by file extension.
-FORMATS: dict[str, ox.RdfFormat] = {
-    ".ttl": ox.RdfFormat.TURTLE,
-    ".turtle": ox.RdfFormat.TURTLE,
-    ".nt": ox.RdfFormat.N_TRIPLES,
-    ".ntriples": ox.RdfFormat.N_TRIPLES,
-    ".jsonld": ox.RdfFormat.JSON_LD,
-    ".json": ox.RdfFormat.JSON_LD,
-    ".rdf": ox.RdfFormat.RDF_XML,
-    ".owl": ox.RdfFormat.RDF_XML,
-    ".xml": ox.RdfFormat.RDF_XML,
-}
-
-#: Names accepted by ``--input-format``.
+#: Names accepted by ``--input-format`` (:data:`itkg.names.INPUT_FORMATS`).
 FORMAT_NAMES: dict[str, ox.RdfFormat] = {
     "turtle": ox.RdfFormat.TURTLE,
     "ntriples": ox.RdfFormat.N_TRIPLES,
     "jsonld": ox.RdfFormat.JSON_LD,
     "rdfxml": ox.RdfFormat.RDF_XML,
 }
+assert tuple(FORMAT_NAMES) == names.INPUT_FORMATS
+
+#: Formats itkg reads, by file extension (:data:`itkg.names.EXTENSIONS`).
+FORMATS: dict[str, ox.RdfFormat] = {ext: FORMAT_NAMES[name] for ext, name in names.EXTENSIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -209,6 +200,12 @@ def load(
         raise InputError("<none>", "no input files given")
     triples: list[ox.Triple] = []
     loaded: list[Source] = []
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then treated as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        triples.extend(graph.triples)
+        loaded.extend(fhir_sources)
     for raw in paths:
         path = Path(raw)
         file_triples, source = _load_file(path, input_format, max_bytes, strict_literals)
@@ -251,9 +248,23 @@ def load_store(
     if not paths:
         raise InputError("<none>", "no input files given")
     target = ox.Store() if store is None else store
-    loaded = [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
-              for raw in paths]
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    loaded = []
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then stored as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
+        loaded.extend(fhir_sources)
+    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
+               for raw in paths]
     return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
+
+
+def _fhir_split(paths: Sequence[str | os.PathLike[str]],
+                input_format: str | None) -> tuple[list[Path], list[Path]]:
+    """The FHIR inputs (told by content, or ``--input-format fhir``) and the RDF ones."""
+    from .fhir.hook import split
+    return split(paths, input_format)
 
 
 def checked_size(path: Path, max_bytes: int) -> int:

@@ -22,14 +22,14 @@ from typing import Any, Callable, Literal as TLiteral, Sequence, Union
 import pyoxigraph as ox
 import rdflib
 
-from . import guards, processes
+from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
 from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
                       to_rdflib)
 
 Engine = TLiteral["rdflib", "oxigraph"]
-ENGINES: tuple[str, ...] = ("rdflib", "oxigraph")
+ENGINES: tuple[str, ...] = names.SPARQL_BACKENDS
 
 #: What the local engines query: triples in memory, a store loaded for Oxigraph, or nothing.
 QueryData = Union[PatientData, PatientStore, None]

@@ -140,10 +140,15 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     if not paths:
         raise InputError("<none>", "no input files given")
     pieces: list[Piece] = []
+    fhir = _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
         common = dict(file=file_index, path=path,
                       scope=f"f{file_index + 1}-" if len(paths) > 1 else "")
+        if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
+            pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=fhir[path],
+                                size=len(fhir[path]), **common))
+            continue
         try:
             fmt = detect_format(path, input_format)
             if fmt not in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.TURTLE):
@@ -176,6 +181,30 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
                 first=k == 0, last=k + 2 == len(bounds), size=size,
                 **{"base_iri": base, **later}, **common))
     return pieces
+
+
+def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
+                 max_bytes: int) -> dict[Path, bytes]:
+    """The FHIR inputs among ``paths``, read together (references cross files), each as the
+    N-Triples of the facts it gave."""
+    from .fhir import hook
+    fhir_paths, _ = hook.split(paths, input_format)
+    if not fhir_paths:
+        return {}
+    # eligibility_rows plans a run twice when it falls back to one process: read FHIR once
+    settings = hook.SETTINGS
+    key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
+           hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
+    if _FHIR_CACHE.get("key") != key:
+        graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
+        _FHIR_CACHE.clear()
+        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+                                            for path, triples, _digest in graph.files})
+    return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
+
+
+#: The last FHIR inputs read by :func:`plan`, with what was read (see :func:`_fhir_pieces`).
+_FHIR_CACHE: dict[str, object] = {}
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:

@@ -28,7 +28,7 @@ import rdflib
 from rdflib.namespace import RDF, SH
 from rdflib.plugins.sparql import prepareQuery
 
-from . import jena, processes
+from . import jena, names, processes
 from .errors import ValidationEngineError
 from .knowledge import ontology_graph
 from .loading import PatientData, node_id, to_rdflib
@@ -41,7 +41,7 @@ BATCH_TRIPLES = 20_000
 
 #: SHACL back-ends: ``auto`` is Jena for inputs of at least :data:`AUTO_JENA_TRIPLES` triples when
 #: Jena is installed (its start-up, about two seconds, pays off from there), else pySHACL.
-ENGINES = ("auto", "pyshacl", "jena")
+ENGINES = names.SHACL_BACKENDS
 AUTO_JENA_TRIPLES = 100_000
 
 _Triple = tuple[rdflib.term.Node, rdflib.term.Node, rdflib.term.Node]
