@@ -451,7 +451,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
-@timeout_option(None, "a SPARQL query")
+@timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
 @click.option("--max-listed", type=click.IntRange(min=1), default=names.DEFAULT_MAX_LISTED,
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
@@ -460,26 +460,25 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int) -> None:
+                   max_listed: int, max_details: int, **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
     """
     from . import api
-    from .endpoint import SparqlEndpoint
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
-        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+        with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
             written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                           max_details=max_details)
+                                 max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             timeout=timeout, max_listed=max_listed, max_details=max_details)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)
