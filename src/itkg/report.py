@@ -40,6 +40,7 @@ import jinja2
 from markupsafe import Markup
 
 from . import vocab
+from .names import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError
 from .knowledge import Knowledge, load_knowledge
@@ -47,10 +48,6 @@ from .loading import PatientData, Source, load
 from .results import EligibilityResult, PatientExplanation
 from .safeio import atomic_write
 
-#: Rows shown in each list (worklist, qualifying, excluded) before the page says "see the CSV".
-DEFAULT_MAX_LISTED = 2000
-#: Patients whose full explanation is in the page.
-DEFAULT_MAX_DETAILS = 300
 #: Longest text from the input shown in one place (an IRI, an evidence line); longer is cut.
 MAX_TEXT = 400
 #: Most lines shown for one criterion, or records for one prerequisite (a patient with thousands

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal as TLiteral, Sequence, Union
+from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
 import pyoxigraph as ox
 import rdflib
+from rdflib.query import ResultRow
 
-from . import guards, processes
+from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
-from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
+from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
 
 Engine = TLiteral["rdflib", "oxigraph"]
-ENGINES: tuple[str, ...] = ("rdflib", "oxigraph")
+ENGINES: tuple[str, ...] = names.SPARQL_BACKENDS
 
 #: What the local engines query: triples in memory, a store loaded for Oxigraph, or nothing.
 QueryData = Union[PatientData, PatientStore, None]
@@ -45,7 +46,7 @@ class QueryResult:
 
 
 def _ontology_quads() -> list[ox.Quad]:
-    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in ontology_graph()]
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in ontology_graph()]
 
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
@@ -78,8 +79,8 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
         raise QueryError("the query recursed too deeply over this data") from None
     if result.type != "SELECT":
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
-    variables = tuple(str(v) for v in result.vars)
-    rows = tuple({str(k): v for k, v in row.asdict().items()} for row in result)
+    variables = tuple(str(v) for v in result.vars or ())
+    rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
     return QueryResult(variables, rows)
 
 
@@ -183,6 +184,10 @@ def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeo
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
+    # The rows come back pickled, and unpickling builds rdflib literals here in the parent: without
+    # the defaults rdflib would rewrite their lexical forms ("0012345"^^xsd:integer -> 12345) and
+    # log a warning quoting each value it cannot convert (a name passed through STRDT, say).
+    guards.install_library_defaults()
     return processes.call_with_deadline(
         function, args, timeout, prepare=prepare, passes=(ItkgError,), offline=True,
         timed_out=lambda: QueryTimeout(f"the query did not finish within {timeout:g} s"),
