@@ -496,3 +496,30 @@ def test_a_lone_surrogate_is_bad_input(tmp_path: Path) -> None:
     path.write_text('{"resourceType": "Condition", "id": "\\ud800"}\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["eligibility", str(path)])
     assert result.exit_code == 2 and f"{path}:1:" in result.stderr and "surrogate" in result.stderr
+
+
+def _intolerance(severity: str = "severe", kind: str = "intolerance", code: str = "7052",
+                 **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "AllergyIntolerance", "id": "a1", "patient": F.ref("Patient/p1"), "type": kind,
+            "category": ["medication"], "code": F.cc(RX, code), "reaction": [{"severity": severity}], **extra}
+
+
+@pytest.mark.parametrize(("intolerance", "outcome"), [
+    (_intolerance(), True), (_intolerance(severity="moderate"), False), (_intolerance(kind="allergy"), False),
+    (_intolerance(code="4337"), False),  # fentanyl: not the drug the patient took
+    (_intolerance(clinicalStatus=F.cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                      "resolved")), False),
+    (_intolerance(verificationStatus=F.cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                          "refuted")), False),
+])
+def test_a_severe_intolerance_to_the_drug_is_a_severe_side_effect(tmp_path: Path, intolerance: dict,
+                                                                   outcome: bool) -> None:
+    """The documented extra outcome route: the intolerance may come before or after the treatment."""
+    resources = F.cancer_patient()
+    resources[2] = F.med_statement("m-p1", F.cc(RX, "7052"), route="26643006", reason=None)
+    for order in ([intolerance, *resources], [*resources, intolerance]):
+        path = F.write_ndjson(tmp_path / "in.ndjson", order)
+        results = itkg.eligibility(path)
+        assert [r.status for r in results] == (["qualifies"] if outcome else [])
+        if outcome:
+            assert "severe side effects from AllergyIntolerance/a1" in " ".join(results[0].evidence)

@@ -261,6 +261,8 @@ class FhirReader:
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._etiologies: dict[str, set[str]] = defaultdict(set)
+        self._intolerances: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+        self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._out: list[list[ox.Triple]] = []
 
@@ -467,6 +469,10 @@ class FhirReader:
         if record is None:
             self.report.not_counted[(kind, reason)] += 1
             return
+        if record.intolerance:  # an outcome for this patient's treatments: added at the end
+            name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
+            self._intolerances[patient].append((record.intolerance, name))
+            return
         self._emit(patient, resource, url, record, out)
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
@@ -493,12 +499,22 @@ class FhirReader:
             self._spastic[patient].append((iri, out))  # iri: already valid
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
+        if record.link == vocab.RECEIVED_TREATMENT:
+            self._treatments[patient].append((iri, out, frozenset(record.types)))
 
     def _finish(self) -> None:
         """Medications whose Medication came later, then the etiologies of spasticity conditions."""
         pending, self._pending = self._pending, []
         for resource, scope, out, url in pending:
             self._map(resource, scope, out, url or None, final=True)
+        outcome, severe = _named(vocab.HAS_OUTCOME), _named(vocab.ITKG + "SevereSideEffects")
+        for patient, intolerances in self._intolerances.items():
+            for iri, out, classes in self._treatments.get(patient, ()):
+                sources = sorted({name for drugs, name in intolerances if drugs & classes})
+                if sources:
+                    self._out[out].append(ox.Triple(ox.NamedNode(iri), outcome, severe))
+                    self.notes[iri] = self.notes.get(iri, iri) + \
+                        ", severe side effects from " + " and ".join(sources)
         etiology = ox.NamedNode(vocab.ITKG + "hasEtiology")
         for patient, nodes in self._spastic.items():
             for iri, out in nodes:

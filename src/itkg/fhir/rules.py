@@ -79,7 +79,7 @@ NOT_R4: dict[str, tuple[str, ...]] = {
 PATIENT_ELEMENT = {"Condition": "subject", "MedicationStatement": "subject",
                    "MedicationRequest": "subject", "MedicationAdministration": "subject",
                    "Procedure": "subject", "Consent": "patient", "Observation": "subject",
-                   "ServiceRequest": "subject"}
+                   "ServiceRequest": "subject", "AllergyIntolerance": "patient"}
 
 _DATE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
 
@@ -99,6 +99,10 @@ class Record:
     #: set on a spasticity condition and on etiology conditions: the reader links them per patient
     spasticity: bool = False
     etiologies: set[str] = field(default_factory=set)
+    #: set by an intolerance: the drug's code IRIs; the received treatments of the same patient
+    #: coded with one of them ended with severe side effects (the reader adds the outcome; ``link``
+    #: is empty then)
+    intolerance: set[str] = field(default_factory=set)
 
 
 class Context(Protocol):
@@ -334,6 +338,38 @@ def service_request(resource: dict, ctx: Context) -> Result:
     return Record(vocab.PLANNED_THERAPY, types=therapies, codes=ctx.codes(concept)), ""
 
 
+#: AllergyIntolerance: counted clinical and verification statuses, and what makes it an intolerance
+#: with severe side effects (fhir.md §2 lets the project add this documented outcome route).
+INTOLERANCE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+INTOLERANCE_VERIFICATION = frozenset({"confirmed"})
+
+
+def allergy_intolerance(resource: dict, ctx: Context) -> Result:
+    """An ``AllergyIntolerance`` of type intolerance, category medication (or none), with a
+    reaction of severity severe, to a drug mapped to a treatment class: every received treatment of
+    the same patient coded with the same drug code ended with severe side effects (the evidence
+    names the intolerance)."""
+    clinical = _code(resource.get("clinicalStatus"))
+    verification = _code(resource.get("verificationStatus"))
+    if clinical is not None and clinical not in INTOLERANCE_CLINICAL:
+        return None, f"clinicalStatus {clinical}"
+    if verification is not None and verification not in INTOLERANCE_VERIFICATION:
+        return None, f"verificationStatus {verification}"
+    if resource.get("type") != "intolerance":
+        return None, "not an intolerance"
+    categories = as_list(resource.get("category"))
+    if categories and "medication" not in categories:
+        return None, "not a medication intolerance"
+    if not any(isinstance(r, dict) and r.get("severity") == "severe" for r in as_list(resource.get("reaction"))):
+        return None, "no severe reaction"
+    concept = resource.get("code")
+    classes = {t for t in ctx.terms(concept) if ctx.is_a(t, I + "Treatment")
+               and not ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
+    if not classes:
+        return None, "no mapped treatment"
+    return Record("", intolerance=ctx.code_iris(concept), codes=ctx.codes(concept)), ""
+
+
 #: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
 RULES: dict[str, Callable[[dict, Context], Result]] = {
     "Condition": condition,
@@ -344,6 +380,7 @@ RULES: dict[str, Callable[[dict, Context], Result]] = {
     "Consent": consent,
     "Observation": observation,
     "ServiceRequest": service_request,
+    "AllergyIntolerance": allergy_intolerance,
 }
 
 
