@@ -523,3 +523,11 @@ def test_a_severe_intolerance_to_the_drug_is_a_severe_side_effect(tmp_path: Path
         assert [r.status for r in results] == (["qualifies"] if outcome else [])
         if outcome:
             assert "severe side effects from AllergyIntolerance/a1" in " ".join(results[0].evidence)
+
+
+def test_progress_counts_every_byte_read(tmp_path: Path) -> None:
+    path = F.write_ndjson(tmp_path / "in.ndjson", F.cancer_patient() * 2000)
+    doc = F.write_json(tmp_path / "b.json", F.bundle(F.cancer_patient("p9")))
+    seen: list[int] = []
+    read([path, doc], on_read=seen.append)
+    assert len(seen) > 2 and sum(seen) == path.stat().st_size + doc.stat().st_size

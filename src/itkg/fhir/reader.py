@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,7 @@ class FhirReader:
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._out: list[list[ox.Triple]] = []
+        self.on_read: Callable[[int], None] | None = None
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -324,15 +325,24 @@ class FhirReader:
             raise InputTooLargeError(path, f"larger than {self.max_bytes} bytes")
         digest.update(data)
         if path.suffix.lower() in (".ndjson", ".jsonl") or self._looks_ndjson(data):
+            done = 0
             for number, line in enumerate(data.splitlines(), 1):
+                done += len(line) + 1
+                if self.on_read is not None and number % 4096 == 0:
+                    self.on_read(done)
+                    done = 0
                 if not line.strip():
                     continue
                 if len(line) > MAX_LINE_BYTES:
                     raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
                 resource = _loads(line, path, number)
                 self._resource(resource, None, out, f"{path}:{number}", path, number)
+            if self.on_read is not None:
+                self.on_read(done)
         else:
             self._document(_loads(data, path, None), None, out, str(path), path, None)
+            if self.on_read is not None:
+                self.on_read(len(data))
 
     @staticmethod
     def _looks_ndjson(data: bytes) -> bool:
@@ -545,7 +555,11 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
 
 def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
          mappings: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES) -> FhirGraph:
-    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them)."""
+         max_bytes: int = DEFAULT_MAX_BYTES, on_read: Callable[[int], None] | None = None) -> FhirGraph:
+    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them).
+
+    :param on_read: called with the number of bytes mapped so far since the last call (progress).
+    """
     reader = FhirReader(base=base, mappings=load_mappings(mappings), strict=strict, max_bytes=max_bytes)
+    reader.on_read = on_read
     return reader.read(paths)
