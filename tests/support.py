@@ -7,13 +7,15 @@ imports what it uses instead of keeping its own copy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -22,6 +24,49 @@ REPO = Path(__file__).resolve().parents[1]
 HAS_PROC = Path("/proc/self/stat").exists()
 
 T = TypeVar("T")
+
+
+# -- the command line, in this process ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command line run gave: the fields of ``subprocess.CompletedProcess`` tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def invoke(*args: str | os.PathLike[str], cwd: Path | None = None, stdin: str | bytes | None = None,
+           env: Mapping[str, str | None] | None = None) -> Ran:
+    """Run ``itkg ARGS`` in this process through click's ``CliRunner``: the same command, exit
+    code and streams as the console script, without starting an interpreter. The command puts
+    back what it changes in the process (signal handlers, network policy, the collector).
+
+    An exception that escapes the command (a bug: the CLI turns every failure into one line and
+    an exit code) is raised here, not hidden in the result.
+    """
+    from click.testing import CliRunner
+
+    from itkg.cli import main
+    with _working_directory(cwd):
+        result = CliRunner().invoke(main, [str(a) for a in args], input=stdin, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 # -- the console script, as a real process ------------------------------------------------------
@@ -34,11 +79,11 @@ def itkg_command() -> list[str]:
 
 def run_itkg(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 180,
              env: dict[str, str] | None = None,
-             input: str | None = None) -> subprocess.CompletedProcess[str]:
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run the console script in a new interpreter. ``timeout`` only catches a hang; no test
     asserts on how long a command took."""
     return subprocess.run(itkg_command() + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env, input=input, check=False)
+                          cwd=cwd, timeout=timeout, env=env, input=stdin, check=False)
 
 
 # -- processes ----------------------------------------------------------------------------------

@@ -535,7 +535,7 @@ def test_rows_reaching_a_declared_cap_are_an_error(scripted: _Scripted) -> None:
 class _Trickle(BaseHTTPRequestHandler):
     """Sends a valid header, then one byte of body every 50 ms for ten seconds."""
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Type", "application/sparql-results+json")
@@ -600,7 +600,7 @@ class _Chunked(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Type", "application/sparql-results+json")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union
+from typing import Sequence, Union, cast
 
 import rdflib
 
@@ -29,8 +29,9 @@ from .loading import PatientData, PatientStore, load, node_id
 from .reasoning import ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import EligibilityResult, PatientExplanation, PrerequisiteCheck
-from .sparql import ENGINES, QueryResult, load_for_query, select
+from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
+                      Status)
+from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
 from .validation import ValidationReport, validate as _validate
 
 #: What the API functions accept as patient data.
@@ -44,7 +45,7 @@ def _data(data: DataLike) -> PatientData:
     return data if isinstance(data, PatientData) else load(data)
 
 
-def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                 knowledge: Knowledge | None = None, timeout: float | None = None,
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None) -> list[EligibilityResult]:
@@ -61,7 +62,7 @@ def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoi
         return hook.annotate(rows, run.notes)
 
 
-def _eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                  knowledge: Knowledge | None = None,
                  timeout: float | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
@@ -86,6 +87,8 @@ def _eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpo
         patient_data = data
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
         patient_data = load_for_query(data)  # type: ignore[arg-type]  # files: into the store only
+    elif data is None:
+        raise QueryError("no data: give patient data, or an endpoint")
     else:
         patient_data = _data(data)
     if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
@@ -93,7 +96,7 @@ def _eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpo
     if engine not in ENGINES:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(BACKENDS)}")
     return _rows_from_queries(
-        lambda text: select(text, patient_data, engine=engine, timeout=timeout), knowledge)
+        lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout), knowledge)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
@@ -119,10 +122,10 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
     for row in run(query_path("eligibility-status").read_text(encoding="utf-8")).rows:
         patient, indication = node_id(row["patient"]), str(row["indication"])
         states = {vocab.INFORMED_CONSENT: str(row["consent"]), vocab.CSF_CIRCULATION: str(row["csf"])}
-        checks = tuple(PrerequisiteCheck(code, states[code], f"{states[code]} (from the SPARQL query)")
+        checks = tuple(PrerequisiteCheck(code, cast(PrerequisiteState, states[code]), f"{states[code]} (from the SPARQL query)")
                        for code in vocab.PREREQUISITE_ORDER)
         results.append(EligibilityResult(
-            patient, str(row["therapy"]), indication, str(row["status"]),
+            patient, str(row["therapy"]), indication, cast(Status, str(row["status"])),
             tuple(c.code for c in checks if c.state != "met"),
             tuple(sorted(evidence.get((patient, indication), ())))
             + tuple(f"{c.code}: {c.state}" for c in checks),

@@ -13,7 +13,7 @@ import gc
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 import click
 
@@ -25,6 +25,7 @@ from .termsafe import printable
 
 if TYPE_CHECKING:
     from .endpoint import SparqlEndpoint
+    from .sparql import Engine
 
 # Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
 # pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
@@ -40,16 +41,21 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every failure into one line on standard error and exit code 2 (no traceback)."""
+    """Turn every failure into one line on standard error and exit code 2 (no traceback).
+
+    Whatever the command changes in the process (network policy, signal handlers, the garbage
+    collector) is put back afterwards, so that the command line can also run in-process (tests).
+    """
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .guards import install_library_defaults, install_network_guard
+        from .guards import install_library_defaults, network_guard
+        collecting = gc.isenabled()
         try:
+            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
-            install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
-            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
-            with signals_end_cleanly():
+            with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
+                    signals_end_cleanly():
                 return command(*args, **kwargs)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
@@ -61,6 +67,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail("interrupted", 130)
         except Exception as error:  # noqa: BLE001 - the message may quote data: name the type only
             _fail(f"internal error ({type(error).__name__}); please report it")
+        finally:
+            if collecting:
+                gc.enable()
     return wrapper
 
 
@@ -359,7 +368,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         _check_inputs(files, input_format)
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
-        result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout)
+        result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
+                              timeout=timeout)
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
     if fmt == "json":
@@ -500,12 +510,10 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
                  replace: bool, credentials: Path | None, timeout: float, input_format: str | None) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
-    import pyoxigraph as ox
-
-    from .loading import load
+    from .loading import load, ntriples
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
-    payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
+    payload = ntriples(data.triples)
     with _client(endpoint, store_url, timeout, credentials) as client:
         client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)
     click.echo(f"Loaded {len(data)} triples from {len(files)} file(s).", err=True)

@@ -131,7 +131,9 @@ def _pack(row: EligibilityResult) -> tuple:
 
 
 def _unpack(packed: tuple) -> EligibilityResult:
-    return EligibilityResult(*packed[:6], tuple(PrerequisiteCheck(*c) for c in packed[6]))
+    patient, therapy, indication, status, unmet, evidence, checks = packed
+    return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
+                             tuple(PrerequisiteCheck(*c) for c in checks))
 
 
 def _sort_key(row: EligibilityResult) -> tuple:
@@ -155,7 +157,7 @@ class _Parser:
                 break
             reports[number] = report = parse_piece(
                 self.pieces[number], self.builder, on_read=on_read,
-                should_stop=lambda number=number: number > stop.value)
+                should_stop=functools.partial(_after, number, stop))
             last = fatal_after(self.pieces, report)
             if last is not None:
                 with self.lock:
@@ -303,6 +305,11 @@ class _Run:
                 conn.send(("crashed", type(error).__name__))
             except OSError:
                 pass
+
+
+def _after(number: int, stop: Any) -> bool:
+    """Whether some worker found an error in a piece before ``number`` (``stop`` is shared)."""
+    return bool(number > stop.value)
 
 
 def _patient_count(index: PatientIndex) -> int:

@@ -25,7 +25,7 @@ from rich.markup import escape as markup_escape
 from rich.table import Table
 
 from .knowledge import Knowledge
-from .loading import Source, node_id, to_oxigraph
+from .loading import Source, node_id, to_oxigraph_triple
 from .results import EligibilityResult, PatientExplanation
 from .sparql import QueryResult
 from .termsafe import printable
@@ -318,10 +318,12 @@ def validation_turtle(report: ValidationReport) -> str:
     """The SHACL report graph as Turtle, written by pyoxigraph: rdflib's serializer would write an
     ill-typed ``"maybe"^^xsd:boolean`` as a bare ``maybe``, which is neither valid Turtle nor the
     value as written."""
-    triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in report.graph]
-    return ox.serialize(triples, format=ox.RdfFormat.TURTLE,
+    triples = [to_oxigraph_triple(t) for t in report.graph]
+    text = ox.serialize(triples, format=ox.RdfFormat.TURTLE,
                         prefixes={"sh": "http://www.w3.org/ns/shacl#", "itkg": str(ITKG),
-                                  "xsd": "http://www.w3.org/2001/XMLSchema#"}).decode("utf-8")
+                                  "xsd": "http://www.w3.org/2001/XMLSchema#"})
+    assert text is not None  # no output given: the bytes are returned
+    return text.decode("utf-8")
 
 
 # -- query ---------------------------------------------------------------------------------------
@@ -351,6 +353,7 @@ def query_json(result: QueryResult) -> str:
             return {"type": "uri", "value": str(term)}
         if isinstance(term, rdflib.BNode):
             return {"type": "bnode", "value": str(term)}
+        assert isinstance(term, rdflib.Literal)
         out: dict[str, Any] = {"type": "literal", "value": str(term)}
         if term.language:
             out["xml:lang"] = term.language

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal as TLiteral, Sequence, Union
+from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
 import pyoxigraph as ox
 import rdflib
+from rdflib.query import ResultRow
 
 from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
-from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
+from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
 
 Engine = TLiteral["rdflib", "oxigraph"]
@@ -45,7 +46,7 @@ class QueryResult:
 
 
 def _ontology_quads() -> list[ox.Quad]:
-    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in ontology_graph()]
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in ontology_graph()]
 
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
@@ -78,8 +79,8 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
         raise QueryError("the query recursed too deeply over this data") from None
     if result.type != "SELECT":
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
-    variables = tuple(str(v) for v in result.vars)
-    rows = tuple({str(k): v for k, v in row.asdict().items()} for row in result)
+    variables = tuple(str(v) for v in result.vars or ())
+    rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
     return QueryResult(variables, rows)
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pyoxigraph as ox
 
@@ -143,22 +143,22 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     fhir = _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
-        common = dict(file=file_index, path=path,
-                      scope=f"f{file_index + 1}-" if len(paths) > 1 else "")
+        scope = f"f{file_index + 1}-" if len(paths) > 1 else ""
         if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
             pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=fhir[path],
-                                size=len(fhir[path]), **common))
+                                size=len(fhir[path]), file=file_index, path=path, scope=scope))
             continue
         try:
             fmt = detect_format(path, input_format)
             if fmt not in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.TURTLE):
                 data = read_checked(path, fmt, max_bytes)
                 pieces.append(Piece(len(pieces), fmt=fmt, data=data, size=len(data),
-                                    base_iri=path.resolve().as_uri(), **common))
+                                    base_iri=path.resolve().as_uri(), file=file_index, path=path,
+                                    scope=scope))
                 continue
             size = checked_size(path, max_bytes)
         except InputError as error:
-            pieces.append(Piece(len(pieces), fmt=None, error=error, **common))
+            pieces.append(Piece(len(pieces), fmt=None, error=error, file=file_index, path=path, scope=scope))
             continue
         base = path.resolve().as_uri()
         cuts: list[int] = []
@@ -176,14 +176,14 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
             cuts, context = [], None
         bounds = [0, *cuts, size]
         for k in range(len(bounds) - 1):
-            later = {}
-            if k > 0 and context is not None:
-                later = dict(base_iri=context[1], preamble=preamble, context=context,
-                             preamble_lines=preamble.count(b"\n"))
+            later = k > 0 and context is not None
             pieces.append(Piece(
                 len(pieces), fmt=fmt, start=bounds[k], end=bounds[k + 1] if k + 2 < len(bounds) else None,
                 first=k == 0, last=k + 2 == len(bounds), size=size,
-                **{"base_iri": base, **later}, **common))
+                base_iri=context[1] if later and context is not None else base,
+                preamble=preamble if later else b"", context=context if later else None,
+                preamble_lines=preamble.count(b"\n") if later else 0, file=file_index, path=path,
+                scope=scope))
     return pieces
 
 
@@ -363,11 +363,14 @@ class IndexBuilder:
             if subject != last_subject:
                 last_subject = subject
                 kind = type(subject)
-                key = subject.value if kind is named else \
-                    "_:" + scope + subject.value if kind is blank else str(subject)
-                props = nodes.get(key)
-                if props is None:
-                    props = nodes[key] = {}
+                # ``type() is`` narrows faster than isinstance; mypy cannot follow it.
+                key = (subject.value if kind is named  # type: ignore[union-attr]
+                       else "_:" + scope + subject.value if kind is blank  # type: ignore[union-attr]
+                       else str(subject))
+                found = nodes.get(key)
+                if found is None:
+                    found = nodes[key] = {}
+                props = found
             values = props.get(predicate)
             if values is None:
                 props[predicate] = [value]
@@ -417,7 +420,7 @@ def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int],
     assert piece.fmt is not None
     reader = None if piece.data is not None else _PieceReader(piece, on_read, should_stop)
     try:
-        parser = ox.parse(piece.data if reader is None else reader, format=piece.fmt,
+        parser = ox.parse(piece.data if reader is None else cast(BinaryIO, reader), format=piece.fmt,
                           base_iri=piece.base_iri, without_named_graphs=True)
         builder.add(parser, piece.scope, report)
         if piece.fmt == ox.RdfFormat.TURTLE and not piece.last:

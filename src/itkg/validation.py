@@ -31,7 +31,7 @@ from rdflib.plugins.sparql import prepareQuery
 from . import jena, names, processes
 from .errors import ValidationEngineError
 from .knowledge import ontology_graph
-from .loading import PatientData, node_id, to_rdflib
+from .loading import PatientData, node_id, ntriples, to_rdflib
 from .partition import Node, Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
 from .resources import shapes_paths
 
@@ -197,7 +197,8 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     graph = _graph_of(local, _CONTEXT.shared)
     own = {to_rdflib(t.subject) for t in local}
     report = _pyshacl(graph, _CONTEXT.shapes)
-    results, triples = [], []
+    results: list[ValidationResult] = []
+    triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
         focus = report.value(node, SH.focusNode)
         if _owned(focus, own, first, replicated):
@@ -290,7 +291,7 @@ def _in_processes(plan: Partition, workers: int, context: _Context,
     failed = True
     try:
         done = _windowed(lambda index: pool.submit(
-            _validate_batch, ox.serialize(plan.batches[index], format=ox.RdfFormat.N_TRIPLES), index == 0),
+            _validate_batch, ntriples(plan.batches[index]), index == 0),
             len(plan), workers, progress)
         failed = False
         return done
@@ -327,7 +328,8 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
                 replicated: frozenset[Node]) -> _Batch:
     """The results of one Jena batch, owned as :func:`_validate_batch` owns pySHACL's, as report triples."""
     own = {t.subject for t in local}
-    results, triples = [], []
+    results: list[ValidationResult] = []
+    triples: list[_Triple] = []
     for focus, path, value, shape, severity, component, message in raw:
         if not isinstance(focus, (ox.NamedNode, ox.BlankNode, ox.Literal)):
             raise ValidationEngineError("the Jena SHACL worker sent a result without a focus node")
@@ -355,7 +357,7 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
     """Batches judged by ``workers`` Jena processes, fed by as many threads (each waits on its pipe)."""
     shapes = shapes_graph().serialize(format="nt", encoding="utf-8")
     base = (ontology_graph().serialize(format="nt", encoding="utf-8")
-            + ox.serialize(plan.shared, format=ox.RdfFormat.N_TRIPLES))
+            + ntriples(plan.shared))
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
