@@ -215,8 +215,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
-              show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle", "cds-hooks", "fhir"]),
+              default="table", show_default=True,
+              help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
+                   "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
+                   "and DetectedIssues.")
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
@@ -271,6 +274,10 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
         text = render.eligibility_json_chunks(results)
     elif fmt == "csv":
         text = render.eligibility_csv(results)
+    elif fmt in ("cds-hooks", "fhir"):
+        from . import render_fhir
+        text = render_fhir.cds_hooks(results, knowledge=knowledge) if fmt == "cds-hooks" else \
+            render_fhir.fhir_bundle(results, knowledge=knowledge)
     elif fmt == "turtle":
         text = render.eligibility_turtle(results, knowledge=knowledge, sources=sources, started=started,
                                          ended=_dt.datetime.now(_dt.timezone.utc),
