@@ -206,7 +206,9 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
                            pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
                                    for path, triples, _digest in graph.files})
     elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
-        hook.LAST.notes.update(_FHIR_CACHE["notes"])  # type: ignore[arg-type]
+        notes = _FHIR_CACHE["notes"]
+        assert isinstance(notes, dict)
+        hook.LAST.notes.update(notes)
     return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
 
 
