@@ -90,6 +90,7 @@ _OBO = "http://purl.obolibrary.org/obo/"
 _SCT = "http://snomed.info/id/"
 _ICD = "http://purl.bioontology.org/ontology/ICD10CM/"
 _ATC = "http://purl.bioontology.org/ontology/ATC/"
+_RXNORM = "http://purl.bioontology.org/ontology/RXNORM/"
 VERIFIED_XREFS = frozenset(
     [_OBO + f"MONDO_{n}" for n in (
         "0005301", "0006497", "0000396", "0043797", "0005098", "0011057", "0003757", "0001590",
@@ -111,9 +112,16 @@ VERIFIED_XREFS = frozenset(
         "I63.9", "I69.351", "I69.354")]
     + [_ATC + c for c in (
         "M03BX01", "M03BX02", "M03CA01", "N02BG08", "N02AA01", "N02AG01", "N02AA03", "N02AA05",
-        "N01AH01", "N01AH03", "N01BB01", "C02AC01", "N02CX02")]
+        "N01AH01", "N01AH03", "N01BB01", "C02AC01", "N02CX02",
+        "N02A")]  # the opioids group, parent of the verified N02AA01/03/05
+    # ICD-10-CM categories whose verified codes (above) they cover by prefix (fhir.md §3).
+    + [_ICD + c for c in ("G90.5", "G56.4", "G57.7", "I63", "I69.3")]
+    # RxNorm ingredients (CDC/AHRQ OMTK) and verified oral antispasmodic products.
+    + [_RXNORM + c for c in ("7052", "4337", "3423", "7804", "197391", "313413", "856652")]
+    # Severity "Severe" and the routes oral, transdermal, intrathecal (fhir.md §2; issue 10).
+    + [_SCT + c for c in ("24484000", "26643006", "45890007")]
 )
-DRUG_CODE_PREFIXES = (_OBO + "CHEBI_", _ATC)
+DRUG_CODE_PREFIXES = (_OBO + "CHEBI_", _ATC, _RXNORM)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +278,8 @@ def test_no_xsd_date_anywhere_in_the_ontology(ontology: Graph) -> None:
 # --- cross-references -----------------------------------------------------------------------------
 
 def _xrefs(graph: Graph) -> list[tuple[URIRef, URIRef, URIRef]]:
-    return [(s, p, o) for p in (SKOS.exactMatch, SKOS.closeMatch) for s, o in graph.subject_objects(p)]
+    return [(s, p, o) for p in (SKOS.exactMatch, SKOS.narrowMatch, SKOS.closeMatch, SKOS.broadMatch,
+                                SKOS.relatedMatch) for s, o in graph.subject_objects(p)]
 
 
 def test_xrefs_use_only_verified_codes(ontology: Graph) -> None:

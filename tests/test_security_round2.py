@@ -23,7 +23,7 @@ import pyoxigraph as ox
 import pytest
 
 from itkg import sparql
-from itkg._process import drop_network
+from itkg.processes import drop_network
 from itkg.errors import QueryError
 from itkg.guards import gate_query, mentions_service
 
@@ -325,3 +325,215 @@ def test_error_messages_escape_file_names(tmp_path: Path) -> None:
     assert "\\x1b" in done.stderr and not _raw_hazards(done.stderr)
     explain = itkg("explain", "https://example.org/patient/\x1b]8;;x\x07", EXAMPLES)
     assert explain.returncode == 2 and not _raw_hazards(explain.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 7: special files, symlinks, own data, long names and signals
+# ---------------------------------------------------------------------------------------------
+
+def test_output_to_dev_stdout_writes_in_place_and_keeps_the_symlink(tmp_path: Path) -> None:
+    before = os.readlink("/dev/stdout")
+    out = tmp_path / "out.txt"
+    with out.open("wb") as handle:
+        done = subprocess.run(
+            [*(([shutil.which("itkg")] if shutil.which("itkg") else [sys.executable, "-m", "itkg.cli"])),
+             "eligibility", str(EXAMPLES), "--format", "csv", "-o", "/dev/stdout"],
+            stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
+    assert out.read_text(encoding="utf-8").startswith("patient,therapy,indication")
+    assert not [p for p in Path("/dev").iterdir() if p.name.startswith(".stdout.")]
+
+
+def test_output_symlink_stays_a_link_and_its_file_keeps_its_mode(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    done = itkg("eligibility", EXAMPLES, "--format", "csv", "-o", link)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text(encoding="utf-8").startswith("patient,")
+    assert real.stat().st_mode & 0o777 == 0o640
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "nowhere.csv")
+    refused = itkg("eligibility", EXAMPLES, "-o", dangling)
+    assert refused.returncode == 2 and not (tmp_path / "nowhere.csv").exists()
+
+
+def test_itkg_own_ontology_shapes_queries_are_protected(tmp_path: Path) -> None:
+    from itkg import resources
+    from itkg.safeio import OutputError, atomic_write, sha256_file
+
+    for target in (resources.ontology_path(), resources.shapes_paths()[0],
+                   resources.query_path("worklist"), resources.queries_dir() / "new.rq"):
+        before = sha256_file(target) if target.exists() else None
+        with pytest.raises(OutputError, match="itkg's own"):
+            atomic_write(target, "overwritten")
+        assert (sha256_file(target) if target.exists() else None) == before
+
+
+def test_an_output_name_of_250_characters_works(tmp_path: Path) -> None:
+    target = tmp_path / ("a" * 246 + ".csv")
+    done = itkg("eligibility", EXAMPLES, "--format", "csv", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+_SLOW_WRITER = """
+import sys
+from itkg.safeio import atomic_write
+def chunks():
+    yield "first part\\n"
+    print("writing", flush=True)
+    sys.stdin.readline()          # blocks until the test has sent its signal
+    yield "never written\\n"
+atomic_write(sys.argv[1], chunks())
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGQUIT", "SIGUSR1"])
+def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path: Path, signame: str) -> None:
+    import signal
+
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+        assert len(list(tmp_path.iterdir())) == 2  # the temporary file exists now
+        child.send_signal(getattr(signal, signame))
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -getattr(signal, signame)  # it still dies of the signal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert target.read_text() == "old\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 12: CSV formulas, lexical forms as written, --max-patients
+# ---------------------------------------------------------------------------------------------
+
+def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    values = ["=HYPERLINK(\"http://127.0.0.1:9/\"&A1)", "+1+2", "-2+3", "@SUM(A1)", "\r=1",
+              "\t=1", "ok\n=1+1", "-5", "+1.5e3", "Zoe"]
+    data = tmp_path / "cells.ttl"
+    data.write_text("".join(f'<https://e.org/r{i}> <https://e.org/v> "{_turtle_escaped(v)}" .\n'
+                            for i, v in enumerate(values)), encoding="utf-8")
+    query = tmp_path / "cells.rq"
+    query.write_text("SELECT ?v WHERE { ?r <https://e.org/v> ?v }", encoding="utf-8")
+    exe = shutil.which("itkg")
+    done = subprocess.run([*([exe] if exe else [sys.executable, "-m", "itkg.cli"]), "query",
+                           str(query), str(data), "--format", "csv"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # bytes: a text pipe would turn the CR into LF
+    text = done.stdout.decode("utf-8")
+    cells = {row[0] for row in list(csv.reader(io.StringIO(text, newline="")))[1:]}
+    assert cells == {"'=HYPERLINK(\"http://127.0.0.1:9/\"&A1)", "'+1+2", "'-2+3", "'@SUM(A1)",
+                     "'\r'=1", "'\t=1", "ok\n'=1+1", "-5", "+1.5e3", "Zoe"}
+
+
+def test_itkg_query_keeps_lexical_forms_as_written(tmp_path: Path) -> None:
+    """The rdflib engine (and the rows a query child hands back) keep every form as written;
+    Oxigraph's store keeps values, not forms (documented in docs/security.md)."""
+    import json
+
+    data = tmp_path / "lex.ttl"
+    data.write_text('@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n<https://e.org/p> '
+                    '<https://e.org/n> "0012345"^^xsd:integer, "+7"^^xsd:int, "1.50"^^xsd:decimal, '
+                    '"2024-01-01Z"^^xsd:date .\n', encoding="utf-8")
+    query = tmp_path / "lex.rq"
+    query.write_text("SELECT ?n WHERE { ?p <https://e.org/n> ?n }", encoding="utf-8")
+    done = itkg("query", query, data, "--engine", "rdflib", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    got = {(b["n"]["value"], b["n"]["datatype"].rsplit("#", 1)[1])
+           for b in json.loads(done.stdout)["results"]["bindings"]}
+    assert got == {("0012345", "integer"), ("+7", "int"), ("1.50", "decimal"), ("2024-01-01Z", "date")}
+
+
+def test_query_parent_logs_no_value_rdflib_cannot_convert(tmp_path: Path) -> None:
+    """Item 5: rows come back to the parent process, which used to log rdflib's conversion
+    warnings (with a traceback) for a value such as a name cast to a date."""
+    data = tmp_path / "name.ttl"
+    data.write_text('<https://e.org/p> <https://schema.org/name> "Zoe-Secret-Name" .\n', encoding="utf-8")
+    query = tmp_path / "strdt.rq"
+    query.write_text("SELECT ?d WHERE { ?p <https://schema.org/name> ?n "
+                     "BIND(STRDT(?n, <http://www.w3.org/2001/XMLSchema#date>) AS ?d) }", encoding="utf-8")
+    for engine in ("rdflib", "oxigraph"):
+        done = itkg("query", query, data, "--engine", engine, "--format", "csv")
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "", done.stderr
+
+
+def test_max_patients_counts_every_individual() -> None:
+    import rdflib
+
+    from itkg.errors import ReasonerError
+    from itkg.reasoning import INDIVIDUALS_PER_PATIENT, reason
+
+    graph = rdflib.Graph()
+    graph.add((rdflib.URIRef("https://e.org/p1"), rdflib.RDF.type,
+               rdflib.URIRef("https://w3id.org/itkg/Patient")))
+    for i in range(2 * INDIVIDUALS_PER_PATIENT):  # one patient, and records linked to nobody
+        graph.add((rdflib.URIRef(f"https://e.org/r{i}"), rdflib.URIRef("https://e.org/v"),
+                   rdflib.Literal(i)))
+    with pytest.raises(ReasonerError, match="individuals"):
+        reason(graph, max_patients=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 9: the parallel Turtle reader is linear in the prefix block
+# ---------------------------------------------------------------------------------------------
+
+def test_piece_reader_hands_out_the_prefix_block_without_copying_the_rest(tmp_path: Path) -> None:
+    """Each read used to slice the front off the preamble, copying the remainder: quadratic in
+    the prefix block (10^6 prefixes: minutes with two workers). Peak allocation shows it: one
+    copy of a 4 MB remainder is over the bound, reads of 64 kB are far under it."""
+    import hashlib
+    import tracemalloc
+
+    import pyoxigraph as ox
+
+    from itkg.streaming import Piece, _PieceReader
+
+    body = tmp_path / "piece.ttl"
+    body.write_bytes(b"<urn:a> <urn:b> <urn:c> .\n")
+    preamble = b"".join(b"@prefix p%d: <https://example.org/ns/%d/> .\n" % (i, i)
+                        for i in range(100_000))
+    assert len(preamble) > 4_000_000
+    piece = Piece(number=1, file=0, path=body, fmt=ox.RdfFormat.TURTLE, first=False,
+                  preamble=preamble, size=body.stat().st_size)
+    reader = _PieceReader(piece, None, None)
+    try:
+        digest = hashlib.sha256()
+        tracemalloc.start()
+        while chunk := reader.read(65536):
+            digest.update(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        reader.close()
+    assert digest.digest() == hashlib.sha256(preamble + body.read_bytes()).digest()
+    assert peak < 1_000_000
+
+
+def test_many_prefixes_give_the_same_rows_in_parallel(tmp_path: Path) -> None:
+    from itkg.parallel import eligibility_rows
+
+    data = tmp_path / "prefixes.ttl"
+    with data.open("w", encoding="utf-8") as handle:
+        for i in range(20_000):
+            handle.write(f"@prefix p{i}: <https://example.org/ns/{i}/> .\n")
+        handle.write(EXAMPLES.read_text(encoding="utf-8"))
+        for i in range(20_000):
+            handle.write(f"p{i}:x <https://e.org/v> {i} .\n")
+    one, _ = eligibility_rows([data], workers=1)
+    two, _ = eligibility_rows([data], workers=2, min_piece_bytes=200_000)
+    assert one == two and len(one) == 4

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union
+from typing import Sequence, Union, cast
 
 import rdflib
 
-from . import vocab
+from . import names, vocab
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
@@ -29,24 +29,42 @@ from .loading import PatientData, PatientStore, load, node_id
 from .reasoning import ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import EligibilityResult, PatientExplanation, PrerequisiteCheck
-from .sparql import ENGINES, QueryResult, load_for_query, select
+from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
+                      Status)
+from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
 from .validation import ValidationReport, validate as _validate
 
 #: What the API functions accept as patient data.
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = ("native",) + ENGINES
+BACKENDS: tuple[str, ...] = names.BACKENDS
 
 
 def _data(data: DataLike) -> PatientData:
     return data if isinstance(data, PatientData) else load(data)
 
 
-def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
-                knowledge: Knowledge | None = None,
-                timeout: float | None = None) -> list[EligibilityResult]:
+def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+                knowledge: Knowledge | None = None, timeout: float | None = None,
+                mappings: Sequence[str | os.PathLike[str]] = (),
+                fhir_base: str | None = None) -> list[EligibilityResult]:
+    """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+
+    Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
+    well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
+    ``fhir_base`` the base of the IRIs of FHIR patients and records; the evidence then names the
+    FHIR resource and codes of each record (``Condition/c1; ICD-10-CM G89.3``).
+    """
+    from .fhir import hook
+    with hook.configured(mappings=mappings, base=fhir_base) as run:
+        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout)
+        return hook.annotate(rows, run.notes)
+
+
+def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+                 knowledge: Knowledge | None = None,
+                 timeout: float | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 
@@ -69,6 +87,8 @@ def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoi
         patient_data = data
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
         patient_data = load_for_query(data)  # type: ignore[arg-type]  # files: into the store only
+    elif data is None:
+        raise QueryError("no data: give patient data, or an endpoint")
     else:
         patient_data = _data(data)
     if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
@@ -76,7 +96,7 @@ def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoi
     if engine not in ENGINES:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(BACKENDS)}")
     return _rows_from_queries(
-        lambda text: select(text, patient_data, engine=engine, timeout=timeout), knowledge)
+        lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout), knowledge)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
@@ -102,10 +122,10 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
     for row in run(query_path("eligibility-status").read_text(encoding="utf-8")).rows:
         patient, indication = node_id(row["patient"]), str(row["indication"])
         states = {vocab.INFORMED_CONSENT: str(row["consent"]), vocab.CSF_CIRCULATION: str(row["csf"])}
-        checks = tuple(PrerequisiteCheck(code, states[code], f"{states[code]} (from the SPARQL query)")
+        checks = tuple(PrerequisiteCheck(code, cast(PrerequisiteState, states[code]), f"{states[code]} (from the SPARQL query)")
                        for code in vocab.PREREQUISITE_ORDER)
         results.append(EligibilityResult(
-            patient, str(row["therapy"]), indication, str(row["status"]),
+            patient, str(row["therapy"]), indication, cast(Status, str(row["status"])),
             tuple(c.code for c in checks if c.state != "met"),
             tuple(sorted(evidence.get((patient, indication), ())))
             + tuple(f"{c.code}: {c.state}" for c in checks),
@@ -153,16 +173,20 @@ def reason(data: DataLike, **options) -> "ReasoningReport":
 def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
            endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
            knowledge: Knowledge | None = None, timeout: float | None = None,
+           mappings: Sequence[Union[str, "os.PathLike[str]"]] = (), fhir_base: str | None = None,
            max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
     summary with attrition per indication, worklist, qualifying and excluded patients, and each
     patient's explanation. The file holds patient data: it is written atomically, owner-only.
 
-    The arguments are those of :func:`eligibility`; see :func:`itkg.report.report` for the caps.
+    The arguments are those of :func:`eligibility` (FHIR input too: the per-patient part then
+    names the FHIR resource of each record); see :func:`itkg.report.report` for the caps.
     ``data`` may be what :func:`itkg.load` returned, a path or a list of paths (``None`` with
     ``endpoint``); an rdflib graph is not accepted (the report names the input files).
     """
+    from .fhir import hook
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
-    return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
-                   knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)
+    with hook.configured(mappings=mappings, base=fhir_base):
+        return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
+                       knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)

@@ -1,6 +1,8 @@
 """Generate ``ontology/itkg.owl`` (RDF/XML) from ``ontology/itkg.ttl``, the same bytes on every run.
 
-``python -m itkg.build_owl`` rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
+``python -m itkg.build_owl`` first writes the ontology's SKOS cross-references from
+``ontology/itkg.sssom.tsv`` into the Turtle (:mod:`itkg.mappings`), then rewrites the file;
+``python -m itkg.build_owl --check`` exits 1 when it
 is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt. In a
 source checkout the same command also renders the ontology's HTML documentation,
 ``docs/ontology/index.html`` (:mod:`itkg.ontology_docs`), and ``--check`` covers it too.
@@ -29,6 +31,7 @@ from rdflib.namespace import OWL, RDF
 from rdflib.term import Node
 
 from itkg import ontology_docs
+from itkg.mappings import sync_ontology
 from itkg.resources import data_root, ontology_owl_path, ontology_path
 
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
@@ -63,7 +66,7 @@ class _Writer:
         self.graph = graph
         self.prefixes = prefixes  # namespace -> prefix
         self.used: dict[str, str] = {}  # prefix -> namespace, for the xmlns declarations
-        uses = Counter(o for o in graph.objects() if isinstance(o, BNode))
+        uses: Counter[Node] = Counter(o for o in graph.objects() if isinstance(o, BNode))
         once = {b for b, n in uses.items() if n == 1}
         self.roots = sorted({s for s in graph.subjects() if s not in once}, key=self._root_key)
         self.nested = self._reachable(once)
@@ -77,8 +80,8 @@ class _Writer:
         header = (node, RDF.type, OWL.Ontology) in self.graph
         return (0 if header else 1 if isinstance(node, URIRef) else 2, str(node))
 
-    def _reachable(self, once: set[BNode]) -> set[BNode]:
-        seen: set[BNode] = set()
+    def _reachable(self, once: set[Node]) -> set[Node]:
+        seen: set[Node] = set()
         stack = [o for r in self.roots for o in self.graph.objects(r) if o in once]
         while stack:
             node = stack.pop()
@@ -219,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="HTML documentation target (default: docs/ontology/index.html of the checkout)")
     args = parser.parse_args(argv)
     source = args.ttl or ontology_path()
+    if args.ttl is None and not sync_ontology(source, check=args.check):
+        # The SKOS cross-references are generated from ontology/itkg.sssom.tsv (itkg.mappings).
+        print(f"{source}: its cross-references differ from itkg.sssom.tsv: run `python -m itkg.build_owl`",
+              file=sys.stderr)
+        return 1
     targets = [(args.owl or ontology_owl_path(), build)]
     docs = args.docs or docs_path()
     if docs is not None:
