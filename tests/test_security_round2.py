@@ -558,3 +558,26 @@ def test_backslash_in_a_value_quoted_by_a_shacl_message(tmp_path: Path, value: s
     report = itkg.validate(data, engine="pyshacl")
     quoting = [r.message for r in report.results if "is refused" in r.message]
     assert len(quoting) == 1 and f"({value}) is refused" in quoting[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 11: the gate runs within --timeout
+# ---------------------------------------------------------------------------------------------
+
+def _slow_to_gate() -> str:
+    """Valid SPARQL that rdflib's parser (the gate) takes seconds over: a long IN list."""
+    return "SELECT * WHERE { ?s ?p ?x FILTER(?x IN (" + ",".join("1" for _ in range(6000)) + ")) }\n"
+
+
+def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: _LoggingServer) -> None:
+    import time
+
+    query = tmp_path / "slow.rq"
+    query.write_text(_slow_to_gate(), encoding="utf-8")
+    for where in ([EXAMPLES], ["--endpoint", f"{logger.url}/sparql"]):
+        started = time.monotonic()
+        done = itkg("query", query, *where, "--timeout", "0.3")
+        assert done.returncode == 2, done.stderr
+        assert "checking the query took longer than 0.3 s" in done.stderr
+        assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
+    assert logger.hits == []
