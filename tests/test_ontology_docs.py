@@ -82,6 +82,12 @@ def test_every_term_has_a_section_with_label_definition_source_and_mappings(onto
                 assert ontology_docs.curie(str(code)) in text, (term, code)
 
 
+def test_defined_classes_show_their_definition_in_manchester_syntax(page: str) -> None:
+    text = re.sub(r"<[^>]+>", "", _section(page, ontology_docs._anchor(ITKG + "CancerPainIndicationPatient")))
+    assert ("equivalent to" in text and "patient and has condition some cancer pain and received treatment some "
+            "(systemic analgesic therapy and has outcome some {inadequate pain relief, severe side effects})" in text)
+
+
 def test_mapping_table_lists_every_cross_reference(ontology: Graph, page: str) -> None:
     table = page.split('<section id="mappings">', 1)[1].split("</section>", 1)[0]
     codes = {str(o) for p in (SKOS.exactMatch, SKOS.closeMatch) for o in ontology.objects(None, p)}

@@ -92,7 +92,8 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress) as run:
             try:
                 return command(*args, **kwargs)
             finally:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from rdflib import Graph, Literal, URIRef
+from rdflib import BNode, Graph, Literal, URIRef
+from rdflib.collection import Collection
 from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, SKOS
 from rdflib.term import Node
 
@@ -75,6 +76,7 @@ class Term:
     exact: list[Link] = field(default_factory=list)
     close: list[Link] = field(default_factory=list)
     defined: bool = False
+    equivalents: list[list[Link]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,45 @@ class _Page:
             term.exact = sorted((self.link(m) for m in g.objects(subject, SKOS.exactMatch)), key=_key)
             term.close = sorted((self.link(m) for m in g.objects(subject, SKOS.closeMatch)), key=_key)
             term.defined = any(not isinstance(e, URIRef) for e in g.objects(subject, OWL.equivalentClass))
+            term.equivalents = sorted((self.expression(e) for e in g.objects(subject, OWL.equivalentClass)),
+                                      key=lambda parts: [p.text for p in parts])
+
+    def expression(self, node: Node, depth: int = 0) -> list[Link]:
+        """An OWL class expression in Manchester syntax, as text pieces and term links (the
+        template escapes them). Unknown shapes are shown as "…", never guessed at."""
+        g = self.graph
+        if isinstance(node, URIRef):
+            return [self.link(node)]
+        if not isinstance(node, BNode) or depth > 12:
+            return [Link("…", None)]
+        text = _plain
+        for keyword, joiner in ((OWL.intersectionOf, " and "), (OWL.unionOf, " or ")):
+            members = g.value(node, keyword)
+            if members is not None:
+                parts: list[Link] = [text("(")] if depth else []
+                for i, member in enumerate(Collection(g, members)):
+                    parts += ([text(joiner)] if i else []) + self.expression(member, depth + 1)
+                return parts + ([text(")")] if depth else [])
+        members = g.value(node, OWL.oneOf)
+        if members is not None:
+            parts = [text("{")]
+            for i, member in enumerate(Collection(g, members)):
+                parts += ([text(", ")] if i else []) + [self.link(member)]
+            return parts + [text("}")]
+        complement = g.value(node, OWL.complementOf)
+        if complement is not None:
+            return [text("not ")] + self.expression(complement, depth + 1)
+        prop = g.value(node, OWL.onProperty)
+        if prop is not None:
+            for keyword, word in ((OWL.someValuesFrom, " some "), (OWL.allValuesFrom, " only ")):
+                filler = g.value(node, keyword)
+                if filler is not None:
+                    return [self.link(prop), text(word)] + self.expression(filler, depth + 1)
+            value = g.value(node, OWL.hasValue)
+            if value is not None:
+                return [self.link(prop), text(" value "),
+                        self.link(value) if isinstance(value, URIRef) else text(str(value))]
+        return [text("…")]
 
     def hierarchy(self) -> tuple[TreeNode, ...]:
         """The asserted class tree: roots are classes with no named superclass."""
@@ -200,6 +241,11 @@ class _Page:
 
     def _links(self, iris: frozenset[str]) -> list[Link]:
         return sorted((self.link(URIRef(i)) for i in iris), key=_key)
+
+
+def _plain(text: str) -> Link:
+    """A piece of plain text in a class expression."""
+    return Link(text, None)
 
 
 def _key(link: Link) -> tuple[str, str]:

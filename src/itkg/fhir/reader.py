@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .. import vocab
 from ..errors import InputError, InputTooLargeError, ParseError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import DEFAULT_MAX_BYTES, checked_size
-from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings
+from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings, safe_iri
 from . import rules
 
 #: The base of patient and record IRIs when the input gives none (set it to the FHIR server's base).
@@ -45,6 +46,7 @@ DEFAULT_BASE = "https://fhir.invalid/"
 #: The longest NDJSON line read (a resource); longer ones are refused.
 MAX_LINE_BYTES = 64 * 1024**2
 _SNIFF_BYTES = 64 * 1024
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 DCTERMS_IDENTIFIER = "http://purl.org/dc/terms/identifier"
 RDFS_SEE_ALSO = "http://www.w3.org/2000/01/rdf-schema#seeAlso"
 _TYPE = ox.NamedNode(vocab.RDF_TYPE)
@@ -151,11 +153,10 @@ class _ResourceContext:
         self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
 
     def _codings(self, concept: Any) -> Iterator[tuple[str, str]]:
-        if isinstance(concept, dict):
-            for coding in concept.get("coding") or ():
-                if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
-                    system = coding.get("system")
-                    yield (system if isinstance(system, str) else ""), coding["code"]
+        for coding in rules.codings(concept):
+            if isinstance(coding.get("code"), str) and coding["code"]:
+                system = coding.get("system")
+                yield (system if isinstance(system, str) else ""), coding["code"]
 
     def terms(self, concept: Any) -> set[str]:
         found: set[str] = set()
@@ -182,7 +183,7 @@ class _ResourceContext:
         if not isinstance(ref, str):
             return None
         if ref.startswith("#"):
-            for contained in resource.get("contained") or ():
+            for contained in rules.as_list(resource.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == ref[1:] \
                         and contained.get("resourceType") == "Medication":
                     return contained.get("code")
@@ -215,6 +216,31 @@ def _type_id(ref: str) -> tuple[str, str] | None:
     return None
 
 
+_NODES: dict[str, ox.NamedNode] = {}
+
+
+def _named(iri: str) -> ox.NamedNode:
+    """A pyoxigraph IRI node for a string from the input, made valid when it is not
+    (:func:`~itkg.mappings.safe_iri`); the IRIs that repeat (types, values) are cached."""
+    node = _NODES.get(iri)
+    if node is None:
+        try:
+            node = ox.NamedNode(iri)
+        except ValueError:
+            node = ox.NamedNode(safe_iri(iri))
+        if len(_NODES) < 1 << 16:
+            _NODES[iri] = node
+    return node
+
+
+def _valid(iri: str) -> str:
+    """``iri`` as the valid IRI that names it in the graph (and in the evidence)."""
+    try:
+        return ox.NamedNode(iri).value
+    except ValueError:
+        return safe_iri(iri)
+
+
 class FhirReader:
     """Reads FHIR inputs into triples (see the module's description). One reader per run: it keeps
     what must be resolved across files (Medications, duplicates, patients' etiologies)."""
@@ -235,8 +261,11 @@ class FhirReader:
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._etiologies: dict[str, set[str]] = defaultdict(set)
+        self._intolerances: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+        self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._out: list[list[ox.Triple]] = []
+        self.on_read: Callable[[int], None] | None = None
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -296,15 +325,24 @@ class FhirReader:
             raise InputTooLargeError(path, f"larger than {self.max_bytes} bytes")
         digest.update(data)
         if path.suffix.lower() in (".ndjson", ".jsonl") or self._looks_ndjson(data):
+            done = 0
             for number, line in enumerate(data.splitlines(), 1):
+                done += len(line) + 1
+                if self.on_read is not None and number % 4096 == 0:
+                    self.on_read(done)
+                    done = 0
                 if not line.strip():
                     continue
                 if len(line) > MAX_LINE_BYTES:
                     raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
                 resource = _loads(line, path, number)
                 self._resource(resource, None, out, f"{path}:{number}", path, number)
+            if self.on_read is not None:
+                self.on_read(done)
         else:
             self._document(_loads(data, path, None), None, out, str(path), path, None)
+            if self.on_read is not None:
+                self.on_read(len(data))
 
     @staticmethod
     def _looks_ndjson(data: bytes) -> bool:
@@ -329,7 +367,7 @@ class FhirReader:
     def _bundle(self, bundle: dict, out: int, where: str, path: Path, line: int | None) -> None:
         self.report.resources["Bundle"] += 1
         scope = _Scope()
-        entries = [e for e in bundle.get("entry") or () if isinstance(e, dict)]
+        entries = [e for e in rules.as_list(bundle.get("entry")) if isinstance(e, dict)]
         for entry in entries:  # first the index, so that references may point forward
             resource, url = entry.get("resource"), entry.get("fullUrl")
             if not isinstance(resource, dict):
@@ -386,7 +424,7 @@ class FhirReader:
             name = self._patient_name(url, rid)
             if name is not None and name not in self._patients:
                 self._patients.add(name)
-                self._out[out].append(ox.Triple(ox.NamedNode(name), _TYPE, _PATIENT))
+                self._out[out].append(ox.Triple(ox.NamedNode(_valid(name)), _TYPE, _PATIENT))
             return
         if kind not in rules.RULES:
             self.report.skipped_types[kind] += 1
@@ -441,42 +479,56 @@ class FhirReader:
         if record is None:
             self.report.not_counted[(kind, reason)] += 1
             return
+        if record.intolerance:  # an outcome for this patient's treatments: added at the end
+            name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
+            self._intolerances[patient].append((record.intolerance, name))
+            return
         self._emit(patient, resource, url, record, out)
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
         triples = self._out[out]
-        subject = ox.NamedNode(patient)
-        link = ox.NamedNode(record.link)
+        subject = ox.NamedNode(_valid(patient))
+        link = _named(record.link)
         if record.link == vocab.PLANNED_THERAPY:
-            triples += [ox.Triple(subject, link, ox.NamedNode(t)) for t in sorted(record.types)]
+            triples += [ox.Triple(subject, link, _named(t)) for t in sorted(record.types)]
             return
-        iri = self._record_iri(resource, url)
+        iri = _valid(self._record_iri(resource, url))
         node = ox.NamedNode(iri)
         triples.append(ox.Triple(subject, link, node))
-        triples += [ox.Triple(node, _TYPE, ox.NamedNode(t)) for t in sorted(record.types)]
+        triples += [ox.Triple(node, _TYPE, _named(t)) for t in sorted(record.types)]
         for predicate, value in record.values:
-            obj = ox.NamedNode(value) if isinstance(value, str) else \
-                ox.Literal(value[0], datatype=ox.NamedNode(value[1]))
-            triples.append(ox.Triple(node, ox.NamedNode(predicate), obj))
+            obj = _named(value) if isinstance(value, str) else \
+                ox.Literal(value[0], datatype=_named(value[1]))
+            triples.append(ox.Triple(node, _named(predicate), obj))
         name = f"{resource['resourceType']}/{resource['id']}" if isinstance(resource.get("id"), str) else iri
-        triples.append(ox.Triple(node, ox.NamedNode(DCTERMS_IDENTIFIER), ox.Literal(name)))
+        triples.append(ox.Triple(node, _named(DCTERMS_IDENTIFIER), ox.Literal(name)))
         if url is not None and url != iri and ":" in url:
-            triples.append(ox.Triple(node, ox.NamedNode(RDFS_SEE_ALSO), ox.NamedNode(url)))
+            triples.append(ox.Triple(node, _named(RDFS_SEE_ALSO), ox.NamedNode(_valid(url))))
         self.notes[iri] = ", ".join([name, *record.codes])
         if record.spasticity:
-            self._spastic[patient].append((iri, out))
+            self._spastic[patient].append((iri, out))  # iri: already valid
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
+        if record.link == vocab.RECEIVED_TREATMENT:
+            self._treatments[patient].append((iri, out, frozenset(record.types)))
 
     def _finish(self) -> None:
         """Medications whose Medication came later, then the etiologies of spasticity conditions."""
         pending, self._pending = self._pending, []
         for resource, scope, out, url in pending:
             self._map(resource, scope, out, url or None, final=True)
+        outcome, severe = _named(vocab.HAS_OUTCOME), _named(vocab.ITKG + "SevereSideEffects")
+        for patient, intolerances in self._intolerances.items():
+            for iri, out, classes in self._treatments.get(patient, ()):
+                sources = sorted({name for drugs, name in intolerances if drugs & classes})
+                if sources:
+                    self._out[out].append(ox.Triple(ox.NamedNode(iri), outcome, severe))
+                    self.notes[iri] = self.notes.get(iri, iri) + \
+                        ", severe side effects from " + " and ".join(sources)
         etiology = ox.NamedNode(vocab.ITKG + "hasEtiology")
         for patient, nodes in self._spastic.items():
             for iri, out in nodes:
-                self._out[out] += [ox.Triple(ox.NamedNode(iri), etiology, ox.NamedNode(e))
+                self._out[out] += [ox.Triple(ox.NamedNode(iri), etiology, _named(e))
                                    for e in sorted(self._etiologies.get(patient, ()))]
 
 
@@ -484,7 +536,12 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
     """Decode one JSON text; errors name the file and line (the NDJSON line, or the line in the
     file), never the value."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
+        if _SURROGATE.search(data):  # escaped surrogates: only a pair makes a character
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raise ParseError(path, "a JSON string holds a lone surrogate: not valid Unicode text", line) from None
     except json.JSONDecodeError as error:
         raise ParseError(path, f"not valid JSON ({error.msg})", line if line is not None else error.lineno,
                          None if line is not None else error.colno) from None
@@ -498,7 +555,11 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
 
 def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
          mappings: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES) -> FhirGraph:
-    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them)."""
+         max_bytes: int = DEFAULT_MAX_BYTES, on_read: Callable[[int], None] | None = None) -> FhirGraph:
+    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them).
+
+    :param on_read: called with the number of bytes mapped so far since the last call (progress).
+    """
     reader = FhirReader(base=base, mappings=load_mappings(mappings), strict=strict, max_bytes=max_bytes)
+    reader.on_read = on_read
     return reader.read(paths)
