@@ -537,3 +537,47 @@ def test_many_prefixes_give_the_same_rows_in_parallel(tmp_path: Path) -> None:
     one, _ = eligibility_rows([data], workers=1)
     two, _ = eligibility_rows([data], workers=2, min_piece_bytes=200_000)
     assert one == two and len(one) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 10: a backslash in a value quoted by a SHACL message is shown as it is
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["2026\\1-03", "2026\\\\03", "2026\\g<0>", "2026\\n03"])
+def test_backslash_in_a_value_quoted_by_a_shacl_message(tmp_path: Path, value: str) -> None:
+    """pySHACL put values into messages with re.sub: ``\\1`` crashed validation, ``\\\\`` lost a
+    backslash, ``\\n`` became a line break. The message must quote the value exactly, as Jena does."""
+    import itkg
+
+    data = tmp_path / "p.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").replace(
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "2026-03-02"^^xsd:date',
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "'
+        + value.replace("\\", "\\\\") + '" ; itkg:consentStatus itkg:ConsentRefused'),
+        encoding="utf-8")
+    report = itkg.validate(data, engine="pyshacl")
+    quoting = [r.message for r in report.results if "is refused" in r.message]
+    assert len(quoting) == 1 and f"({value}) is refused" in quoting[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 11: the gate runs within --timeout
+# ---------------------------------------------------------------------------------------------
+
+def _slow_to_gate() -> str:
+    """Valid SPARQL that rdflib's parser (the gate) takes seconds over: a long IN list."""
+    return "SELECT * WHERE { ?s ?p ?x FILTER(?x IN (" + ",".join("1" for _ in range(6000)) + ")) }\n"
+
+
+def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: _LoggingServer) -> None:
+    import time
+
+    query = tmp_path / "slow.rq"
+    query.write_text(_slow_to_gate(), encoding="utf-8")
+    for where in ([EXAMPLES], ["--endpoint", f"{logger.url}/sparql"]):
+        started = time.monotonic()
+        done = itkg("query", query, *where, "--timeout", "0.3")
+        assert done.returncode == 2, done.stderr
+        assert "checking the query took longer than 0.3 s" in done.stderr
+        assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
+    assert logger.hits == []

@@ -354,10 +354,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     read other files.
     """
     from . import render
-    from .guards import gate_query
     from .resources import query_path
     from .ordering import sort_result
-    from .sparql import QueryResult, select_files
+    from .sparql import QueryResult, gate, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -368,8 +367,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
-    gate_query(text, str(path))
     if endpoint:
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
         result = QueryResult(tuple(variables), tuple(rows))
@@ -380,7 +379,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
         result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
-                              timeout=timeout)
+                              timeout=timeout, source=str(path))  # gated there, within the deadline
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
     if fmt == "json":
