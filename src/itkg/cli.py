@@ -93,7 +93,10 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
         progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress) as run:
+        from .processes import default_workers
+        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                             workers=workers) as run:
             try:
                 return command(*args, **kwargs)
             finally:

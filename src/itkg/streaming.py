@@ -203,8 +203,8 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
         graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
         _FHIR_CACHE.clear()
         _FHIR_CACHE.update(key=key, notes=dict(graph.notes),
-                           pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-                                   for path, triples, _digest in graph.files})
+                           pieces={path: graph.ntriples(index)
+                                   for index, (path, _triples, _digest) in enumerate(graph.files)})
     elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
         notes = _FHIR_CACHE["notes"]
         assert isinstance(notes, dict)
