@@ -131,6 +131,24 @@ def test_changelog_entry_is_required() -> None:
     assert release.changelog_section(changelog, "9.9.9") is None
 
 
+def test_sources_are_refused_for_another_version_and_for_stale_cross_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sources as they would be after a careless edit: the release must list every problem."""
+    if not SSSOM_SOURCE.is_file():
+        pytest.skip("no SSSOM mapping set in this checkout")
+    shutil.copy(SSSOM_SOURCE, tmp_path / release.SSSOM)
+    turtle = ontology_path().read_text(encoding="utf-8")
+    cut = turtle.index("skos:exactMatch <", turtle.index("# --- SKOS cross-references"))
+    (tmp_path / release.TTL).write_text(turtle[:cut] + "skos:exactMatch <http://snomed.info/id/1> , <"
+                                        + turtle[cut + len("skos:exactMatch <"):], encoding="utf-8")
+    monkeypatch.setattr(release, "ontology_path", lambda: tmp_path / release.TTL)
+    problems = "\n".join(release.source_problems("9.9.9", reasoner=False))
+    assert "owl:versionIRI" in problems and "owl:versionInfo" in problems
+    assert "no '## 9.9.9' section" in problems
+    assert f"its cross-references differ from {release.SSSOM}" in problems
+    assert "is stale" in problems  # itkg.owl and the page no longer match the edited Turtle
+
+
 def test_command_refuses_to_overwrite_a_release_without_force(
         built: release.Release, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(built, tmp_path)

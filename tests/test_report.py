@@ -363,3 +363,53 @@ def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Pat
         assert opened.requests == [opened.url] and opened.errors == []
     finally:
         opened.close()
+
+
+def _fhir_helpers() -> Any:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers_report",
+                                                  Path(__file__).with_name("_fhir_helpers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fhir_input_names_the_resources_and_its_markup_stays_text(browser: Any, tmp_path: Path) -> None:
+    """FHIR input (issue 11 with fhir.md): the per-patient part names each record's FHIR resource,
+    the inputs table gives the file's own SHA-256, and display texts holding markup run nothing."""
+    fhir = _fhir_helpers()
+    markup = '<script>alert("display")</script><img src=x onerror=alert(3)>'
+    resources = fhir.cancer_patient("p1") + [
+        fhir.patient("p2"), fhir.condition("c-p2", fhir.ICD, "G89.3", "p2"),
+        fhir.med_statement("m-p2", fhir.cc(fhir.RX, "7052"), "p2", route="26643006")]
+    for resource in resources:
+        for key in ("code", "medicationCodeableConcept"):
+            if key in resource:
+                resource[key]["text"] = markup
+                resource[key]["coding"][0]["display"] = markup
+    source = fhir.write_ndjson(tmp_path / "export.ndjson", resources)
+    output = tmp_path / "fhir.html"
+    done = itkg_cli("report", source, "-o", output)
+    assert done.returncode == 0, done.stderr
+    rows = eligibility_json(source)
+    assert {r["status"] for r in rows} == {"qualifies", "pending"}
+    opened = Opened(browser, output)
+    try:
+        page = opened.page
+        assert opened.dialogs == [] and opened.errors == [] and opened.requests == [opened.url]
+        assert page.evaluate("document.scripts.length") == 0 and page.locator("img").count() == 0
+        assert page.locator("#inputs tbody td").nth(0).inner_text() == "fhir"
+        assert page.locator("#inputs tbody td").nth(2).inner_text() == sha256_file(source)
+        for status in ("qualifies", "pending"):
+            assert int(page.inner_text(f"#total-{status}")) == sum(r["status"] == status for r in rows)
+        details = page.locator("#details").inner_text()
+        # Each record's IRI is followed by its resource (and codes), as in the evidence of eligibility.
+        for resource_id in ("Condition/c-p1; ICD-10-CM G89.3", "MedicationStatement/m-p1", "Consent/k-p1",
+                            "Observation/o-p1", "Condition/c-p2; ICD-10-CM G89.3"):
+            assert f"({resource_id}" in details, resource_id
+    finally:
+        opened.close()
+    # The API, twice in one process (FHIR is read once and cached): the resources are named both times.
+    for attempt in range(2):
+        itkg.report(source, tmp_path / f"api{attempt}.html")
+        assert "(Consent/k-p1" in (tmp_path / f"api{attempt}.html").read_text()

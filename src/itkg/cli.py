@@ -92,7 +92,11 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
+        from .processes import default_workers
+        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                             workers=workers) as run:
             try:
                 return command(*args, **kwargs)
             finally:
@@ -215,8 +219,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
-              show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle", "cds-hooks", "fhir"]),
+              default="table", show_default=True,
+              help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
+                   "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
+                   "and DetectedIssues.")
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
@@ -271,6 +278,10 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
         text = render.eligibility_json_chunks(results)
     elif fmt == "csv":
         text = render.eligibility_csv(results)
+    elif fmt in ("cds-hooks", "fhir"):
+        from . import render_fhir
+        text = render_fhir.cds_hooks(results, knowledge=knowledge) if fmt == "cds-hooks" else \
+            render_fhir.fhir_bundle(results, knowledge=knowledge)
     elif fmt == "turtle":
         text = render.eligibility_turtle(results, knowledge=knowledge, sources=sources, started=started,
                                          ended=_dt.datetime.now(_dt.timezone.utc),
@@ -343,10 +354,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     read other files.
     """
     from . import render
-    from .guards import gate_query
     from .resources import query_path
     from .ordering import sort_result
-    from .sparql import QueryResult, select_files
+    from .sparql import QueryResult, gate, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -357,8 +367,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
-    gate_query(text, str(path))
     if endpoint:
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
         result = QueryResult(tuple(variables), tuple(rows))
@@ -369,7 +379,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
         result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
-                              timeout=timeout)
+                              timeout=timeout, source=str(path))  # gated there, within the deadline
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
     if fmt == "json":
@@ -463,7 +473,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
-@timeout_option(None, "a SPARQL query")
+@timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
 @click.option("--max-listed", type=click.IntRange(min=1), default=names.DEFAULT_MAX_LISTED,
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
@@ -472,26 +482,25 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int) -> None:
+                   max_listed: int, max_details: int, **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
     """
     from . import api
-    from .endpoint import SparqlEndpoint
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
-        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+        with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
             written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                           max_details=max_details)
+                                 max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             timeout=timeout, max_listed=max_listed, max_details=max_details)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)

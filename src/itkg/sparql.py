@@ -131,7 +131,7 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
     >>> int(result.rows[0]["n"]) > 100
     True
     """
-    guards.gate_query(text)
+    gate(text, timeout=timeout)
     try:
         runner = _RUNNERS[engine]
     except KeyError:
@@ -147,7 +147,8 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
 
 def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                  engine: Engine = "oxigraph", input_format: str | None = None,
-                 with_ontology: bool = True, timeout: float | None = None) -> QueryResult:
+                 with_ontology: bool = True, timeout: float | None = None,
+                 source: str = "<query>") -> QueryResult:
     """Load ``files`` (as :func:`itkg.load` does, with its checks and errors) and run a SELECT
     query over them and the ontology: :func:`select` for data that is only needed for one query.
 
@@ -157,7 +158,7 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     it reads, so the child gets private copies of most of the store's pages (measured at 100,000
     patients: 400 of 550 MB), and the data would be held nearly twice after all.
     """
-    guards.gate_query(text)
+    gate(text, source, timeout)
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
@@ -173,6 +174,23 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, data: QueryData) -> QueryResult:
     return _RUNNERS[engine](text, data, with_ontology)
+
+
+def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:
+    """:func:`itkg.guards.gate_query`, within ``timeout`` seconds when one is given.
+
+    The gate parses the query with rdflib (pyparsing), whose time on a hostile query text is not
+    bounded either; so with a deadline it runs in a forked child without network, as the query
+    does, and a gate that does not finish raises :class:`QueryTimeout`. ``source`` names the
+    query in messages.
+    """
+    if timeout is None:
+        guards.gate_query(text, source)
+        return
+    processes.call_with_deadline(
+        guards.gate_query, (text, source), timeout, passes=(ItkgError,), offline=True,
+        timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
+        failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,

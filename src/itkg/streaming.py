@@ -166,19 +166,24 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
         if parts > 1 and size >= 2 * min_piece_bytes:
             cuts = _cut_points(path, fmt, size, min(parts, size // min_piece_bytes))
             if cuts and fmt == ox.RdfFormat.TURTLE:
-                context = _turtle_header(path, base)
+                context = _turtle_header(path, base, size // (len(cuts) + 1) // 2)
                 if context is None:
                     cuts = []
+        preamble = _directives(context[0]) if context is not None and cuts else b""
+        if len(preamble) > size // (len(cuts) + 1) // 2:
+            # A prefix block larger than half a piece would be parsed again by every piece (and
+            # the cut check fails when a cut falls inside it): one piece is faster.
+            cuts, context = [], None
         bounds = [0, *cuts, size]
         for k in range(len(bounds) - 1):
             later = k > 0 and context is not None
-            preamble = _directives(context[0]) if later and context is not None else b""
             pieces.append(Piece(
                 len(pieces), fmt=fmt, start=bounds[k], end=bounds[k + 1] if k + 2 < len(bounds) else None,
                 first=k == 0, last=k + 2 == len(bounds), size=size,
                 base_iri=context[1] if later and context is not None else base,
-                preamble=preamble, context=context if later else None,
-                preamble_lines=preamble.count(b"\n"), file=file_index, path=path, scope=scope))
+                preamble=preamble if later else b"", context=context if later else None,
+                preamble_lines=preamble.count(b"\n") if later else 0, file=file_index, path=path,
+                scope=scope))
     return pieces
 
 
@@ -197,8 +202,13 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
     if _FHIR_CACHE.get("key") != key:
         graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
         _FHIR_CACHE.clear()
-        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-                                            for path, triples, _digest in graph.files})
+        _FHIR_CACHE.update(key=key, notes=dict(graph.notes),
+                           pieces={path: graph.ntriples(index)
+                                   for index, (path, _triples, _digest) in enumerate(graph.files)})
+    elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
+        notes = _FHIR_CACHE["notes"]
+        assert isinstance(notes, dict)
+        hook.LAST.notes.update(notes)
     return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
 
 
@@ -231,16 +241,35 @@ def _turtle_cut_after(file: BinaryIO, position: int) -> int | None:
     return position + match.end() if match else None
 
 
-def _turtle_header(path: Path, base: str) -> tuple[dict[str, str], str | None] | None:
+class _Head:
+    """The first ``limit`` bytes of a file, as a file-like object for pyoxigraph."""
+
+    def __init__(self, handle: BinaryIO, limit: int) -> None:
+        self._handle, self._left = handle, limit
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._handle.read(size) if size > 0 else b""
+        self._left -= len(data)
+        return data
+
+
+def _turtle_header(path: Path, base: str,
+                   limit: int | None = None) -> tuple[dict[str, str], str | None] | None:
     """The prefixes and base in force at the first triple of a Turtle file (None if it has none
-    or the parser fails before it; then the file is parsed whole and the error found there)."""
-    parser = ox.parse(path=path, format=ox.RdfFormat.TURTLE, base_iri=base,
-                      without_named_graphs=True)
+    or the parser fails before it; then the file is parsed whole and the error found there).
+    With ``limit``, also None when the first triple does not come within the first ``limit``
+    bytes: a prefix block that long is not worth cutting the file for (every piece would parse
+    it again), and reading it here would cost as much as parsing the file."""
     try:
-        next(iter(parser))
+        with open(path, "rb") as handle:
+            source = handle if limit is None else cast(BinaryIO, _Head(handle, limit))
+            parser = ox.parse(source, format=ox.RdfFormat.TURTLE, base_iri=base,
+                              without_named_graphs=True)
+            next(iter(parser))
+            return dict(parser.prefixes), parser.base_iri
     except (StopIteration, SyntaxError, ValueError, OSError, MemoryError):
         return None
-    return dict(parser.prefixes), parser.base_iri
 
 
 def _directives(prefixes: dict[str, str]) -> bytes:
@@ -267,7 +296,10 @@ class _PieceReader:
             start = len(BOM)
         self._file.seek(start)
         self._left = None if piece.end is None else max(0, piece.end - start)
-        self._preamble = piece.preamble
+        # Handed out by offset: slicing off the front of the bytes at every read copied the rest
+        # each time, quadratic in the prefix block (10^6 prefixes took minutes).
+        self._preamble = memoryview(piece.preamble or b"")
+        self._preamble_at = 0
         self._on_read = on_read
         self._should_stop = should_stop
         self._cr = False
@@ -275,10 +307,11 @@ class _PieceReader:
         self.stopped = False
 
     def read(self, size: int = -1) -> bytes:
-        if self._preamble:
-            size = len(self._preamble) if size < 0 else size
-            chunk, self._preamble = self._preamble[:size], self._preamble[size:]
-            return chunk
+        if self._preamble_at < len(self._preamble):
+            start = self._preamble_at
+            end = len(self._preamble) if size < 0 else min(len(self._preamble), start + size)
+            self._preamble_at = end
+            return bytes(self._preamble[start:end])
         if self._should_stop is not None and self._should_stop():
             self.stopped = True
             return b""

@@ -29,6 +29,8 @@ class Settings:
     mappings: tuple[str, ...] = ()
     base: str = DEFAULT_BASE
     strict: bool = False
+    progress: bool = False
+    workers: int = 1
 
 
 @dataclass
@@ -47,13 +49,14 @@ LAST: Run | None = None
 
 @contextmanager
 def configured(*, mappings: Sequence[str | os.PathLike[str]] = (), base: str | None = None,
-               strict: bool = False) -> Iterator[Run]:
+               strict: bool = False, progress: bool = False, workers: int | None = None) -> Iterator[Run]:
     """Read FHIR with these settings (added to those already in force) inside the block, and
     collect what the reads found."""
     global SETTINGS, LAST
     saved = SETTINGS, LAST
     SETTINGS = Settings(SETTINGS.mappings + tuple(str(m) for m in mappings),
-                        base or SETTINGS.base, strict or SETTINGS.strict)
+                        base or SETTINGS.base, strict or SETTINGS.strict, progress or SETTINGS.progress,
+                        workers or SETTINGS.workers)
     LAST = Run()
     try:
         yield LAST
@@ -73,12 +76,23 @@ def split(paths: Sequence[str | os.PathLike[str]], input_format: str | None) -> 
 
 def read_fhir(paths: Sequence[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[FhirGraph, list[Source]]:
     """Read the FHIR paths with :data:`SETTINGS`; record the report and notes in :data:`LAST`."""
-    graph = read(paths, base=SETTINGS.base, mappings=SETTINGS.mappings, strict=SETTINGS.strict,
-                 max_bytes=max_bytes)
+    meter = None
+    if SETTINGS.progress:  # the RDF path's display: bytes of FHIR read (in this process)
+        from ..progress import Meter
+        total = sum(size for _, size, _ in stamp(paths))
+        meter = Meter(1, total, visible=True).show()
+    try:
+        graph = read(paths, base=SETTINGS.base, mappings=SETTINGS.mappings, strict=SETTINGS.strict,
+                     max_bytes=max_bytes, on_read=meter.on_read(0) if meter is not None else None,
+                     workers=SETTINGS.workers)
+    finally:
+        if meter is not None:
+            meter.close()
     if LAST is not None:
         LAST.reports.append(graph.report)
         LAST.notes.update(graph.notes)
-    sources = [Source(str(path), digest, "fhir", len(triples)) for path, triples, digest in graph.files]
+    sources = [Source(str(path), digest, "fhir", graph.count(index))
+               for index, (path, _triples, digest) in enumerate(graph.files)]
     return graph, sources
 
 
