@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union, cast
+from pathlib import Path
+from typing import Callable, Sequence, Union, cast
 
 import rdflib
 
-from . import names, vocab
+from . import names, processes, vocab
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
 from .knowledge import Knowledge, load_knowledge
-from .loading import PatientData, PatientStore, load, node_id
-from .reasoning import ReasoningReport, reason as _reason
+from .guards import find_ill_typed
+from .loading import PatientData, PatientStore, ill_typed_error, load, node_id
+from .reasoning import DEFAULT_JAVA_MEMORY_MB, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
 from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
@@ -47,9 +49,14 @@ def _data(data: DataLike) -> PatientData:
 
 def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                 knowledge: Knowledge | None = None, timeout: float | None = None,
+                input_format: str | None = None, workers: int | None = None,
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+
+    Files given by path to the ``native`` engine take the population path of ``itkg
+    eligibility``: streamed into the rule engine's index, in ``workers`` processes when large
+    (default: one per CPU), blank nodes named as in the file.
 
     Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
     well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
@@ -58,13 +65,14 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
     """
     from .fhir import hook
     with hook.configured(mappings=mappings, base=fhir_base) as run:
-        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout)
+        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
+                            input_format=input_format, workers=workers)
         return hook.annotate(rows, run.notes)
 
 
 def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
-                 knowledge: Knowledge | None = None,
-                 timeout: float | None = None) -> list[EligibilityResult]:
+                 knowledge: Knowledge | None = None, timeout: float | None = None,
+                 input_format: str | None = None, workers: int | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 
@@ -85,12 +93,18 @@ def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native"
             raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
                              "engine='oxigraph', or itkg.load() for the native engine")
         patient_data = data
+    elif engine == "native" and data is not None and not isinstance(data, (PatientData, rdflib.Graph)):
+        from .parallel import eligibility_rows
+        paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        rows, _ = eligibility_rows([Path(p) for p in paths], input_format=input_format, workers=workers,
+                                   knowledge=knowledge)
+        return sorted(rows)
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
-        patient_data = load_for_query(data)  # type: ignore[arg-type]  # files: into the store only
+        patient_data = load_for_query(data, input_format=input_format)  # type: ignore[arg-type]  # files only
     elif data is None:
         raise QueryError("no data: give patient data, or an endpoint")
     else:
-        patient_data = _data(data)
+        patient_data = data if isinstance(data, PatientData) else load(data, input_format=input_format)
     if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
         return RuleEngine(knowledge, PatientIndex.from_triples(patient_data.triples)).eligibility()
     if engine not in ENGINES:
@@ -133,21 +147,82 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
     return sorted(results)
 
 
+def query_file(query: str | os.PathLike[str]) -> Path:
+    """The query file ``query`` names: a path to a ``.rq`` file, or the name of one of itkg's
+    queries (``eligible-therapies``)."""
+    path = Path(query)
+    if path.is_file():
+        return path
+    try:
+        return query_path(str(query))
+    except FileNotFoundError:
+        raise QueryError(f"{query}: no such query file, and no query of that name in queries/") from None
+
+
+def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
+          *, engine: str = "oxigraph", endpoint: SparqlEndpoint | None = None,
+          input_format: str | None = None, timeout: float | None = 300.0) -> QueryResult:
+    """Run a SELECT query over the ontology and ``files`` (``itkg query``), or on ``endpoint``,
+    and return its rows in a stable order (:func:`itkg.ordering.sort_result`).
+
+    :param query: a ``.rq`` file, or the name of one of itkg's queries (:func:`query_file`).
+        SERVICE, FROM, FROM NAMED and updates are refused (:func:`itkg.guards.gate_query`),
+        within the deadline.
+    :param engine: ``oxigraph`` or ``rdflib`` for local files.
+    :param timeout: seconds; locally the query (and the loading of the files, in the query's
+        child process, so that the data is held once) runs in a child killed at the deadline.
+    """
+    from .ordering import sort_result
+    from .sparql import gate, select_files
+    path = query_file(query)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, "cannot read the query file") from None
+    if endpoint is not None:
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
+        result = _endpoint_select(endpoint, text)
+    else:
+        if engine not in ENGINES:
+            raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        if not paths:
+            raise InputError("<none>", "no input files given")
+        result = select_files(text, paths, engine=cast(SparqlEngine, engine), input_format=input_format,
+                              timeout=timeout, source=str(path))  # gated there, within the deadline
+    # Sorted whatever ran it: a server's order is not to be trusted (see itkg.ordering).
+    return sort_result(result, text)
+
+
 def _ref(term: rdflib.term.Identifier) -> str:
     name = node_id(term)
     return name if name.startswith("_:") else f"<{name}>"
 
 
-def validate(data: DataLike, *, engine: str = "auto") -> ValidationReport:
-    """Validate the patient graphs against ``shapes/`` (contract §4). A path is loaded without
-    rejecting ill-typed literals, so that the shapes report them as violations.
+def validate(data: DataLike, *, engine: str = "auto", input_format: str | None = None,
+             workers: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
+
+    A path is loaded without rejecting ill-typed literals, so that the shapes report those they
+    check (the contract's dates) as violations. An ill-typed literal the shapes do not check is
+    still bad input: it raises :class:`~itkg.errors.IllTypedLiteralError` rather than letting the
+    data conform (and it is never rewritten).
 
     :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations)
         or ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+    :param workers: processes for the batches of large inputs (default: one per CPU).
+    :param progress: called with (batches done, batches) after each batch.
     """
     if not isinstance(data, PatientData):
-        data = load(data, strict_literals=False)
-    return _validate(data, engine=engine)
+        data = load(data, input_format=input_format, strict_literals=False)
+    report = _validate(data, engine=engine, progress=progress,
+                       workers=processes.default_workers() if workers is None else workers)
+    if report.conforms:
+        bad = find_ill_typed(data.triples)
+        if bad:
+            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
+    return report
 
 
 def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None) -> PatientExplanation:
@@ -164,10 +239,19 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None)
     return RuleEngine(knowledge or load_knowledge(), index).explain(patient)
 
 
-def reason(data: DataLike, **options) -> "ReasoningReport":
+def reason(data: DataLike, *, timeout: float = 300.0, max_patients: int = 20_000,
+           java_memory_mb: int = DEFAULT_JAVA_MEMORY_MB,
+           ontology: rdflib.Graph | None = None) -> ReasoningReport:
     """Classify the patients into the indications' defined classes with HermiT, in a child
-    process with a deadline (see :func:`itkg.reasoning.reason` for the options)."""
-    return _reason(_data(data).graph(), **options)
+    process with a deadline (``itkg reason``; :func:`itkg.reasoning.reason` says more).
+
+    :param timeout: seconds before HermiT (Python and Java) is killed.
+    :param max_patients: refuse larger inputs (HermiT is for cohorts, not populations).
+    :param java_memory_mb: the Java heap.
+    :param ontology: the ontology to reason with (default: itkg's own).
+    """
+    return _reason(_data(data).graph(), timeout=timeout, max_patients=max_patients,
+                   java_memory_mb=java_memory_mb, ontology=ontology)
 
 
 def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import contextlib
 import gc
+import os
+import shutil
+import tempfile
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
 
 from . import __version__, names
-from .errors import InputError, ItkgError, QueryError
+from .errors import InputError, ItkgError
 from .processes import signals_end_cleanly
 from .safeio import atomic_write
 from .termsafe import printable
 
 if TYPE_CHECKING:
     from .endpoint import SparqlEndpoint
-    from .sparql import Engine
 
 # Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
 # pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
@@ -55,8 +58,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
-                    signals_end_cleanly():
-                return command(*args, **kwargs)
+                    signals_end_cleanly(), _standard_input(kwargs) as stdin_copy:
+                try:
+                    return command(*args, **kwargs)
+                except ItkgError as error:  # name standard input as the user did
+                    text = str(error) if stdin_copy is None else str(error).replace(str(stdin_copy), "-")
+                    _fail(text, error.exit_code)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -71,6 +78,30 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if collecting:
                 gc.enable()
     return wrapper
+
+
+_STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".jsonld", "rdfxml": ".rdf",
+                 "fhir": ".ndjson"}
+
+
+@contextlib.contextmanager
+def _standard_input(kwargs: dict[str, Any]) -> Iterator[Path | None]:
+    """``-`` among the FILES reads standard input (Turtle unless ``--input-format`` says
+    otherwise). The parsers read files, so it is copied first into a private folder (0700) that
+    is removed when the command ends, however it ends; ``kwargs["files"]`` then names the copy."""
+    files = kwargs.get("files") or ()
+    if Path("-") not in files:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="itkg-stdin-"))
+    try:
+        copy = folder / f"stdin{_STDIN_SUFFIX.get(kwargs.get('input_format'), '.ttl')}"
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+        kwargs["files"] = tuple(copy if f == Path("-") else f for f in files)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -197,7 +228,8 @@ def _emit(text: str | Iterator[str], output: Path | None, inputs: tuple[Path, ..
 
 
 def _color(output: Path | None) -> bool:
-    return output is None and sys.stdout.isatty()
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
@@ -307,26 +339,15 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
              input_format: str | None, output: Path | None) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from . import render
-    from .guards import find_ill_typed
-    from .loading import ill_typed_error, load
-    from .processes import default_workers
-    from .validation import validate as validate_data
+    from . import api, render
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict_literals=False)
-    report = validate_data(data, workers=workers or default_workers(), engine=engine,
-                           progress=None if quiet or not sys.stderr.isatty() else progress)
-    if report.conforms:
-        # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
-        # input that must be reported, never passed as "conforms" (and never rewritten).
-        bad = find_ill_typed(data.triples)
-        if bad:
-            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
+    report = api.validate(list(files), engine=engine, input_format=input_format, workers=workers,
+                          progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files)
@@ -353,35 +374,18 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
     read other files.
     """
-    from . import render
-    from .resources import query_path
-    from .ordering import sort_result
-    from .sparql import QueryResult, gate, select_files
-    path = Path(query)
-    if not path.is_file():
-        try:
-            path = query_path(query)
-        except FileNotFoundError:
-            raise QueryError(f"{query}: no such query file, and no query of that name in queries/") from None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise InputError(path, "cannot read the query file") from None
+    from . import api, render
+    path = api.query_file(query)
     if endpoint:
-        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout, **server) as client:
-            variables, rows = client.select(text)
-        result = QueryResult(tuple(variables), tuple(rows))
+            result = api.query(path, endpoint=client, timeout=timeout)
     else:
         if not files:
             raise InputError("<none>", "no input files given")
         _check_inputs(files, input_format)
-        # Loaded in the query's child process, and for Oxigraph straight into its store: the data
-        # is held once (see select_files).
-        result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
-                              timeout=timeout, source=str(path))  # gated there, within the deadline
-    # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
-    result = sort_result(result, text)
+        result = api.query(path, list(files), engine=engine, input_format=input_format, timeout=timeout)
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":
@@ -394,7 +398,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @main.command()
 @click.argument("patient")
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people (criterion by criterion), or json.")
 @input_format_option
 @output_option
 @handle_errors
@@ -412,7 +417,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, or json (with the agreement when checked).")
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
