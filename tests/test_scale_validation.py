@@ -238,7 +238,7 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
                                                         request: pytest.FixtureRequest) -> None:
     conforms, results = population_reference
     kinds = {shape.rsplit("/", 1)[-1] for (_, _, _, shape, _, _) in results}
-    assert {"PlannedTherapyConsentShape", "PlannedTherapyCSFShape", "TreatmentOutcomeRequiredShape",
+    assert {"PlannedTherapyInformedConsentShape", "PlannedTherapyCSFCirculationShape", "TreatmentOutcomeRequiredShape",
             "ConsentDecisionSingleShape", "ConsentDateDatatypeShape"} <= kinds
     foci = {focus for (focus, *_) in results}
     assert {EX + "shared-treatment", ITKG + "AdequateResponse", EX + "never-described", "physiotherapy",

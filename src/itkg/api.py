@@ -86,7 +86,7 @@ def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
 def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
     """Build eligibility rows from the contract's queries (for the SPARQL back-ends)."""
     evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for row in run(query_path("indication-evidence").read_text(encoding="utf-8")).rows:
+    for row in run(query_text("indication-evidence", knowledge)).rows:
         key = (node_id(row["patient"]), str(row["indication"]))
         label = knowledge.label(str(row["criterion"]))
         fact = f"{label}: {knowledge.label(str(row['conditionType']))} diagnosis {_ref(row['condition'])}"
@@ -98,11 +98,14 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
             if fact not in evidence[key]:
                 evidence[key].append(fact)
     results = []
-    for row in run(query_path("eligibility-status").read_text(encoding="utf-8")).rows:
+    prerequisites = [p for p in knowledge.all_prerequisites() if p.complete]
+    for row in run(query_text("eligibility-status", knowledge)).rows:
+        if "patient" not in row:  # never from the generated query; kept as a guard (rdflib#3382)
+            continue
         patient, indication = node_id(row["patient"]), str(row["indication"])
-        states = {vocab.INFORMED_CONSENT: str(row["consent"]), vocab.CSF_CIRCULATION: str(row["csf"])}
-        checks = tuple(PrerequisiteCheck(code, states[code], f"{states[code]} (from the SPARQL query)")
-                       for code in vocab.PREREQUISITE_ORDER)
+        states = {p.code: str(row.get(p.variable, "missing")) for p in prerequisites}
+        checks = tuple(PrerequisiteCheck(p.code, states[p.code], f"{states[p.code]} (from the SPARQL query)")
+                       for p in prerequisites if states[p.code] != "not-required")
         results.append(EligibilityResult(
             patient, str(row["therapy"]), indication, str(row["status"]),
             tuple(c.code for c in checks if c.state != "met"),
@@ -110,6 +113,16 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
             + tuple(f"{c.code}: {c.state}" for c in checks),
             checks))
     return sorted(results)
+
+
+def query_text(name: str, knowledge: Knowledge) -> str:
+    """The text of contract query ``name`` for ``knowledge``: the status queries are generated
+    from its rule facts (so that extensions reach them; for the bundled ontology the text is the
+    file's, which ``python -m itkg.build`` wrote), the others read from ``queries/``."""
+    from . import rulegen
+    if name in rulegen.QUERIES:
+        return rulegen.query(name, knowledge)
+    return query_path(name).read_text(encoding="utf-8")
 
 
 def _ref(term: rdflib.term.Identifier) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import click
 import pyoxigraph as ox
 
-from . import __version__, api, render
+from . import __version__, api, render, setaside
 from ._process import exit_on_sigterm
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
@@ -97,6 +97,23 @@ def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="No progress display on standard error (shown only on a terminal).")(command)
 
 
+def strict_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--strict", is_flag=True,
+                        help="Refuse (exit 2) input with ill-typed values instead of setting them aside "
+                             "as absent; for eligibility and validate, also input with no patient.")(command)
+
+
+def _report_inputs(sources: tuple, *, no_patient_is_error: bool = False, ill_typed_kept: bool = False) -> None:
+    """Say on standard error what was set aside from each file, and when the inputs hold no
+    patient (contract §6): counts, files and lines only, never a value."""
+    for line in setaside.notes(sources, ill_typed_kept=ill_typed_kept):
+        click.echo(f"itkg: note: {line}", err=True)
+    if sources and not any(getattr(s, "holds_patient", True) for s in sources):
+        if no_patient_is_error:
+            raise InputError(", ".join(s.path for s in sources), setaside.NO_PATIENT)
+        click.echo(f"itkg: note: {setaside.NO_PATIENT}", err=True)
+
+
 def _emit(text: str | Iterator[str], output: Path | None, inputs: tuple[Path, ...] = ()) -> None:
     """Print ``text`` or write it atomically to ``output``; chunks go to the file one by one, but
     are joined for standard output so that a failure (e.g. text that cannot be encoded) prints
@@ -137,10 +154,11 @@ def main() -> None:
 @output_option
 @workers_option
 @quiet_option
+@strict_option
 @handle_errors
 def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
                 store_url: str | None, timeout: float | None, input_format: str | None,
-                output: Path | None, workers: int | None, quiet: bool) -> None:
+                output: Path | None, workers: int | None, quiet: bool, strict: bool) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
@@ -163,13 +181,14 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
             gc.disable()
             results, sources = eligibility_rows(files, input_format=input_format, workers=workers,
                                                 knowledge=knowledge, checksums=fmt == "turtle",
-                                                progress=not quiet and sys.stderr.isatty())
+                                                progress=not quiet and sys.stderr.isatty(), strict=strict)
         else:
             # Oxigraph gets the files straight into its store: the data is held once.
-            data = load_for_query(files, input_format=input_format) if engine == "oxigraph" else \
-                load(files, input_format=input_format)
+            data = load_for_query(files, input_format=input_format, strict=strict) if engine == "oxigraph" \
+                else load(files, input_format=input_format, strict=strict)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+        _report_inputs(sources, no_patient_is_error=strict)
     text: str | Iterator[str]
     if fmt == "json":  # hundreds of MB at a million patients: streamed into the output file
         text = render.eligibility_json_chunks(results)
@@ -196,9 +215,10 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @quiet_option
 @input_format_option
 @output_option
+@strict_option
 @handle_errors
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
-             input_format: str | None, output: Path | None) -> None:
+             input_format: str | None, output: Path | None, strict: bool) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from .validation import default_workers, validate as validate_data
 
@@ -208,6 +228,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format, strict_literals=False)
+    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
     report = validate_data(data, workers=workers or default_workers(), engine=engine,
                            progress=None if quiet or not sys.stderr.isatty() else progress)
     if report.conforms:
@@ -232,9 +253,11 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @timeout_option(300.0, "the query")
 @input_format_option
 @output_option
+@strict_option
 @handle_errors
 def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
-          store_url: str | None, timeout: float, input_format: str | None, output: Path | None) -> None:
+          store_url: str | None, timeout: float, input_format: str | None, output: Path | None,
+          strict: bool) -> None:
     """Run QUERY (a .rq file, or the name of one in queries/) over the ontology and FILES.
 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
@@ -261,7 +284,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         _check_inputs(files, input_format)
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
-        result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout)
+        result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout,
+                              strict=strict)
+        _report_inputs(result.sources)
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":
@@ -277,12 +302,15 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @input_format_option
 @output_option
+@strict_option
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
-            output: Path | None) -> None:
-    """Explain, for PATIENT (an IRI) in FILES, every indication: met or not, and why."""
+            output: Path | None, strict: bool) -> None:
+    """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
     _check_inputs(files, input_format)
-    explanation = api.explain(load(files, input_format=input_format), patient)
+    data = load(files, input_format=input_format, strict=strict)
+    _report_inputs(data.sources)
+    explanation = api.explain(data, patient)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
     _emit(text, output, files)
@@ -307,6 +335,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     from .reasoning import agreement
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
+    _report_inputs(data.sources)
     report = api.reason(data, timeout=timeout, max_patients=max_patients)
     differences = []
     if check_agreement:
@@ -338,7 +367,8 @@ def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, 
                  replace: bool, timeout: float, input_format: str | None) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format)
+    data = load(files, input_format=input_format)  # schema statements are set aside: never sent
+    _report_inputs(data.sources)
     payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
     with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
         client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)

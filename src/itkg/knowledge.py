@@ -48,11 +48,30 @@ class Indication:
 
 @dataclass(frozen=True)
 class Prerequisite:
-    """A prerequisite of intrathecal therapy, named by its code (``skos:notation``)."""
+    """A prerequisite of intrathecal therapy, named by its code (``skos:notation``), and how it
+    is checked, as the ontology describes it (``itkg:recordLink`` and the properties beside it):
+    the patient's records reached by ``link`` (those whose ``scope`` covers the therapy, when it
+    has a scope), dated by ``date``; among the latest, a ``failing`` value of ``decision`` fails
+    it, else a ``meeting`` value meets it, else it is missing."""
 
     iri: str
     code: str
     label: str
+    link: str = ""
+    record_class: str = ""
+    date: str = ""
+    decision: str = ""
+    meeting: frozenset[str] = frozenset()
+    failing: frozenset[str] = frozenset()
+    scope: str | None = None
+    order: int = 0
+    variable: str = ""
+    action: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether the ontology says enough to check it (a link, a decision and a meeting value)."""
+        return bool(self.link and self.decision and self.meeting)
 
 
 class Knowledge:
@@ -117,8 +136,12 @@ class Knowledge:
         for cls in self.ancestors(therapy):
             for prerequisite in self.prerequisites.get(cls, ()):
                 codes[prerequisite.code] = prerequisite
-        order = {code: i for i, code in enumerate(vocab.PREREQUISITE_ORDER)}
-        return tuple(sorted(codes.values(), key=lambda p: (order.get(p.code, len(order)), p.code)))
+        return tuple(sorted(codes.values(), key=lambda p: (p.order, p.code)))
+
+    def all_prerequisites(self) -> tuple[Prerequisite, ...]:
+        """Every prerequisite some therapy requires, in list order (for the generated queries)."""
+        found = {p.iri: p for ps in self.prerequisites.values() for p in ps}
+        return tuple(sorted(found.values(), key=lambda p: (p.order, p.code)))
 
     # -- reading the ontology ----------------------------------------------------------------
 
@@ -150,12 +173,32 @@ class Knowledge:
 
     def _read_prerequisites(self) -> Mapping[str, tuple[Prerequisite, ...]]:
         found: dict[str, list[Prerequisite]] = defaultdict(list)
-        requires = rdflib.URIRef(vocab.ITKG + "requiresPrerequisite")
-        for therapy, prerequisite in self.graph.subject_objects(requires):
-            code = self.graph.value(prerequisite, SKOS.notation)
-            if code is not None:
-                found[str(therapy)].append(
-                    Prerequisite(str(prerequisite), str(code), self.label(str(prerequisite))))
+        graph, itkg = self.graph, vocab.ITKG
+        requires = rdflib.URIRef(itkg + "requiresPrerequisite")
+
+        def one(node: rdflib.term.Node, name: str) -> str:
+            value = graph.value(node, rdflib.URIRef(itkg + name))
+            return str(value) if value is not None else ""
+
+        def every(node: rdflib.term.Node, name: str) -> frozenset[str]:
+            return frozenset(str(v) for v in graph.objects(node, rdflib.URIRef(itkg + name)))
+
+        for therapy, node in graph.subject_objects(requires):
+            code = graph.value(node, SKOS.notation)
+            if code is None:
+                continue
+            order = graph.value(node, rdflib.URIRef(itkg + "prerequisiteOrder"))
+            try:
+                position = int(order) if order is not None else 1000
+            except (TypeError, ValueError):
+                position = 1000
+            found[str(therapy)].append(Prerequisite(
+                str(node), str(code), self.label(str(node)), link=one(node, "recordLink"),
+                record_class=one(node, "recordClass"), date=one(node, "recordDate"),
+                decision=one(node, "decisionProperty"), meeting=every(node, "meetingValue"),
+                failing=every(node, "failingValue"), scope=one(node, "scopeProperty") or None,
+                order=position, variable=one(node, "stateVariable") or str(code).replace("-", "_"),
+                action=one(node, "worklistAction")))
         return {k: tuple(v) for k, v in found.items()}
 
 

@@ -60,6 +60,7 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                      max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
                      knowledge: Knowledge | None = None, checksums: bool = False,
                      progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
+                     strict: bool = False,
                      ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
 
@@ -85,13 +86,13 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
         meter = Meter(workers, total, visible=progress)
         try:
             with meter:
-                return _Run(pieces, workers, knowledge, meter).rows(checksums)
+                return _Run(pieces, workers, knowledge, meter, strict).rows(checksums)
         except Untrusted:
             pass
     with Meter(1, total, visible=progress) as meter:
         meter.show()
         index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
-                                     checksums=checksums, on_read=meter.on_read(0))
+                                     checksums=checksums, on_read=meter.on_read(0), strict=strict)
         meter.patients = len(index.patients())
         with gc_paused():
             rows, _ = _decide(index, knowledge, index.subclass_axioms, set(),
@@ -152,8 +153,10 @@ class _Parser:
     """One worker's parsing: its pieces, in order, into its own index; skips what no longer
     matters once some worker has found an error earlier in the input."""
 
-    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any) -> None:
+    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any,
+                 strict: bool = False) -> None:
         self.pieces, self.mine, self.stop, self.lock = pieces, mine, stop, lock
+        self.strict = strict
         self.builder = IndexBuilder()
 
     def run(self, on_read: Callable[[int], None]) -> dict[int, PieceReport]:
@@ -165,7 +168,7 @@ class _Parser:
             reports[number] = report = parse_piece(
                 self.pieces[number], self.builder, on_read=on_read,
                 should_stop=lambda number=number: number > stop.value)
-            last = fatal_after(self.pieces, report)
+            last = fatal_after(self.pieces, report, self.strict)
             if last is not None:
                 with self.lock:
                     stop.value = min(stop.value, last)
@@ -186,8 +189,10 @@ def _assign(pieces: Sequence[Piece], workers: int) -> list[list[int]]:
 class _Run:
     """One parallel run: the main process is worker 0 and talks to one pipe per child."""
 
-    def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter) -> None:
+    def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter,
+                 strict: bool = False) -> None:
         self.pieces, self.knowledge, self.meter = pieces, knowledge, meter
+        self.strict = strict
         self.assigned = [a for a in _assign(pieces, workers) if a]
         self.context = multiprocessing.get_context("fork")
         self.stop = self.context.RawValue("q", len(pieces))
@@ -215,7 +220,7 @@ class _Run:
     # -- the main process --------------------------------------------------------------------------
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
-        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock)
+        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock, self.strict)
         with gc_paused():
             reports = parser.run(self.meter.on_read(0))
             index = parser.builder.index
@@ -228,7 +233,7 @@ class _Run:
                 axioms += child_axioms
                 hashes.append(child_hashes)
                 self.meter.patients += patients
-            resolve(self.pieces, reports)  # raises the input's error, if any
+            resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
             for worker, (_, conn) in enumerate(self.children, 1):
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
@@ -300,7 +305,7 @@ class _Run:
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
         try:
-            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock)
+            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict)
             with gc_paused():
                 reports = parser.run(self.meter.on_read(worker))
                 index = parser.builder.index

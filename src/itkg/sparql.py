@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union
 
 import pyoxigraph as ox
@@ -46,6 +46,8 @@ class QueryResult:
 
     variables: tuple[str, ...]
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
+    #: The files the data came from (with what was set aside from them), when the query loaded them.
+    sources: tuple = field(default=(), compare=False)
 
 
 def _ontology_quads() -> list[ox.Quad]:
@@ -54,7 +56,8 @@ def _ontology_quads() -> list[ox.Quad]:
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
-                   with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> PatientStore:
+                   with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
+                   strict: bool = False) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
     ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once."""
@@ -62,7 +65,7 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     if with_ontology:
         store.extend(_ontology_quads())
     return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                      with_ontology=with_ontology)
+                      with_ontology=with_ontology, strict=strict)
 
 
 def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResult:
@@ -150,7 +153,8 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
 
 def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                  engine: Engine = "oxigraph", input_format: str | None = None,
-                 with_ontology: bool = True, timeout: float | None = None) -> QueryResult:
+                 with_ontology: bool = True, timeout: float | None = None,
+                 strict: bool = False) -> QueryResult:
     """Load ``files`` (as :func:`itkg.load` does, with its checks and errors) and run a SELECT
     query over them and the ontology: :func:`select` for data that is only needed for one query.
 
@@ -166,8 +170,9 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     def loaded() -> tuple[QueryData]:
         if engine == "oxigraph":
-            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology),)
-        return (load(files, input_format=input_format),)
+            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                   strict=strict),)
+        return (load(files, input_format=input_format, strict=strict),)
 
     if timeout is None:
         return _run_loaded(engine, text, with_ontology, *loaded())
@@ -175,7 +180,8 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, data: QueryData) -> QueryResult:
-    return _RUNNERS[engine](text, data, with_ontology)
+    result = _RUNNERS[engine](text, data, with_ontology)
+    return replace(result, sources=data.sources if data is not None else ())
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple, timeout: float, *,
