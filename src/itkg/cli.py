@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import click
 import pyoxigraph as ox
 
-from . import __version__, api, render, setaside
+from . import __version__, api, render, rulegen, setaside
 from ._process import exit_on_sigterm
 from .endpoint import SparqlEndpoint
 from .errors import InputError, ItkgError, QueryError
@@ -97,6 +97,14 @@ def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="No progress display on standard error (shown only on a terminal).")(command)
 
 
+def extension_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--extension", "extensions", multiple=True, metavar="FILE",
+                        type=click.Path(dir_okay=False, path_type=Path),
+                        help="A site's extension file (its own subclasses, indications, criteria or "
+                             "prerequisites) read with the ontology; repeatable. Patient files cannot "
+                             "change the rules: only extension files can.")(command)
+
+
 def strict_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--strict", is_flag=True,
                         help="Refuse (exit 2) input with ill-typed values instead of setting them aside "
@@ -155,17 +163,19 @@ def main() -> None:
 @workers_option
 @quiet_option
 @strict_option
+@extension_option
 @handle_errors
 def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
                 store_url: str | None, timeout: float | None, input_format: str | None,
-                output: Path | None, workers: int | None, quiet: bool, strict: bool) -> None:
+                output: Path | None, workers: int | None, quiet: bool, strict: bool,
+                extensions: tuple[Path, ...]) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
     `itkg load`).
     """
     started = _dt.datetime.now(_dt.timezone.utc)
-    knowledge = load_knowledge()
+    knowledge = load_knowledge(extensions=extensions)
     sources: tuple = ()
     if endpoint:
         if files:
@@ -184,7 +194,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                                                 progress=not quiet and sys.stderr.isatty(), strict=strict)
         else:
             # Oxigraph gets the files straight into its store: the data is held once.
-            data = load_for_query(files, input_format=input_format, strict=strict) if engine == "oxigraph" \
+            data = load_for_query(files, input_format=input_format, strict=strict,
+                                  ontology=api._ontology(knowledge)) if engine == "oxigraph" \
                 else load(files, input_format=input_format, strict=strict)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
@@ -200,7 +211,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                                          software_version=__version__)
     else:
         text = render.eligibility_table(results, color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
 
 
 @main.command()
@@ -216,9 +227,10 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @input_format_option
 @output_option
 @strict_option
+@extension_option
 @handle_errors
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
-             input_format: str | None, output: Path | None, strict: bool) -> None:
+             input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from .validation import default_workers, validate as validate_data
 
@@ -230,6 +242,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
     data = load(files, input_format=input_format, strict_literals=False)
     _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
     report = validate_data(data, workers=workers or default_workers(), engine=engine,
+                           knowledge=load_knowledge(extensions=extensions) if extensions else None,
                            progress=None if quiet or not sys.stderr.isatty() else progress)
     if report.conforms:
         # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
@@ -239,7 +252,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
             raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
     sys.exit(0 if report.conforms else 1)
 
 
@@ -254,10 +267,11 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @input_format_option
 @output_option
 @strict_option
+@extension_option
 @handle_errors
 def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
           store_url: str | None, timeout: float, input_format: str | None, output: Path | None,
-          strict: bool) -> None:
+          strict: bool, extensions: tuple[Path, ...]) -> None:
     """Run QUERY (a .rq file, or the name of one in queries/) over the ontology and FILES.
 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
@@ -273,6 +287,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
+    knowledge = load_knowledge(extensions=extensions)
+    if extensions and not Path(query).is_file() and query in rulegen.QUERIES:
+        text = rulegen.query(query, knowledge)  # the generated query, with the site's rules
     gate_query(text, str(path))
     if endpoint:
         with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
@@ -285,7 +302,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
         result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout,
-                              strict=strict)
+                              strict=strict, ontology=api._ontology(knowledge))
         _report_inputs(result.sources)
     if fmt == "json":
         out = render.query_json(result)
@@ -293,7 +310,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         out = render.query_csv(result)
     else:
         out = render.query_table(result, color=_color(output))
-    _emit(out, output, files + (path,))
+    _emit(out, output, files + extensions + (path,))
 
 
 @main.command()
@@ -303,17 +320,18 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @input_format_option
 @output_option
 @strict_option
+@extension_option
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
-            output: Path | None, strict: bool) -> None:
+            output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format, strict=strict)
     _report_inputs(data.sources)
-    explanation = api.explain(data, patient)
+    explanation = api.explain(data, patient, extensions=extensions)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
 
 
 @main.command()
@@ -326,9 +344,10 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 @timeout_option(300.0, "reasoning")
 @input_format_option
 @output_option
+@extension_option
 @handle_errors
 def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patients: int, timeout: float,
-           input_format: str | None, output: Path | None) -> None:
+           input_format: str | None, output: Path | None, extensions: tuple[Path, ...]) -> None:
     """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
     import json
 
@@ -336,10 +355,10 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format)
     _report_inputs(data.sources)
-    report = api.reason(data, timeout=timeout, max_patients=max_patients)
+    report = api.reason(data, timeout=timeout, max_patients=max_patients, extensions=extensions)
     differences = []
     if check_agreement:
-        rows = api.eligibility(data)
+        rows = api.eligibility(data, extensions=extensions)
         differences = agreement(report, {(r.patient, r.indication) for r in rows})
     if fmt == "json":
         payload = report.to_dict()
@@ -350,7 +369,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     else:
         text = render.reasoning_text(report, differences if check_agreement else None,
                                      color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
     sys.exit(1 if differences else 0)
 
 
@@ -362,17 +381,56 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 @click.option("--replace", is_flag=True, help="Replace the graph's content instead of adding to it.")
 @timeout_option(600.0, "each upload")
 @input_format_option
+@extension_option
 @handle_errors
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
-                 replace: bool, timeout: float, input_format: str | None) -> None:
+                 replace: bool, timeout: float, input_format: str | None, extensions: tuple[Path, ...]) -> None:
     """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format)  # schema statements are set aside: never sent
-    _report_inputs(data.sources)
-    payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
+    # itkg's own ontology (ontology/itkg.ttl or .owl, as the docs load it) and the extension
+    # files are knowledge and go as they are; from every other file, which is patient data,
+    # statements about classes or itkg: terms are set aside and never sent (contract §6).
+    ontology_files = tuple(path for path in files if _is_bundled_ontology(path))
+    patient_files = tuple(path for path in files if path not in ontology_files)
+    knowledge_files = ontology_files + extensions
+    triples: list[ox.Triple] = []
+    if patient_files:
+        data = load(patient_files, input_format=input_format)
+        _report_inputs(data.sources)
+        triples = data.triples
+    knowledge = rdflib_graph_of(knowledge_files)
+    payload = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
     with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout) as client:
         client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)
-    click.echo(f"Loaded {len(data)} triples from {len(files)} file(s).", err=True)
+        if len(knowledge):
+            client.upload(knowledge.serialize(format="nt", encoding="utf-8"), "application/n-triples",
+                          graph=graph_iri)
+    click.echo(f"Loaded {len(triples) + len(knowledge)} triples from {len(files) + len(extensions)} file(s).",
+               err=True)
+
+
+def _is_bundled_ontology(path: Path) -> bool:
+    """Whether ``path`` holds exactly itkg's own ontology (Turtle or RDF/XML)."""
+    import hashlib
+
+    from .resources import ontology_owl_path, ontology_path
+    try:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return False
+    return any(digest == hashlib.sha256(own.read_bytes()).digest()
+               for own in (ontology_path(), ontology_owl_path()) if own.is_file())
+
+
+def rdflib_graph_of(paths: tuple[Path, ...]) -> Any:
+    """The knowledge files (the ontology, extensions) in one rdflib graph, read with the gates."""
+    import rdflib
+
+    from .knowledge import read_extension
+    graph = rdflib.Graph()
+    for path in paths:
+        graph += read_extension(path)
+    return graph
 
 
 if __name__ == "__main__":  # pragma: no cover

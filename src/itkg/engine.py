@@ -40,18 +40,21 @@ class PatientIndex:
     is the ontology's and the extensions' (``subclass_axioms`` stays empty, for callers of 0.1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, predicates: frozenset[str] | None = None) -> None:
         self.nodes: dict[str, dict[str, list]] = {}
         self.subclass_axioms: list[tuple[str, str]] = []
+        #: the predicates kept (:meth:`itkg.knowledge.Knowledge.indexed_predicates`)
+        self.predicates = predicates if predicates is not None else vocab.INDEXED_PREDICATES
 
     @classmethod
-    def from_triples(cls, triples: Iterable[ox.Triple]) -> "PatientIndex":
-        index = cls()
+    def from_triples(cls, triples: Iterable[ox.Triple],
+                     predicates: frozenset[str] | None = None) -> "PatientIndex":
+        index = cls(predicates)
         index.add_triples(triples)
         return index
 
     def add_triples(self, triples: Iterable[ox.Triple]) -> None:
-        nodes, indexed = self.nodes, vocab.INDEXED_PREDICATES
+        nodes, indexed = self.nodes, self.predicates
         for triple in triples:
             predicate = triple.predicate.value
             if predicate in indexed:

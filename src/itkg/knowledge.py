@@ -8,11 +8,12 @@ condition class to a criterion in the ontology changes what itkg decides, with n
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import rdflib
 from rdflib.namespace import OWL, RDFS, SKOS
@@ -77,6 +78,11 @@ class Prerequisite:
 class Knowledge:
     """The rules and terms of the ontology, indexed for the rule engine."""
 
+    #: The triples of the extension files this knowledge holds besides the ontology (empty
+    #: for the bundled ontology alone), and those files.
+    extensions: rdflib.Graph | None = None
+    extension_paths: tuple[str, ...] = ()
+
     def __init__(self, graph: rdflib.Graph) -> None:
         self.graph = graph
         self.labels: dict[str, str] = {}
@@ -125,6 +131,19 @@ class Knowledge:
             copy._parents[child].add(parent)
         copy._ancestors = {}
         return copy
+
+    @property
+    def extended(self) -> bool:
+        """Whether extension files add to the ontology (then generated texts are made anew)."""
+        return bool(self.extension_paths)
+
+    def indexed_predicates(self) -> frozenset[str]:
+        """The predicates the rule engine reads: the contract's, and every prerequisite's record
+        link, date, decision and scope (an extension may add a prerequisite of its own)."""
+        found = set(vocab.INDEXED_PREDICATES)
+        for p in self.all_prerequisites():
+            found.update(x for x in (p.link, p.date, p.decision, p.scope) if x)
+        return frozenset(found)
 
     def label(self, iri: str) -> str:
         """The English label of a term, or its local name when it has none."""
@@ -207,14 +226,66 @@ def _load(path: Path) -> Knowledge:
     return Knowledge(rdflib.Graph().parse(path, format="turtle"))
 
 
-def load_knowledge(path: Path | None = None) -> Knowledge:
-    """The knowledge of the bundled ontology (or of ``path``), parsed once per process.
+def read_extension(path: str | os.PathLike[str]) -> rdflib.Graph:
+    """The triples of a site's extension file (Turtle, N-Triples, JSON-LD or RDF/XML), read with
+    the input gates of :func:`itkg.load` but nothing set aside: an extension *is* knowledge (its
+    own subclasses of contract classes, indications, criteria, prerequisites)."""
+    import pyoxigraph as ox
+
+    from .errors import InputError, UnsafeInputError
+    from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, detect_format, parse_failure,
+                          read_checked, to_rdflib)
+    source = Path(path)
+    fmt = detect_format(source)
+    data = read_checked(source, fmt, DEFAULT_MAX_BYTES)
+    graph = rdflib.Graph()
+    try:
+        for quad in ox.parse(data, format=fmt, base_iri=source.resolve().as_uri(), without_named_graphs=True):
+            if quad.predicate.value == OWL_IMPORTS:
+                raise UnsafeInputError(source, IMPORTS_REFUSED)
+            if type(quad.object) is ox.Triple:
+                raise InputError(source, "RDF 1.2 triple terms are not supported in extension files")
+            graph.add((to_rdflib(quad.subject), to_rdflib(quad.predicate), to_rdflib(quad.object)))
+    except (SyntaxError, MemoryError, ValueError, OSError) as error:
+        raise parse_failure(source, fmt, error) from None
+    return graph
+
+
+def _stamp(path: Path) -> tuple[str, float, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), 0.0, 0)
+    return (str(path.resolve()), stat.st_mtime, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_extended(path: Path, extensions: tuple[tuple[str, float, int], ...]) -> Knowledge:
+    graph = rdflib.Graph()
+    graph += _load(path).graph
+    own = rdflib.Graph()
+    for name, _, _ in extensions:
+        own += read_extension(name)
+    graph += own
+    knowledge = Knowledge(graph)
+    knowledge.extensions = own
+    knowledge.extension_paths = tuple(name for name, _, _ in extensions)
+    return knowledge
+
+
+def load_knowledge(path: Path | None = None, *,
+                   extensions: Sequence[str | os.PathLike[str]] = ()) -> Knowledge:
+    """The knowledge of the bundled ontology (or of ``path``) and of a site's ``extensions``
+    (``--extension FILE``), parsed once per process (again when an extension file changes).
 
     >>> k = load_knowledge()
     >>> [i.iri.rsplit("/", 1)[1] for i in k.indications]
     ['CancerPainIndication', 'NonCancerPainIndication', 'SevereSpasticityIndication']
     """
-    return _load(Path(path) if path is not None else ontology_path())
+    base = Path(path) if path is not None else ontology_path()
+    if not extensions:
+        return _load(base)
+    return _load_extended(base, tuple(_stamp(Path(e)) for e in extensions))
 
 
 def ontology_graph() -> rdflib.Graph:

@@ -92,7 +92,8 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     with Meter(1, total, visible=progress) as meter:
         meter.show()
         index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
-                                     checksums=checksums, on_read=meter.on_read(0), strict=strict)
+                                     checksums=checksums, on_read=meter.on_read(0), strict=strict,
+                                     predicates=knowledge.indexed_predicates())
         meter.patients = len(index.patients())
         with gc_paused():
             rows, _ = _decide(index, knowledge, index.subclass_axioms, set(),
@@ -154,10 +155,10 @@ class _Parser:
     matters once some worker has found an error earlier in the input."""
 
     def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any,
-                 strict: bool = False) -> None:
+                 strict: bool = False, predicates: frozenset[str] | None = None) -> None:
         self.pieces, self.mine, self.stop, self.lock = pieces, mine, stop, lock
         self.strict = strict
-        self.builder = IndexBuilder()
+        self.builder = IndexBuilder(predicates=predicates)
 
     def run(self, on_read: Callable[[int], None]) -> dict[int, PieceReport]:
         reports: dict[int, PieceReport] = {}
@@ -220,7 +221,8 @@ class _Run:
     # -- the main process --------------------------------------------------------------------------
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
-        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock, self.strict)
+        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock, self.strict,
+                         self.knowledge.indexed_predicates())
         with gc_paused():
             reports = parser.run(self.meter.on_read(0))
             index = parser.builder.index
@@ -254,7 +256,7 @@ class _Run:
         first the patients' own (which name their records), then their records'."""
         if not patients:
             return []
-        merged = PatientIndex()
+        merged = PatientIndex(self.knowledge.indexed_predicates())
         self._gather(index, merged, patients)
         records = sorted({r for p in patients for r in merged.records(p)} - set(patients))
         self._gather(index, merged, records)
@@ -305,7 +307,8 @@ class _Run:
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
         try:
-            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict)
+            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
+                             self.knowledge.indexed_predicates())
             with gc_paused():
                 reports = parser.run(self.meter.on_read(worker))
                 index = parser.builder.index

@@ -425,3 +425,20 @@ def owl_classes(k: Knowledge, indications: list[Indication] | None = None) -> st
             parts.append("\n" + owl_class(k, indication, classes[indication.iri]))
     parts.append(f"\n{END_OWL}")
     return "".join(parts)
+
+
+def missing_owl_classes(k: Knowledge) -> "rdflib.Graph":
+    """The generated OWL classes of the indications whose patient class has no definition in
+    ``k`` yet (a site's indication from an extension file), for HermiT at run time."""
+    import rdflib
+    owl = rdflib.OWL
+    graph = rdflib.Graph()
+    classes = patient_classes(k)
+    wanted = [i for i in k.indications if i.iri in classes
+              and (rdflib.URIRef(classes[i.iri]), owl.equivalentClass, None) not in k.graph]
+    if wanted:
+        prefixes = ("@prefix itkg: <https://w3id.org/itkg/> .\n@prefix owl: <http://www.w3.org/2002/07/owl#> .\n"
+                    "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+                    "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n")
+        graph.parse(data=prefixes + owl_classes(k, wanted), format="turtle")
+    return graph

@@ -50,25 +50,28 @@ class QueryResult:
     sources: tuple = field(default=(), compare=False)
 
 
-def _ontology_quads() -> list[ox.Quad]:
-    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in ontology_graph()]
+def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
+    """The ontology (or ``ontology``: itkg's plus a site's extensions) as pyoxigraph quads."""
+    graph = ontology_graph() if ontology is None else ontology
+    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in graph]
 
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
                    with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
-                   strict: bool = False) -> PatientStore:
+                   strict: bool = False, ontology: rdflib.Graph | None = None) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
     ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once."""
     store = ox.Store()
     if with_ontology:
-        store.extend(_ontology_quads())
+        store.extend(_ontology_quads(ontology))
     return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
                       with_ontology=with_ontology, strict=strict)
 
 
-def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResult:
+def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
+                   ontology: rdflib.Graph | None = None) -> QueryResult:
     graph = rdflib.Graph()
     if isinstance(data, PatientStore):  # the ontology, if asked for, is in the store already
         add = graph.add
@@ -76,7 +79,7 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
             add((to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)))
     else:
         if with_ontology:
-            graph += ontology_graph()
+            graph += ontology_graph() if ontology is None else ontology
         if data is not None:
             graph += data.graph()
     try:
@@ -90,13 +93,14 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
     return QueryResult(variables, rows)
 
 
-def _oxigraph_select(text: str, data: QueryData, with_ontology: bool) -> QueryResult:
+def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
+                     ontology: rdflib.Graph | None = None) -> QueryResult:
     if isinstance(data, PatientStore):  # select() checked that it holds the ontology if asked
         store = data.store
     else:
         store = ox.Store()
         if with_ontology:
-            store.extend(_ontology_quads())
+            store.extend(_ontology_quads(ontology))
         if data is not None:
             store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in data.triples)
     try:
@@ -117,19 +121,22 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool) -> QueryRe
     return QueryResult(variables, tuple(rows))
 
 
-_RUNNERS: dict[str, Callable[[str, QueryData, bool], QueryResult]] = {
+_RUNNERS: dict[str, Callable[..., QueryResult]] = {
     "rdflib": _rdflib_select,
     "oxigraph": _oxigraph_select,
 }
 
 
 def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
-           with_ontology: bool = True, timeout: float | None = None) -> QueryResult:
+           with_ontology: bool = True, timeout: float | None = None,
+           ontology: rdflib.Graph | None = None) -> QueryResult:
     """Run a SELECT query over the ontology and ``data`` with the given local engine.
 
     :param data: patient triples (:func:`itkg.load`), or a store from :func:`load_for_query`,
         which the ``oxigraph`` engine queries as it is (the ``rdflib`` engine copies it).
     :param with_ontology: include the ontology; a store must have been loaded the same way.
+    :param ontology: the ontology to include, when not itkg's alone (with a site's extensions:
+        :attr:`itkg.knowledge.Knowledge.graph`); a store holds what it was loaded with.
     :param timeout: seconds; when given the query runs in a child process that is killed at the
         deadline (:class:`~itkg.errors.QueryTimeout`).
 
@@ -147,14 +154,14 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
         raise QueryError("the store was loaded " + ("with" if data.with_ontology else "without")
                          + " the ontology; query it the same way")
     if timeout is None:
-        return runner(text, data, with_ontology)
-    return run_with_deadline(runner, (text, data, with_ontology), timeout)
+        return runner(text, data, with_ontology, ontology)
+    return run_with_deadline(runner, (text, data, with_ontology, ontology), timeout)
 
 
 def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                  engine: Engine = "oxigraph", input_format: str | None = None,
                  with_ontology: bool = True, timeout: float | None = None,
-                 strict: bool = False) -> QueryResult:
+                 strict: bool = False, ontology: rdflib.Graph | None = None) -> QueryResult:
     """Load ``files`` (as :func:`itkg.load` does, with its checks and errors) and run a SELECT
     query over them and the ontology: :func:`select` for data that is only needed for one query.
 
@@ -171,16 +178,17 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     def loaded() -> tuple[QueryData]:
         if engine == "oxigraph":
             return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                   strict=strict),)
+                                   strict=strict, ontology=ontology),)
         return (load(files, input_format=input_format, strict=strict),)
 
     if timeout is None:
-        return _run_loaded(engine, text, with_ontology, *loaded())
-    return run_with_deadline(_run_loaded, (engine, text, with_ontology), timeout, prepare=loaded)
+        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
+    return run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
 
 
-def _run_loaded(engine: str, text: str, with_ontology: bool, data: QueryData) -> QueryResult:
-    result = _RUNNERS[engine](text, data, with_ontology)
+def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
+                data: QueryData) -> QueryResult:
+    result = _RUNNERS[engine](text, data, with_ontology, ontology)
     return replace(result, sources=data.sources if data is not None else ())
 
 

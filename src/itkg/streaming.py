@@ -285,8 +285,10 @@ class IndexBuilder:
     """Adds parsed triples to a :class:`PatientIndex`, checking them on the way as
     :func:`itkg.load` does (``owl:imports``, ill-typed literals)."""
 
-    def __init__(self, index: PatientIndex | None = None) -> None:
-        self.index = index if index is not None else PatientIndex()
+    def __init__(self, index: PatientIndex | None = None, predicates: frozenset[str] | None = None) -> None:
+        self.index = index if index is not None else PatientIndex(predicates)
+        self._indexed = _INDEXED if predicates is None else \
+            {ox.NamedNode(p): sys.intern(p) for p in predicates}
         self._objects: dict[object, object] = {}
         self._schema_types: dict[object, bool] = {}
         self._schema_predicates: dict[object, bool] = {}
@@ -296,9 +298,9 @@ class IndexBuilder:
         goes into ``report`` (the first ill-typed literal, how many, whether owl:imports occurs).
         Statements about classes or ``itkg:`` terms and ill-typed values are set aside, counted
         (:mod:`itkg.setaside`)."""
-        nodes, objects, indexed = self.index.nodes, self._objects, _INDEXED
+        nodes, objects, indexed = self.index.nodes, self._objects, self._indexed
         named, blank, literal = ox.NamedNode, ox.BlankNode, ox.Literal
-        schema_types, links, rdf_type = self._schema_types, setaside.PATIENT_LINKS, vocab.RDF_TYPE
+        schema_types, links, rdf_type = self._schema_types, setaside.PATIENT_LINKS, sys.intern(vocab.RDF_TYPE)
         itkg, patient = vocab.ITKG, vocab.PATIENT
         last_subject: object = None
         aside_subject = False
@@ -500,7 +502,8 @@ def _absolute(piece: Piece, report: PieceReport, lines_before: int) -> InputErro
 def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES, checksums: bool = False,
                 on_read: Callable[[int], None] | None = None,
-                strict: bool = False) -> tuple[PatientIndex, tuple[Source, ...]]:
+                strict: bool = False,
+                predicates: frozenset[str] | None = None) -> tuple[PatientIndex, tuple[Source, ...]]:
     """Stream ``paths`` into one index, in this process, file by file; raise the first problem
     as :func:`itkg.load` would.
 
@@ -510,7 +513,7 @@ def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
     (5, 'turtle')
     """
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes)
-    builder = IndexBuilder()
+    builder = IndexBuilder(predicates=predicates)
     reports: dict[int, PieceReport] = {}
     with gc_paused():
         for piece in pieces:
