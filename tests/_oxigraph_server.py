@@ -71,7 +71,7 @@ class OxigraphServer:
         self.extra_args = list(extra_args or [])
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's lifetime
 
     @property
     def base_url(self) -> str:

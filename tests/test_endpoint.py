@@ -3,8 +3,11 @@ that misbehave on purpose (HTML pages, server errors, redirects, silence)."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import os
+import time
 import socket
 import sys
 import threading
@@ -13,12 +16,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pyoxigraph
 import pytest
 from rdflib import RDF, XSD, BNode, Literal, URIRef
 
-from itkg.endpoint import SparqlEndpoint
+from itkg.endpoint import Credentials, SparqlEndpoint
 from itkg.errors import EndpointError
 from itkg.resources import ontology_path, query_path
 
@@ -193,7 +197,7 @@ def test_malformed_query_is_rejected_without_echoing_it(loaded: SparqlEndpoint) 
     with pytest.raises(EndpointError) as caught:
         loaded.select("SELECT * WHERE { <https://example.org/patient/anna-secret> ?p ?o ")
     message = str(caught.value)
-    assert message.startswith("the endpoint rejected the query (HTTP 400)")
+    assert message.startswith(f"{loaded.query_url} rejected the query (HTTP 400)")
     assert "anna" not in message and "example.org" not in message
 
 
@@ -203,7 +207,7 @@ def test_malformed_upload_is_rejected_without_echoing_it(loaded: SparqlEndpoint)
         loaded.upload(b'<https://example.org/patient/anna-secret> <urn:x:p> "Anna Secret" ; ;;',
                       "text/turtle", graph="https://example.org/graph/broken")
     message = str(caught.value)
-    assert message.startswith("the endpoint rejected the upload (HTTP 400)")
+    assert message.startswith(f"{loaded.store_url} rejected the upload (HTTP 400)")
     assert "anna" not in message.lower() and "secret" not in message.lower()
 
 
@@ -245,6 +249,10 @@ class _Scripted(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ScriptedHandler)
         self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.received: list[tuple[str, str, dict[str, str], bytes]] = []
+        #: Answer a direct POST (application/sparql-query) with 415, as a form-only server would.
+        self.refuse_direct = False
+        #: HTTP Basic credentials the server demands ("user:password"), or None.
+        self.basic: str | None = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -259,6 +267,12 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.server.received.append((self.command, self.path, dict(self.headers), body))
         status, headers, payload = self.server.answers.get(
             self.path.split("?")[0], (404, {"Content-Type": "text/plain"}, b"no such path"))
+        if self.server.refuse_direct and self.headers.get("Content-Type") == "application/sparql-query":
+            status, headers, payload = 415, {"Content-Type": "text/plain"}, b"unsupported media type"
+        expected = "Basic " + base64.b64encode(self.server.basic.encode()).decode() \
+            if self.server.basic else None
+        if expected is not None and self.headers.get("Authorization") != expected:
+            status, headers, payload = 401, {"WWW-Authenticate": 'Basic realm="sparql"'}, b""
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -302,7 +316,8 @@ def test_select_sends_the_protocol_request_and_reads_every_term_kind(scripted: _
     scripted.answers["/sparql"] = (200, {"Content-Type": "application/sparql-results+json; "
                                          "charset=utf-8"}, json.dumps(results).encode())
     query = "SELECT * WHERE { ?a ?b ?c }"
-    with SparqlEndpoint(scripted.url("/sparql"), headers={"Authorization": "Bearer t"}) as ep:
+    with SparqlEndpoint(scripted.url("/sparql"), headers={"Authorization": "Bearer t"},
+                        method="direct") as ep:
         names, rows = ep.select(query)
     assert names == ["a", "b", "c", "d", "e", "f", "g"]
     assert rows == [{
@@ -336,8 +351,9 @@ def test_a_200_that_is_not_sparql_json_is_not_an_endpoint(scripted: _Scripted,
 
 def test_server_error(scripted: _Scripted) -> None:
     scripted.answers["/sparql"] = (500, {"Content-Type": "text/plain"}, b"out of memory\nstack")
-    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
-        with pytest.raises(EndpointError, match=r"^the endpoint failed on the query \(HTTP 500\): "
+    url = scripted.url("/sparql")
+    with SparqlEndpoint(url) as endpoint:
+        with pytest.raises(EndpointError, match=rf"^{url} failed on the query \(HTTP 500\): "
                                                 r"out of memory$"):
             endpoint.select("SELECT * WHERE { ?s ?p ?o }")
 
@@ -352,7 +368,8 @@ def test_error_summary_that_quotes_the_query_is_scrubbed(scripted: _Scripted) ->
         with pytest.raises(EndpointError) as caught:
             endpoint.select(query)
     message = str(caught.value)
-    assert message.startswith("the endpoint rejected the query (HTTP 400): Parse error at line 1")
+    assert message.startswith(f"{scripted.url('/sparql')} rejected the query (HTTP 400): "
+                              "Parse error at line 1")
     assert "FILTER needs an expression" in message
     for secret in ("zoe", "quarrington", "example.org"):
         assert secret not in message.lower()
@@ -432,3 +449,265 @@ def test_messages_hide_credentials_in_the_url() -> None:
             endpoint.ask("ASK {}")
     assert f"http://127.0.0.1:{port}/query" in str(caught.value)
     assert "hunter2" not in str(caught.value) and "abc" not in str(caught.value)
+
+
+
+# --- issue 13: the protocol's form binding, partial answers, authentication, limits --------------
+
+SELECT_ONE = json.dumps({"head": {"vars": ["x"]}, "results": {"bindings": [
+    {"x": {"type": "literal", "value": "1"}}]}}).encode()
+
+
+def _rows_body(count: int) -> bytes:
+    return json.dumps({"head": {"vars": ["x"]}, "results": {"bindings": [
+        {"x": {"type": "literal", "value": str(i)}} for i in range(count)]}}).encode()
+
+
+def test_auto_falls_back_to_the_form_when_a_direct_post_is_refused(scripted: _Scripted) -> None:
+    scripted.refuse_direct = True
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    query = 'SELECT ?x WHERE { ?x ?p "a & b = c" }'
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        assert endpoint.select(query)[1] == [{"x": Literal("1")}]
+        endpoint.select(query)
+    kinds = [(headers["Content-Type"], body) for _, _, headers, body in scripted.received]
+    assert kinds[0] == ("application/sparql-query", b"ASK {}")  # the probe, refused
+    form = ("application/x-www-form-urlencoded", b"query=" + quote_plus(query).encode())
+    assert kinds[1:] == [form, form], "one probe, then every query as a form"
+
+
+def test_auto_keeps_the_direct_post_when_the_server_answers_it(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    with SparqlEndpoint(scripted.url("/sparql")) as endpoint:
+        endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+        endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    assert [headers["Content-Type"] for _, _, headers, _ in scripted.received] == \
+        ["application/sparql-query"] * 3
+
+
+def test_form_method_sends_only_forms(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    with SparqlEndpoint(scripted.url("/sparql"), method="form") as endpoint:
+        endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    [(method, _, headers, body)] = scripted.received
+    assert method == "POST" and headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert body.startswith(b"query=SELECT")
+
+
+def test_a_partial_answer_after_a_server_timeout_is_an_error(scripted: _Scripted) -> None:
+    """Virtuoso's "anytime" answer: 200, rows, and X-SQL-State: S1TAT."""
+    scripted.answers["/sparql"] = (200, {**JSON_HEADERS, "X-SQL-State": "S1TAT",
+                                         "X-SQL-Message": "RC...: Returning incomplete results"},
+                                   SELECT_ONE)
+    url = scripted.url("/sparql")
+    with SparqlEndpoint(url, method="form") as endpoint:
+        with pytest.raises(EndpointError) as caught:
+            endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    message = str(caught.value)
+    assert message.startswith(f"{url} sent a partial answer (X-SQL-State S1TAT")
+    assert "MaxQueryExecutionTime" in message
+
+
+@pytest.mark.parametrize(("rows", "cap", "truncated"), [(5, "5", True), (6, "5", True),
+                                                        (4, "5", False), (0, "10000", False)])
+def test_rows_reaching_the_servers_row_cap_are_an_error(scripted: _Scripted, rows: int, cap: str,
+                                                        truncated: bool) -> None:
+    scripted.answers["/sparql"] = (200, {**JSON_HEADERS, "X-SPARQL-MaxRows": cap}, _rows_body(rows))
+    with SparqlEndpoint(scripted.url("/sparql"), method="form") as endpoint:
+        if truncated:
+            with pytest.raises(EndpointError, match=rf"cut the answer at {rows} rows .*ResultSetMaxRows"):
+                endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+        else:
+            assert len(endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")[1]) == rows
+
+
+def test_rows_reaching_a_declared_cap_are_an_error(scripted: _Scripted) -> None:
+    """Servers that cut silently (no header): the user declares the cap."""
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, _rows_body(3))
+    with SparqlEndpoint(scripted.url("/sparql"), method="form", max_rows=3) as endpoint:
+        with pytest.raises(EndpointError, match=r"returned 3 rows, as many as the server's declared "
+                                                r"row cap \(3\)"):
+            endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    with SparqlEndpoint(scripted.url("/sparql"), method="form", max_rows=4) as endpoint:
+        assert len(endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")[1]) == 3
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Sends a valid header, then one byte of body every 50 ms for ten seconds."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/sparql-results+json")
+        self.end_headers()
+        try:
+            for _ in range(200):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet."""
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sparql"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_timeout_is_a_deadline_for_the_whole_answer() -> None:
+    """A server that trickles its answer never trips a per-read timeout; the deadline holds."""
+    for url in _serve(_Trickle):
+        with SparqlEndpoint(url, timeout=0.5, method="direct") as endpoint:
+            started = time.monotonic()
+            with pytest.raises(EndpointError, match=rf"^{url} did not answer within 0.5 s"):
+                endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+            assert time.monotonic() - started < 2.0
+
+
+def test_the_deadline_covers_the_probe_and_the_query() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/sparql"
+        with SparqlEndpoint(url, timeout=0.4) as endpoint:  # auto: a probe, then the form
+            started = time.monotonic()
+            with pytest.raises(EndpointError, match="did not answer within 0.4 s"):
+                endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+            assert time.monotonic() - started < 1.2
+
+
+def test_a_command_deadline_bounds_every_request_together(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    with SparqlEndpoint(scripted.url("/sparql"), method="form", timeout=30,
+                        deadline=time.monotonic() - 1) as endpoint:
+        with pytest.raises(EndpointError, match="did not answer within 30 s"):
+            endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    assert scripted.received == [], "nothing is sent after the deadline"
+
+
+class _Chunked(BaseHTTPRequestHandler):
+    """Sends an endless chunked SPARQL JSON answer (no Content-Length)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/sparql-results+json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b" " * 65536
+        try:
+            for _ in range(1000):  # 64 MB at most
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet."""
+
+
+def test_an_answer_larger_than_the_bound_is_refused_while_read() -> None:
+    for url in _serve(_Chunked):
+        with SparqlEndpoint(url, method="direct", max_response_bytes=1 << 20) as endpoint:
+            with pytest.raises(EndpointError, match=rf"^{url} sent an answer larger than 1 MB"):
+                endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+
+
+def test_a_declared_length_over_the_bound_is_refused_before_reading(scripted: _Scripted) -> None:
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, _rows_body(2000))
+    with SparqlEndpoint(scripted.url("/sparql"), method="form", max_response_bytes=1000) as endpoint:
+        with pytest.raises(EndpointError, match="larger than"):
+            endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+
+
+def test_basic_credentials_are_sent_only_when_the_server_asks(scripted: _Scripted) -> None:
+    scripted.basic = "clinic:s3cret-Pa55"
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    with SparqlEndpoint(scripted.url("/sparql"), method="form",
+                        credentials=Credentials("clinic", "s3cret-Pa55")) as endpoint:
+        endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+        endpoint.select("SELECT ?x WHERE { ?x ?p ?o }")
+    sent = [headers.get("Authorization") for _, _, headers, _ in scripted.received]
+    assert sent[0] is None, "nothing before the challenge"
+    assert sent[1:] == [f"Basic {base64.b64encode(b'clinic:s3cret-Pa55').decode()}"] * 2
+
+
+def test_wrong_or_missing_credentials_name_the_url_but_never_the_password(scripted: _Scripted) -> None:
+    scripted.basic = "clinic:right"
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    url = scripted.url("/sparql")
+    with SparqlEndpoint(url, method="form", credentials=Credentials("clinic", "wr0ng-Secret")) as ep:
+        with pytest.raises(EndpointError) as caught:
+            ep.ask("ASK {}")
+    assert str(caught.value) == (f"{url} requires authentication for the query (HTTP 401): the "
+                                 "credentials were refused")
+    with SparqlEndpoint(url, method="form", credentials=None) as ep:
+        with pytest.raises(EndpointError, match="set ITKG_ENDPOINT_USER and ITKG_ENDPOINT_PASSWORD"):
+            ep.ask("ASK {}")
+
+
+def test_credentials_come_from_the_environment_or_a_private_file(tmp_path: Path) -> None:
+    assert Credentials.from_environment({}) is None
+    found = Credentials.from_environment({"ITKG_ENDPOINT_USER": "u", "ITKG_ENDPOINT_PASSWORD": "p:w"})
+    assert found == Credentials("u", "p:w") and "p:w" not in repr(found)
+    with pytest.raises(EndpointError, match="set both"):
+        Credentials.from_environment({"ITKG_ENDPOINT_USER": "u"})
+    secret = tmp_path / "credentials"
+    secret.write_text("loader:pa:ss\n", encoding="utf-8")
+    secret.chmod(0o600)
+    assert Credentials.from_environment({"ITKG_ENDPOINT_CREDENTIALS": str(secret)}) == \
+        Credentials("loader", "pa:ss")
+    if os.name == "posix":
+        secret.chmod(0o644)
+        with pytest.raises(EndpointError, match="readable by others: chmod 600") as caught:
+            Credentials.from_file(secret)
+        assert "pa:ss" not in str(caught.value)
+    secret.chmod(0o600)
+    secret.write_text("no colon here\n", encoding="utf-8")
+    with pytest.raises(EndpointError, match="user:password") as caught:
+        Credentials.from_file(secret)
+    assert "colon here" not in str(caught.value)
+
+
+def test_an_html_error_page_gives_its_reason_scrubbed(scripted: _Scripted) -> None:
+    """Virtuoso's Graph Store puts the reason of a failed upload in an <xmp> block of an HTML page,
+    and may quote the data; a name sent escaped (\\u00e9 in N-Triples) is scrubbed too."""
+    page = ('<!DOCTYPE HTML><html><head><title>SPARQL Graph Protocol request failed</title></head>'
+            '<body><h1>HTTP/1.1 500 Request Failed</h1><h3>Error 22023</h3>\n<xmp>SP029: TURTLE RDF '
+            'loader, line 1: syntax error near Ren\u00e9e Dupont &amp; Bl\u00e4se '
+            '&lt;https://example.org/patient/renee&gt;\nsecond line</xmp></body></html>')
+    scripted.answers["/store"] = (500, {"Content-Type": "text/html; charset=UTF-8"}, page.encode())
+    url = scripted.url("/store")
+    data = b'<https://example.org/patient/renee> <urn:x:name> "Ren\\u00E9e Dupont" .'
+    with SparqlEndpoint(scripted.url("/sparql"), store_url=url) as endpoint:
+        with pytest.raises(EndpointError) as caught:
+            endpoint.upload(data, "application/n-triples", graph="https://example.org/g")
+    message = str(caught.value)
+    assert message.startswith(f"{url} failed on the upload (HTTP 500): SP029: TURTLE RDF loader, "
+                              "line 1: syntax error near")
+    for secret in ("dupont", "ren", "bl", "example.org", "second line"):
+        assert secret not in message.lower()
+
+
+def test_an_upload_into_a_default_graph_the_server_lacks_says_to_give_a_graph(scripted: _Scripted) -> None:
+    page = ('<html><body><h1>HTTP/1.1 500 Request Failed</h1><h3>Error 22023</h3><xmp>The request to '
+            'SPARQL 1.1 Graph Store endpoint contains "default" param but the endpoint is not '
+            'configured to have default graph</xmp></body></html>')
+    scripted.answers["/store"] = (500, {"Content-Type": "text/html"}, page.encode())
+    with SparqlEndpoint(scripted.url("/sparql"), store_url=scripted.url("/store")) as endpoint:
+        with pytest.raises(EndpointError) as caught:
+            endpoint.upload(b'<urn:x:a> <urn:x:p> "1" .', "application/n-triples")
+    message = str(caught.value)
+    assert 'contains "default" param but the endpoint is not configured to have default graph' in message
+    assert message.endswith("give a named graph with --graph)")

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyoxigraph as ox
 import pytest
 
 import itkg

@@ -8,13 +8,13 @@ query that can never return a row cannot pass unnoticed.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -31,10 +31,14 @@ from itkg.resources import ontology_owl_path, ontology_path, queries_dir
 
 ITKG = Namespace("https://w3id.org/itkg/")
 ONTOLOGY = URIRef("https://w3id.org/itkg/ontology")
+DEFINITION = URIRef("http://purl.obolibrary.org/obo/IAO_0000115")  # IAO "definition", what ROBOT reads
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PATIENTS = REPO / "examples" / "patients.ttl"
 DOCS = REPO / "docs" / "ontology.md"
-OWLAPI_CHECK = Path(__file__).resolve().parent / "java" / "OwlApiCheck.java"
+_OWLAPI_SPEC = importlib.util.spec_from_file_location("itkg_tests_owlapi", Path(__file__).with_name("_owlapi.py"))
+assert _OWLAPI_SPEC is not None and _OWLAPI_SPEC.loader is not None
+_owlapi = importlib.util.module_from_spec(_OWLAPI_SPEC)
+_OWLAPI_SPEC.loader.exec_module(_owlapi)  # tests/ is not on sys.path (--import-mode=importlib)
 
 # --- contract section 2: every term a patient graph may use --------------------------------------
 
@@ -86,6 +90,7 @@ _OBO = "http://purl.obolibrary.org/obo/"
 _SCT = "http://snomed.info/id/"
 _ICD = "http://purl.bioontology.org/ontology/ICD10CM/"
 _ATC = "http://purl.bioontology.org/ontology/ATC/"
+_RXNORM = "http://purl.bioontology.org/ontology/RXNORM/"
 VERIFIED_XREFS = frozenset(
     [_OBO + f"MONDO_{n}" for n in (
         "0005301", "0006497", "0000396", "0043797", "0005098", "0011057", "0003757", "0001590",
@@ -107,9 +112,16 @@ VERIFIED_XREFS = frozenset(
         "I63.9", "I69.351", "I69.354")]
     + [_ATC + c for c in (
         "M03BX01", "M03BX02", "M03CA01", "N02BG08", "N02AA01", "N02AG01", "N02AA03", "N02AA05",
-        "N01AH01", "N01AH03", "N01BB01", "C02AC01", "N02CX02")]
+        "N01AH01", "N01AH03", "N01BB01", "C02AC01", "N02CX02",
+        "N02A")]  # the opioids group, parent of the verified N02AA01/03/05
+    # ICD-10-CM categories whose verified codes (above) they cover by prefix (fhir.md §3).
+    + [_ICD + c for c in ("G90.5", "G56.4", "G57.7", "I63", "I69.3")]
+    # RxNorm ingredients (CDC/AHRQ OMTK) and verified oral antispasmodic products.
+    + [_RXNORM + c for c in ("7052", "4337", "3423", "7804", "197391", "313413", "856652")]
+    # Severity "Severe" and the routes oral, transdermal, intrathecal (fhir.md §2; issue 10).
+    + [_SCT + c for c in ("24484000", "26643006", "45890007")]
 )
-DRUG_CODE_PREFIXES = (_OBO + "CHEBI_", _ATC)
+DRUG_CODE_PREFIXES = (_OBO + "CHEBI_", _ATC, _RXNORM)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +186,7 @@ def _remove_provenance(g: Graph) -> None:
 #: For each QC query: how to break a copy of the ontology, and the IRI the query must then report.
 BREAKAGES: dict[str, tuple[Callable[[Graph], None], str]] = {
     "missing-label-violation": (_remove(ITKG.CancerPain, RDFS.label), str(ITKG.CancerPain)),
-    "missing-definition-violation": (_remove(ITKG.hasCondition, SKOS.definition), str(ITKG.hasCondition)),
+    "missing-definition-violation": (_remove(ITKG.hasCondition, DEFINITION), str(ITKG.hasCondition)),
     "duplicate-label-violation": (_add(ITKG.Spasticity, RDFS.label, Literal("Cancer Pain", lang="en")),
                                   str(ITKG.Spasticity)),
     "orphan-class-violation": (_remove(ITKG.Plexopathy, RDFS.subClassOf), str(ITKG.Plexopathy)),
@@ -249,7 +261,7 @@ def test_contract_terms_are_declared_with_label_and_definition(ontology: Graph) 
     wrong = [n for n, kind in expected if not _declared(ontology, n, kind)]
     unlabelled = [n for n, _ in expected
                   if ontology.value(ITKG[n], RDFS.label) is None
-                  or ontology.value(ITKG[n], SKOS.definition) is None]
+                  or ontology.value(ITKG[n], DEFINITION) is None]
     untyped = [n for cls, names in CONTRACT_INDIVIDUALS.items() for n in names
                if (ITKG[n], RDF.type, ITKG[cls]) not in ontology]
     assert (wrong, unlabelled, untyped) == ([], [], [])
@@ -268,7 +280,8 @@ def test_no_xsd_date_anywhere_in_the_ontology(ontology: Graph) -> None:
 # --- cross-references -----------------------------------------------------------------------------
 
 def _xrefs(graph: Graph) -> list[tuple[URIRef, URIRef, URIRef]]:
-    return [(s, p, o) for p in (SKOS.exactMatch, SKOS.closeMatch) for s, o in graph.subject_objects(p)]
+    return [(s, p, o) for p in (SKOS.exactMatch, SKOS.narrowMatch, SKOS.closeMatch, SKOS.broadMatch,
+                                SKOS.relatedMatch) for s, o in graph.subject_objects(p)]
 
 
 def test_xrefs_use_only_verified_codes(ontology: Graph) -> None:
@@ -319,99 +332,16 @@ def test_docs_treatment_goal_query_returns_the_goals_of_spasticity_treatment(ont
 
 # --- OWL API (Debian libowlapi-java): no unparsed triples, OWL 2 DL -----------------------------------
 
-_OWLAPI_PACKAGE = "libowlapi-java"
-_SLF4J_BINDING_CLASS = "org/slf4j/impl/StaticLoggerBinder.class"
-_SLF4J_BINDINGS = ("/usr/share/java/slf4j-nop.jar", "/usr/share/java/slf4j-simple.jar")
-
-
-def _dpkg_jars(package: str) -> list[Path]:
-    listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=False)
-    if listing.returncode != 0:
-        return []
-    return [Path(line) for line in listing.stdout.splitlines()
-            if line.startswith("/usr/share/java/") and line.endswith(".jar")]
-
-
-def _depends(package: str) -> list[str]:
-    """Direct Debian dependencies (first alternative of each); their own dependencies are not
-    followed because that pulls in Maven and its SLF4J provider."""
-    query = subprocess.run(["dpkg-query", "-W", "-f=${Depends}", package],
-                           capture_output=True, text=True, check=False)
-    names = (alt.split("|")[0].split("(")[0].strip().split(":")[0] for alt in query.stdout.split(","))
-    return [name for name in names if name]
-
-
-def _manifest_class_path(jar: Path) -> list[Path]:
-    with zipfile.ZipFile(jar) as archive:
-        try:
-            manifest = archive.read("META-INF/MANIFEST.MF").decode("utf-8", "replace")
-        except KeyError:
-            return []
-    unfolded = re.sub(r"\r?\n ", "", manifest)  # manifest lines continue with a leading space
-    entries = next((line.split(":", 1)[1].split() for line in unfolded.splitlines()
-                    if line.startswith("Class-Path:")), [])
-    return [jar.parent / entry for entry in entries]
-
-
-def _is_slf4j_binding(jar: Path) -> bool:
-    with zipfile.ZipFile(jar) as archive:
-        return _SLF4J_BINDING_CLASS in archive.namelist()
-
-
-def owlapi_classpath() -> list[Path] | None:
-    """The OWL API jars, their dependencies' jars and Class-Path entries, plus exactly one SLF4J
-    binding; None when the OWL API package is not installed.
-
-    /usr/share/java holds several SLF4J bindings (nop, simple, jdk14, log4j12, jcl, Maven's
-    provider); a wildcard classpath picks up all of them, so bindings are found by content, dropped,
-    and one is added back.
-    """
-    if shutil.which("dpkg") is None:
-        return None
-    owlapi = _dpkg_jars(_OWLAPI_PACKAGE)
-    if not owlapi:
-        return None
-    todo = owlapi + [jar for dep in _depends(_OWLAPI_PACKAGE) for jar in _dpkg_jars(dep)]
-    seen: dict[Path, Path] = {}
-    while todo:
-        jar = todo.pop(0)
-        real = jar.resolve()
-        if real in seen or not real.is_file():
-            continue
-        seen[real] = jar
-        todo.extend(_manifest_class_path(real))
-    jars = [jar for real, jar in seen.items() if not _is_slf4j_binding(real)]
-    jars += [Path(b) for b in _SLF4J_BINDINGS if Path(b).is_file()][:1]
-    return jars
-
-
 @pytest.fixture(scope="module")
 def owlapi_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict[str, int]], str]:
     """Counts per file, and the checker's output, from one JVM run over itkg.owl, itkg.ttl and a
     deliberately broken copy."""
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
-    classpath = owlapi_classpath()
-    if classpath is None:
-        pytest.skip(f"the OWL API jars ({_OWLAPI_PACKAGE}) are not installed")
     broken = tmp_path_factory.mktemp("owlapi") / "broken.ttl"
     broken.write_text(ontology_path().read_text(encoding="utf-8") + (
         "\n[] a owl:AllDisjointClasses .\n"              # no members: an unparsed triple
         "itkg:consentDate rdfs:range xsd:date .\n"),     # outside the OWL 2 datatype map
         encoding="utf-8")
-    files = {"owl": ontology_owl_path(), "ttl": ontology_path(), "broken": broken}
-    done = subprocess.run(
-        # C1-only JIT: this JVM lives for seconds, so full optimisation only costs start-up time.
-        ["java", "-XX:TieredStopAtLevel=1", "-cp", os.pathsep.join(map(str, classpath)), str(OWLAPI_CHECK),
-         *(str(f) for f in files.values())],
-        capture_output=True, text=True, check=False, timeout=300)
-    assert done.returncode == 0, done.stderr
-    results = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            path, *counts = line.split()[1:]
-            results[path] = {k: int(v) for k, v in (c.split("=") for c in counts)}
-    return {name: results[str(path)] for name, path in files.items()}, done.stdout
+    return _owlapi.check_or_skip({"owl": ontology_owl_path(), "ttl": ontology_path(), "broken": broken})
 
 
 @pytest.mark.java

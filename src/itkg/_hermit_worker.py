@@ -1,7 +1,10 @@
 """Child process that runs HermiT through owlready2 for :func:`itkg.reasoning.reason`.
 
-The parent runs this file by path (``python -c BOOTSTRAP .../_hermit_worker.py JOB_DIR``, see
-:mod:`itkg.reasoning`) in a new session, with ``JOB_DIR`` (a private temporary directory) as its
+The parent runs this file by path (``python -c BOOTSTRAP .../_hermit_worker.py JOB_DIR PARENT_PID``,
+see :mod:`itkg.reasoning`) in a new session, before it writes the job; the worker waits for
+:data:`GO` on its standard input. If the parent dies (the kernel sends ``SIGTERM``, see
+:func:`itkg.processes.popen`), or has died already, the worker removes ``JOB_DIR`` and kills its
+process group, Java included, so the patient data does not outlive itkg. It runs with ``JOB_DIR`` (a private temporary directory) as its
 working directory and its ``TMPDIR``, so that everything
 owlready2 writes, including the N-Triples copy of the world it hands to Java and keeps after an
 inconsistency, lands in a directory the parent removes. The parent owns the deadline and the
@@ -23,9 +26,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+#: What the parent writes once the job is complete.
+GO = b"go\n"
 
 #: Java and Python exception class names (``java.lang.OutOfMemoryError``,
 #: ``owlready2.base.OwlReadyOntologyParsingError``); they carry no input values.
@@ -67,7 +76,7 @@ def _run(job_dir: Path) -> dict:
         for name in ("ontology", "patients"):
             with open(job_dir / f"{name}.nt", "rb") as handle:
                 world.get_ontology(f"urn:x-itkg:{name}#").load(fileobj=handle, format="ntriples")
-    except Exception as error:  # owlready2 raises several kinds; only the names leave this process
+    except Exception as error:  # noqa: BLE001 - owlready2 raises several kinds; only names leave
         return {"status": "error", "kind": "unreadable",
                 "names": [f"{type(error).__module__}.{type(error).__name__}"]}
     try:
@@ -91,14 +100,31 @@ def _run(job_dir: Path) -> dict:
     return {"status": "ok", "unsatisfiable": unsatisfiable, "members": members}
 
 
+def _abandon_with_parent(job_dir: Path, parent: int) -> None:
+    """On ``SIGTERM`` or ``SIGHUP`` (the parent died: see the module docstring), remove
+    ``job_dir`` and kill this process group; the same at once if ``parent`` is gone already."""
+    def abandon(signum: int = signal.SIGTERM, frame: Any = None) -> None:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        os.killpg(0, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, abandon)
+    signal.signal(signal.SIGHUP, abandon)
+    if os.getppid() != parent:
+        abandon()
+
+
 def main(argv: list[str]) -> int:
-    """Entry point: ``argv[1]`` is JOB_DIR; exit 0 when result.json was written.
+    """Entry point: ``argv[1]`` is JOB_DIR, ``argv[2]`` the parent's pid; exit 0 when result.json
+    was written.
 
     This file imports only the standard library and owlready2, so it also runs without the itkg
     package being imported.
     """
     sys.addaudithook(_refuse_network)
     job_dir = Path(argv[1])
+    _abandon_with_parent(job_dir, int(argv[2]))
+    if sys.stdin.buffer.readline() != GO:
+        return 1  # the parent failed before the job was complete; it removes the folder
     result = _run(job_dir)
     fd = os.open(job_dir / "result.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

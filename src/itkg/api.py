@@ -16,36 +16,59 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union
+from typing import Sequence, Union, cast
 
 import rdflib
 
-from . import vocab
+from . import names
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
 from .knowledge import Knowledge, load_knowledge
 from .loading import PatientData, PatientStore, load, node_id
 from .reasoning import ReasoningReport, reason as _reason
+from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import EligibilityResult, PatientExplanation, PrerequisiteCheck
-from .sparql import ENGINES, QueryResult, load_for_query, select
+from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
+                      Status)
+from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
 from .validation import ValidationReport, validate as _validate
 
 #: What the API functions accept as patient data.
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = ("native",) + ENGINES
+BACKENDS: tuple[str, ...] = names.BACKENDS
 
 
 def _data(data: DataLike) -> PatientData:
     return data if isinstance(data, PatientData) else load(data)
 
 
-def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                 knowledge: Knowledge | None = None, timeout: float | None = None,
+                mappings: Sequence[str | os.PathLike[str]] = (),
+                fhir_base: str | None = None,
                 extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
+    """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+
+    Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
+    well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
+    ``fhir_base`` the base of the IRIs of FHIR patients and records; the evidence then names the
+    FHIR resource and codes of each record (``Condition/c1; ICD-10-CM G89.3``). ``extensions``
+    are a site's extension files (its own subclasses, indications, criteria, prerequisites):
+    every engine decides with the ontology plus these (contract §6).
+    """
+    from .fhir import hook
+    with hook.configured(mappings=mappings, base=fhir_base) as run:
+        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
+                            extensions=extensions)
+        return hook.annotate(rows, run.notes)
+
+
+def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
+                 knowledge: Knowledge | None = None, timeout: float | None = None,
+                 extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 
@@ -71,6 +94,8 @@ def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoi
         patient_data = data
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
         patient_data = load_for_query(data, ontology=ontology)  # type: ignore[arg-type]  # files: into the store only
+    elif data is None:
+        raise QueryError("no data: give patient data, or an endpoint")
     else:
         patient_data = _data(data)
     if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
@@ -79,7 +104,8 @@ def eligibility(data: DataLike | PatientStore, *, engine: str = "native", endpoi
     if engine not in ENGINES:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(BACKENDS)}")
     return _rows_from_queries(
-        lambda text: select(text, patient_data, engine=engine, timeout=timeout, ontology=ontology), knowledge)
+        lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout,
+                            ontology=ontology), knowledge)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
@@ -108,10 +134,11 @@ def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
             continue
         patient, indication = node_id(row["patient"]), str(row["indication"])
         states = {p.code: str(row.get(p.variable, "missing")) for p in prerequisites}
-        checks = tuple(PrerequisiteCheck(p.code, states[p.code], f"{states[p.code]} (from the SPARQL query)")
+        checks = tuple(PrerequisiteCheck(p.code, cast(PrerequisiteState, states[p.code]),
+                                         f"{states[p.code]} (from the SPARQL query)")
                        for p in prerequisites if states[p.code] != "not-required")
         results.append(EligibilityResult(
-            patient, str(row["therapy"]), indication, str(row["status"]),
+            patient, str(row["therapy"]), indication, cast(Status, str(row["status"])),
             tuple(c.code for c in checks if c.state != "met"),
             tuple(sorted(evidence.get((patient, indication), ())))
             + tuple(f"{c.code}: {c.state}" for c in checks),
@@ -191,3 +218,21 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
         ontology += missing_owl_classes(knowledge)
         options["ontology"] = ontology
     return _reason(_data(data).graph(), **options)
+
+
+def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
+           endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
+           knowledge: Knowledge | None = None, timeout: float | None = None,
+           max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
+    """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
+    summary with attrition per indication, worklist, qualifying and excluded patients, and each
+    patient's explanation. The file holds patient data: it is written atomically, owner-only.
+
+    The arguments are those of :func:`eligibility`; see :func:`itkg.report.report` for the caps.
+    ``data`` may be what :func:`itkg.load` returned, a path or a list of paths (``None`` with
+    ``endpoint``); an rdflib graph is not accepted (the report names the input files).
+    """
+    if isinstance(data, rdflib.Graph):
+        raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
+    return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
+                   knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)

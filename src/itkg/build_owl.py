@@ -1,7 +1,11 @@
 """Generate ``ontology/itkg.owl`` (RDF/XML) from ``ontology/itkg.ttl``, the same bytes on every run.
 
-``python -m itkg.build_owl`` rewrites the file; ``python -m itkg.build_owl --check`` exits 1 when it
-is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt.
+``python -m itkg.build_owl`` first writes the ontology's SKOS cross-references from
+``ontology/itkg.sssom.tsv`` into the Turtle (:mod:`itkg.mappings`), then rewrites the file;
+``python -m itkg.build_owl --check`` exits 1 when it
+is stale, so CI and ``tests/test_ontology.py`` catch a Turtle edit that was not rebuilt. In a
+source checkout the same command also renders the ontology's HTML documentation,
+``docs/ontology/index.html`` (:mod:`itkg.ontology_docs`), and ``--check`` covers it too.
 
 Why a writer of our own: rdflib's RDF/XML serializers order namespaces and subjects by set
 iteration and name blank nodes randomly, so two runs on the same Turtle give different files and
@@ -26,7 +30,9 @@ from rdflib.compare import to_canonical_graph
 from rdflib.namespace import OWL, RDF
 from rdflib.term import Node
 
-from itkg.resources import ontology_owl_path, ontology_path
+from itkg import ontology_docs
+from itkg.mappings import sync_ontology
+from itkg.resources import data_root, ontology_owl_path, ontology_path
 
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*\Z")
 _TEXT_ESCAPES = {"\r": "&#13;"}
@@ -60,7 +66,7 @@ class _Writer:
         self.graph = graph
         self.prefixes = prefixes  # namespace -> prefix
         self.used: dict[str, str] = {}  # prefix -> namespace, for the xmlns declarations
-        uses = Counter(o for o in graph.objects() if isinstance(o, BNode))
+        uses: Counter[Node] = Counter(o for o in graph.objects() if isinstance(o, BNode))
         once = {b for b, n in uses.items() if n == 1}
         self.roots = sorted({s for s in graph.subjects() if s not in once}, key=self._root_key)
         self.nested = self._reachable(once)
@@ -74,8 +80,8 @@ class _Writer:
         header = (node, RDF.type, OWL.Ontology) in self.graph
         return (0 if header else 1 if isinstance(node, URIRef) else 2, str(node))
 
-    def _reachable(self, once: set[BNode]) -> set[BNode]:
-        seen: set[BNode] = set()
+    def _reachable(self, once: set[Node]) -> set[Node]:
+        seen: set[Node] = set()
         stack = [o for r in self.roots for o in self.graph.objects(r) if o in once]
         while stack:
             node = stack.pop()
@@ -200,21 +206,42 @@ def build(source: Path, target: Path, check: bool = False) -> bool:
     return False
 
 
+def docs_path() -> Path | None:
+    """``docs/ontology/index.html`` of a source checkout; None in an installed wheel (no docs/)."""
+    docs = data_root() / "docs"
+    return docs / "ontology" / "index.html" if docs.is_dir() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: 0 when written or in sync, 1 when ``--check`` finds it stale."""
     parser = argparse.ArgumentParser(prog="python -m itkg.build_owl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if the .owl is stale")
     parser.add_argument("--ttl", type=Path, default=None, help="Turtle source (default: the bundled itkg.ttl)")
     parser.add_argument("--owl", type=Path, default=None, help="RDF/XML target (default: the bundled itkg.owl)")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="HTML documentation target (default: docs/ontology/index.html of the checkout)")
     args = parser.parse_args(argv)
     source = args.ttl or ontology_path()
-    target = args.owl or ontology_owl_path()
-    fresh = build(source, target, check=args.check)
-    if args.check and not fresh:
-        print(f"{target} is stale: run `python -m itkg.build_owl`", file=sys.stderr)
+    if args.ttl is None and not sync_ontology(source, check=args.check):
+        # The SKOS cross-references are generated from ontology/itkg.sssom.tsv (itkg.mappings).
+        print(f"{source}: its cross-references differ from itkg.sssom.tsv: run `python -m itkg.build_owl`",
+              file=sys.stderr)
         return 1
-    if not args.check:
-        print(f"{target} {'unchanged' if fresh else 'written'}")
+    targets = [(args.owl or ontology_owl_path(), build)]
+    docs = args.docs or docs_path()
+    if docs is not None:
+        targets.append((docs, ontology_docs.build))
+    stale = []
+    for target, builder in targets:
+        fresh = builder(source, target, check=args.check)
+        if not fresh:
+            stale.append(target)
+        if not args.check:
+            print(f"{target} {'unchanged' if fresh else 'written'}")
+    if args.check and stale:
+        for target in stale:
+            print(f"{target} is stale: run `python -m itkg.build_owl`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,7 +20,7 @@ from . import vocab
 from .guards import is_valid_lexical
 from .knowledge import Criterion, Indication, Knowledge, Prerequisite
 from .loading import node_id
-from .results import (CriterionExplanation, EligibilityResult, IndicationExplanation,
+from .results import (Status, CriterionExplanation, EligibilityResult, IndicationExplanation,
                       PatientExplanation, PrerequisiteCheck)
 
 
@@ -311,7 +311,7 @@ class RuleEngine:
         """The row of a met indication; the evidence is that of its met ``criteria``."""
         checks = self.prerequisites(patient, indication.therapy)
         states = {c.state for c in checks}
-        status = "excluded" if "failed" in states else "pending" if "missing" in states else "qualifies"
+        status: Status = "excluded" if "failed" in states else "pending" if "missing" in states else "qualifies"
         evidence = [f"{c.label}: {fact}" for c in criteria if c.met for fact in c.evidence]
         evidence += [f"{c.code}: {c.reason}" for c in checks]
         return EligibilityResult(patient, indication.therapy, indication.iri, status,

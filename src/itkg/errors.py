@@ -80,3 +80,8 @@ class EndpointError(ItkgError):
 
 class ValidationEngineError(ItkgError):
     """A SHACL back-end asked for (``--engine jena``) is missing here, or stopped while validating."""
+
+
+class WorkerError(ItkgError):
+    """A worker process of itkg ended without an answer or failed (only the kind of failure is
+    reported: its message may quote data)."""

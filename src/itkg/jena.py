@@ -30,7 +30,7 @@ from typing import IO, Iterable, Sequence
 
 import pyoxigraph as ox
 
-from ._process import die_with_parent
+from . import processes
 from .errors import ValidationEngineError
 
 #: The jars the worker needs, by their unversioned Debian names.
@@ -157,9 +157,9 @@ class JenaWorker:
     def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes, heap: int = HEAP_MB) -> None:
         command = [setup.java, f"-Xmx{heap}m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
                    "-cp", cp, str(SOURCE)]
-        self._process = subprocess.Popen(
+        self._process = processes.popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent, cwd=Path(cp.split(":", 1)[0]).parent,
+            cwd=Path(cp.split(":", 1)[0]).parent,
             env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
         self._send(shapes)
         self._send(base)
@@ -185,9 +185,11 @@ class JenaWorker:
 
     def validate(self, batch: Iterable[ox.Triple]) -> list[RawResult]:
         """The results Jena finds in base ∪ ``batch``."""
-        self._send(ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES))
+        data = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
+        assert data is not None  # no output given: the bytes are returned
+        self._send(data)
         stdout = self._pipe(self._process.stdout)
-        lines = []
+        lines: list[str] = []
         while True:
             raw = stdout.readline()
             if not raw:
@@ -197,10 +199,10 @@ class JenaWorker:
                 return _decode(lines)
             lines.append(line)
 
-    def close(self) -> None:
-        """End the worker (politely, then by force)."""
+    def close(self, *, force: bool = False) -> None:
+        """End the worker: politely (then by force after 10 s), or at once when ``force``."""
         try:
-            if self._process.poll() is None:
+            if self._process.poll() is None and not force:
                 stdin = self._process.stdin
                 if stdin is not None:
                     try:
@@ -235,16 +237,18 @@ class JenaPool:
             for _ in range(count):
                 self.workers.append(JenaWorker(setup, cp, shapes, base, heap))
         except BaseException:
-            self.close()
+            self.close(force=True)
             raise
 
-    def close(self) -> None:
+    def close(self, *, force: bool = False) -> None:
+        """End the workers (at once when ``force``: after an error or a signal) and remove the
+        private folder."""
         for worker in self.workers:
-            worker.close()
+            worker.close(force=force)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> JenaPool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.close(force=kind is not None)

@@ -13,10 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, cast
 
 import rdflib
 from rdflib.namespace import OWL, RDFS, SKOS
+from rdflib.query import ResultRow
 
 from . import vocab
 from .resources import ontology_path, query_path
@@ -168,7 +169,8 @@ class Knowledge:
         rows = self.graph.query(query_path("indication-criteria").read_text(encoding="utf-8"))
         criteria: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         owner: dict[str, tuple[str, str]] = {}
-        for row in rows:
+        for result_row in rows:
+            row = cast(ResultRow, result_row)  # a SELECT query's rows
             indication, therapy, criterion = str(row.indication), str(row.therapy), str(row.criterion)
             owner.setdefault(criterion, (indication, therapy))
             facts = criteria[criterion]
@@ -208,7 +210,7 @@ class Knowledge:
                 continue
             order = graph.value(node, rdflib.URIRef(itkg + "prerequisiteOrder"))
             try:
-                position = int(order) if order is not None else 1000
+                position = int(str(order)) if order is not None else 1000
             except (TypeError, ValueError):
                 position = 1000
             found[str(therapy)].append(Prerequisite(

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence, cast
 
 import pyoxigraph as ox
 import rdflib
 
-from . import guards, setaside
+from . import guards, names, setaside
 from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
                      UnsafeInputError)
 
@@ -37,26 +38,17 @@ _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 #: Default cap on one input file, in bytes. A million patients in N-Triples is about 2 GB.
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
-#: Formats itkg reads, by file extension.
-FORMATS: dict[str, ox.RdfFormat] = {
-    ".ttl": ox.RdfFormat.TURTLE,
-    ".turtle": ox.RdfFormat.TURTLE,
-    ".nt": ox.RdfFormat.N_TRIPLES,
-    ".ntriples": ox.RdfFormat.N_TRIPLES,
-    ".jsonld": ox.RdfFormat.JSON_LD,
-    ".json": ox.RdfFormat.JSON_LD,
-    ".rdf": ox.RdfFormat.RDF_XML,
-    ".owl": ox.RdfFormat.RDF_XML,
-    ".xml": ox.RdfFormat.RDF_XML,
-}
-
-#: Names accepted by ``--input-format``.
+#: Names accepted by ``--input-format`` (:data:`itkg.names.INPUT_FORMATS`).
 FORMAT_NAMES: dict[str, ox.RdfFormat] = {
     "turtle": ox.RdfFormat.TURTLE,
     "ntriples": ox.RdfFormat.N_TRIPLES,
     "jsonld": ox.RdfFormat.JSON_LD,
     "rdfxml": ox.RdfFormat.RDF_XML,
 }
+assert tuple(FORMAT_NAMES) == names.INPUT_FORMATS
+
+#: Formats itkg reads, by file extension (:data:`itkg.names.EXTENSIONS`).
+FORMATS: dict[str, ox.RdfFormat] = {ext: FORMAT_NAMES[name] for ext, name in names.EXTENSIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -98,14 +90,14 @@ class PatientData:
             graph = rdflib.Graph()
             add = graph.add
             for triple in self.triples:
-                add((to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)))
+                add(to_rdflib_triple(triple))
             self._graph = graph
         return self._graph
 
     @classmethod
     def from_graph(cls, graph: rdflib.Graph) -> "PatientData":
         """Wrap an rdflib graph that is already in memory (it is not copied or modified)."""
-        triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in graph]
+        triples = [to_oxigraph_triple(t) for t in graph]
         tally = setaside.Tally()
         kept = setaside.split(triples, tally)
         data = cls(triples=kept, sources=(Source("<graph>", "", "rdflib", len(triples), tally.schema,
@@ -138,12 +130,15 @@ class PatientStore:
             yield quad.triple
 
 
-def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Identifier:
-    """Convert a pyoxigraph term to the equivalent rdflib term, keeping literals exactly as written."""
+def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> rdflib.term.Identifier:
+    """Convert a pyoxigraph term to the equivalent rdflib term, keeping literals exactly as written.
+    Triple terms (RDF 1.2) have no rdflib equivalent; the loaders refuse them before this."""
     if isinstance(term, ox.NamedNode):
         return rdflib.URIRef(term.value)
     if isinstance(term, ox.BlankNode):
         return rdflib.BNode(term.value)
+    if isinstance(term, ox.Triple):
+        raise TypeError("a triple term has no rdflib equivalent")
     if term.language:
         return rdflib.Literal(term.value, lang=term.language)
     if term.datatype.value == _XSD_STRING:  # RDF 1.1: a simple literal *is* an xsd:string
@@ -151,7 +146,29 @@ def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Ide
     return rdflib.Literal(term.value, datatype=rdflib.URIRef(term.datatype.value))
 
 
-def to_oxigraph(term: rdflib.term.Identifier) -> ox.NamedNode | ox.BlankNode | ox.Literal:
+def ntriples(triples: Iterable[ox.Triple]) -> bytes:
+    """``triples`` as N-Triples bytes (pyoxigraph returns bytes when given no output)."""
+    data = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+    assert data is not None
+    return data
+
+
+def to_rdflib_triple(triple: ox.Triple | ox.Quad) -> tuple[rdflib.term.Identifier, rdflib.term.Identifier,
+                                                          rdflib.term.Identifier]:
+    """:func:`to_rdflib` of a triple's three terms."""
+    return to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)
+
+
+def to_oxigraph_triple(triple: tuple[rdflib.term.Node, rdflib.term.Node, rdflib.term.Node]) -> ox.Triple:
+    """:func:`to_oxigraph` of an rdflib triple (a graph's subject is never a literal and its
+    predicate always an IRI; anything else is a programming error)."""
+    s, p, o = (to_oxigraph(t) for t in triple)
+    if isinstance(s, ox.Literal) or not isinstance(p, ox.NamedNode):
+        raise TypeError("not an RDF triple: literal subject or non-IRI predicate")
+    return ox.Triple(s, p, o)
+
+
+def to_oxigraph(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode | ox.Literal:
     """Convert an rdflib term to the equivalent pyoxigraph term."""
     if isinstance(term, rdflib.URIRef):
         return ox.NamedNode(str(term))
@@ -166,7 +183,7 @@ def to_oxigraph(term: rdflib.term.Identifier) -> ox.NamedNode | ox.BlankNode | o
     raise TypeError(f"not an RDF term: {type(term).__name__}")
 
 
-def node_id(term: ox.NamedNode | ox.BlankNode | rdflib.term.Identifier) -> str:
+def node_id(term: ox.NamedNode | ox.BlankNode | ox.Triple | rdflib.term.Node) -> str:
     """How itkg names a node in its results: the IRI, or ``_:`` and the blank node's id."""
     if isinstance(term, (ox.BlankNode, rdflib.BNode)):
         return "_:" + (term.value if isinstance(term, ox.BlankNode) else str(term))
@@ -219,11 +236,17 @@ def load(
     guards.install_library_defaults()
     if isinstance(sources, rdflib.Graph):
         return PatientData.from_graph(sources)
-    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise InputError("<none>", "no input files given")
     triples: list[ox.Triple] = []
     loaded: list[Source] = []
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then treated as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        triples.extend(graph.triples)
+        loaded.extend(fhir_sources)
     for raw in paths:
         path = Path(raw)
         file_triples, source = _load_file(path, input_format, max_bytes, strict_literals, strict)
@@ -263,13 +286,27 @@ def load_store(
     True
     """
     guards.install_library_defaults()
-    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise InputError("<none>", "no input files given")
     target = ox.Store() if store is None else store
-    loaded = [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict)
-              for raw in paths]
+    fhir_paths, paths = _fhir_split(paths, input_format)
+    loaded = []
+    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then stored as parsed RDF
+        from .fhir.hook import read_fhir
+        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
+        loaded.extend(fhir_sources)
+    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict)
+               for raw in paths]
     return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
+
+
+def _fhir_split(paths: Sequence[str | os.PathLike[str]],
+                input_format: str | None) -> tuple[list[Path], list[Path]]:
+    """The FHIR inputs (told by content, or ``--input-format fhir``) and the RDF ones."""
+    from .fhir.hook import split
+    return split(paths, input_format)
 
 
 def checked_size(path: Path, max_bytes: int) -> int:
@@ -301,7 +338,51 @@ def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
         guards.reject_xml_dtd(data, str(path))
     elif fmt == ox.RdfFormat.JSON_LD:
         guards.load_json_safely(data, str(path))
+        refuse_invalid_jsonld_terms(data, path)
     return data
+
+
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _bad_iri(value: str) -> bool:
+    try:
+        ox.NamedNode(value)
+    except ValueError:
+        # Without a scheme it is an undefined term (a key the context does not map), which JSON-LD
+        # drops by design; with one, it is an IRI that cannot be valid.
+        return _HAS_SCHEME.match(value) is not None
+    return False
+
+
+def refuse_invalid_jsonld_terms(data: bytes, path: Path) -> None:
+    """Refuse JSON-LD holding an invalid IRI (``"@id": ".../zoe smith"``) or language tag.
+
+    The JSON-LD algorithms drop such a node, property or value without a word, so a patient would
+    silently vanish from the data (and validation say "Conforms"), where the same IRI in Turtle,
+    N-Triples or RDF/XML is a syntax error. pyoxigraph's lenient mode keeps what the strict mode
+    drops, unchecked; any term of its output that is not valid marks the file as bad input. The
+    message names the file only.
+    """
+    try:
+        for quad in ox.parse(data, format=ox.RdfFormat.JSON_LD, base_iri=path.resolve().as_uri(),
+                             without_named_graphs=True, lenient=True):
+            for term in (quad.subject, quad.predicate, quad.object):
+                if isinstance(term, ox.NamedNode):
+                    bad = _bad_iri(term.value)
+                elif isinstance(term, ox.Literal) and term.language is not None:
+                    try:
+                        ox.Literal(term.value, language=term.language)
+                        bad = False
+                    except ValueError:
+                        bad = True
+                else:
+                    bad = False
+                if bad:
+                    raise ParseError(path, "invalid IRI or language tag in JSON-LD (the node or "
+                                           "value holding it would be silently dropped)")
+    except (SyntaxError, ValueError, MemoryError, OSError):
+        return  # the strict parse that follows reports it
 
 
 def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError:
@@ -351,7 +432,7 @@ class _CountingReader:
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         try:
-            self._file = path.open("rb")  # noqa: SIM115 - closed by close()
+            self._file = path.open("rb")  # closed by close()
         except OSError as error:
             raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
         self._left = max_bytes + 1
@@ -386,15 +467,15 @@ def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_byte
     imports = triple_terms = patient = False
     tally = setaside.Tally()
     try:
-        quads = ox.parse(data, format=fmt, base_iri=path.resolve().as_uri(),
-                         without_named_graphs=True, rename_blank_nodes=True)
+        quads = ox.parse(data if isinstance(data, bytes) else cast(IO[bytes], data), format=fmt,
+                         base_iri=path.resolve().as_uri(), without_named_graphs=True, rename_blank_nodes=True)
         while batch := list(islice(quads, _STREAM_BATCH)):
             count += len(batch)
             # Once anything is wrong the file is refused, but only after the parser has run to its
             # end: a syntax error later in the file is what load() reports then.
             imports = imports or any(q.predicate.value == OWL_IMPORTS for q in batch)
             triple_terms = triple_terms or any(type(q.object) is ox.Triple for q in batch)
-            kept = setaside.split(batch, tally, keep_ill_typed=not strict_literals)  # type: ignore[arg-type]
+            kept = setaside.split(batch, tally, keep_ill_typed=not strict_literals)
             patient = patient or setaside.holds_patient(kept)
             if not (imports or triple_terms or (strict and tally.ill_typed)):
                 store.extend(kept)

@@ -22,18 +22,18 @@ triples cross process boundaries, never the index.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.connection
-import os
 import signal
-import threading
 from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import vocab
+from . import processes, vocab
 from .engine import PatientIndex, RuleEngine
+from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
 from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
@@ -45,15 +45,6 @@ from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untru
 _BATCH = 2048
 #: Nodes whose triples are fetched from the workers in one message.
 _FETCH_BATCH = 50_000
-
-
-def default_workers() -> int:
-    """One worker per CPU this process may use (the work is CPU-bound), at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
 
 
 def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = None,
@@ -76,8 +67,8 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     [('anna', 'qualifies'), ('ben', 'pending'), ('carla', 'qualifies'), ('dev', 'excluded')]
     """
     knowledge = knowledge or load_knowledge()
-    workers = default_workers() if workers is None else max(1, workers)
-    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+    workers = processes.default_workers() if workers is None else max(1, workers)
+    if workers > 1 and not processes.forking_available():
         workers = 1  # pragma: no cover - the children must inherit the knowledge and hash seed
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers,
                   min_piece_bytes=min_piece_bytes)
@@ -142,7 +133,9 @@ def _pack(row: EligibilityResult) -> tuple:
 
 
 def _unpack(packed: tuple) -> EligibilityResult:
-    return EligibilityResult(*packed[:6], tuple(PrerequisiteCheck(*c) for c in packed[6]))
+    patient, therapy, indication, status, unmet, evidence, checks = packed
+    return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
+                             tuple(PrerequisiteCheck(*c) for c in checks))
 
 
 def _sort_key(row: EligibilityResult) -> tuple:
@@ -168,7 +161,7 @@ class _Parser:
                 break
             reports[number] = report = parse_piece(
                 self.pieces[number], self.builder, on_read=on_read,
-                should_stop=lambda number=number: number > stop.value)
+                should_stop=functools.partial(_after, number, stop))
             last = fatal_after(self.pieces, report, self.strict)
             if last is not None:
                 with self.lock:
@@ -188,35 +181,29 @@ def _assign(pieces: Sequence[Piece], workers: int) -> list[list[int]]:
 
 
 class _Run:
-    """One parallel run: the main process is worker 0 and talks to one pipe per child."""
+    """One parallel run: the main process is worker 0 and talks to one pipe per child
+    (:func:`itkg.processes.start_child`: forked, ended with the run, dying with this process)."""
 
     def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter,
                  strict: bool = False) -> None:
         self.pieces, self.knowledge, self.meter = pieces, knowledge, meter
         self.strict = strict
         self.assigned = [a for a in _assign(pieces, workers) if a]
-        self.context = multiprocessing.get_context("fork")
-        self.stop = self.context.RawValue("q", len(pieces))
-        self.lock = self.context.Lock()
-        self.children: list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]] = []
+        context = multiprocessing.get_context("fork")
+        self.stop = context.RawValue("q", len(pieces))
+        self.lock = context.Lock()
+        self.children: list[processes.Child] = []
 
     def rows(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
         try:
             for worker in range(1, len(self.assigned)):
-                ours, theirs = self.context.Pipe()
-                child = self.context.Process(target=self._child, args=(worker, theirs),
-                                             name=f"itkg-worker-{worker}", daemon=True)
-                child.start()
-                theirs.close()
-                self.children.append((child, ours))
+                self.children.append(processes.start_child(
+                    functools.partial(self._child, worker), name=f"itkg-worker-{worker}"))
             self.meter.show()
             return self._main(checksums)
         finally:
-            for child, conn in self.children:
-                if child.is_alive():
-                    child.terminate()
-                child.join()
-                conn.close()
+            for child in self.children:
+                child.stop()
 
     # -- the main process --------------------------------------------------------------------------
 
@@ -229,23 +216,23 @@ class _Run:
             axioms = list(index.subclass_axioms)
             hashes = [_subject_hashes(index)]
             self.meter.patients = _patient_count(index)
-            for _, conn in self.children:
+            for conn in self._conns():
                 child_reports, child_axioms, child_hashes, patients = self._receive(conn)
                 reports.update(child_reports)
                 axioms += child_axioms
                 hashes.append(child_hashes)
                 self.meter.patients += patients
             resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
-            for worker, (_, conn) in enumerate(self.children, 1):
+            for worker, conn in enumerate(self._conns(), 1):
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
-            for _, conn in self.children:
+            for conn in self._conns():
                 packed, child_deferred = self._receive(conn)
                 rows += map(_unpack, packed)
                 deferred += child_deferred
             rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
-            for _, conn in self.children:
+            for conn in self._conns():
                 conn.send(("done",))
             rows.sort(key=_sort_key)
         return rows, sources_of(self.pieces, reports, checksums=checksums)
@@ -270,40 +257,34 @@ class _Run:
         own entries are moved, not copied: its own patients are decided already."""
         for start in range(0, len(nodes), _FETCH_BATCH):
             batch = nodes[start:start + _FETCH_BATCH]
-            for _, conn in self.children:
+            for conn in self._conns():
                 conn.send(("fetch", batch))
             merged.merge(index.take(batch))
-            for _, conn in self.children:
+            for conn in self._conns():
                 merged.merge(self._receive(conn))
+
+    def _conns(self) -> list[multiprocessing.connection.Connection]:
+        return [child.conn for child in self.children]
 
     def _receive(self, conn: multiprocessing.connection.Connection) -> Any:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            child = next(c for c, k in self.children if k is conn)
-            child.join()
-            if child.exitcode == -signal.SIGKILL:
+            child = next(c for c in self.children if c.conn is conn)
+            if child.exit_code() == -signal.SIGKILL:
                 raise MemoryError from None  # the kernel's out-of-memory killer, most likely
-            raise RuntimeError("a worker process ended unexpectedly") from None
+            raise WorkerError("a worker process ended unexpectedly") from None
         if isinstance(message, tuple) and message and message[0] == "crashed":
-            raise MemoryError if message[1] == "MemoryError" else RuntimeError(
-                f"a worker process failed ({message[1]})")
+            if message[1] == "MemoryError":
+                raise MemoryError
+            raise WorkerError(f"a worker process failed ({message[1]})")
         return message
 
     # -- a child -----------------------------------------------------------------------------------
 
     def _child(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
-        """A child's life, in a new thread.
-
-        pyoxigraph names the blank nodes it makes up (Turtle's ``[]``) with its thread's random
-        generator, and a forked child's main thread goes on from the same state as its parent's:
-        both would make up the *same* names, merging unrelated records. A new thread seeds its
-        own generator from the operating system.
-        """
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles ^C and ends us
-        thread = threading.Thread(target=self._serve, args=(worker, conn), name=f"itkg-worker-{worker}")
-        thread.start()
-        thread.join()
+        """A child's life, in a fresh thread (:func:`itkg.processes.in_fresh_thread` says why)."""
+        processes.in_fresh_thread(self._serve, worker, conn, name=f"itkg-worker-{worker}")
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
         try:
@@ -332,6 +313,11 @@ class _Run:
                 conn.send(("crashed", type(error).__name__))
             except OSError:
                 pass
+
+
+def _after(number: int, stop: Any) -> bool:
+    """Whether some worker found an error in a piece before ``number`` (``stop`` is shared)."""
+    return bool(number > stop.value)
 
 
 def _patient_count(index: PatientIndex) -> int:

@@ -38,8 +38,7 @@ from typing import Any
 import rdflib
 from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 
-from itkg import _hermit_worker, resources, vocab
-from itkg._process import die_with_parent
+from itkg import _hermit_worker, processes, resources, vocab
 from itkg._hermit_worker import exception_names
 from itkg.errors import ReasonerError
 from itkg.loading import node_id
@@ -138,6 +137,11 @@ def patient_nodes(graph: Graph) -> set[rdflib.term.Node]:
     return found
 
 
+#: Individuals (distinct subjects) allowed per patient of ``max_patients``: a patient with a
+#: condition, a treatment, a consent and a CSF assessment is 5; the rest is headroom.
+INDIVIDUALS_PER_PATIENT = 10
+
+
 def reason(patients: Graph, *, ontology: Graph | None = None, timeout: float = 300.0,
            max_patients: int = 20_000,
            java_memory_mb: int = DEFAULT_JAVA_MEMORY_MB) -> ReasoningReport:
@@ -165,16 +169,33 @@ def reason(patients: Graph, *, ontology: Graph | None = None, timeout: float = 3
             f"{len(patient_set)} patients exceed the reasoning limit of {max_patients}: HermiT is "
             "for cohorts, not populations (it took 44 s and 1.1 GB for 10,000 patients). Use "
             "`itkg eligibility` for whole populations, or raise max_patients deliberately.")
+    # HermiT's work grows with every individual, not only with patients: records that hang off
+    # patients, and individuals linked to no patient at all, count against the limit too.
+    described = len(set(patients.subjects()))
+    if described > max_patients * INDIVIDUALS_PER_PATIENT:
+        raise ReasonerError(
+            f"{described} individuals (patients, their records and anything else described) "
+            f"exceed the reasoning limit of {max_patients * INDIVIDUALS_PER_PATIENT} "
+            f"({INDIVIDUALS_PER_PATIENT} per allowed patient): use `itkg eligibility`, or raise "
+            "max_patients deliberately.")
     classes = _patient_classes(ontology)
     skolem: dict[BNode, URIRef] = {}
     individuals = _individual_bnodes(patients)
     with tempfile.TemporaryDirectory(prefix="itkg-reason-") as job:
         job_dir = Path(job)
-        _write_nt(_handover(ontology, set(), skolem), job_dir / "ontology.nt")
-        _write_nt(_handover(patients, individuals, skolem), job_dir / "patients.nt")
-        (job_dir / "job.json").write_text(json.dumps(
-            {"java_memory_mb": int(java_memory_mb), "classes": sorted(classes)}), encoding="utf-8")
-        result = _run_worker(job_dir, timeout)
+        # The worker starts first, so that from the first byte of patient data on, someone
+        # removes the folder if this process dies (see _start_worker).
+        process = _start_worker(job_dir)
+        try:
+            _write_nt(_handover(ontology, set(), skolem), job_dir / "ontology.nt")
+            _write_nt(_handover(patients, individuals, skolem), job_dir / "patients.nt")
+            (job_dir / "job.json").write_text(json.dumps(
+                {"java_memory_mb": int(java_memory_mb), "classes": sorted(classes)}), encoding="utf-8")
+        except BaseException:
+            processes.kill(process, group=True)
+            process.communicate()
+            raise
+        result = _run_worker(process, job_dir, timeout)
     if result["status"] == "inconsistent":
         return ReasoningReport(False, (), {}, len(patient_set), time.monotonic() - started)
     back = {str(iri): node_id(bnode) for bnode, iri in skolem.items()}
@@ -276,35 +297,36 @@ def _child_env(job_dir: Path) -> dict[str, str]:
     return env
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the worker's session: the Python child and the Java grandchild."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _start_worker(job_dir: Path) -> subprocess.Popen[bytes]:
+    """Start the HermiT worker on ``job_dir``; it waits for "go" on its standard input.
+
+    It runs in its own session (so that Java, which owlready2 starts, is in its process group)
+    and gets ``SIGTERM`` if this process dies, even by ``SIGKILL``: it then removes ``job_dir``
+    and kills its process group (itself and Java). So neither HermiT nor the patient data
+    outlives itkg.
+    """
+    return processes.popen(
+        [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir), str(os.getpid())],
+        new_session=True, parent_death_signal=signal.SIGTERM, cwd=job_dir, env=_child_env(job_dir),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _run_worker(job_dir: Path, timeout: float) -> Mapping[str, Any]:
-    """Run the worker on ``job_dir`` under the deadline and return its parsed result."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _BOOTSTRAP, _hermit_worker.__file__, str(job_dir)],
-        cwd=job_dir, env=_child_env(job_dir), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=die_with_parent)
+def _run_worker(process: subprocess.Popen[bytes], job_dir: Path, timeout: float) -> Mapping[str, Any]:
+    """Let the worker go on ``job_dir`` under the deadline and return its parsed result."""
     try:
-        output, _ = process.communicate(timeout=timeout)
+        output, _ = process.communicate(_hermit_worker.GO, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process)
+        processes.kill(process, group=True)
         process.communicate()
         raise ReasonerError(f"reasoning did not finish within {timeout:g} s; give a longer "
                             "timeout or reason over fewer patients") from None
     except BaseException:
-        _kill_group(process)
+        processes.kill(process, group=True)
         process.communicate()
         raise
     result_file = job_dir / "result.json"
     if process.returncode != 0 or not result_file.is_file():
-        _kill_group(process)  # a crashed worker may have left Java running
+        processes.kill(process, group=True)  # a crashed worker may have left Java running
         names = exception_names(output.decode("utf-8", "replace"))
         raise ReasonerError(f"the HermiT worker stopped with exit status {process.returncode}"
                             + (f" ({', '.join(names)})" if names else ""))

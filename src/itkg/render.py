@@ -9,10 +9,10 @@ file one by one, so that no full copy of the text is ever held.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import io
 import json
+import re
 import uuid
 from json.encoder import encode_basestring as _json_string
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -21,12 +21,14 @@ import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import PROV, RDF, RDFS, XSD
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.table import Table
 
 from .knowledge import Knowledge
-from .loading import Source, node_id, to_oxigraph
+from .loading import Source, node_id, to_oxigraph_triple
 from .results import EligibilityResult, PatientExplanation
 from .sparql import QueryResult
+from .termsafe import printable
 from .validation import ValidationReport
 
 if TYPE_CHECKING:
@@ -51,20 +53,52 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool 
           styles: dict[str, str] | None = None, title: str | None = None) -> str:
     """A readable table; ``color`` adds ANSI colours (only when writing to a terminal)."""
     console, buffer = _console(color)
-    grid = Table(*columns, title=title, show_lines=False, header_style="bold")
+    grid = Table(*[printable(c) for c in columns], title=title, show_lines=False, header_style="bold")
     for row in rows:
         grid.add_row(*[f"[{styles[c]}]{c}[/]" if styles and c in styles and color else
-                       c.replace("[", "\\[") for c in row])
+                       printable(c).replace("[", "\\[") for c in row])
     console.print(grid)
     return buffer.getvalue()
 
 
+#: A cell a spreadsheet would run as a formula: it starts (or a line in it starts) with one of
+#: these. OWASP's list; a CR or tab before them is skipped by some spreadsheets.
+_FORMULA = re.compile(r"(^|[\r\n])(?=[=+\-@\t\r])")
+#: A plain number (``-5``, ``+1.5e3``) is no formula, and keeps its sign.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: str) -> str:
+    r"""``value`` made safe for a spreadsheet: a ``'`` before a leading ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return (and before one that starts a line inside the cell), so that opening
+    the CSV never runs a formula such as ``=HYPERLINK(...)`` planted in patient data. Plain
+    numbers are left alone.
+
+    >>> [csv_cell(v) for v in ["=1+2", "-5", "@SUM(A1)", "Zoe", "a\r=cmd()"]]
+    ["'=1+2", '-5', "'@SUM(A1)", 'Zoe', "a\r'=cmd()"]
+    """
+    if not value or _NUMBER.fullmatch(value):
+        return value
+    return _FORMULA.sub(r"\1'", value)
+
+
+def _csv_field(value: str) -> str:
+    # Python's csv writer leaves a bare CR unquoted when the line terminator is "\n"; quote it.
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv_row(cells: Sequence[str]) -> str:
+    if len(cells) == 1 and not cells[0]:
+        return '""\n'  # as the csv module writes it: an empty line would read as no row
+    return ",".join(_csv_field(csv_cell(c)) for c in cells) + "\n"
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return out.getvalue()
+    """CSV (RFC 4180 quoting, every CR and LF inside a quoted field) with every cell passed
+    through :func:`csv_cell`."""
+    return _csv_row(columns) + "".join(_csv_row(row) for row in rows)
 
 
 # -- eligibility ---------------------------------------------------------------------------------
@@ -233,25 +267,26 @@ def _run_uuid(started: _dt.datetime, sources: Sequence[Source]) -> str:
 def explanation_text(explanation: PatientExplanation, *, color: bool = False) -> str:
     """One patient, every indication, met or not, with the criterion that failed."""
     console, buffer = _console(color, wrap=False)
-    console.print(f"[bold]Patient {explanation.patient}[/]" if color else f"Patient {explanation.patient}")
+    patient = printable(explanation.patient)
+    console.print(f"[bold]Patient {markup_escape(patient)}[/]" if color else f"Patient {patient}", markup=color)
     for item in explanation.indications:
         verdict = "met" if item.met else "not met"
         console.print("")
-        head = f"{item.label} ({_short(item.indication)}) -> {_short(item.therapy)}: {verdict}"
-        console.print(f"[bold]{head}[/]" if color else head, markup=color)
+        head = printable(f"{item.label} ({_short(item.indication)}) -> {_short(item.therapy)}: {verdict}")
+        console.print(f"[bold]{markup_escape(head)}[/]" if color else head, markup=color)
         for criterion in item.criteria:
             mark = "+" if criterion.met else "-"
-            console.print(f"  {mark} {criterion.label}", markup=False)
+            console.print(f"  {mark} {printable(criterion.label)}", markup=False)
             for fact in criterion.evidence:
-                console.print(f"      found: {fact}", markup=False)
+                console.print(f"      found: {printable(fact)}", markup=False)
             for reason in criterion.failed:
-                console.print(f"      failed: {reason}", markup=False)
+                console.print(f"      failed: {printable(reason)}", markup=False)
         if item.result is not None:
             status = item.result.status
             line = f"  status: {status}" + (f" (unmet: {', '.join(item.result.unmet)})" if item.result.unmet else "")
             console.print(f"[{_STATUS_STYLE[status]}]{line}[/]" if color else line, markup=color)
             for check in item.result.prerequisites:
-                console.print(f"      {check.code}: {check.state}: {check.reason}", markup=False)
+                console.print(printable(f"      {check.code}: {check.state}: {check.reason}"), markup=False)
     return buffer.getvalue()
 
 
@@ -267,10 +302,10 @@ def validation_text(report: ValidationReport) -> str:
         return "Conforms: every patient graph meets the consent, CSF and record shapes.\n"
     lines = [f"Does not conform: {len(report.results)} result(s)."]
     for result in report.results:
-        lines.append(f"{result.severity}: {result.message}")
-        detail = f"  focus: {result.focus}"
+        lines.append(printable(f"{result.severity}: {result.message}"))
+        detail = f"  focus: {printable(result.focus)}"
         if result.path:
-            detail += f"; property: {_short(result.path)}"
+            detail += f"; property: {printable(_short(result.path))}"
         lines.append(detail)
     return "\n".join(lines) + "\n"
 
@@ -283,10 +318,12 @@ def validation_turtle(report: ValidationReport) -> str:
     """The SHACL report graph as Turtle, written by pyoxigraph: rdflib's serializer would write an
     ill-typed ``"maybe"^^xsd:boolean`` as a bare ``maybe``, which is neither valid Turtle nor the
     value as written."""
-    triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in report.graph]
-    return ox.serialize(triples, format=ox.RdfFormat.TURTLE,
+    triples = [to_oxigraph_triple(t) for t in report.graph]
+    text = ox.serialize(triples, format=ox.RdfFormat.TURTLE,
                         prefixes={"sh": "http://www.w3.org/ns/shacl#", "itkg": str(ITKG),
-                                  "xsd": "http://www.w3.org/2001/XMLSchema#"}).decode("utf-8")
+                                  "xsd": "http://www.w3.org/2001/XMLSchema#"})
+    assert text is not None  # no output given: the bytes are returned
+    return text.decode("utf-8")
 
 
 # -- query ---------------------------------------------------------------------------------------
@@ -316,6 +353,7 @@ def query_json(result: QueryResult) -> str:
             return {"type": "uri", "value": str(term)}
         if isinstance(term, rdflib.BNode):
             return {"type": "bnode", "value": str(term)}
+        assert isinstance(term, rdflib.Literal)
         out: dict[str, Any] = {"type": "literal", "value": str(term)}
         if term.language:
             out["xml:lang"] = term.language
@@ -336,7 +374,7 @@ def reasoning_text(report: "ReasoningReport", differences: "Sequence[Disagreemen
     defined class captured and, with ``--check-agreement``, where HermiT and the rules differ."""
     lines = [f"HermiT: {report.patients} patient(s) in {report.elapsed_seconds:.1f} s; "
              + ("consistent" if report.consistent else "INCONSISTENT: the ontology and the data contradict each other")]
-    lines.append("Unsatisfiable classes: " + (", ".join(_short(c) for c in report.unsatisfiable) or "none"))
+    lines.append("Unsatisfiable classes: " + (", ".join(printable(_short(c)) for c in report.unsatisfiable) or "none"))
     text = "\n".join(lines) + "\n"
     if report.consistent:
         text += table(["patient", "indications (defined classes)"],
@@ -348,5 +386,5 @@ def reasoning_text(report: "ReasoningReport", differences: "Sequence[Disagreemen
         else:
             text += f"Disagreement: {len(differences)} difference(s)\n"
             for d in differences:
-                text += f"  {d.patient} {_short(d.indication)}: found only by the {d.found_by}\n"
+                text += printable(f"  {d.patient} {_short(d.indication)}: found only by the {d.found_by}") + "\n"
     return text

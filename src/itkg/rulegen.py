@@ -30,8 +30,10 @@ variable computed from them (Virtuoso refuses those).
 
 from __future__ import annotations
 
-from .knowledge import Criterion, Indication, Knowledge, Prerequisite
+import rdflib
+
 from . import vocab
+from .knowledge import Criterion, Indication, Knowledge, Prerequisite
 
 XSD = "http://www.w3.org/2001/XMLSchema#"
 
@@ -103,7 +105,7 @@ _CRITERIA = """\
 def _records(p: Prerequisite, i: str) -> str:
     """The OPTIONAL that gives one key per record (and value) of prerequisite ``p``."""
     v = p.variable
-    lines = [f"OPTIONAL {{",
+    lines = ["OPTIONAL {",
              f"  # the patient's {p.label} records" + (" that cover ?therapy" if p.scope else "")
              + " (records are known by their link; their type is not needed)",
              f"  FILTER (?{v}Default = \"0\")",
@@ -114,9 +116,9 @@ def _records(p: Prerequisite, i: str) -> str:
     date, value = f"?{v}Date", f"?{v}Value"
     failing = ", ".join(term(x) for x in sorted(p.failing))
     meeting = ", ".join(term(x) for x in sorted(p.meeting))
-    lines += [f"  OPTIONAL {{ ?{v}Record {term(p.date)} {date} }}" if p.date else f"  # (no date property)",
+    lines += [f"  OPTIONAL {{ ?{v}Record {term(p.date)} {date} }}" if p.date else "  # (no date property)",
               f"  OPTIONAL {{ ?{v}Record {term(p.decision)} {value} }}",
-              f"  # the calendar day as written, if the date is a valid xsd:date or xsd:dateTime (year 0001-9999)",
+              "  # the calendar day as written, if the date is a valid xsd:date or xsd:dateTime (year 0001-9999)",
               f"  BIND (IF({dated(date)},\n"
               f"           SUBSTR(STR({date}), 1, 10), \"\") AS ?{v}Day)" if p.date else f"  BIND (\"\" AS ?{v}Day)",
               f"  BIND (CONCAT(IF(?{v}Day != \"\", CONCAT(\"1\", ?{v}Day), \"0\"),",
@@ -286,7 +288,7 @@ _SHAPES_HEAD = """\
 
 <https://w3id.org/itkg/shapes> a owl:Ontology ;
   rdfs:label "itkg SHACL shapes"@en ;
-  rdfs:comment "Shapes that check patient graphs against the itkg contract: consent records, CSF circulation assessments, prior treatments, and the prerequisites of a planned intrathecal therapy. Validate the union of the itkg ontology and a patient graph, without inference."@en ;
+  rdfs:comment {comment}@en ;
   sh:declare
     [ sh:prefix "itkg" ; sh:namespace "https://w3id.org/itkg/"^^xsd:anyURI ] ,
     [ sh:prefix "rdf" ; sh:namespace "http://www.w3.org/1999/02/22-rdf-syntax-ns#"^^xsd:anyURI ] ,
@@ -311,6 +313,8 @@ def _shape(k: Knowledge, p: Prerequisite) -> str:
              if p.scope else "")
     date = (f"    OPTIONAL {{ ?record {term(p.date)} ?date }}\n" if p.date else "")
     day = (f"IF(BOUND(?date) && {dated('?date')}, SUBSTR(STR(?date), 1, 10), \"\")" if p.date else '""')
+    comment = (f"A patient planned for an intrathecal therapy that requires the {p.label} needs it met: the "
+               f"latest {record}{covering} records {meeting}, and no record tied with it records a failing value.")
     select = f'''
 SELECT $this ?path ?value (MIN(?labelText) AS ?therapyLabel) (SUBSTR(MAX(?ranked), 13) AS ?problem)
 WHERE {{
@@ -344,7 +348,7 @@ HAVING (SUBSTR(MAX(?ranked), 12, 1) != "1")
     return f'''
 itkgsh:PlannedTherapy{name}Shape a sh:NodeShape ;
   rdfs:label {_string(f"{p.label} for a planned intrathecal therapy")}@en ;
-  rdfs:comment {_string(f"A patient planned for an intrathecal therapy that requires the {p.label} needs it met: the latest {record}{covering} records {meeting}, and no record tied with it records a failing value.")}@en ;
+  rdfs:comment {_string(comment)}@en ;
   sh:targetSubjectsOf itkg:plannedTherapy ;
   sh:severity sh:Violation ;
   sh:sparql itkgsh:PlannedTherapy{name}Constraint .
@@ -358,10 +362,15 @@ itkgsh:PlannedTherapy{name}Constraint a sh:SPARQLConstraint ;
 '''
 
 
+_SHAPES_COMMENT = ("Shapes that check patient graphs against the itkg contract: consent records, CSF circulation "
+                   "assessments, prior treatments, and the prerequisites of a planned intrathecal therapy. "
+                   "Validate the union of the itkg ontology and a patient graph, without inference.")
+
+
 def planned_therapy_shapes(k: Knowledge) -> str:
     """The text of ``shapes/planned-therapy.ttl``."""
     note = "\n".join(f"# {line}" for line in NOTE.splitlines())
-    return _SHAPES_HEAD.format(note=note) + "".join(
+    return _SHAPES_HEAD.format(note=note, comment=_string(_SHAPES_COMMENT)) + "".join(
         _shape(k, p) for p in k.all_prerequisites() if p.complete)
 
 
@@ -385,16 +394,23 @@ def _criterion_class(c: Criterion, indent: str) -> str:
     return f"[ a owl:Class ; owl:intersectionOf (\n{indent}  {condition}\n{indent}  {treatment} ) ]"
 
 
+_CLASS_DEFINITION = ("A patient who meets the criteria of the {}. Consent and CSF circulation are not part "
+                     "of this class: they are closed-world checks done in SHACL and SPARQL.")
+
+
 def owl_class(k: Knowledge, indication: Indication, patient_class: str) -> str:
-    """The Turtle of the OWL defined class of ``indication``'s patients."""
+    """The Turtle of the OWL defined class of ``indication``'s patients (with the indication's
+    sources, ``dcterms:source``)."""
     criteria = [_criterion_class(c, "      ") for c in indication.criteria]
     body = criteria[0] if len(criteria) == 1 else \
         "[ a owl:Class ; owl:unionOf (\n      " + "\n      ".join(criteria) + " ) ]"
     return (f"{term(patient_class)} a owl:Class ;\n"
             f"  rdfs:label {_string('patient meeting the ' + indication.label)}@en ;\n"
-            f"  skos:definition {_string(f'A patient who meets the criteria of the {indication.label}. Consent and CSF circulation are not part of this class: they are closed-world checks done in SHACL and SPARQL.')}@en ;\n"
+            f"  obo:IAO_0000115 {_string(_CLASS_DEFINITION.format(indication.label))}@en ;\n"
             f"  rdfs:comment {_string(f'The OWL form of the criteria of {term(indication.iri)}, generated from them by python -m itkg.build.')}@en ;\n"
-            f"  rdfs:subClassOf itkg:Patient ;\n"
+            + "".join(f"  dcterms:source {term(source)} ;\n" for source in sorted(str(x) for x in
+                k.graph.objects(rdflib.URIRef(indication.iri), rdflib.URIRef("http://purl.org/dc/terms/source"))))
+            + f"  rdfs:subClassOf itkg:Patient ;\n"
             f"  owl:equivalentClass [ a owl:Class ; owl:intersectionOf (\n"
             f"      itkg:Patient\n      {body} ) ] .\n")
 
@@ -439,6 +455,7 @@ def missing_owl_classes(k: Knowledge) -> "rdflib.Graph":
     if wanted:
         prefixes = ("@prefix itkg: <https://w3id.org/itkg/> .\n@prefix owl: <http://www.w3.org/2002/07/owl#> .\n"
                     "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
-                    "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n")
+                    "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n"
+                    "@prefix obo: <http://purl.obolibrary.org/obo/> .\n@prefix dcterms: <http://purl.org/dc/terms/> .\n")
         graph.parse(data=prefixes + owl_classes(k, wanted), format="turtle")
     return graph

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TypeVar
 
 import pyoxigraph as ox
 
@@ -73,7 +73,7 @@ def is_schema(triple: ox.Triple | ox.Quad) -> bool:
 
 def is_ill_typed(obj: object) -> bool:
     """Whether ``obj`` is a literal whose text is not valid for its XSD datatype."""
-    return type(obj) is ox.Literal and not guards.is_valid_lexical(obj.value, obj.datatype.value)  # type: ignore[attr-defined]
+    return isinstance(obj, ox.Literal) and not guards.is_valid_lexical(obj.value, obj.datatype.value)
 
 
 class Tally:
@@ -88,9 +88,10 @@ class Tally:
 
     def add_ill_typed(self, triple: ox.Triple | ox.Quad) -> None:
         obj = triple.object
-        self.ill_typed.append(guards.IllTypedLiteral(triple.predicate.value, obj.datatype.value))  # type: ignore[attr-defined]
+        assert isinstance(obj, ox.Literal)
+        self.ill_typed.append(guards.IllTypedLiteral(triple.predicate.value, obj.datatype.value))
         if len(self._lexicals) < _MAX_LINES:
-            self._lexicals.append(obj.value)  # type: ignore[attr-defined]
+            self._lexicals.append(obj.value)
 
     def lines(self, data: bytes | Path | None) -> tuple[int, ...]:
         """The lines where the ill-typed values appear in ``data`` (the file's bytes or path),
@@ -125,7 +126,10 @@ def find_lines(raw: bytes, lexicals: Sequence[str]) -> tuple[int, ...]:
     return tuple(lines)
 
 
-def split(triples: Iterable[ox.Triple], tally: Tally, *, keep_ill_typed: bool = False) -> list[ox.Triple]:
+_T = TypeVar("_T", ox.Triple, ox.Quad)
+
+
+def split(triples: Iterable[_T], tally: Tally, *, keep_ill_typed: bool = False) -> list[_T]:
     """The triples of a patient file that are patient data; what is set aside is counted in
     ``tally``. With ``keep_ill_typed`` ill-typed values stay (``validate`` reports them)."""
     kept = []
@@ -163,12 +167,13 @@ def notes(sources: Iterable[object], *, ill_typed_kept: bool = False) -> list[st
     return lines
 
 
-def holds_patient(triples: Iterable[ox.Triple]) -> bool:
+def holds_patient(triples: Iterable[ox.Triple | ox.Quad]) -> bool:
     """Whether any node is typed ``itkg:Patient`` or is the subject of one of the five links."""
     links = PATIENT_LINKS
     for triple in triples:
         predicate = triple.predicate.value
-        if predicate in links or (predicate == vocab.RDF_TYPE and triple.object.value == vocab.PATIENT):
+        if predicate in links or (predicate == vocab.RDF_TYPE and isinstance(triple.object, ox.NamedNode)
+                                  and triple.object.value == vocab.PATIENT):
             return True
     return False
 

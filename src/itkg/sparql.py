@@ -15,25 +15,22 @@ that the parent never holds them (see there why that matters).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import pickle
-import signal
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal as TLiteral, Sequence, Union
+from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
 import pyoxigraph as ox
 import rdflib
+from rdflib.query import ResultRow
 
-from . import guards
-from ._process import die_with_parent
+from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
-from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
+from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
 
 Engine = TLiteral["rdflib", "oxigraph"]
-ENGINES: tuple[str, ...] = ("rdflib", "oxigraph")
+ENGINES: tuple[str, ...] = names.SPARQL_BACKENDS
 
 #: What the local engines query: triples in memory, a store loaded for Oxigraph, or nothing.
 QueryData = Union[PatientData, PatientStore, None]
@@ -53,7 +50,7 @@ class QueryResult:
 def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
     """The ontology (or ``ontology``: itkg's plus a site's extensions) as pyoxigraph quads."""
     graph = ontology_graph() if ontology is None else ontology
-    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in graph]
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in graph]
 
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
@@ -88,8 +85,8 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
         raise QueryError("the query recursed too deeply over this data") from None
     if result.type != "SELECT":
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
-    variables = tuple(str(v) for v in result.vars)
-    rows = tuple({str(k): v for k, v in row.asdict().items()} for row in result)
+    variables = tuple(str(v) for v in result.vars or ())
+    rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
     return QueryResult(variables, rows)
 
 
@@ -192,55 +189,22 @@ def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Gr
     return replace(result, sources=data.sources if data is not None else ())
 
 
-def run_with_deadline(function: Callable[..., Any], args: tuple, timeout: float, *,
-                      prepare: Callable[[], tuple] | None = None) -> Any:
-    """Run ``function(*args)`` in a forked child and return its result, or raise
-    :class:`QueryTimeout` after ``timeout`` seconds (the child is killed). Exceptions that are
-    itkg errors are re-raised in the parent; anything else becomes a :class:`QueryError`.
+def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
+                      prepare: Callable[[], tuple[Any, ...]] | None = None) -> Any:
+    """Run ``function(*args)`` in a forked child (:func:`itkg.processes.call_with_deadline`) and
+    return its result, or raise :class:`QueryTimeout` after ``timeout`` seconds (the child is
+    killed). itkg errors are re-raised in the parent; anything else becomes a :class:`QueryError`.
 
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
-    if not hasattr(os, "fork"):  # pragma: no cover - Windows: no deadline, run in-process
-        return function(*args, *(prepare() if prepare is not None else ()))
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-
-    def child() -> None:
-        die_with_parent()
-        try:
-            more = ()
-            if prepare is not None:
-                more = prepare()
-                sender.send_bytes(pickle.dumps(("ready", None)))
-            outcome: tuple[str, Any] = ("ok", function(*args, *more))
-        except ItkgError as error:
-            outcome = ("error", error)
-        except BaseException as error:  # noqa: BLE001 - reported as a kind, not a message
-            outcome = ("crash", type(error).__name__)
-        try:
-            sender.send_bytes(pickle.dumps(outcome))
-        finally:
-            sender.close()
-
-    process = context.Process(target=child, daemon=True)
-    process.start()
-    sender.close()
-    try:
-        kind, payload = ("ready", None) if prepare is None else pickle.loads(receiver.recv_bytes())
-        if kind == "ready":
-            if not receiver.poll(timeout):
-                raise QueryTimeout(f"the query did not finish within {timeout:g} s")
-            kind, payload = pickle.loads(receiver.recv_bytes())
-    except EOFError:
-        raise QueryError("the query process ended without an answer") from None
-    finally:
-        if process.is_alive():
-            os.kill(process.pid, signal.SIGKILL)
-        process.join()
-        receiver.close()
-    if kind == "ok":
-        return payload
-    if kind == "error":
-        raise payload
-    raise QueryError(f"the query failed ({payload})")
+    # The rows come back pickled, and unpickling builds rdflib literals here in the parent: without
+    # the defaults rdflib would rewrite their lexical forms ("0012345"^^xsd:integer -> 12345) and
+    # log a warning quoting each value it cannot convert (a name passed through STRDT, say).
+    guards.install_library_defaults()
+    return processes.call_with_deadline(
+        function, args, timeout, prepare=prepare, passes=(ItkgError,), offline=True,
+        timed_out=lambda: QueryTimeout(f"the query did not finish within {timeout:g} s"),
+        failed=lambda kind: QueryError(
+            "the query process ended without an answer" if kind == "ended without an answer"
+            else f"the query failed ({kind})"))

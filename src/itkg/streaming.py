@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pyoxigraph as ox
 
@@ -146,20 +146,25 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     if not paths:
         raise InputError("<none>", "no input files given")
     pieces: list[Piece] = []
+    fhir = _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
-        common = dict(file=file_index, path=path,
-                      scope=f"f{file_index + 1}-" if len(paths) > 1 else "")
+        scope = f"f{file_index + 1}-" if len(paths) > 1 else ""
+        if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
+            pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=fhir[path],
+                                size=len(fhir[path]), file=file_index, path=path, scope=scope))
+            continue
         try:
             fmt = detect_format(path, input_format)
             if fmt not in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.TURTLE):
                 data = read_checked(path, fmt, max_bytes)
                 pieces.append(Piece(len(pieces), fmt=fmt, data=data, size=len(data),
-                                    base_iri=path.resolve().as_uri(), **common))
+                                    base_iri=path.resolve().as_uri(), file=file_index, path=path,
+                                    scope=scope))
                 continue
             size = checked_size(path, max_bytes)
         except InputError as error:
-            pieces.append(Piece(len(pieces), fmt=None, error=error, **common))
+            pieces.append(Piece(len(pieces), fmt=None, error=error, file=file_index, path=path, scope=scope))
             continue
         base = path.resolve().as_uri()
         cuts: list[int] = []
@@ -167,21 +172,49 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
         if parts > 1 and size >= 2 * min_piece_bytes:
             cuts = _cut_points(path, fmt, size, min(parts, size // min_piece_bytes))
             if cuts and fmt == ox.RdfFormat.TURTLE:
-                context = _turtle_header(path, base)
+                context = _turtle_header(path, base, size // (len(cuts) + 1) // 2)
                 if context is None:
                     cuts = []
+        preamble = _directives(context[0]) if context is not None and cuts else b""
+        if len(preamble) > size // (len(cuts) + 1) // 2:
+            # A prefix block larger than half a piece would be parsed again by every piece (and
+            # the cut check fails when a cut falls inside it): one piece is faster.
+            cuts, context = [], None
         bounds = [0, *cuts, size]
         for k in range(len(bounds) - 1):
-            later = {}
-            if k > 0 and context is not None:
-                preamble = _directives(context[0])
-                later = dict(base_iri=context[1], preamble=preamble, context=context,
-                             preamble_lines=preamble.count(b"\n"))
+            later = k > 0 and context is not None
             pieces.append(Piece(
                 len(pieces), fmt=fmt, start=bounds[k], end=bounds[k + 1] if k + 2 < len(bounds) else None,
                 first=k == 0, last=k + 2 == len(bounds), size=size,
-                **{"base_iri": base, **later}, **common))
+                base_iri=context[1] if later and context is not None else base,
+                preamble=preamble if later else b"", context=context if later else None,
+                preamble_lines=preamble.count(b"\n") if later else 0, file=file_index, path=path,
+                scope=scope))
     return pieces
+
+
+def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
+                 max_bytes: int) -> dict[Path, bytes]:
+    """The FHIR inputs among ``paths``, read together (references cross files), each as the
+    N-Triples of the facts it gave."""
+    from .fhir import hook
+    fhir_paths, _ = hook.split(paths, input_format)
+    if not fhir_paths:
+        return {}
+    # eligibility_rows plans a run twice when it falls back to one process: read FHIR once
+    settings = hook.SETTINGS
+    key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
+           hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
+    if _FHIR_CACHE.get("key") != key:
+        graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
+        _FHIR_CACHE.clear()
+        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
+                                            for path, triples, _digest in graph.files})
+    return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
+
+
+#: The last FHIR inputs read by :func:`plan`, with what was read (see :func:`_fhir_pieces`).
+_FHIR_CACHE: dict[str, object] = {}
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:
@@ -209,16 +242,35 @@ def _turtle_cut_after(file: BinaryIO, position: int) -> int | None:
     return position + match.end() if match else None
 
 
-def _turtle_header(path: Path, base: str) -> tuple[dict[str, str], str | None] | None:
+class _Head:
+    """The first ``limit`` bytes of a file, as a file-like object for pyoxigraph."""
+
+    def __init__(self, handle: BinaryIO, limit: int) -> None:
+        self._handle, self._left = handle, limit
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._handle.read(size) if size > 0 else b""
+        self._left -= len(data)
+        return data
+
+
+def _turtle_header(path: Path, base: str,
+                   limit: int | None = None) -> tuple[dict[str, str], str | None] | None:
     """The prefixes and base in force at the first triple of a Turtle file (None if it has none
-    or the parser fails before it; then the file is parsed whole and the error found there)."""
-    parser = ox.parse(path=path, format=ox.RdfFormat.TURTLE, base_iri=base,
-                      without_named_graphs=True)
+    or the parser fails before it; then the file is parsed whole and the error found there).
+    With ``limit``, also None when the first triple does not come within the first ``limit``
+    bytes: a prefix block that long is not worth cutting the file for (every piece would parse
+    it again), and reading it here would cost as much as parsing the file."""
     try:
-        next(iter(parser))
+        with open(path, "rb") as handle:
+            source = handle if limit is None else _Head(handle, limit)
+            parser = ox.parse(cast(BinaryIO, source), format=ox.RdfFormat.TURTLE, base_iri=base,
+                              without_named_graphs=True)
+            next(iter(parser))
+            return dict(parser.prefixes), parser.base_iri
     except (StopIteration, SyntaxError, ValueError, OSError, MemoryError):
         return None
-    return dict(parser.prefixes), parser.base_iri
 
 
 def _directives(prefixes: dict[str, str]) -> bytes:
@@ -242,7 +294,10 @@ class _PieceReader:
         self._file = open(piece.path, "rb")  # noqa: SIM115 - closed by close()
         self._file.seek(piece.start)
         self._left = None if piece.end is None else piece.end - piece.start
-        self._preamble = piece.preamble
+        # Handed out by offset: slicing off the front of the bytes at every read copied the rest
+        # each time, quadratic in the prefix block (10^6 prefixes took minutes).
+        self._preamble = memoryview(piece.preamble or b"")
+        self._preamble_at = 0
         self._on_read = on_read
         self._should_stop = should_stop
         self._cr = False
@@ -250,10 +305,11 @@ class _PieceReader:
         self.stopped = False
 
     def read(self, size: int = -1) -> bytes:
-        if self._preamble:
-            size = len(self._preamble) if size < 0 else size
-            chunk, self._preamble = self._preamble[:size], self._preamble[size:]
-            return chunk
+        if self._preamble_at < len(self._preamble):
+            start = self._preamble_at
+            end = len(self._preamble) if size < 0 else min(len(self._preamble), start + size)
+            self._preamble_at = end
+            return bytes(self._preamble[start:end])
         if self._should_stop is not None and self._should_stop():
             self.stopped = True
             return b""
@@ -325,13 +381,16 @@ class IndexBuilder:
             if subject != last_subject:
                 last_subject = subject
                 kind = type(subject)
-                key = subject.value if kind is named else \
-                    "_:" + scope + subject.value if kind is blank else str(subject)
+                # ``type() is`` narrows faster than isinstance; mypy cannot follow it.
+                key = (subject.value if kind is named  # type: ignore[union-attr]
+                       else "_:" + scope + subject.value if kind is blank  # type: ignore[union-attr]
+                       else str(subject))
                 aside_subject = kind is named and key.startswith(itkg)
                 if not aside_subject:
-                    props = nodes.get(key)
-                    if props is None:
-                        props = nodes[key] = {}
+                    found = nodes.get(key)
+                    if found is None:
+                        found = nodes[key] = {}
+                    props = found
             if aside_subject:
                 report.schema_set_aside += 1
                 continue
@@ -403,7 +462,7 @@ def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int],
     assert piece.fmt is not None
     reader = None if piece.data is not None else _PieceReader(piece, on_read, should_stop)
     try:
-        parser = ox.parse(piece.data if reader is None else reader, format=piece.fmt,
+        parser = ox.parse(piece.data if reader is None else cast(BinaryIO, reader), format=piece.fmt,
                           base_iri=piece.base_iri, without_named_graphs=True)
         builder.add(parser, piece.scope, report)
         if piece.fmt == ox.RdfFormat.TURTLE and not piece.last:

@@ -15,10 +15,8 @@ parsing it took longer than answering it.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from queue import Queue
@@ -30,11 +28,10 @@ import rdflib
 from rdflib.namespace import RDF, SH
 from rdflib.plugins.sparql import prepareQuery
 
-from ._process import die_with_parent
-from . import jena
+from . import jena, names, processes
 from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
-from .loading import PatientData, node_id, to_rdflib
+from .loading import PatientData, node_id, ntriples, to_rdflib
 from .partition import Node, Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
 from .resources import shapes_paths
 
@@ -44,7 +41,7 @@ BATCH_TRIPLES = 20_000
 
 #: SHACL back-ends: ``auto`` is Jena for inputs of at least :data:`AUTO_JENA_TRIPLES` triples when
 #: Jena is installed (its start-up, about two seconds, pays off from there), else pySHACL.
-ENGINES = ("auto", "pyshacl", "jena")
+ENGINES = names.SHACL_BACKENDS
 AUTO_JENA_TRIPLES = 100_000
 
 _Triple = tuple[rdflib.term.Node, rdflib.term.Node, rdflib.term.Node]
@@ -217,7 +214,8 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     graph = _graph_of(local, _CONTEXT.shared)
     own = {to_rdflib(t.subject) for t in local}
     report = _pyshacl(graph, _CONTEXT.shapes, _CONTEXT.ontology)
-    results, triples = [], []
+    results: list[ValidationResult] = []
+    triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
         focus = report.value(node, SH.focusNode)
         if _owned(focus, own, first, replicated):
@@ -309,14 +307,16 @@ def _in_processes(plan: Partition, workers: int, context: _Context,
     Workers are spawned, not forked: a forked child writes into the parent's freed memory, all
     over a heap of millions of triples, and each ends up with a private copy of gigabytes.
     """
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker, initargs=(context,))
+    pool = processes.spawn_pool(workers, _enter, (context,))
+    failed = True
     try:
-        return _windowed(lambda index: pool.submit(
-            _validate_batch, ox.serialize(plan.batches[index], format=ox.RdfFormat.N_TRIPLES), index == 0),
+        done = _windowed(lambda index: pool.submit(
+            _validate_batch, ntriples(plan.batches[index]), index == 0),
             len(plan), workers, progress)
-    finally:  # on an error or SIGTERM, start no further batch
-        pool.shutdown(wait=True, cancel_futures=True)
+        failed = False
+        return done
+    finally:  # on an error or a signal, start no further batch and end the running ones
+        processes.stop_pool(pool, failed=failed)
 
 
 def _windowed(submit: Callable[[int], Future[_Batch]], count: int, workers: int,
@@ -348,7 +348,8 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
                 replicated: frozenset[Node]) -> _Batch:
     """The results of one Jena batch, owned as :func:`_validate_batch` owns pySHACL's, as report triples."""
     own = {t.subject for t in local}
-    results, triples = [], []
+    results: list[ValidationResult] = []
+    triples: list[_Triple] = []
     for focus, path, value, shape, severity, component, message in raw:
         if not isinstance(focus, (ox.NamedNode, ox.BlankNode, ox.Literal)):
             raise ValidationEngineError("the Jena SHACL worker sent a result without a focus node")
@@ -377,7 +378,7 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
     """Batches judged by ``workers`` Jena processes, fed by as many threads (each waits on its pipe)."""
     shapes = shapes_graph_.serialize(format="nt", encoding="utf-8")
     base = (ontology.serialize(format="nt", encoding="utf-8")
-            + ox.serialize(plan.shared, format=ox.RdfFormat.N_TRIPLES))
+            + ntriples(plan.shared))
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
@@ -394,14 +395,3 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
 
         with ThreadPoolExecutor(workers) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
-
-
-def _worker(context: _Context) -> None:
-    die_with_parent()
-    _enter(context)
-
-
-def default_workers() -> int:
-    """Worker processes to use by default: one per CPU this process may run on, at most 8."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cpus))

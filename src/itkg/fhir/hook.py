@@ -1,0 +1,116 @@
+"""The small hook by which every loader (:mod:`itkg.loading`, :mod:`itkg.streaming`) takes FHIR.
+
+A loader calls :func:`split` on its paths: the FHIR ones (told by content, :func:`is_fhir`) are read
+together by one :class:`~itkg.fhir.reader.FhirReader` (:func:`read_fhir`), whose triples the loader
+then treats as it treats parsed RDF; the others go on as before. :data:`SETTINGS` holds what the
+command line or the API chose (site mappings, IRI base, strictness), and :data:`LAST` what the last
+read found (the report and the records' notes for the evidence), so that a command can print it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..loading import DEFAULT_MAX_BYTES, Source
+from ..results import EligibilityResult
+from .reader import DEFAULT_BASE, FhirGraph, FhirReport, is_fhir, read
+
+
+@dataclass
+class Settings:
+    """How FHIR input is read in this process: site mapping files, the IRI base, strictness."""
+
+    mappings: tuple[str, ...] = ()
+    base: str = DEFAULT_BASE
+    strict: bool = False
+
+
+@dataclass
+class Run:
+    """What the FHIR reads of this process found: reports, and notes on records for the evidence."""
+
+    reports: list[FhirReport] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+SETTINGS = Settings()
+#: What the reads inside the current :func:`configured` block found (None outside one: nothing is
+#: kept, so a long-running process does not accumulate notes).
+LAST: Run | None = None
+
+
+@contextmanager
+def configured(*, mappings: Sequence[str | os.PathLike[str]] = (), base: str | None = None,
+               strict: bool = False) -> Iterator[Run]:
+    """Read FHIR with these settings (added to those already in force) inside the block, and
+    collect what the reads found."""
+    global SETTINGS, LAST
+    saved = SETTINGS, LAST
+    SETTINGS = Settings(SETTINGS.mappings + tuple(str(m) for m in mappings),
+                        base or SETTINGS.base, strict or SETTINGS.strict)
+    LAST = Run()
+    try:
+        yield LAST
+    finally:
+        SETTINGS, LAST = saved
+
+
+def split(paths: Sequence[str | os.PathLike[str]], input_format: str | None) -> tuple[list[Path], list[Path]]:
+    """The FHIR paths and the others (RDF), each in the order given."""
+    fhir: list[Path] = []
+    rdf: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        (fhir if is_fhir(path, input_format) else rdf).append(path)
+    return fhir, rdf
+
+
+def read_fhir(paths: Sequence[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[FhirGraph, list[Source]]:
+    """Read the FHIR paths with :data:`SETTINGS`; record the report and notes in :data:`LAST`."""
+    graph = read(paths, base=SETTINGS.base, mappings=SETTINGS.mappings, strict=SETTINGS.strict,
+                 max_bytes=max_bytes)
+    if LAST is not None:
+        LAST.reports.append(graph.report)
+        LAST.notes.update(graph.notes)
+    sources = [Source(str(path), digest, "fhir", len(triples)) for path, triples, digest in graph.files]
+    return graph, sources
+
+
+_RECORD = re.compile(r"<([^<>\s]+)>")
+
+
+def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> list[EligibilityResult]:
+    """``results`` with every record IRI in the evidence followed by the FHIR resource and codes
+    it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
+    if not notes:
+        return list(results)
+
+    def note(match: re.Match[str]) -> str:
+        found = notes.get(match.group(1))
+        if found is None:
+            return match.group(0)
+        name, _, codes = found.partition(", ")
+        return f"{match.group(0)} ({name}{'; ' + codes if codes else ''})"
+
+    return [dataclasses.replace(row, evidence=tuple(_RECORD.sub(note, e) for e in row.evidence))
+            if any("<" in e for e in row.evidence) else row for row in results]
+
+
+def stamp(paths: Sequence[Path]) -> tuple:
+    """Size and modification time of every file of ``paths`` (a directory's files too): equal
+    stamps mean the same content was read."""
+    out = []
+    for path in paths:
+        for file in sorted(path.iterdir()) if path.is_dir() else [path]:
+            try:
+                info = file.stat()
+            except OSError:
+                continue
+            out.append((str(file), info.st_size, info.st_mtime_ns))
+    return tuple(out)

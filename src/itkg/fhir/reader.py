@@ -1,0 +1,504 @@
+"""Reading FHIR R4 JSON into contract §2 triples: files, Bundles, NDJSON, Bulk export directories.
+
+What is read (fhir.md §1): a JSON file holding one resource or a ``Bundle`` of any type (nested
+Bundles too), an NDJSON file (one resource per line), or a directory of ``*.ndjson`` files (a Bulk
+Data export, read in name order). Files are told apart from RDF by content (:func:`is_fhir`).
+
+Naming. A patient is named by its Bundle entry's ``fullUrl`` when it has one, else
+``BASE + "Patient/" + id``; ``BASE`` is :data:`DEFAULT_BASE` unless set (``--fhir-base``). A record
+is named by its entry's ``fullUrl`` when that is an ``http(s)`` URL, else ``BASE + Type/id``.
+
+References (to the patient and to a Medication) resolve within the input: contained (``#id``),
+``urn:uuid:`` and absolute ``fullUrl``\\ s of the same Bundle, relative ``Type/id`` (the Bundle's
+entries first, then every Medication read so far), and absolute URLs ending in ``Type/id``. A
+subject that is not in the input still counts, under the name its reference gives. A medication
+whose Medication comes later in the input is decided at the end.
+
+Duplicates. The first resource of a given type and id in input order (files in the order given,
+a directory's files by name, lines and entries in order) is used; later ones are skipped and
+counted. Bad JSON stops the run (:class:`~itkg.errors.ParseError` with file and line, never the
+value); a resource that is not FHIR R4 is reported and skipped, or stops the run under ``strict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+
+from .. import vocab
+from ..errors import InputError, InputTooLargeError, ParseError
+from ..knowledge import Knowledge, load_knowledge
+from ..loading import DEFAULT_MAX_BYTES, checked_size
+from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings
+from . import rules
+
+#: The base of patient and record IRIs when the input gives none (set it to the FHIR server's base).
+DEFAULT_BASE = "https://fhir.invalid/"
+#: The longest NDJSON line read (a resource); longer ones are refused.
+MAX_LINE_BYTES = 64 * 1024**2
+_SNIFF_BYTES = 64 * 1024
+DCTERMS_IDENTIFIER = "http://purl.org/dc/terms/identifier"
+RDFS_SEE_ALSO = "http://www.w3.org/2000/01/rdf-schema#seeAlso"
+_TYPE = ox.NamedNode(vocab.RDF_TYPE)
+_PATIENT = ox.NamedNode(vocab.PATIENT)
+
+
+def is_fhir(path: Path, input_format: str | None = None) -> bool:
+    """Whether ``path`` is FHIR input: a directory (a Bulk export), or a file whose content starts
+    as a JSON object with a ``resourceType`` and no JSON-LD ``@context`` (or ``--input-format fhir``)."""
+    if input_format is not None:
+        return input_format == "fhir"
+    if path.is_dir():
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return start == b"{" and b'"resourceType"' in head and b'"@context"' not in head
+
+
+@dataclass
+class FhirReport:
+    """What reading FHIR found, by counts only (never a patient value); see :meth:`lines`."""
+
+    resources: Counter[str] = field(default_factory=Counter)
+    skipped_types: Counter[str] = field(default_factory=Counter)
+    not_counted: Counter[tuple[str, str]] = field(default_factory=Counter)
+    not_r4: list[str] = field(default_factory=list)
+    not_r4_count: int = 0
+    duplicates: int = 0
+    first_duplicate: str = ""
+    no_patient: int = 0
+    unresolved_medications: int = 0
+    unmapped: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def note_not_r4(self, where: str, why: str) -> None:
+        self.not_r4_count += 1
+        if len(self.not_r4) < 20:
+            self.not_r4.append(f"{where}: {why}; skipped")
+
+    def lines(self) -> list[str]:
+        """The report as lines for standard error."""
+        out = list(self.not_r4)
+        if self.not_r4_count > len(self.not_r4):
+            out.append(f"... and {self.not_r4_count - len(self.not_r4)} more resources that are not FHIR R4")
+        if self.duplicates:
+            out.append(f"{self.duplicates} resource(s) repeat the type and id of an earlier one and were "
+                       f"skipped (the first in input order is used; first repeat at {self.first_duplicate})")
+        if self.no_patient:
+            out.append(f"{self.no_patient} resource(s) name no patient and were skipped")
+        if self.skipped_types:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.skipped_types.items()))
+            out.append(f"resource types that give no fact, skipped: {kinds}")
+        if self.unmapped:
+            out.append(f"{len(self.unmapped)} code(s) are mapped to no itkg term "
+                       f"({sum(self.unmapped.values())} occurrences); --unmapped-codes FILE lists them")
+        return out
+
+    def unmapped_tsv(self) -> str:
+        """Unmapped codes by system and code with their counts, most frequent first (TSV)."""
+        rows = sorted(self.unmapped.items(), key=lambda item: (-item[1], item[0]))
+        return "system\tcode\tcount\n" + "".join(f"{s}\t{c}\t{n}\n" for (s, c), n in rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resources": dict(sorted(self.resources.items())),
+            "skipped_types": dict(sorted(self.skipped_types.items())),
+            "not_counted": [{"type": t, "reason": r, "count": n}
+                            for (t, r), n in sorted(self.not_counted.items())],
+            "not_r4": self.not_r4_count, "duplicates": self.duplicates, "no_patient": self.no_patient,
+            "unmapped": [{"system": s, "code": c, "count": n}
+                         for (s, c), n in sorted(self.unmapped.items(), key=lambda i: (-i[1], i[0]))],
+        }
+
+
+@dataclass
+class FhirGraph:
+    """The triples FHIR input gave, per input path; notes on the records for the evidence
+    (record IRI → ``Condition/c1, ICD-10-CM G89.3``); and the report."""
+
+    files: list[tuple[Path, list[ox.Triple], str]]
+    notes: dict[str, str]
+    report: FhirReport
+
+    @property
+    def triples(self) -> list[ox.Triple]:
+        return [t for _, triples, _ in self.files for t in triples]
+
+
+@dataclass
+class _Scope:
+    """The entries of one Bundle, for resolving references inside it."""
+
+    by_url: dict[str, dict] = field(default_factory=dict)
+    by_key: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class _ResourceContext:
+    """:class:`rules.Context` for one resource: its contained resources and its Bundle."""
+
+    def __init__(self, reader: FhirReader, resource: dict, scope: _Scope | None, final: bool) -> None:
+        self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
+
+    def _codings(self, concept: Any) -> Iterator[tuple[str, str]]:
+        if isinstance(concept, dict):
+            for coding in concept.get("coding") or ():
+                if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
+                    system = coding.get("system")
+                    yield (system if isinstance(system, str) else ""), coding["code"]
+
+    def terms(self, concept: Any) -> set[str]:
+        found: set[str] = set()
+        mappings, unmapped = self.reader.mappings, self.reader.report.unmapped
+        for system, code in self._codings(concept):
+            hit = mappings.terms(coding_iri(system, code)) if system else frozenset()
+            if hit:
+                found |= hit
+            else:
+                unmapped[(system or "(no system)", code)] += 1
+        return found
+
+    def codes(self, concept: Any) -> list[str]:
+        return [f"{SYSTEM_NAMES.get(s, s)} {c}" for s, c in self._codings(concept)]
+
+    def code_iris(self, concept: Any) -> set[str]:
+        return {coding_iri(s, c) for s, c in self._codings(concept) if s}
+
+    def medication(self, resource: dict) -> Any:
+        if "medicationCodeableConcept" in resource:
+            return resource["medicationCodeableConcept"]
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(ref, str):
+            return None
+        if ref.startswith("#"):
+            for contained in resource.get("contained") or ():
+                if isinstance(contained, dict) and contained.get("id") == ref[1:] \
+                        and contained.get("resourceType") == "Medication":
+                    return contained.get("code")
+            return None
+        found = self.reader.resolve(ref, self.scope, "Medication")
+        if isinstance(found, dict):
+            return found.get("code")
+        key = _type_id(ref)
+        if key is not None and key[0] == "Medication" and key[1] in self.reader.medications:
+            return self.reader.medications[key[1]]
+        if not self.final:
+            raise rules.Pending()
+        self.reader.report.unresolved_medications += 1
+        return None
+
+    def is_a(self, term: str, ancestor: str) -> bool:
+        return ancestor in self.reader.knowledge.ancestors(term)
+
+    def typed(self, term: str, cls: str) -> bool:
+        return term in self.reader.individuals(cls)
+
+
+def _type_id(ref: str) -> tuple[str, str] | None:
+    """``(Type, id)`` of a relative or absolute reference ending in ``Type/id`` (or ``Type/id/_history/v``)."""
+    parts = [p for p in ref.split("?")[0].split("/") if p]
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2].isalpha():
+        return parts[-2], parts[-1]
+    return None
+
+
+class FhirReader:
+    """Reads FHIR inputs into triples (see the module's description). One reader per run: it keeps
+    what must be resolved across files (Medications, duplicates, patients' etiologies)."""
+
+    def __init__(self, *, base: str = DEFAULT_BASE, mappings: MappingSet | None = None,
+                 knowledge: Knowledge | None = None, strict: bool = False,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.base = base if base.endswith("/") else base + "/"
+        self.mappings = mappings or load_mappings()
+        self.knowledge = knowledge or load_knowledge()
+        self.strict = strict
+        self.max_bytes = max_bytes
+        self.report = FhirReport()
+        self.medications: dict[str, Any] = {}
+        self.notes: dict[str, str] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._patients: set[str] = set()
+        self._pending: list[tuple[dict, _Scope | None, int, str]] = []
+        self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        self._etiologies: dict[str, set[str]] = defaultdict(set)
+        self._individuals: dict[str, frozenset[str]] = {}
+        self._out: list[list[ox.Triple]] = []
+
+    # -- public ---------------------------------------------------------------------------------------
+
+    def read(self, paths: Sequence[str | os.PathLike[str]]) -> FhirGraph:
+        """Read every path (files or Bulk directories) and return their triples."""
+        digests = []
+        for raw in paths:
+            path = Path(raw)
+            self._out.append([])
+            digest = hashlib.sha256()
+            for file in self._files(path):
+                self._read_file(file, len(self._out) - 1, digest)
+            digests.append(digest.hexdigest())
+        self._finish()
+        files = [(Path(p), out, d) for p, out, d in zip(paths, self._out, digests)]
+        return FhirGraph(files, self.notes, self.report)
+
+    def individuals(self, cls: str) -> frozenset[str]:
+        """The ontology's individuals typed ``cls`` (outcomes, CSF findings, disorders)."""
+        found = self._individuals.get(cls)
+        if found is None:
+            import rdflib
+            graph = self.knowledge.graph
+            found = frozenset(str(s) for s in graph.subjects(rdflib.RDF.type, rdflib.URIRef(cls)))
+            self._individuals[cls] = found
+        return found
+
+    def resolve(self, ref: str, scope: _Scope | None, kind: str) -> dict | None:
+        """The resource of type ``kind`` that ``ref`` names in the Bundle ``scope``, if any."""
+        if scope is None:
+            return None
+        found = scope.by_url.get(ref)
+        if found is None:
+            key = _type_id(ref)
+            url = scope.by_key.get(key) if key else None
+            found = scope.by_url.get(url) if url else None
+        return found if isinstance(found, dict) and found.get("resourceType") == kind else None
+
+    # -- files ----------------------------------------------------------------------------------------
+
+    def _files(self, path: Path) -> list[Path]:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file())
+            if not files:
+                raise InputError(path, "a directory is read as a FHIR Bulk export, and it holds no *.ndjson file")
+            return files
+        return [path]
+
+    def _read_file(self, path: Path, out: int, digest: Any) -> None:
+        checked_size(path, self.max_bytes)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(self.max_bytes + 1)
+        except OSError as error:
+            raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
+        if len(data) > self.max_bytes:
+            raise InputTooLargeError(path, f"larger than {self.max_bytes} bytes")
+        digest.update(data)
+        if path.suffix.lower() in (".ndjson", ".jsonl") or self._looks_ndjson(data):
+            for number, line in enumerate(data.splitlines(), 1):
+                if not line.strip():
+                    continue
+                if len(line) > MAX_LINE_BYTES:
+                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+                resource = _loads(line, path, number)
+                self._resource(resource, None, out, f"{path}:{number}", path, number)
+        else:
+            self._document(_loads(data, path, None), None, out, str(path), path, None)
+
+    @staticmethod
+    def _looks_ndjson(data: bytes) -> bool:
+        """Several JSON objects, one per line (a one-line file reads the same either way)."""
+        first, _, rest = data.lstrip(b"\xef\xbb\xbf \t\r\n").partition(b"\n")
+        if not rest.strip():
+            return False
+        try:
+            return isinstance(json.loads(first), dict)
+        except (ValueError, RecursionError):
+            return False
+
+    # -- resources ------------------------------------------------------------------------------------
+
+    def _document(self, resource: Any, scope: _Scope | None, out: int, where: str, path: Path,
+                  line: int | None) -> None:
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            self._bundle(resource, out, where, path, line)
+        else:
+            self._resource(resource, scope, out, where, path, line)
+
+    def _bundle(self, bundle: dict, out: int, where: str, path: Path, line: int | None) -> None:
+        self.report.resources["Bundle"] += 1
+        scope = _Scope()
+        entries = [e for e in bundle.get("entry") or () if isinstance(e, dict)]
+        for entry in entries:  # first the index, so that references may point forward
+            resource, url = entry.get("resource"), entry.get("fullUrl")
+            if not isinstance(resource, dict):
+                continue
+            key = (resource.get("resourceType"), resource.get("id"))
+            if not isinstance(url, str) and isinstance(key[1], str):
+                url = f"{key[0]}/{key[1]}"
+            if isinstance(url, str):
+                scope.by_url.setdefault(url, resource)
+                if isinstance(key[0], str) and isinstance(key[1], str):
+                    scope.by_key.setdefault((key[0], key[1]), url)
+        for number, entry in enumerate(entries, 1):
+            resource = entry.get("resource")
+            if resource is None:
+                continue
+            url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+            entry_where = f"{where} (Bundle entry {number})"
+            if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+                self._bundle(resource, out, entry_where, path, line)
+            else:
+                self._resource(resource, scope, out, entry_where, path, line, url)
+
+    def _refuse_or_note(self, where: str, why: str, path: Path, line: int | None) -> None:
+        if self.strict:
+            raise InputError(path, why + " (refused under --strict)", line)
+        self.report.note_not_r4(where, why)
+
+    def _resource(self, resource: Any, scope: _Scope | None, out: int, where: str, path: Path,
+                  line: int | None, url: str | None = None) -> None:
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            self._refuse_or_note(where, "not a FHIR resource (no resourceType)", path, line)
+            return
+        kind = resource["resourceType"]
+        why = rules.not_r4(resource)
+        if why is not None:
+            self._refuse_or_note(where, why, path, line)
+            return
+        if kind == "Bundle":
+            self._bundle(resource, out, where, path, line)
+            return
+        self.report.resources[kind] += 1
+        rid = resource.get("id") if isinstance(resource.get("id"), str) else None
+        if rid is not None:
+            if (kind, rid) in self._seen:
+                self.report.duplicates += 1
+                self.report.first_duplicate = self.report.first_duplicate or where
+                return
+            self._seen.add((kind, rid))
+        if kind == "Medication":
+            if rid is not None:
+                self.medications.setdefault(rid, resource.get("code"))
+            return
+        if kind == "Patient":
+            name = self._patient_name(url, rid)
+            if name is not None and name not in self._patients:
+                self._patients.add(name)
+                self._out[out].append(ox.Triple(ox.NamedNode(name), _TYPE, _PATIENT))
+            return
+        if kind not in rules.RULES:
+            self.report.skipped_types[kind] += 1
+            return
+        self._map(resource, scope, out, url, final=False)
+
+    def _patient_name(self, url: str | None, rid: str | None) -> str | None:
+        if url is not None and ":" in url:
+            return url
+        return self.base + "Patient/" + rid if rid is not None else None
+
+    def _patient_of(self, resource: dict, scope: _Scope | None) -> str | None:
+        reference = resource.get(rules.PATIENT_ELEMENT[resource["resourceType"]])
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(ref, str) or not ref or ref.startswith("#"):
+            return None
+        if scope is not None:
+            url = ref if ref in scope.by_url else scope.by_key.get(_type_id(ref) or ("", ""))
+            target = scope.by_url.get(url) if url else None
+            if isinstance(target, dict) and target.get("resourceType") == "Patient":
+                return self._patient_name(url if url and ":" in url else None, target.get("id"))
+        if ref.startswith("urn:"):
+            return ref
+        key = _type_id(ref)
+        if key is None or key[0] != "Patient":
+            return None
+        return self.base + "Patient/" + key[1]
+
+    def _record_iri(self, resource: dict, url: str | None) -> str:
+        if url is not None and url.startswith(("http://", "https://")):
+            return url
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            return f"{self.base}{resource['resourceType']}/{rid}"
+        if url is not None and ":" in url:
+            return url
+        self._anonymous = getattr(self, "_anonymous", 0) + 1
+        return f"{self.base}{resource['resourceType']}/_itkg-{self._anonymous}"
+
+    def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool) -> None:
+        kind = resource["resourceType"]
+        patient = self._patient_of(resource, scope)
+        if patient is None:
+            self.report.no_patient += 1
+            return
+        context = _ResourceContext(self, resource, scope, final)
+        try:
+            record, reason = rules.RULES[kind](resource, context)
+        except rules.Pending:
+            self._pending.append((resource, scope, out, url or ""))
+            return
+        if record is None:
+            self.report.not_counted[(kind, reason)] += 1
+            return
+        self._emit(patient, resource, url, record, out)
+
+    def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
+        triples = self._out[out]
+        subject = ox.NamedNode(patient)
+        link = ox.NamedNode(record.link)
+        if record.link == vocab.PLANNED_THERAPY:
+            triples += [ox.Triple(subject, link, ox.NamedNode(t)) for t in sorted(record.types)]
+            return
+        iri = self._record_iri(resource, url)
+        node = ox.NamedNode(iri)
+        triples.append(ox.Triple(subject, link, node))
+        triples += [ox.Triple(node, _TYPE, ox.NamedNode(t)) for t in sorted(record.types)]
+        for predicate, value in record.values:
+            obj = ox.NamedNode(value) if isinstance(value, str) else \
+                ox.Literal(value[0], datatype=ox.NamedNode(value[1]))
+            triples.append(ox.Triple(node, ox.NamedNode(predicate), obj))
+        name = f"{resource['resourceType']}/{resource['id']}" if isinstance(resource.get("id"), str) else iri
+        triples.append(ox.Triple(node, ox.NamedNode(DCTERMS_IDENTIFIER), ox.Literal(name)))
+        if url is not None and url != iri and ":" in url:
+            triples.append(ox.Triple(node, ox.NamedNode(RDFS_SEE_ALSO), ox.NamedNode(url)))
+        self.notes[iri] = ", ".join([name, *record.codes])
+        if record.spasticity:
+            self._spastic[patient].append((iri, out))
+        if record.etiologies:
+            self._etiologies[patient] |= record.etiologies
+
+    def _finish(self) -> None:
+        """Medications whose Medication came later, then the etiologies of spasticity conditions."""
+        pending, self._pending = self._pending, []
+        for resource, scope, out, url in pending:
+            self._map(resource, scope, out, url or None, final=True)
+        etiology = ox.NamedNode(vocab.ITKG + "hasEtiology")
+        for patient, nodes in self._spastic.items():
+            for iri, out in nodes:
+                self._out[out] += [ox.Triple(ox.NamedNode(iri), etiology, ox.NamedNode(e))
+                                   for e in sorted(self._etiologies.get(patient, ()))]
+
+
+def _loads(data: bytes, path: Path, line: int | None) -> Any:
+    """Decode one JSON text; errors name the file and line (the NDJSON line, or the line in the
+    file), never the value."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise ParseError(path, f"not valid JSON ({error.msg})", line if line is not None else error.lineno,
+                         None if line is not None else error.colno) from None
+    except UnicodeDecodeError:
+        raise ParseError(path, "not valid UTF-8 text", line) from None
+    except RecursionError:
+        raise InputTooLargeError(path, "JSON nested too deeply", line) from None
+    except ValueError:
+        raise InputTooLargeError(path, "a JSON number has too many digits", line) from None
+
+
+def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
+         mappings: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
+         max_bytes: int = DEFAULT_MAX_BYTES) -> FhirGraph:
+    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them)."""
+    reader = FhirReader(base=base, mappings=load_mappings(mappings), strict=strict, max_bytes=max_bytes)
+    return reader.read(paths)

@@ -1,0 +1,346 @@
+"""The FHIR R4 resource-to-fact mapping of fhir.md §2, in one place.
+
+Everything that decides which FHIR element becomes which contract §2 fact is in this module: the
+status tables first, then one small function per resource type. Each function reads one resource
+(a plain ``dict`` from the JSON) and returns the :class:`Record` it gives, or ``None`` with the
+reason it gives nothing. Which *codes* mean which itkg term is not here: that is data, the SSSOM
+mapping set (:mod:`itkg.mappings`), reached through :class:`Context`.
+
+Reference resolution, files, Bundles, duplicates and reports live in :mod:`itkg.fhir.reader`; it
+calls :data:`RULES` and turns each record into triples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .. import vocab
+
+I = vocab.ITKG
+SNOMED = "http://snomed.info/sct"
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+
+# -- the tables -------------------------------------------------------------------------------------
+
+#: Condition.clinicalStatus codes that count (absent counts too).
+CONDITION_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+#: Condition.verificationStatus codes that count (absent counts too).
+CONDITION_VERIFICATION = frozenset({"confirmed"})
+#: Condition.severity code (SNOMED CT) that makes a spasticity condition severe spasticity.
+SEVERE = "24484000"
+
+#: Statuses of the treatment resources that give no received treatment: entered-in-error (fhir.md
+#: §2), and records of something that did not happen (a draft prescription, a procedure not done or
+#: still in preparation, a medication not taken or not given).
+TREATMENT_NOT_COUNTED: dict[str, frozenset[str]] = {
+    "MedicationStatement": frozenset({"entered-in-error", "not-taken"}),
+    "MedicationRequest": frozenset({"entered-in-error", "draft"}),
+    "MedicationAdministration": frozenset({"entered-in-error", "not-done"}),
+    "Procedure": frozenset({"entered-in-error", "not-done", "preparation"}),
+}
+#: Where each medication resource keeps its dosage(s), whose ``route`` is read.
+DOSAGE_ELEMENT = {"MedicationStatement": "dosage", "MedicationRequest": "dosageInstruction",
+                  "MedicationAdministration": "dosage"}
+
+#: Routes of administration (SNOMED CT), and the treatment classes that need one.
+ORAL, TRANSDERMAL, INTRATHECAL = "26643006", "45890007", "72607000"
+CLASS_ROUTE = {I + "OralOpioidTherapy": ORAL, I + "TransdermalOpioidTherapy": TRANSDERMAL,
+               I + "OralBaclofenTherapy": ORAL}
+
+#: Observation statuses that count for a CSF circulation assessment.
+OBSERVATION_COUNTED = frozenset({"final", "amended", "corrected"})
+#: ServiceRequest status that makes a planned therapy.
+SERVICE_REQUEST_COUNTED = frozenset({"active"})
+
+#: Consent (scope treatment): status and provision.type → consent status; other statuses decide nothing.
+CONSENT_DECISIONS: dict[tuple[str, str | None], str] = {
+    ("active", "permit"): vocab.CONSENT_GRANTED, ("active", None): vocab.CONSENT_GRANTED,
+    ("active", "deny"): vocab.CONSENT_REFUSED,
+    ("rejected", "permit"): vocab.CONSENT_REFUSED, ("rejected", "deny"): vocab.CONSENT_REFUSED,
+    ("rejected", None): vocab.CONSENT_REFUSED,
+    ("inactive", "permit"): vocab.CONSENT_WITHDRAWN, ("inactive", "deny"): vocab.CONSENT_WITHDRAWN,
+    ("inactive", None): vocab.CONSENT_WITHDRAWN,
+}
+
+#: Elements that exist in FHIR R5 (or later) but not in R4: a resource carrying one is not R4.
+NOT_R4: dict[str, tuple[str, ...]] = {
+    "Consent": ("decision", "subject", "date", "grantor", "grantee", "controller", "manager",
+                "regulatoryBasis", "policyBasis"),
+    "MedicationStatement": ("medication", "adherence"),
+    "MedicationRequest": ("medication",),
+    "MedicationAdministration": ("medication", "occurenceDateTime", "occurencePeriod"),
+    "Procedure": ("occurrenceDateTime", "occurrencePeriod"),
+}
+
+#: Where each resource type names its patient.
+PATIENT_ELEMENT = {"Condition": "subject", "MedicationStatement": "subject",
+                   "MedicationRequest": "subject", "MedicationAdministration": "subject",
+                   "Procedure": "subject", "Consent": "patient", "Observation": "subject",
+                   "ServiceRequest": "subject"}
+
+_DATE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
+
+
+# -- what a rule returns -------------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    """The §2 record one resource gives: ``link`` from the patient to ``node`` (a record, or for
+    ``plannedTherapy`` the therapy classes in ``types``), its types and property values, and the
+    codes that gave them (for the evidence)."""
+
+    link: str
+    types: set[str] = field(default_factory=set)
+    values: list[tuple[str, str | tuple[str, str]]] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    #: set on a spasticity condition and on etiology conditions: the reader links them per patient
+    spasticity: bool = False
+    etiologies: set[str] = field(default_factory=set)
+
+
+class Context(Protocol):
+    """What the rules need from the reader: codes to terms, and medication references resolved."""
+
+    def terms(self, concept: Any) -> set[str]:
+        """The itkg terms the codings of a CodeableConcept decide (unmapped ones are counted)."""
+
+    def codes(self, concept: Any) -> list[str]:
+        """The codings of a CodeableConcept as ``system-name code`` strings."""
+
+    def code_iris(self, concept: Any) -> set[str]:
+        """The IRIs of the codings of a CodeableConcept."""
+
+    def medication(self, resource: dict) -> Any:
+        """The CodeableConcept of the medication of a medication resource (inline, contained or
+        referenced); raises :class:`Pending` when the referenced Medication may come later."""
+
+    def is_a(self, term: str, ancestor: str) -> bool:
+        """Whether ``term`` is ``ancestor`` or a subclass of it in the ontology."""
+
+    def typed(self, term: str, cls: str) -> bool:
+        """Whether the individual ``term`` is typed ``cls`` in the ontology (an outcome, a finding)."""
+
+
+class Pending(Exception):
+    """A referenced Medication is not known yet: the reader tries the resource again at the end."""
+
+
+Result = tuple[Record | None, str]
+
+
+def _code(concept: Any) -> str | None:
+    """The first code of a CodeableConcept (for FHIR's own required code systems)."""
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                return coding["code"]
+    return None
+
+
+def _concepts(value: Any) -> Iterator[Any]:
+    """A CodeableConcept element or a list of them, one at a time."""
+    if isinstance(value, list):
+        yield from value
+    elif value is not None:
+        yield value
+
+
+def _snomed_codes(concept: Any) -> set[str]:
+    if not isinstance(concept, dict):
+        return set()
+    return {c["code"] for c in concept.get("coding") or () if isinstance(c, dict)
+            and c.get("system") == SNOMED and isinstance(c.get("code"), str)}
+
+
+def date_of(value: Any) -> str | None:
+    """The calendar day of a FHIR date or dateTime (``2026-03-02T10:00:00+01:00`` → ``2026-03-02``),
+    as written; None for partial dates (``2026-03``) and anything else."""
+    if isinstance(value, str):
+        match = _DATE.match(value)
+        if match and (len(value) == 10 or value[10] == "T"):
+            return match.group(0)
+    return None
+
+
+def _date_value(resource: dict, *names: str) -> str | None:
+    for name in names:
+        value = resource.get(name)
+        if isinstance(value, dict):  # a Period: its start
+            value = value.get("start")
+        day = date_of(value)
+        if day is not None:
+            return day
+    return None
+
+
+def _outcomes(ctx: Context, *concepts: Any) -> set[str]:
+    found: set[str] = set()
+    for concept in concepts:
+        for one in _concepts(concept):
+            found |= {t for t in ctx.terms(one) if ctx.typed(t, I + "TreatmentOutcome")}
+    return found
+
+
+# -- the rules, one per resource type ------------------------------------------------------------------
+
+def condition(resource: dict, ctx: Context) -> Result:
+    """Condition.code → ``hasCondition`` of the mapped classes (the codes' IRIs are kept as types
+    too: they decide nothing). Severe spasticity from Condition.severity; etiologies link later."""
+    clinical = _code(resource.get("clinicalStatus"))
+    verification = _code(resource.get("verificationStatus"))
+    if clinical is not None and clinical not in CONDITION_CLINICAL:
+        return None, f"clinicalStatus {clinical}"
+    if verification is not None and verification not in CONDITION_VERIFICATION:
+        return None, f"verificationStatus {verification}"
+    concept = resource.get("code")
+    terms = ctx.terms(concept)
+    record = Record(vocab.HAS_CONDITION, codes=ctx.codes(concept))
+    record.types |= ctx.code_iris(concept)
+    for term in terms:
+        if ctx.typed(term, I + "Disorder"):
+            record.etiologies.add(term)
+        if ctx.is_a(term, I + "Condition") or ctx.typed(term, I + "Disorder"):
+            record.types.add(term)
+    if any(ctx.is_a(t, I + "Spasticity") for t in terms):
+        record.spasticity = True
+        if SEVERE in _snomed_codes(resource.get("severity")):
+            record.types.add(I + "SevereSpasticity")
+            record.codes.append(f"severity SNOMED CT {SEVERE}")
+    return record, ""
+
+
+def treatment(resource: dict, ctx: Context) -> Result:
+    """Medication resources and Procedure → ``receivedTreatment`` of the mapped treatment class,
+    with outcomes from ``statusReason`` / ``Procedure.outcome``. A medication given intrathecally
+    (SNOMED CT 72607000), or a code mapped to an intrathecal therapy, is never a prior treatment."""
+    kind = resource["resourceType"]
+    status = resource.get("status")
+    if status in TREATMENT_NOT_COUNTED[kind]:
+        return None, f"status {status}"
+    routes: set[str] = set()
+    if kind == "Procedure":
+        concept = resource.get("code")
+        outcome = _outcomes(ctx, resource.get("outcome"))
+    else:
+        concept = ctx.medication(resource)
+        for dosage in _concepts(resource.get(DOSAGE_ELEMENT[kind])):
+            if isinstance(dosage, dict):
+                routes |= _snomed_codes(dosage.get("route"))
+        outcome = _outcomes(ctx, resource.get("statusReason"))
+    terms = ctx.terms(concept)
+    if INTRATHECAL in routes or any(ctx.is_a(t, vocab.INTRATHECAL_THERAPY) for t in terms):
+        return None, "intrathecal therapy, never a prior treatment"
+    classes = choose_by_route({t for t in terms if ctx.is_a(t, I + "Treatment")}, routes)
+    if not classes:
+        return None, "no mapped treatment"
+    record = Record(vocab.RECEIVED_TREATMENT, types=classes | ctx.code_iris(concept),
+                    codes=ctx.codes(concept))
+    record.values += [(vocab.HAS_OUTCOME, o) for o in sorted(outcome)]
+    return record, ""
+
+
+def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
+    """Among the treatment classes a medication code maps to, those its route picks: the classes
+    that need the given route; else, with no route given, the classes that need none (or all when
+    every class needs one: an oral baclofen tablet with no route is still oral baclofen); else the
+    classes that need none.
+
+    >>> sorted(choose_by_route({I + "SystemicAnalgesicTherapy", I + "OralOpioidTherapy"}, {ORAL}))
+    ['https://w3id.org/itkg/OralOpioidTherapy']
+    >>> sorted(choose_by_route({I + "SystemicAnalgesicTherapy", I + "OralOpioidTherapy"}, set()))
+    ['https://w3id.org/itkg/SystemicAnalgesicTherapy']
+    """
+    routed = {c for c in classes if CLASS_ROUTE.get(c) in routes}
+    if routed:
+        return routed
+    free = {c for c in classes if c not in CLASS_ROUTE}
+    return free if free or routes else classes
+
+
+def consent(resource: dict, ctx: Context) -> Result:
+    """A Consent of scope ``treatment`` → ``hasConsent`` with status, covered therapies (mapped
+    codes of ``provision.code``, nested provisions included) and date. Any other scope is never a
+    treatment consent."""
+    scope = resource.get("scope")
+    codings = scope.get("coding") if isinstance(scope, dict) else None
+    if not any(isinstance(c, dict) and c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment"
+               for c in codings or ()):
+        return None, f"scope {_code(scope) or 'absent'}"
+    provision: dict[str, Any] = resource["provision"] if isinstance(resource.get("provision"), dict) else {}
+    status, ptype = resource.get("status"), provision.get("type")
+    decision = CONSENT_DECISIONS.get((status, ptype)) if isinstance(status, str) \
+        and (ptype is None or isinstance(ptype, str)) else None
+    if decision is None:
+        return None, f"status {resource.get('status')}"
+    record = Record(vocab.HAS_CONSENT, types={I + "InformedConsent"})
+    record.values.append((vocab.CONSENT_STATUS, decision))
+    covered: set[str] = set()
+    stack: list[dict[str, Any]] = [provision]
+    while stack:
+        current = stack.pop()
+        for concept in _concepts(current.get("code")):
+            covered |= {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
+            record.codes += ctx.codes(concept)
+        stack += [p for p in _concepts(current.get("provision")) if isinstance(p, dict)]
+    record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
+    day = date_of(resource.get("dateTime"))
+    if day is not None:
+        record.values.append((vocab.CONSENT_DATE, (day, vocab.XSD_DATE)))
+    return record, ""
+
+
+def observation(resource: dict, ctx: Context) -> Result:
+    """An Observation whose code maps to CSFCirculationAssessment → ``hasCSFAssessment`` with the
+    finding (valueCodeableConcept) and date (effective[x])."""
+    concept = resource.get("code")
+    if I + "CSFCirculationAssessment" not in ctx.terms(concept):
+        return None, "not a CSF circulation assessment"
+    if resource.get("status") not in OBSERVATION_COUNTED:
+        return None, f"status {resource.get('status')}"
+    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"},
+                    codes=ctx.codes(concept))
+    value = resource.get("valueCodeableConcept")
+    for finding in sorted(t for t in ctx.terms(value) if ctx.typed(t, I + "CSFCirculationFinding")):
+        record.values.append((vocab.FINDING, finding))
+    record.codes += ctx.codes(value)
+    day = _date_value(resource, "effectiveDateTime", "effectivePeriod", "effectiveInstant")
+    if day is not None:
+        record.values.append((vocab.ASSESSMENT_DATE, (day, vocab.XSD_DATE)))
+    return record, ""
+
+
+def service_request(resource: dict, ctx: Context) -> Result:
+    """An active ServiceRequest whose code maps to an intrathecal therapy → ``plannedTherapy``."""
+    if resource.get("status") not in SERVICE_REQUEST_COUNTED:
+        return None, f"status {resource.get('status')}"
+    concept = resource.get("code")
+    therapies = {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
+    if not therapies:
+        return None, "no mapped intrathecal therapy"
+    return Record(vocab.PLANNED_THERAPY, types=therapies, codes=ctx.codes(concept)), ""
+
+
+#: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
+RULES: dict[str, Callable[[dict, Context], Result]] = {
+    "Condition": condition,
+    "MedicationStatement": treatment,
+    "MedicationRequest": treatment,
+    "MedicationAdministration": treatment,
+    "Procedure": treatment,
+    "Consent": consent,
+    "Observation": observation,
+    "ServiceRequest": service_request,
+}
+
+
+def not_r4(resource: dict) -> str | None:
+    """Why a resource is not FHIR R4, or None (only what the rules would misread is checked)."""
+    kind = resource.get("resourceType")
+    for name in NOT_R4.get(kind, ()):  # type: ignore[arg-type]
+        if name in resource:
+            return f"a {kind} with '{name}' is not FHIR R4 (it is R5 or later)"
+    return None
+

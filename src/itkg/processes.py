@@ -1,0 +1,336 @@
+"""Every child process itkg starts, and how it ends.
+
+itkg runs work in child processes for three reasons: a query cannot be interrupted inside the
+process that runs it (so it runs in a forked child killed at a deadline), Python is slow per
+triple (so populations are parsed and decided in forked workers, and validated in spawned ones),
+and HermiT and Jena are Java programs. This module is the one place that knows how such a child
+is started and how it ends, so that every child obeys the same rules:
+
+- **It dies with its parent.** Linux's ``PR_SET_PDEATHSIG`` makes the kernel signal the child
+  when the itkg process is gone, even by ``SIGKILL``; a child that finds its parent already gone
+  ends at once. A stray child would burn CPU with no deadline and hold patient data.
+- **It never runs the command line's handlers.** The CLI turns ``SIGTERM``, ``SIGHUP``, ... into
+  ``SystemExit`` so that ``finally`` blocks kill children and remove temporary files
+  (:func:`signals_end_cleanly`). A forked child starts with those handlers, and a ``SystemExit``
+  there runs the interpreter's shutdown, which waits for every non-daemon thread: a worker thread
+  blocked on its pipe then holds the process open forever (the deadlock of issue 9). So a forked
+  child first restores the default action of every ending signal and ignores ``SIGINT`` (the
+  parent handles ^C and ends its children), and it leaves by ``os._exit``: no interpreter
+  shutdown, no thread to wait for.
+- **It is ended by its owner**, with ``SIGKILL`` where it holds nothing worth saving, whatever
+  made the owner stop (an error, a deadline, a signal).
+
+Start methods: :func:`start_child` forks (the child inherits the ontology's knowledge and the hash
+seed without a copy); :func:`spawn_pool` spawns fresh interpreters (a forked child would write
+into the parent's freed memory and end up with a private copy of gigabytes); :func:`popen` runs a
+program (Java, the HermiT worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+_PR_SET_PDEATHSIG = 1
+
+#: Signals whose default action ends the process. The CLI turns them into ``SystemExit`` so that
+#: clean-up runs; children get their default action back.
+ENDING_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name))
+
+
+def die_with_parent(signum: int = signal.SIGKILL, *, parent: int | None = None) -> None:
+    """Ask Linux to send ``signum`` to the calling process when its parent dies (no-op elsewhere).
+
+    :param parent: the pid the caller expects as its parent. If the parent has died already
+        (before the request could be made), the signal is sent at once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: deadlines still apply
+            pass
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def become_child(parent: int, *, offline: bool = False) -> None:
+    """First thing in every forked or spawned child: default action for the ending signals,
+    ``SIGINT`` ignored (the parent handles ^C and ends its children), death with ``parent``;
+    with ``offline``, no network at all (:func:`drop_network`)."""
+    for signum in ENDING_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent=parent)
+    if offline:
+        drop_network()  # no route anywhere, not even to 127.0.0.1 (docs/security.md §1)
+
+
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+
+
+def _unshare(flags: int) -> None:
+    unshare = getattr(os, "unshare", None)  # Python 3.12+
+    if unshare is not None:
+        unshare(flags)
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.unshare(ctypes.c_int(flags)) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def drop_network() -> bool:
+    """Move the calling process into a new, empty network namespace; ``True`` if it worked.
+
+    Called first thing in the child that runs a user's query. The query gate keeps ``SERVICE``
+    out, but Oxigraph's HTTP client is written in Rust, out of reach of Python's audit hook, so
+    a future gap in the gate would otherwise leak patient values in a URL. In the new namespace
+    there is no interface but a loopback that is down: every connection fails with "network is
+    unreachable", whatever address the query names.
+
+    A privileged process (root in CI) only needs ``CLONE_NEWNET``, and keeps its rights over
+    the files it still has to read; an unprivileged one needs a user namespace as well. Where
+    neither is allowed (not Linux, or a container that forbids namespaces) it returns ``False``
+    and the gate remains the only protection, as docs/security.md says. It must run while the
+    process has one thread, which a freshly forked child has.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    for flags in (_CLONE_NEWNET, _CLONE_NEWUSER | _CLONE_NEWNET):
+        try:
+            _unshare(flags)
+        except (OSError, AttributeError):
+            continue
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def signals_end_cleanly() -> Iterator[None]:
+    """While inside, an ending signal raises ``SystemExit(128 + signal)`` in this process, as
+    ^C raises ``KeyboardInterrupt``: ``finally`` blocks end children and remove private files.
+
+    The previous handlers come back on leaving, so the CLI run in-process (tests) leaves the host
+    as it was. Only the main thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def _end(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked child between fork and become_child
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    previous = {signum: signal.signal(signum, _end) for signum in ENDING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# -- forked children ---------------------------------------------------------------------------
+
+@dataclass
+class Child:
+    """A forked child and this end of its duplex pipe."""
+
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+
+    def stop(self) -> None:
+        """End the child (``SIGKILL`` if it is still running), reap it and close the pipe."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+    def exit_code(self) -> int | None:
+        """The child's exit status once it has ended (negative: killed by that signal)."""
+        self.process.join()
+        return self.process.exitcode
+
+
+def default_workers() -> int:
+    """Worker processes to use by default: one per CPU this process may run on (the work is
+    CPU-bound), at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def forking_available() -> bool:
+    """Whether children can be forked here (not on Windows)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def start_child(target: Callable[[multiprocessing.connection.Connection], None], *,
+                name: str = "itkg-child", offline: bool = False) -> Child:
+    """Fork a child that runs ``target(conn)`` after :func:`become_child` (``offline``: in a
+    network namespace of its own, see :func:`drop_network`), then ends by
+    ``os._exit`` (0 when ``target`` returned, 1 when it raised; nothing is printed, because a
+    traceback may quote data). The caller talks to it through the returned :class:`Child`."""
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_forked, args=(target, theirs, os.getpid(), offline), name=name,
+                              daemon=True)
+    process.start()
+    theirs.close()
+    return Child(process, ours)
+
+
+def _forked(target: Callable[[multiprocessing.connection.Connection], None],
+            conn: multiprocessing.connection.Connection, parent: int, offline: bool) -> None:
+    code = 1
+    try:
+        become_child(parent, offline=offline)
+        target(conn)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def in_fresh_thread(function: Callable[..., None], *args: Any, name: str = "itkg-work") -> None:
+    """Run ``function(*args)`` in a new daemon thread and wait for it.
+
+    For forked children: pyoxigraph makes up blank-node names with its thread's random generator,
+    and a forked child's main thread goes on from its parent's state, so both would make up the
+    same names; a new thread seeds its own. Daemon, so that it can never hold the process open.
+    """
+    thread = threading.Thread(target=function, args=args, name=name, daemon=True)
+    thread.start()
+    thread.join()
+
+
+def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
+                       prepare: Callable[[], tuple[Any, ...]] | None = None,
+                       passes: tuple[type[BaseException], ...] = (), offline: bool = False,
+                       timed_out: Callable[[], BaseException],
+                       failed: Callable[[str], BaseException]) -> Any:
+    """Run ``function(*args)`` in a forked child and return its result, or raise ``timed_out()``
+    after ``timeout`` seconds (the child is killed).
+
+    :param prepare: called in the child first; what it returns is appended to ``args``. The
+        deadline starts when it has returned, so it can load data that only the child then holds.
+    :param offline: run the child without any network (:func:`drop_network`).
+    :param passes: exception types re-raised in the parent as they are (they must pickle and
+        must not quote data); any other failure becomes ``failed(kind)``, ``kind`` being the
+        exception's type name only.
+    """
+    if not forking_available():  # pragma: no cover - Windows: no deadline, run in-process
+        return function(*args, *(prepare() if prepare is not None else ()))
+
+    def child(conn: multiprocessing.connection.Connection) -> None:
+        try:
+            more: tuple[Any, ...] = ()
+            if prepare is not None:
+                more = prepare()
+                conn.send_bytes(pickle.dumps(("ready", None)))
+            outcome: tuple[str, Any] = ("ok", function(*args, *more))
+        except passes as error:
+            outcome = ("error", error)
+        except BaseException as error:  # noqa: BLE001 - reported as a kind, not a message
+            outcome = ("crash", type(error).__name__)
+        try:
+            payload = pickle.dumps(outcome)
+        except Exception as error:  # noqa: BLE001 - an unpicklable result: its kind only
+            payload = pickle.dumps(("crash", type(error).__name__))
+        conn.send_bytes(payload)
+
+    worker = start_child(child, name="itkg-deadline", offline=offline)
+    kind: str
+    payload: Any
+    try:
+        kind, payload = ("ready", None) if prepare is None else pickle.loads(worker.conn.recv_bytes())
+        if kind == "ready":
+            if not worker.conn.poll(timeout):
+                raise timed_out()
+            kind, payload = pickle.loads(worker.conn.recv_bytes())
+    except EOFError:
+        raise failed("ended without an answer") from None
+    finally:
+        worker.stop()
+    if kind == "ok":
+        return payload
+    if kind == "error":
+        raise payload
+    raise failed(str(payload))
+
+
+# -- spawned pools -----------------------------------------------------------------------------
+
+def spawn_pool(workers: int, initializer: Callable[..., None] | None = None,
+               initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned interpreters that die with this process; end it with
+    :func:`stop_pool`. ``initializer(*initargs)`` runs in each after :func:`become_child`."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_spawned, initargs=(os.getpid(), initializer, initargs))
+
+
+def _spawned(parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    become_child(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def stop_pool(pool: ProcessPoolExecutor, *, failed: bool) -> None:
+    """Shut ``pool`` down: wait for it after a success; after a failure (an error, a signal)
+    cancel what has not started and kill the workers, rather than wait for their batches."""
+    if failed:
+        # The executor has no public way to end running work before Python 3.14.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- programs ----------------------------------------------------------------------------------
+
+def popen(command: Sequence[str], *, new_session: bool = False,
+          parent_death_signal: int = signal.SIGKILL, stdin: int | IO[Any] | None = None,
+          stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None,
+          cwd: str | os.PathLike[str] | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` so that it gets ``parent_death_signal`` when this process dies.
+
+    :param new_session: give it its own session (and process group), so that :func:`kill`
+        with ``group=True`` also ends the programs it starts (Java under the HermiT worker).
+    """
+    return subprocess.Popen(
+        list(command), stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+        start_new_session=new_session,
+        preexec_fn=functools.partial(die_with_parent, parent_death_signal, parent=os.getpid()))
+
+
+def kill(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """``SIGKILL`` ``process`` (or its whole process group, see :func:`popen`), leaving it to be
+    reaped by the caller's ``wait``/``communicate``."""
+    try:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    except (ProcessLookupError, PermissionError):
+        pass

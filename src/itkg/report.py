@@ -1,0 +1,464 @@
+"""The clinic report: one self-contained HTML page of an eligibility run (``itkg report``).
+
+Why a page: the people who act on itkg's answers are a pain or spasticity clinic's team, meeting
+weekly to go through who could be offered intrathecal therapy and to chase missing consent forms
+and CSF assessments. They need the summary, a worklist and each patient's reasons, not JSON.
+
+What makes it safe to open and to keep:
+
+* every string from the input is escaped by Jinja2's autoescaping (never string concatenation),
+  and strings are cut to a bounded length, so hostile IRIs, labels or display texts are text;
+* the page carries a Content-Security-Policy that forbids loading anything (``default-src
+  'none'``) and allows only its own stylesheet, by hash: no script runs at all, the worklist is
+  filtered with CSS alone (radio buttons and ``:has()``);
+* it is written atomically and readable by its owner only (:func:`itkg.safeio.atomic_write`),
+  because it holds patient data;
+* its size is bounded: lists beyond ``max_listed`` rows and explanations beyond ``max_details``
+  patients are left out with a note, and every row then goes to a CSV file beside the page.
+
+The rows are decided once, over one index of the input, by the same rule engine as ``itkg
+eligibility``; the explanations of the patients shown are asked of that same engine and index
+(``RuleEngine.explain``, what :func:`itkg.explain` does), so a population is parsed only once.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import hashlib
+import io
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import jinja2
+from markupsafe import Markup
+
+from . import vocab
+from .names import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
+from .engine import PatientIndex, RuleEngine
+from .errors import InputError
+from .knowledge import Knowledge, load_knowledge
+from .loading import PatientData, Source, load
+from .results import EligibilityResult, PatientExplanation
+from .safeio import atomic_write
+
+#: Longest text from the input shown in one place (an IRI, an evidence line); longer is cut.
+MAX_TEXT = 400
+#: Most lines shown for one criterion, or records for one prerequisite (a patient with thousands
+#: of records would otherwise make one section arbitrarily large); the rest is counted.
+MAX_ITEMS = 20
+
+STATUS_WORDS = {"qualifies": "qualifies", "pending": "pending", "excluded": "excluded"}
+STATE_WORDS = {"met": "met", "failed": "not met (decided against)", "missing": "not documented"}
+_STEP_KEYS = {vocab.INFORMED_CONSENT: "consent", vocab.CSF_CIRCULATION: "csf"}
+_STEP_FILTER_WORDS = {vocab.INFORMED_CONSENT: "obtain informed consent",
+                      vocab.CSF_CIRCULATION: "assess CSF circulation"}
+
+_PATIENTS_QUERY = """PREFIX itkg: <https://w3id.org/itkg/>
+SELECT (COUNT(DISTINCT ?patient) AS ?patients) WHERE {
+  { ?patient a itkg:Patient }
+  UNION { ?patient itkg:hasCondition|itkg:receivedTreatment|itkg:hasConsent|itkg:hasCSFAssessment|itkg:plannedTherapy ?record }
+}"""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`itkg.report` wrote, and the counts the page shows.
+
+    ``counts`` maps each indication IRI to its attrition and statuses: ``met``, ``consent``
+    (met and informed consent granted), ``csf`` (also CSF circulation good), ``qualifies``,
+    ``pending`` and ``excluded``.
+    """
+
+    output: Path
+    csv: Path | None
+    patients: int
+    rows: int
+    counts: Mapping[str, Mapping[str, int]]
+    capped: bool
+    size: int
+
+
+@dataclass
+class _Input:
+    """The decided input: rows, the index they were decided over (when local), sources."""
+
+    rows: list[EligibilityResult]
+    patients: int
+    sources: tuple[Source, ...]
+    engine: RuleEngine | None = None
+    origin: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _cut(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), so that one hostile value cannot
+    make the page arbitrarily large."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _cap(items: Iterable[str], limit: int = MAX_ITEMS) -> list[str]:
+    """At most ``limit`` items, each cut to :data:`MAX_TEXT`, and a line saying how many more.
+
+    >>> _cap(["a", "b", "c"], 2)
+    ['a', 'b', '… and 1 more']
+    """
+    items = list(items)
+    shown = [_cut(item) for item in items[:limit]]
+    return shown + ([f"\u2026 and {len(items) - limit} more"] if len(items) > limit else [])
+
+
+def _count_patients(index: PatientIndex) -> int:
+    return sum(1 for node in index.nodes if index.is_patient(node))
+
+
+def next_step(code: str, therapy_label: str, knowledge: Knowledge) -> str:
+    """The clinic's next step for an unmet prerequisite, in words.
+
+    >>> next_step("csf-circulation", "intrathecal baclofen therapy", load_knowledge())
+    'assess CSF circulation'
+    >>> next_step("informed-consent", "intrathecal baclofen therapy", load_knowledge())
+    'obtain informed consent for intrathecal baclofen therapy'
+    """
+    if code == vocab.INFORMED_CONSENT:
+        return f"obtain informed consent for {therapy_label}"
+    if code == vocab.CSF_CIRCULATION:
+        return "assess CSF circulation"
+    labels = {p.code: p.label for group in knowledge.prerequisites.values() for p in group}
+    return f"document the {labels.get(code, code)}"
+
+
+def attrition(rows: Iterable[EligibilityResult]) -> dict[str, dict[str, int]]:
+    """Per indication: how many rows meet it, then also have consent granted, then also good
+    CSF circulation, and qualify, plus the status counts (OHDSI-style inclusion attrition).
+
+    >>> row = EligibilityResult("p", "t", "i", "pending", ("csf-circulation",))
+    >>> attrition([row])["i"]
+    {'met': 1, 'consent': 1, 'csf': 0, 'qualifies': 0, 'pending': 1, 'excluded': 0}
+    """
+    counts: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"met": 0, "consent": 0, "csf": 0, "qualifies": 0, "pending": 0, "excluded": 0})
+    for row in rows:
+        c = counts[row.indication]
+        c["met"] += 1
+        if vocab.INFORMED_CONSENT not in row.unmet:
+            c["consent"] += 1
+            if vocab.CSF_CIRCULATION not in row.unmet:
+                c["csf"] += 1
+        if row.status in ("qualifies", "pending", "excluded"):
+            c[row.status] += 1
+    return dict(counts)
+
+
+# -- deciding ---------------------------------------------------------------------------------------
+
+
+def _decide_files(paths: Sequence[Path], *, engine: str, input_format: str | None,
+                  knowledge: Knowledge, timeout: float | None) -> _Input:
+    """One index of the files, in this process: the rows come from it, and so do the
+    explanations (a second parse would double the cost at scale)."""
+    from .streaming import build_index, gc_paused
+
+    if engine == "native":
+        index, sources = build_index(paths, input_format=input_format, checksums=True)
+        with gc_paused():
+            rule_engine = RuleEngine(knowledge, index)
+            rows = sorted(row for patient in index.patients() for row in rule_engine.rows(patient))
+        return _Input(rows, _count_patients(index), sources, rule_engine)
+    return _decide_data(load(list(paths), input_format=input_format), engine=engine,
+                        knowledge=knowledge, timeout=timeout)
+
+
+def _decide_data(data: PatientData, *, engine: str, knowledge: Knowledge,
+                 timeout: float | None) -> _Input:
+    from . import api
+
+    index = PatientIndex.from_triples(data.triples)
+    rule_engine = RuleEngine(knowledge, index)
+    if engine == "native":
+        rows = sorted(row for patient in index.patients() for row in rule_engine.rows(patient))
+    else:
+        rows = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+    return _Input(rows, _count_patients(index), tuple(data.sources), rule_engine)
+
+
+def _decide_endpoint(endpoint: Any, knowledge: Knowledge) -> _Input:
+    from . import api
+    from .endpoint import _display
+
+    rows = api.eligibility(cast(PatientData, None), endpoint=endpoint, knowledge=knowledge)
+    _, found = endpoint.select(_PATIENTS_QUERY)
+    patients = int(str(found[0]["patients"])) if found and "patients" in found[0] else 0
+    note = ("The data is on the endpoint: each patient's section shows the indications met with their "
+            "evidence; run the report on the files for the criterion-by-criterion explanation.")
+    return _Input(rows, patients, (), None, origin=_display(endpoint.query_url), notes=[note])
+
+
+# -- the page model ---------------------------------------------------------------------------------
+
+
+def _row_model(row: EligibilityResult, knowledge: Knowledge, indication_keys: Mapping[str, str],
+               anchors: Mapping[str, str]) -> dict[str, Any]:
+    therapy = knowledge.label(row.therapy)
+    steps = [(_STEP_KEYS.get(code, "other"), next_step(code, therapy, knowledge)) for code in row.unmet]
+    reasons = _cap((check.reason for check in row.prerequisites if check.state == "failed"), 4)
+    if row.status == "excluded" and not reasons:
+        reasons = [f"{code}: not met" for code in row.unmet]
+    return {
+        "patient": _cut(row.patient), "anchor": anchors.get(row.patient),
+        "indication": knowledge.label(row.indication), "ikey": indication_keys.get(row.indication, "x"),
+        "therapy": therapy, "status": row.status, "steps": steps,
+        "step_keys": " ".join(key for key, _ in steps), "reasons": reasons,
+    }
+
+
+def _explanation_model(explanation: PatientExplanation, knowledge: Knowledge) -> list[dict[str, Any]]:
+    indications = []
+    for ind in explanation.indications:
+        result = ind.result
+        indications.append({
+            "label": ind.label, "therapy": knowledge.label(ind.therapy), "met": ind.met,
+            "status": result.status if result else None,
+            "criteria": [{"label": c.label, "met": c.met, "evidence": _cap(c.evidence),
+                          "failed": _cap(c.failed)} for c in ind.criteria],
+            "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
+                               "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
+                               "records": _cap(p.records)}
+                              for p in (result.prerequisites if result else ())],
+        })
+    return indications
+
+
+def _rows_only_model(rows: Sequence[EligibilityResult], knowledge: Knowledge) -> list[dict[str, Any]]:
+    """A patient's section from its rows alone (no index: the data is on an endpoint)."""
+    by_indication = {row.indication: row for row in rows}
+    indications = []
+    for ind in knowledge.indications:
+        row = by_indication.pop(ind.iri, None)
+        indications.append(_row_only(ind.label, knowledge.label(ind.therapy), row))
+    for iri, row in sorted(by_indication.items()):  # an indication this ontology does not know
+        indications.append(_row_only(knowledge.label(iri), knowledge.label(row.therapy), row))
+    return indications
+
+
+def _row_only(label: str, therapy: str, row: EligibilityResult | None) -> dict[str, Any]:
+    return {
+        "label": label, "therapy": therapy, "met": row is not None,
+        "status": row.status if row else None,
+        "criteria": [{"label": "criteria met", "met": True, "failed": [],
+                      "evidence": _cap(row.evidence)}] if row else [],
+        "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
+                           "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
+                           "records": _cap(p.records)}
+                          for p in (row.prerequisites if row else ())],
+    }
+
+
+_PREREQUISITE_WORDS = {vocab.INFORMED_CONSENT: "informed consent", vocab.CSF_CIRCULATION: "CSF circulation"}
+
+
+def _chart(attrition_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Geometry of the attrition chart: one group of four horizontal bars per indication."""
+    steps = (("met", "indication met"), ("consent", "consent granted"), ("csf", "CSF circulation good"),
+             ("qualifies", "qualifies"))
+    top = max([a["met"] for a in attrition_rows] + [1])
+    bar_h, gap, label_w, bar_w = 18, 4, 190, 360
+    y = 10
+    groups = []
+    for a in attrition_rows:
+        title_y = y + 14
+        y += 22
+        bars = []
+        for key, words in steps:
+            value = a[key]
+            bars.append({"key": key, "words": words, "value": value, "y": y,
+                         "width": max(1, round(bar_w * value / top)) if value else 0,
+                         "pct": f"{100 * value / a['met']:.0f}%" if a["met"] else "-"})
+            y += bar_h + gap
+        groups.append({"label": a["label"], "title_y": title_y, "bars": bars})
+        y += 12
+    return {"groups": groups, "height": y, "width": label_w + bar_w + 110, "label_w": label_w,
+            "bar_h": bar_h}
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("itkg", "templates"), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _sha256_csp(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, finished: _dt.datetime,
+               max_listed: int, max_details: int, csv_name: str | None, software_version: str,
+               engine_name: str) -> tuple[str, bool]:
+    """The HTML page and whether any list or the explanations were capped."""
+    rows = decided.rows
+    known = [ind.iri for ind in knowledge.indications]
+    extra = sorted({r.indication for r in rows} - set(known))
+    order = known + extra
+    indication_keys = {iri: f"i{n}" for n, iri in enumerate(order)}
+    counts = attrition(rows)
+    attrition_rows = [{"iri": iri, "key": indication_keys[iri], "label": knowledge.label(iri),
+                       "therapy": knowledge.label(_therapy_of(iri, knowledge, rows)),
+                       **counts.get(iri, {"met": 0, "consent": 0, "csf": 0, "qualifies": 0,
+                                          "pending": 0, "excluded": 0})} for iri in order]
+    totals = Counter(r.status for r in rows)
+
+    by_patient: dict[str, list[EligibilityResult]] = defaultdict(list)
+    for row in rows:
+        by_patient[row.patient].append(row)
+    detail_patients = sorted(by_patient)[:max_details]
+    anchors = {p: f"p{n}" for n, p in enumerate(detail_patients)}
+
+    lists: dict[str, dict[str, Any]] = {}
+    for status in ("pending", "qualifies", "excluded"):
+        matching = [r for r in rows if r.status == status]
+        lists[status] = {"total": len(matching),
+                         "rows": [_row_model(r, knowledge, indication_keys, anchors) for r in matching[:max_listed]]}
+    capped = any(lists[s]["total"] > max_listed for s in lists) or len(by_patient) > max_details
+
+    pending_codes = {code for r in rows if r.status == "pending" for code in r.unmet}
+    step_filters = [(_STEP_KEYS[code], _STEP_FILTER_WORDS[code]) for code in vocab.PREREQUISITE_ORDER
+                    if code in pending_codes]
+
+    details = []
+    for patient in detail_patients:
+        if decided.engine is not None:
+            indications = _explanation_model(decided.engine.explain(patient), knowledge)
+        else:
+            indications = _rows_only_model(by_patient[patient], knowledge)
+        details.append({"patient": _cut(patient), "anchor": anchors[patient], "indications": indications})
+
+    model = {
+        "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "seconds": f"{(finished - started).total_seconds():.1f}",
+        "software_version": software_version,
+        "ontology_version": knowledge.version or "unknown",
+        "ontology_version_iri": knowledge.version_iri,
+        "engine": engine_name, "origin": decided.origin,
+        "sources": [{"name": _cut(os.path.basename(s.path)), "path": _cut(s.path), "sha256": s.sha256,
+                     "format": s.format, "triples": s.triples} for s in decided.sources],
+        "patients": decided.patients, "patients_indicated": len(by_patient), "rows": len(rows),
+        "totals": {s: totals.get(s, 0) for s in ("qualifies", "pending", "excluded")},
+        "attrition": attrition_rows, "chart": _chart(attrition_rows),
+        "lists": lists, "max_listed": max_listed, "max_details": max_details,
+        "details": details, "details_total": len(by_patient), "csv_name": csv_name if capped else None,
+        "step_filters": step_filters, "notes": decided.notes, "status_words": STATUS_WORDS,
+    }
+    env = _environment()
+    style = env.get_template("report.css").render(indications=attrition_rows, steps=step_filters)
+    csp = (f"default-src 'none'; style-src {_sha256_csp(style)}; img-src 'none'; "
+           "base-uri 'none'; form-action 'none'")
+    page = env.get_template("report.html").render(style=Markup(style), csp=csp, **model)
+    return page, capped
+
+
+def _therapy_of(indication: str, knowledge: Knowledge, rows: Sequence[EligibilityResult]) -> str:
+    for ind in knowledge.indications:
+        if ind.iri == indication:
+            return ind.therapy
+    return next((r.therapy for r in rows if r.indication == indication), "")
+
+
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+
+
+def _csv_cell(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula."""
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def rows_csv(rows: Sequence[EligibilityResult], knowledge: Knowledge) -> str:
+    """Every row, with the next steps and exclusion reasons in words (the page's lists, uncapped).
+
+    >>> print(rows_csv([EligibilityResult("=p", "https://w3id.org/itkg/IntrathecalBaclofenTherapy", "i",
+    ...                                   "pending", ("csf-circulation",))], load_knowledge()), end="")
+    patient,therapy,indication,status,unmet,next_steps,reasons
+    '=p,https://w3id.org/itkg/IntrathecalBaclofenTherapy,i,pending,csf-circulation,assess CSF circulation,
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["patient", "therapy", "indication", "status", "unmet", "next_steps", "reasons"])
+    for row in rows:
+        therapy = knowledge.label(row.therapy)
+        steps = "; ".join(next_step(code, therapy, knowledge) for code in row.unmet) if row.status == "pending" else ""
+        reasons = "; ".join(c.reason for c in row.prerequisites if c.state == "failed")
+        writer.writerow([_csv_cell(row.patient), row.therapy, row.indication, row.status,
+                         " ".join(row.unmet), steps, _csv_cell(reasons)])
+    return out.getvalue()
+
+
+def write_report(decided: _Input, output: Path, knowledge: Knowledge, *, started: _dt.datetime,
+                 max_listed: int, max_details: int, protect: Iterable[Path], software_version: str,
+                 engine_name: str) -> ReportResult:
+    """Render the page (and the CSV beside it when a list is capped) and write both atomically,
+    owner-only."""
+    csv_path = output.with_name(output.stem + ".csv") if output.suffix.lower() != ".csv" \
+        else output.with_name(output.name + ".rows.csv")
+    finished = _dt.datetime.now(_dt.timezone.utc)
+    page, capped = build_page(decided, knowledge, started=started, finished=finished,
+                              max_listed=max_listed, max_details=max_details, csv_name=csv_path.name,
+                              software_version=software_version, engine_name=engine_name)
+    protect = list(protect)
+    if capped:
+        atomic_write(csv_path, rows_csv(decided.rows, knowledge), protect=protect + [output])
+    data = page.encode("utf-8")
+    atomic_write(output, data, protect=protect)
+    return ReportResult(output, csv_path if capped else None, decided.patients, len(decided.rows),
+                        attrition(decided.rows), capped, len(data))
+
+
+def report(data: PatientData | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+           output: str | os.PathLike[str], *, engine: str = "native", endpoint: Any = None,
+           input_format: str | None = None, knowledge: Knowledge | None = None,
+           timeout: float | None = None, max_listed: int = DEFAULT_MAX_LISTED,
+           max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
+    """Decide eligibility for ``data`` and write the clinic's HTML report to ``output``.
+
+    :param data: patient files (a path or a list of paths) or what :func:`itkg.load` returned;
+        ``None`` with ``endpoint``.
+    :param engine: ``native``, ``rdflib`` or ``oxigraph``, as for :func:`itkg.eligibility`.
+    :param endpoint: an :class:`itkg.endpoint.SparqlEndpoint` that holds the data instead.
+    :param max_listed: rows shown per list (worklist, qualifying, excluded) before a note and
+        the CSV beside the page take over.
+    :param max_details: patients whose explanation is in the page.
+    :returns: what was written, with the counts the page shows.
+    """
+    from . import __version__
+    from .api import BACKENDS
+
+    if engine not in BACKENDS:
+        raise InputError("<engine>", f"unknown engine; use one of {', '.join(BACKENDS)}")
+    started = _dt.datetime.now(_dt.timezone.utc)
+    knowledge = knowledge or load_knowledge()
+    output = Path(output)
+    protect: list[Path] = []
+    if endpoint is not None:
+        if data is not None:
+            raise InputError("<data>", "with an endpoint the data comes from the endpoint; give no data")
+        decided = _decide_endpoint(endpoint, knowledge)
+        engine = "endpoint"
+    elif isinstance(data, PatientData):
+        decided = _decide_data(data, engine=engine, knowledge=knowledge, timeout=timeout)
+        protect = [Path(s.path) for s in data.sources]
+    elif data is None:
+        raise InputError("<none>", "no input files given (or use an endpoint)")
+    else:
+        paths = [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(p) for p in data]
+        if not paths:
+            raise InputError("<none>", "no input files given (or use an endpoint)")
+        protect = paths
+        decided = _decide_files(paths, engine=engine, input_format=input_format, knowledge=knowledge,
+                                timeout=timeout)
+    return write_report(decided, output, knowledge, started=started, max_listed=max_listed,
+                        max_details=max_details, protect=protect, software_version=__version__,
+                        engine_name=engine)

@@ -1,0 +1,231 @@
+"""Start and stop a private Virtuoso 7 (Debian ``virtuoso-opensource``) on 127.0.0.1 for tests.
+
+Virtuoso is the triple store most hospitals can install, and it differs from Oxigraph where it
+matters to itkg: it does not answer a direct POST of a query, it cuts long results at
+``ResultSetMaxRows`` and marks "anytime" partial answers only in headers, its Graph Store has no
+default graph and wants HTTP Digest for writes, and its SPARQL compiler rejects some valid
+queries. The tests meet the real server, never a mock.
+
+Each instance gets its own database folder and ``virtuoso.ini`` in a temporary folder, free ports
+on 127.0.0.1 (SQL and HTTP) and no system service. Only the standard library is imported here (see
+``_oxigraph_server.py`` for why); test files load this file by path.
+
+Usage::
+
+    with VirtuosoServer(tmp_path, max_rows=1000) as server:
+        server.isql("DB.DBA.USER_CREATE ('loader', 'secret'); GRANT SPARQL_UPDATE TO \\"loader\\";")
+        server.bulk_load(folder, "*.ttl", "https://example.org/graph/data")
+        server.query_url                # http://127.0.0.1:PORT/sparql
+        server.store_url, server.auth_store_url   # /sparql-graph-crud, /sparql-graph-crud-auth
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+#: How long the server may take to accept HTTP requests before the start is given up.
+STARTUP_DEADLINE_S = 60.0
+#: How many times a start is retried when another process grabbed a chosen port first.
+PORT_ATTEMPTS = 3
+#: The password of ``dba`` in a new database.
+DBA_PASSWORD = "dba"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+INI = """\
+[Database]
+DatabaseFile = {dir}/virtuoso.db
+ErrorLogFile = {dir}/virtuoso.log
+LockFile = {dir}/virtuoso.lck
+TransactionFile = {dir}/virtuoso.trx
+xa_persistent_file = {dir}/virtuoso.pxa
+ErrorLogLevel = 7
+FileExtend = 200
+Striping = 0
+TempStorage = TempDatabase
+
+[TempDatabase]
+DatabaseFile = {dir}/virtuoso-temp.db
+TransactionFile = {dir}/virtuoso-temp.trx
+Striping = 0
+
+[Parameters]
+ServerPort = 127.0.0.1:{sql_port}
+DisableUnixSocket = 1
+MaxClientConnections = 10
+CheckpointInterval = 60
+CaseMode = 2
+; the bulk loader (ld_dir) reads only from these folders
+DirsAllowed = ., {dir}, {data_dirs}
+NumberOfBuffers = {buffers}
+MaxDirtyBuffers = {dirty_buffers}
+ThreadsPerQuery = 2
+AsyncQueueMaxThreads = 4
+
+[HTTPServer]
+ServerPort = 127.0.0.1:{http_port}
+ServerRoot = {dir}/vsp
+MaxClientConnections = 5
+ServerThreads = 5
+Charset = UTF-8
+
+[SPARQL]
+ResultSetMaxRows = {max_rows}
+MaxQueryExecutionTime = {max_seconds}
+MaxQueryCostEstimationTime = 400
+"""
+
+
+def virtuoso_executable() -> str | None:
+    """``virtuoso-t`` (Debian's name for the server), or ``None`` when it is not installed."""
+    return shutil.which("virtuoso-t")
+
+
+def isql_executable() -> str | None:
+    """``isql-vt`` (Debian's name for Virtuoso's SQL client; ``isql`` elsewhere)."""
+    return shutil.which("isql-vt") or shutil.which("isql-v")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class VirtuosoServer:
+    """One ``virtuoso-t`` process with its own database in ``folder``.
+
+    ``max_rows`` is ``ResultSetMaxRows`` (the cap at which Virtuoso cuts a result) and
+    ``max_seconds`` ``MaxQueryExecutionTime``. ``data_dirs`` are the folders the bulk loader may
+    read. ``buffers`` is ``NumberOfBuffers`` (8 KB pages of cache; 10000 is 80 MB).
+    """
+
+    def __init__(self, folder: Path, *, max_rows: int = 10000, max_seconds: int = 60,
+                 data_dirs: tuple[Path, ...] = (), buffers: int = 10000) -> None:
+        self.folder = Path(folder)
+        self.max_rows = max_rows
+        self.max_seconds = max_seconds
+        self.data_dirs = tuple(Path(d) for d in data_dirs)
+        self.buffers = buffers
+        self.http_port = 0
+        self.sql_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def query_url(self) -> str:
+        """The SPARQL 1.1 Protocol endpoint."""
+        return f"{self.base_url}/sparql"
+
+    @property
+    def store_url(self) -> str:
+        """The Graph Store Protocol endpoint (read-only without authentication)."""
+        return f"{self.base_url}/sparql-graph-crud"
+
+    @property
+    def auth_store_url(self) -> str:
+        """The Graph Store Protocol endpoint that takes writes, with HTTP Digest."""
+        return f"{self.base_url}/sparql-graph-crud-auth"
+
+    def start(self) -> VirtuosoServer:
+        """Start the server; return once it answers SPARQL, or raise ``RuntimeError``."""
+        executable = virtuoso_executable()
+        if executable is None:
+            raise RuntimeError("virtuoso-t is not installed (Debian: virtuoso-opensource)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "vsp").mkdir(exist_ok=True)
+        for _ in range(PORT_ATTEMPTS):
+            self.http_port, self.sql_port = free_port(), free_port()
+            for stale in self.folder.glob("virtuoso*"):
+                stale.unlink()
+            ini = self.folder / "virtuoso.ini"
+            ini.write_text(INI.format(
+                dir=self.folder, sql_port=self.sql_port, http_port=self.http_port,
+                data_dirs=", ".join(str(d) for d in self.data_dirs) or str(self.folder),
+                max_rows=self.max_rows, max_seconds=self.max_seconds, buffers=self.buffers,
+                dirty_buffers=self.buffers * 3 // 4), encoding="utf-8")
+            # +foreground: the process is ours to stop (no daemon, no system service).
+            self._process = subprocess.Popen(
+                [executable, "+configfile", str(ini), "+foreground"], cwd=self.folder,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_until_ready():
+                return self
+            self.stop()
+        raise RuntimeError(f"virtuoso-t did not start:\n{self.log_text()}")
+
+    def _wait_until_ready(self) -> bool:
+        assert self._process is not None
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        probe = f"{self.query_url}?query=ASK%7B%7D"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            try:
+                with _NO_PROXY.open(probe, timeout=5) as answer:
+                    if answer.status == 200:
+                        return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        return False
+
+    def isql(self, statements: str) -> str:
+        """Run SQL ``statements`` as ``dba`` with ``isql-vt``; return its output, raise on error."""
+        client = isql_executable()
+        if client is None:
+            raise RuntimeError("isql-vt is not installed (Debian: virtuoso-opensource)")
+        script = self.folder / "statements.sql"
+        script.write_text(statements.rstrip().rstrip(";") + ";\n", encoding="utf-8")
+        done = subprocess.run([client, f"127.0.0.1:{self.sql_port}", "dba", DBA_PASSWORD,
+                               str(script)], capture_output=True, text=True, timeout=120,
+                              check=False)
+        output = done.stdout + done.stderr
+        if done.returncode != 0 or "*** Error" in output:
+            raise RuntimeError(f"isql failed:\n{output}")
+        return output
+
+    def bulk_load(self, folder: Path, pattern: str, graph: str) -> None:
+        """Load the files matching ``pattern`` in ``folder`` into ``graph`` with Virtuoso's bulk
+        loader (``ld_dir`` and ``rdf_loader_run``), and fail on any file it could not load."""
+        output = self.isql(
+            f"ld_dir ('{folder}', '{pattern}', '{graph}');\n"
+            "rdf_loader_run ();\n"
+            "checkpoint;\n"
+            "SELECT COUNT(*) FROM DB.DBA.load_list WHERE ll_error IS NOT NULL;")
+        counts = [line.strip() for line in output.splitlines() if line.strip().isdigit()]
+        if counts[-1:] != ["0"]:
+            raise RuntimeError(f"the bulk loader failed on some file:\n{output}")
+
+    def stop(self) -> None:
+        """Stop the server (terminate, then kill if it lingers). Safe to call twice."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def log_text(self) -> str:
+        """Virtuoso's log so far, for failure messages."""
+        log = self.folder / "virtuoso.log"
+        return log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+
+    def __enter__(self) -> VirtuosoServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
