@@ -6,7 +6,8 @@ One command for the whole rules build, in order:
    (:func:`itkg.rulegen.owl_classes`);
 2. the four status queries of ``queries/`` (:func:`itkg.rulegen.query`);
 3. ``shapes/planned-therapy.ttl`` (:func:`itkg.rulegen.planned_therapy_shapes`);
-4. ``ontology/itkg.owl`` from the Turtle (:mod:`itkg.build_owl`).
+4. ``ontology/itkg.owl`` and ``docs/ontology/index.html`` from the Turtle, and its SSSOM
+   cross-references (:mod:`itkg.build_owl`, which can still be run alone).
 
 ``--check`` writes nothing and exits 1 when any file is stale (``tests/test_build.py`` runs it).
 """
@@ -55,9 +56,17 @@ def build(root: Path, check: bool = False) -> list[Path]:
             stale.append(path)
             if not check:
                 path.write_text(text, encoding="utf-8")
-    owl = root / "ontology" / "itkg.owl"
-    if not build_owl.build(root / "ontology" / "itkg.ttl", owl, check=check):
-        stale.append(owl)
+    # Then what python -m itkg.build_owl makes from the Turtle: the SSSOM cross-references (in the
+    # bundled checkout), ontology/itkg.owl and the HTML documentation of the ontology.
+    args = ["--check"] if check else []
+    if root.resolve() != _root().resolve():
+        docs = root / "docs" / "ontology" / "index.html"
+        if not check:
+            docs.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--ttl", str(root / "ontology" / "itkg.ttl"), "--owl", str(root / "ontology" / "itkg.owl"),
+                 "--docs", str(docs)]
+    if build_owl.main(args) != 0:
+        stale.append(root / "ontology" / "itkg.owl")
     return stale
 
 
