@@ -144,9 +144,11 @@ def status_block(k: Knowledge, indent: str = "  ") -> str:
         keys = " ".join(f"?{c}Key" for c in carried)
         head = (f"{i}SELECT ?patient ?therapy ?indication {keys + ' ' if keys else ''}"
                 f"(COALESCE(MAX(?{v}RecordKey), ?{v}Default) AS ?{v}Key)\n{i}WHERE {{\n")
+        # (an OPTIONAL, not EXISTS inside BIND, which Virtuoso 7.2 cannot compile: SQ156)
         required = (f"{inner}# {p.label}: \"9\" when ?therapy does not require it, else \"0\" (missing) unless a record says more\n"
-                    f"{inner}BIND (IF(EXISTS {{ ?therapy rdfs:subClassOf* ?{v}Requirer . "
-                    f"?{v}Requirer itkg:requiresPrerequisite {term(p.iri)} }}, \"0\", \"9\") AS ?{v}Default)\n")
+                    f"{inner}OPTIONAL {{ ?therapy rdfs:subClassOf* ?{v}Requirer . "
+                    f"?{v}Requirer itkg:requiresPrerequisite {term(p.iri)} }}\n"
+                    f"{inner}BIND (IF(BOUND(?{v}Requirer), \"0\", \"9\") AS ?{v}Default)\n")
         block = (head + f"{inner}{{\n{block}\n{inner}}}\n" + required + _records(p, inner) + "\n"
                  + f"{i}}}\n{i}GROUP BY ?patient ?therapy ?indication {keys + ' ' if keys else ''}?{v}Default\n"
                  + f"{i}HAVING (BOUND(?patient))")
@@ -225,24 +227,34 @@ def query(name: str, k: Knowledge) -> str:
                 + _PREFIXES + "\nSELECT ?indication ?status (COUNT(DISTINCT ?patient) AS ?patients)\nWHERE {\n" + block
                 + "\n}\nGROUP BY ?indication ?status\nHAVING (BOUND(?indication))\nORDER BY ?indication ?status\n")
     if name == "worklist":
-        failed = " || ".join(f"STRENDS(?{p.variable}Key, \"2\")" for p in prerequisites) or "false"
-        rows = "\n  UNION\n".join(
-            f"  {{ BIND ({term(p.iri)} AS ?prerequisite) BIND ({_string(p.action or 'Document the ' + p.label)}"
-            f" AS ?actionTemplate) BIND ({p.order} AS ?actionOrder) }}" for p in prerequisites)
-        missing = " ||\n          ".join(f"(?prerequisite = {term(p.iri)} && STRENDS(?{p.variable}Key, \"0\"))"
-                                          for p in prerequisites) or "false"
+        therapies = sorted({i.therapy for i in k.indications})
+        names = "".join(f"IF(?therapy = {term(t)}, {_string(k.label(t))}, " for t in therapies) \
+            + "STR(?therapy)" + ")" * len(therapies)
+        branches = []
+        for p in prerequisites:
+            others = " && ".join(f"!STRENDS(?{o.variable}Key, \"2\")" for o in prerequisites if o is not p)
+            action = p.action or "Document the " + p.label
+            if "{therapy}" in action:
+                before, after = action.split("{therapy}", 1)
+                words = f"CONCAT({_string(before)}, ?therapyName, {_string(after)})"
+            else:
+                words = _string(action)
+            branches.append(
+                "  {\n" + f"  # {p.label}: missing (its key ends in \"0\"), and nothing else failed\n" + block
+                + f"\n  FILTER (STRENDS(?{p.variable}Key, \"0\")" + (f" && {others}" if others else "") + ")\n"
+                + f"  BIND ({term(p.iri)} AS ?prerequisite)\n  BIND ({p.order} AS ?actionOrder)\n"
+                + (f"  BIND ({names} AS ?therapyName)\n" if "{therapy}" in action else "")
+                + f"  BIND ({words} AS ?action)\n  }}")
         return (_header("# Returns the clinic's worklist: for every pending (patient, therapy, indication) row of contract §3 -\n"
                         "# indication met, nothing refused or impaired, but consent or CSF assessment not documented yet - one row\n"
                         "# per missing prerequisite, ?patient ?therapy ?indication ?action, where ?action says what to do, e.g.\n"
                         "# \"Obtain informed consent for intrathecal analgesic therapy\" or \"Assess CSF circulation\" (the\n"
-                        "# prerequisite's itkg:worklistAction, with the therapy's label for {therapy}).\n")
-                + _PREFIXES + "\nSELECT ?patient ?therapy ?indication ?action\nWHERE {\n" + block
-                + f"\n  FILTER (!({failed}))\n"
-                + "  # one row per prerequisite whose key says it is missing (it ends in \"0\")\n"
-                + rows + f"\n  FILTER ({missing})\n"
-                + "  OPTIONAL { ?therapy rdfs:label ?therapyLabel FILTER (LANGMATCHES(LANG(?therapyLabel), \"en\")) }\n"
-                + "  BIND (REPLACE(?actionTemplate, \"[{]therapy[}]\", COALESCE(STR(?therapyLabel), STR(?therapy))) AS ?action)\n"
-                + "}\nORDER BY ?patient ?therapy ?indication ?actionOrder\n")
+                        "# prerequisite's itkg:worklistAction, with the therapy's label for {therapy}).\n"
+                        "# One UNION branch per prerequisite, each with the status block: Virtuoso 7.2 cannot compile a\n"
+                        "# join after the block (SQ156), and each branch stays linear.\n")
+                + _PREFIXES + "\nSELECT ?patient ?therapy ?indication ?action\nWHERE {\n"
+                + "\n  UNION\n".join(branches)
+                + "\n}\nORDER BY ?patient ?therapy ?indication ?actionOrder\n")
     raise KeyError(name)
 
 
