@@ -264,7 +264,7 @@ def _turtle_header(path: Path, base: str,
     try:
         with open(path, "rb") as handle:
             source = handle if limit is None else _Head(handle, limit)
-            parser = ox.parse(source, format=ox.RdfFormat.TURTLE, base_iri=base,
+            parser = ox.parse(source, format=ox.RdfFormat.TURTLE, base_iri=base,  # type: ignore[arg-type]
                               without_named_graphs=True)
             next(iter(parser))
             return dict(parser.prefixes), parser.base_iri

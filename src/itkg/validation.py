@@ -135,6 +135,11 @@ def _described(report: rdflib.Graph, node: rdflib.term.Node) -> Iterable[_Triple
                 stack.append(o)
 
 
+def _as_is(text: str) -> Callable[[re.Match[str]], str]:
+    """A ``re.sub`` replacement that is used as it is (a string would have its backslashes read)."""
+    return lambda _match: text
+
+
 def _literal_message_substitution() -> None:
     """Make pySHACL put ``{?var}`` values into SHACL-SPARQL messages as they are.
 
@@ -166,8 +171,7 @@ def _literal_message_substitution() -> None:
         else:
             return original(self, msg, bound_vars)
         for var, val in fdict.items():
-            text = str(val)
-            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), lambda _: text, msg)
+            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), _as_is(str(val)), msg)
         return msg
 
     literal._itkg = True  # type: ignore[attr-defined]
