@@ -581,3 +581,18 @@ def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: _LoggingServer
         assert "checking the query took longer than 0.3 s" in done.stderr
         assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
     assert logger.hits == []
+
+
+def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    """Item 12 (valid input refused): rdflib's parser recurses about 11 levels per triple pattern,
+    so the gate called a plain query of 90 patterns "nested too deeply". Within a deadline the gate
+    now parses in its own child with a deep stack."""
+    query = tmp_path / "long.rq"
+    query.write_text("SELECT * WHERE { ?s a <https://w3id.org/itkg/Patient> . "
+                     + " ".join(f"?s <urn:x{i}> ?o{i} ." for i in range(120)) + " }\n",
+                     encoding="utf-8")
+    with pytest.raises(QueryError, match="nested too deeply"):  # the plain in-process gate
+        gate_query(query.read_text(encoding="utf-8"))
+    done = itkg("query", query, EXAMPLES, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("o0,o1,")  # the header; no patient has these properties

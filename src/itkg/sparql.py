@@ -188,9 +188,40 @@ def gate(text: str, source: str = "<query>", timeout: float | None = None) -> No
         guards.gate_query(text, source)
         return
     processes.call_with_deadline(
-        guards.gate_query, (text, source), timeout, passes=(ItkgError,), offline=True,
+        _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
         timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
         failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+
+
+#: Recursion allowed to the gate's parser in its child, and the stack of the thread it runs in.
+#: rdflib's pyparsing grammar recurses about 11 levels per triple pattern, so Python's default
+#: limit of 1,000 refused a valid query of 90 patterns as "nested too deeply".
+_GATE_RECURSION = 50_000
+_GATE_STACK_BYTES = 512 * 1024**2
+
+
+def _gate_with_deep_stack(text: str, source: str) -> None:
+    """:func:`itkg.guards.gate_query` in a thread with a large stack and a raised recursion
+    limit. Only ever run in the gate's own child process: the limit is process-wide, and should
+    the C stack still overflow, only that child dies (reported as a failed check)."""
+    import sys
+    import threading
+
+    outcome: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            guards.gate_query(text, source)
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            outcome[0] = error
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _GATE_RECURSION))
+    threading.stack_size(_GATE_STACK_BYTES)
+    worker = threading.Thread(target=run, name="itkg-gate")
+    worker.start()
+    worker.join()
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
