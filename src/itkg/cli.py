@@ -405,6 +405,9 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
     from .loading import load
     _check_inputs(files, input_format)
     explanation = api.explain(load(files, input_format=input_format), patient)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        explanation = hook.annotate_explanation(explanation, hook.LAST.notes)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
     _emit(text, output, files)
