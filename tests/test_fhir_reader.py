@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ from itkg import vocab
 from itkg.cli import main
 from itkg.fhir import is_fhir, read
 
-_spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers", Path(__file__).with_name("_fhir_helpers.py"))
-F = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(F)  # type: ignore[union-attr]
+import _fhir_helpers as F  # noqa: N812 - short, as the rules module names its namespaces
 I, ICD, SCT, RX, ATC, BASE = F.I, F.ICD, F.SCT, F.RX, F.ATC, F.BASE
 P1 = BASE + "Patient/p1"
 TYPE = vocab.RDF_TYPE

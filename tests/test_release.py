@@ -9,13 +9,13 @@ and in the OWL 2 DL profile. The refusal paths are checked on broken copies.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import pytest
+import _owlapi
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
 
@@ -27,10 +27,6 @@ pytestmark = pytest.mark.slow  # the release is built once per module (a few sec
 REPO = Path(__file__).resolve().parents[1]
 SSSOM_SOURCE = REPO / "ontology" / "itkg.sssom.tsv"
 
-_SPEC = importlib.util.spec_from_file_location("itkg_tests_owlapi_release", Path(__file__).with_name("_owlapi.py"))
-assert _SPEC is not None and _SPEC.loader is not None
-_owlapi = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_owlapi)  # tests/ is not on sys.path (--import-mode=importlib)
 
 
 @pytest.fixture(scope="module")

@@ -38,11 +38,12 @@ MAPPING_RELATIONS = [(SKOS.exactMatch, "exact match"), (SKOS.narrowMatch, "narro
                      (SKOS.relatedMatch, "related match")]
 _PLURALS = {"class": "Classes", "object property": "Object properties", "datatype property": "Datatype properties",
             "annotation property": "Annotation properties", "individual": "Individuals"}
-#: CURIE prefixes, longest namespace first where they nest; OBO IRIs are handled by pattern.
+#: CURIE prefixes, as in the curie_map of ontology/itkg.sssom.tsv; OBO IRIs are handled by pattern.
 _PREFIXES = [
     (vocab.ITKG, "itkg"),
-    ("http://snomed.info/id/", "SNOMEDCT"),
+    ("http://snomed.info/id/", "SCTID"),
     ("http://purl.bioontology.org/ontology/ICD10CM/", "ICD10CM"),
+    ("http://purl.bioontology.org/ontology/RXNORM/", "RXNORM"),
     ("http://purl.bioontology.org/ontology/ATC/", "ATC"),
     ("http://www.w3.org/ns/prov#", "prov"),
     ("http://purl.org/dc/terms/", "dcterms"),
