@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_itkg as itkg_cli
 import rdflib
 from rdflib.namespace import RDFS
 
@@ -38,13 +39,6 @@ ITKG = "https://w3id.org/itkg/"
 pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-
-
-def itkg_cli(*args: Any) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300,
-                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -344,12 +338,7 @@ def test_one_patient_cannot_make_the_page_unbounded(tmp_path: Path) -> None:
 
 @pytest.mark.server
 def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Path) -> None:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_report",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     server = module.OxigraphServer(extra_args=["--union-default-graph"]).start()

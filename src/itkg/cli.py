@@ -93,7 +93,10 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
         progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress) as run:
+        from .processes import default_workers
+        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                             workers=workers) as run:
             try:
                 return command(*args, **kwargs)
             finally:
@@ -402,6 +405,9 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
     from .loading import load
     _check_inputs(files, input_format)
     explanation = api.explain(load(files, input_format=input_format), patient)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        explanation = hook.annotate_explanation(explanation, hook.LAST.notes)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
     _emit(text, output, files)

@@ -32,13 +32,18 @@ PATIENT_CLASS = URIRef(vocab.ITKG + "patientClass")
 _KINDS = [(OWL.Class, "class"), (OWL.ObjectProperty, "object property"),
           (OWL.DatatypeProperty, "datatype property"), (OWL.AnnotationProperty, "annotation property"),
           (OWL.NamedIndividual, "individual")]
+#: The SKOS mapping relations, in the order the page shows them.
+MAPPING_RELATIONS = [(SKOS.exactMatch, "exact match"), (SKOS.narrowMatch, "narrow match"),
+                     (SKOS.broadMatch, "broad match"), (SKOS.closeMatch, "close match"),
+                     (SKOS.relatedMatch, "related match")]
 _PLURALS = {"class": "Classes", "object property": "Object properties", "datatype property": "Datatype properties",
             "annotation property": "Annotation properties", "individual": "Individuals"}
-#: CURIE prefixes, longest namespace first where they nest; OBO IRIs are handled by pattern.
+#: CURIE prefixes, as in the curie_map of ontology/itkg.sssom.tsv; OBO IRIs are handled by pattern.
 _PREFIXES = [
     (vocab.ITKG, "itkg"),
-    ("http://snomed.info/id/", "SNOMEDCT"),
+    ("http://snomed.info/id/", "SCTID"),
     ("http://purl.bioontology.org/ontology/ICD10CM/", "ICD10CM"),
+    ("http://purl.bioontology.org/ontology/RXNORM/", "RXNORM"),
     ("http://purl.bioontology.org/ontology/ATC/", "ATC"),
     ("http://www.w3.org/ns/prov#", "prov"),
     ("http://purl.org/dc/terms/", "dcterms"),
@@ -73,8 +78,7 @@ class Term:
     notation: str = ""
     parents: list[Link] = field(default_factory=list)
     types: list[Link] = field(default_factory=list)
-    exact: list[Link] = field(default_factory=list)
-    close: list[Link] = field(default_factory=list)
+    mappings: dict[str, list[Link]] = field(default_factory=dict)
     defined: bool = False
     equivalents: list[list[Link]] = field(default_factory=list)
 
@@ -153,8 +157,10 @@ class _Page:
                                    if isinstance(p, URIRef)), key=_key)
             term.types = sorted((self.link(t) for t in g.objects(subject, RDF.type)
                                  if isinstance(t, URIRef) and str(t) in self.terms), key=_key)
-            term.exact = sorted((self.link(m) for m in g.objects(subject, SKOS.exactMatch)), key=_key)
-            term.close = sorted((self.link(m) for m in g.objects(subject, SKOS.closeMatch)), key=_key)
+            for relation, name in MAPPING_RELATIONS:
+                found = sorted((self.link(m) for m in g.objects(subject, relation)), key=_key)
+                if found:
+                    term.mappings[name] = found
             term.defined = any(not isinstance(e, URIRef) for e in g.objects(subject, OWL.equivalentClass))
             term.equivalents = sorted((self.expression(e) for e in g.objects(subject, OWL.equivalentClass)),
                                       key=lambda parts: [p.text for p in parts])
@@ -277,10 +283,12 @@ def render(graph: Graph) -> str:
     terms = sorted(page.terms.values(), key=lambda t: (t.label.lower(), t.iri))
     sections = [(name.replace(" ", "-"), _PLURALS[name], [t for t in terms if t.kinds and t.kinds[0] == name])
                 for _, name in _KINDS]
-    mapped = [t for t in terms if t.exact or t.close]
+    mapped = [t for t in terms if t.mappings]
+    relations = [name for _, name in MAPPING_RELATIONS if any(name in t.mappings for t in mapped)]
     return _environment().get_template("ontology.html.j2").render(
         header=header, hierarchy=page.hierarchy(), indications=page.indications(),
-        prerequisites=page.prerequisites(), sections=[s for s in sections if s[2]], mapped=mapped)
+        prerequisites=page.prerequisites(), sections=[s for s in sections if s[2]], mapped=mapped,
+        relations=relations)
 
 
 def build(source: Path, target: Path, check: bool = False) -> bool:

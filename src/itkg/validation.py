@@ -19,6 +19,7 @@ import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+import functools
 from functools import lru_cache
 from queue import Queue
 from typing import Any, Callable, Iterable, Sequence
@@ -135,11 +136,6 @@ def _described(report: rdflib.Graph, node: rdflib.term.Node) -> Iterable[_Triple
                 stack.append(o)
 
 
-def _as_is(text: str) -> Callable[[re.Match[str]], str]:
-    """A ``re.sub`` replacement that is used as it is (a string would have its backslashes read)."""
-    return lambda _match: text
-
-
 def _literal_message_substitution() -> None:
     """Make pySHACL put ``{?var}`` values into SHACL-SPARQL messages as they are.
 
@@ -171,7 +167,8 @@ def _literal_message_substitution() -> None:
         else:
             return original(self, msg, bound_vars)
         for var, val in fdict.items():
-            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), _as_is(str(val)), msg)
+            # A function replacement is taken literally: a backslash in the value stays one.
+            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), functools.partial(_literally, str(val)), msg)
         return msg
 
     literal._itkg = True  # type: ignore[attr-defined]
@@ -419,3 +416,8 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
 
         with ThreadPoolExecutor(workers) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
+
+
+def _literally(text: str, match: re.Match[str]) -> str:
+    """``text`` as the replacement of ``match``, backslashes and all (see the message patch)."""
+    return text

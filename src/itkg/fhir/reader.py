@@ -132,10 +132,31 @@ class FhirGraph:
     files: list[tuple[Path, list[ox.Triple], str]]
     notes: dict[str, str]
     report: FhirReport
+    #: per input path, N-Triples already serialised by worker processes (:mod:`itkg.fhir.parallel`)
+    blobs: list[list[bytes]] = field(default_factory=list)
+
+    def _blobs(self, index: int) -> list[bytes]:
+        return self.blobs[index] if index < len(self.blobs) else []
 
     @property
     def triples(self) -> list[ox.Triple]:
-        return [t for _, triples, _ in self.files for t in triples]
+        """Every triple, of every input path."""
+        out = []
+        for index, (_, triples, _) in enumerate(self.files):
+            out += triples
+            for blob in self._blobs(index):
+                out += [q.triple for q in ox.parse(blob, format=ox.RdfFormat.N_TRIPLES)]
+        return out
+
+    def ntriples(self, index: int) -> bytes:
+        """The facts of input path ``index`` as N-Triples."""
+        triples = self.files[index][1]
+        head = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"" if triples else b""
+        return head + b"".join(self._blobs(index))
+
+    def count(self, index: int) -> int:
+        """How many triples input path ``index`` gave."""
+        return len(self.files[index][1]) + sum(blob.count(b"\n") for blob in self._blobs(index))
 
 
 @dataclass
@@ -266,6 +287,9 @@ class FhirReader:
         self._individuals: dict[str, frozenset[str]] = {}
         self._out: list[list[ox.Triple]] = []
         self.on_read: Callable[[int], None] | None = None
+        self._anonymous = 0
+        #: before the number of a record without id or fullUrl (a worker's chunk, in parallel reads)
+        self.anonymous_prefix = ""
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -325,24 +349,28 @@ class FhirReader:
             raise InputTooLargeError(path, f"larger than {self.max_bytes} bytes")
         digest.update(data)
         if path.suffix.lower() in (".ndjson", ".jsonl") or self._looks_ndjson(data):
-            done = 0
-            for number, line in enumerate(data.splitlines(), 1):
-                done += len(line) + 1
-                if self.on_read is not None and number % 4096 == 0:
-                    self.on_read(done)
-                    done = 0
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_BYTES:
-                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-                resource = _loads(line, path, number)
-                self._resource(resource, None, out, f"{path}:{number}", path, number)
-            if self.on_read is not None:
-                self.on_read(done)
+            self.read_lines(data, path, out, 1)
         else:
             self._document(_loads(data, path, None), None, out, str(path), path, None)
             if self.on_read is not None:
                 self.on_read(len(data))
+
+    def read_lines(self, data: bytes, path: Path, out: int, first_line: int) -> None:
+        """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
+        done = 0
+        for number, line in enumerate(data.splitlines(), first_line):
+            done += len(line) + 1
+            if self.on_read is not None and number % 4096 == 0:
+                self.on_read(done)
+                done = 0
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+            resource = _loads(line, path, number)
+            self._resource(resource, None, out, f"{path}:{number}", path, number)
+        if self.on_read is not None:
+            self.on_read(done)
 
     @staticmethod
     def _looks_ndjson(data: bytes) -> bool:
@@ -461,8 +489,8 @@ class FhirReader:
             return f"{self.base}{resource['resourceType']}/{rid}"
         if url is not None and ":" in url:
             return url
-        self._anonymous = getattr(self, "_anonymous", 0) + 1
-        return f"{self.base}{resource['resourceType']}/_itkg-{self._anonymous}"
+        self._anonymous += 1
+        return f"{self.base}{resource['resourceType']}/_itkg-{self.anonymous_prefix}{self._anonymous}"
 
     def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool) -> None:
         kind = resource["resourceType"]
@@ -555,11 +583,24 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
 
 def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
          mappings: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES, on_read: Callable[[int], None] | None = None) -> FhirGraph:
+         max_bytes: int = DEFAULT_MAX_BYTES, on_read: Callable[[int], None] | None = None,
+         workers: int = 1, min_chunk_bytes: int | None = None) -> FhirGraph:
     """Read FHIR files and Bulk directories into §2 triples (one reader for all of them).
 
     :param on_read: called with the number of bytes mapped so far since the last call (progress).
+    :param workers: processes that map large NDJSON inputs (:mod:`itkg.fhir.parallel`); the
+        result is the same as in one process, which is used whenever that could differ.
     """
-    reader = FhirReader(base=base, mappings=load_mappings(mappings), strict=strict, max_bytes=max_bytes)
+    mapping_set = load_mappings(mappings)
+    if workers > 1:
+        from . import parallel
+        graph = parallel.read(paths, base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes,
+                              workers=workers, min_chunk_bytes=min_chunk_bytes or parallel.MIN_CHUNK_BYTES)
+        if graph is not None:
+            if on_read is not None:
+                on_read(sum(f.stat().st_size for p in paths
+                            for f in (sorted(Path(p).glob("*.ndjson")) if Path(p).is_dir() else [Path(p)])))
+            return graph
+    reader = FhirReader(base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes)
     reader.on_read = on_read
     return reader.read(paths)
