@@ -245,6 +245,7 @@ def _turtle_escaped(text: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
 
 
+@pytest.mark.slow
 def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
     """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
     hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
@@ -531,6 +532,7 @@ def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: Witness) -> No
     assert logger.hits == []
 
 
+@pytest.mark.slow
 def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) -> None:
     """Item 12 (valid input refused): rdflib's parser recurses about 11 levels per triple pattern,
     so the gate called a plain query of 90 patterns "nested too deeply". Within a deadline the gate
