@@ -4,12 +4,10 @@ that misbehave on purpose (HTML pages, server errors, redirects, silence)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import time
 import socket
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -31,20 +29,7 @@ PATIENTS = REPO / "examples" / "patients.ttl"
 ITKG = "https://w3id.org/itkg/"
 
 
-def _load_helper() -> Any:
-    """tests/ is not on sys.path under --import-mode=importlib, so load the helper by path."""
-    name = "itkg_tests_oxigraph_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
-            "_oxigraph_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-oxigraph_server = _load_helper()
+import _oxigraph_server as oxigraph_server  # noqa: E402
 
 
 # --- a real Oxigraph server ------------------------------------------------------------------

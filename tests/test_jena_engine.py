@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import run_itkg as itkg_cli
 
 from itkg import jena, validation
 from itkg.errors import ValidationEngineError
@@ -34,11 +33,6 @@ def no_jena(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     jena.find.cache_clear()
     yield
     jena.find.cache_clear()
-
-
-def itkg_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "itkg.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> None:

@@ -6,10 +6,8 @@ patients; rows are compared as multisets, because order is the renderer's job, n
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -25,19 +23,7 @@ from itkg import jena
 from itkg.endpoint import SparqlEndpoint
 
 
-def _shared() -> Any:
-    """tests/_shared.py, loaded by path (``--import-mode=importlib`` keeps tests/ off sys.path)."""
-    name = "itkg_tests__shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_shared.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+import _shared as shared
 ONTOLOGY_FILES, PATIENT_FILES, load_test_helper = (shared.ONTOLOGY_FILES, shared.PATIENT_FILES,
                                                    shared.load_test_helper)
 

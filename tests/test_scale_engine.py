@@ -13,15 +13,12 @@ files exercise the cuts. No test measures time: benchmarks/ does.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import benchmark_generator, invoke as _itkg
 
 import itkg
 from itkg.engine import PatientIndex, RuleEngine
@@ -37,13 +34,6 @@ RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 XSD_DATE = "http://www.w3.org/2001/XMLSchema#date"
 FORMATS = {".nt": ox.RdfFormat.N_TRIPLES, ".ttl": ox.RdfFormat.TURTLE}
 TINY = 512  # bytes per piece at least: cuts even small test files
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("itkg_benchmarks_generate", ROOT / "benchmarks" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def plain_rows(path: Path) -> list[itkg.EligibilityResult]:
@@ -91,7 +81,7 @@ def to_labelled_turtle(source: Path, target: Path) -> Path:
 def population(tmp_path_factory) -> dict[str, Path]:
     """A generated population of 3000 patients in both formats (about 2 MB of N-Triples)."""
     folder = tmp_path_factory.mktemp("population")
-    generator = _generator()
+    generator = benchmark_generator()
     files = {}
     for fmt in ("nt", "ttl"):
         files[fmt] = folder / f"population.{fmt}"
@@ -344,12 +334,6 @@ def test_errors_come_in_file_order(population, tmp_path):
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-def _itkg(*args) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_workers_and_quiet_give_the_same_output(population, tmp_path):

@@ -10,7 +10,6 @@ identical. No timings are asserted: speed is for the benchmark.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import pyshacl
 import pytest
+from support import benchmark_generator
 import rdflib
 from rdflib.namespace import RDF, SH
 
@@ -134,10 +134,7 @@ def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str, request
 
 
 def generated(n: int, seed: int) -> list[ox.Triple]:
-    spec = importlib.util.spec_from_file_location("itkg_generate", ROOT / "benchmarks" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text = "".join(module.generate(n, seed=seed, fmt="nt")).encode()
+    text = "".join(benchmark_generator().generate(n, seed=seed, fmt="nt")).encode()
     return [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
 
 

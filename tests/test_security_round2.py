@@ -8,19 +8,17 @@ the protection is taken away, so that the test can fail.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import Witness, run_itkg as itkg
 
 from itkg import sparql
 from itkg.processes import drop_network
@@ -31,69 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
 
 
-def itkg(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=120, **kwargs)  # type: ignore[call-overload]
-
-
 # ---------------------------------------------------------------------------------------------
 # A logging HTTP server on 127.0.0.1: the witness that no request was made
 # ---------------------------------------------------------------------------------------------
 
-class _Recorder(BaseHTTPRequestHandler):
-    def _serve(self) -> None:
-        self.server.hits.append((self.command, self.path))  # type: ignore[attr-defined]
-        body = b'{"head": {"vars": ["x"]}, "results": {"bindings": []}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/sparql-results+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _LoggingServer:
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        self._server.hits = []  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def hits(self) -> list[tuple[str, str]]:
-        return self._server.hits  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture(scope="module")
-def _logger() -> Iterator[_LoggingServer]:
-    server = _LoggingServer()
-    yield server
-    server.close()
+def _logger() -> Iterator[Witness]:
+    with Witness() as server:
+        yield server
 
 
 @pytest.fixture
-def logger(_logger: _LoggingServer) -> _LoggingServer:
-    _logger.hits.clear()
-    return _logger
-
-
-def _oxigraph_server_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_sec",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+def logger(_logger: Witness) -> Witness:
+    return _logger.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,13 +58,13 @@ def _bypass(url: str) -> str:
             ' AS ?v) } #"""  AS ?w) }\n')
 
 
-def test_the_bypass_would_reach_the_server_without_the_gate(logger: _LoggingServer) -> None:
+def test_the_bypass_would_reach_the_server_without_the_gate(logger: Witness) -> None:
     """Control: Oxigraph really runs the hidden SERVICE (so the tests below can fail)."""
     list(ox.Store().query(_bypass(logger.url)))
     assert logger.hits == [("POST", "/leak")]
 
 
-def test_gate_refuses_the_bypass(logger: _LoggingServer) -> None:
+def test_gate_refuses_the_bypass(logger: Witness) -> None:
     with pytest.raises(QueryError, match="escapes are refused"):
         gate_query(_bypass(logger.url))
     assert logger.hits == []
@@ -148,7 +96,7 @@ def test_lexical_scan_sees_service_where_oxigraph_does(query: str) -> None:
 
 
 def test_itkg_query_refuses_the_bypass_on_the_local_oxigraph_engine(
-        logger: _LoggingServer, tmp_path: Path) -> None:
+        logger: Witness, tmp_path: Path) -> None:
     query = tmp_path / "bypass.rq"
     query.write_text(_bypass(logger.url), encoding="utf-8")
     done = itkg("query", query, EXAMPLES, "--engine", "oxigraph")
@@ -159,8 +107,8 @@ def test_itkg_query_refuses_the_bypass_on_the_local_oxigraph_engine(
 
 @pytest.mark.server
 def test_itkg_query_refuses_the_bypass_on_an_oxigraph_endpoint(
-        logger: _LoggingServer, tmp_path: Path) -> None:
-    module = _oxigraph_server_module()
+        logger: Witness, tmp_path: Path) -> None:
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     query = tmp_path / "bypass.rq"
@@ -190,7 +138,7 @@ def _isolation_works() -> bool:
 
 
 def test_query_child_has_no_network_even_if_the_gate_lets_service_through(
-        logger: _LoggingServer) -> None:
+        logger: Witness) -> None:
     """Defence in depth: call the runner behind the gate's back, in the deadline child."""
     if not _isolation_works():
         pytest.skip("this platform allows no network namespace (documented fallback: gate only)")
@@ -297,6 +245,7 @@ def _turtle_escaped(text: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
 
 
+@pytest.mark.slow
 def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
     """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
     hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
@@ -539,3 +488,63 @@ def test_many_prefixes_give_the_same_rows_in_parallel(tmp_path: Path) -> None:
     one, _ = eligibility_rows([data], workers=1)
     two, _ = eligibility_rows([data], workers=2, min_piece_bytes=200_000)
     assert one == two and len(one) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 10: a backslash in a value quoted by a SHACL message is shown as it is
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["2026\\1-03", "2026\\\\03", "2026\\g<0>", "2026\\n03"])
+def test_backslash_in_a_value_quoted_by_a_shacl_message(tmp_path: Path, value: str) -> None:
+    """pySHACL put values into messages with re.sub: ``\\1`` crashed validation, ``\\\\`` lost a
+    backslash, ``\\n`` became a line break. The message must quote the value exactly, as Jena does."""
+    import itkg
+
+    data = tmp_path / "p.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").replace(
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "2026-03-02"^^xsd:date',
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "'
+        + value.replace("\\", "\\\\") + '" ; itkg:consentStatus itkg:ConsentRefused'),
+        encoding="utf-8")
+    report = itkg.validate(data, engine="pyshacl")
+    quoting = [r.message for r in report.results if "is refused" in r.message]
+    assert len(quoting) == 1 and f"({value}) is refused" in quoting[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 11: the gate runs within --timeout
+# ---------------------------------------------------------------------------------------------
+
+def _slow_to_gate() -> str:
+    """Valid SPARQL that rdflib's parser (the gate) takes seconds over: a long IN list."""
+    return "SELECT * WHERE { ?s ?p ?x FILTER(?x IN (" + ",".join("1" for _ in range(6000)) + ")) }\n"
+
+
+def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: Witness) -> None:
+    import time
+
+    query = tmp_path / "slow.rq"
+    query.write_text(_slow_to_gate(), encoding="utf-8")
+    for where in ([EXAMPLES], ["--endpoint", f"{logger.url}/sparql"]):
+        started = time.monotonic()
+        done = itkg("query", query, *where, "--timeout", "0.3")
+        assert done.returncode == 2, done.stderr
+        assert "checking the query took longer than 0.3 s" in done.stderr
+        assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
+    assert logger.hits == []
+
+
+@pytest.mark.slow
+def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    """Item 12 (valid input refused): rdflib's parser recurses about 11 levels per triple pattern,
+    so the gate called a plain query of 90 patterns "nested too deeply". Within a deadline the gate
+    now parses in its own child with a deep stack."""
+    query = tmp_path / "long.rq"
+    query.write_text("SELECT * WHERE { ?s a <https://w3id.org/itkg/Patient> . "
+                     + " ".join(f"?s <urn:x{i}> ?o{i} ." for i in range(120)) + " }\n",
+                     encoding="utf-8")
+    with pytest.raises(QueryError, match="nested too deeply"):  # the plain in-process gate
+        gate_query(query.read_text(encoding="utf-8"))
+    done = itkg("query", query, EXAMPLES, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("o0,o1,")  # the header; no patient has these properties

@@ -22,7 +22,7 @@ from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, RDFS, SH
 
 from itkg import jena
-from itkg.resources import ontology_path, shapes_paths
+from itkg.resources import ontology_path
 
 ITKG = Namespace("https://w3id.org/itkg/")
 SHAPE = Namespace("https://w3id.org/itkg/shapes/")
@@ -74,19 +74,6 @@ def planned(patient: str, shape: URIRef, problem: str, therapy: URIRef = ANALGES
 def record(node: str, shape: str, path: URIRef, message_part: str) -> Expected:
     """A record-shape result on the record ``ex:node``."""
     return Expected(EX[node], SHAPE[shape], path, None, message_part)
-
-
-@pytest.fixture(scope="module")
-def ontology() -> Graph:
-    return Graph().parse(ontology_path())
-
-
-@pytest.fixture(scope="module")
-def shapes() -> Graph:
-    graph = Graph()
-    for path in shapes_paths():
-        graph.parse(path)
-    return graph
 
 
 def run_shacl(data: Graph, shapes: Graph, ontology: Graph) -> tuple[bool, list[Result]]:

@@ -20,7 +20,6 @@ from pyshacl import validate
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, SH, XSD
 
-from itkg.resources import ontology_path, shapes_paths
 
 ITKG = Namespace("https://w3id.org/itkg/")
 SHAPE = Namespace("https://w3id.org/itkg/shapes/")
@@ -73,19 +72,6 @@ def other_patients(count: int) -> Graph:
             graph.add((assessment, ITKG.finding, finding))
             if day is not None:
                 graph.add((assessment, ITKG.assessmentDate, Literal(f"2026-02-{day}", datatype=XSD.date)))
-    return graph
-
-
-@pytest.fixture(scope="module")
-def ontology() -> Graph:
-    return Graph().parse(ontology_path())
-
-
-@pytest.fixture(scope="module")
-def shapes() -> Graph:
-    graph = Graph()
-    for path in shapes_paths():
-        graph.parse(path)
     return graph
 
 

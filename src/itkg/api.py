@@ -223,16 +223,20 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
 def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
            endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
            knowledge: Knowledge | None = None, timeout: float | None = None,
+           mappings: Sequence[Union[str, "os.PathLike[str]"]] = (), fhir_base: str | None = None,
            max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
     summary with attrition per indication, worklist, qualifying and excluded patients, and each
     patient's explanation. The file holds patient data: it is written atomically, owner-only.
 
-    The arguments are those of :func:`eligibility`; see :func:`itkg.report.report` for the caps.
+    The arguments are those of :func:`eligibility` (FHIR input too: the per-patient part then
+    names the FHIR resource of each record); see :func:`itkg.report.report` for the caps.
     ``data`` may be what :func:`itkg.load` returned, a path or a list of paths (``None`` with
     ``endpoint``); an rdflib graph is not accepted (the report names the input files).
     """
+    from .fhir import hook
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
-    return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
-                   knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)
+    with hook.configured(mappings=mappings, base=fhir_base):
+        return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
+                       knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)

@@ -92,7 +92,11 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
+        from .processes import default_workers
+        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                             workers=workers) as run:
             try:
                 return command(*args, strict=strict, **kwargs)
             finally:
@@ -381,10 +385,9 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     read other files.
     """
     from . import render
-    from .guards import gate_query
     from .resources import query_path
     from .ordering import sort_result
-    from .sparql import QueryResult, select_files
+    from .sparql import QueryResult, gate, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -400,8 +403,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     knowledge = load_knowledge(extensions=extensions)
     if extensions and not Path(query).is_file() and query in rulegen.QUERIES:
         text = rulegen.query(query, knowledge)  # the generated query, with the site's rules
-    gate_query(text, str(path))
     if endpoint:
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
         result = QueryResult(tuple(variables), tuple(rows))
@@ -412,7 +415,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
         result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
-                              timeout=timeout, strict=strict, ontology=api._ontology(knowledge))
+                              timeout=timeout, source=str(path),  # gated there, within the deadline
+                              strict=strict, ontology=api._ontology(knowledge))
         _report_inputs(result.sources)
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
@@ -442,6 +446,9 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
     data = load(files, input_format=input_format, strict=strict)
     _report_inputs(data.sources)
     explanation = api.explain(data, patient, extensions=extensions)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        explanation = hook.annotate_explanation(explanation, hook.LAST.notes)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
     _emit(text, output, files + extensions)

@@ -324,6 +324,16 @@ def checked_size(path: Path, max_bytes: int) -> int:
     return size
 
 
+#: The UTF-8 byte order mark some editors put first. RDF/XML and JSON-LD parsers skip it; the
+#: Turtle and N-Triples parser does not, so itkg does (:func:`skip_bom`).
+BOM = b"\xef\xbb\xbf"
+
+
+def skip_bom(data: bytes) -> bytes:
+    """``data`` without a leading UTF-8 byte order mark."""
+    return data[len(BOM):] if data.startswith(BOM) else data
+
+
 def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     """The bytes of ``path``, after the size check and, for RDF/XML and JSON-LD, the gates that
     must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
@@ -334,6 +344,8 @@ def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
     guards.check_size(len(data), str(path), max_bytes)
+    if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.N_TRIPLES):
+        data = skip_bom(data)
     if fmt == ox.RdfFormat.RDF_XML:
         guards.reject_xml_dtd(data, str(path))
     elif fmt == ox.RdfFormat.JSON_LD:
@@ -438,8 +450,13 @@ class _CountingReader:
         self._left = max_bytes + 1
         self.nbytes = 0
         self.sha256 = hashlib.sha256()
+        self._pending = b""
+        self._pending = skip_bom(self.read(len(BOM)))  # the checksum still covers the mark
 
     def read(self, size: int = -1) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
         if size < 0:
             size = 1 << 20
         data = self._file.read(min(size, self._left)) if self._left > 0 else b""

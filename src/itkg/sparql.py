@@ -141,7 +141,7 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
     >>> int(result.rows[0]["n"]) > 100
     True
     """
-    guards.gate_query(text)
+    gate(text, timeout=timeout)
     try:
         runner = _RUNNERS[engine]
     except KeyError:
@@ -158,7 +158,8 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
 def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                  engine: Engine = "oxigraph", input_format: str | None = None,
                  with_ontology: bool = True, timeout: float | None = None,
-                 strict: bool = False, ontology: rdflib.Graph | None = None) -> QueryResult:
+                 source: str = "<query>", strict: bool = False,
+                 ontology: rdflib.Graph | None = None) -> QueryResult:
     """Load ``files`` (as :func:`itkg.load` does, with its checks and errors) and run a SELECT
     query over them and the ontology: :func:`select` for data that is only needed for one query.
 
@@ -168,7 +169,7 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     it reads, so the child gets private copies of most of the store's pages (measured at 100,000
     patients: 400 of 550 MB), and the data would be held nearly twice after all.
     """
-    guards.gate_query(text)
+    gate(text, source, timeout)
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
@@ -187,6 +188,54 @@ def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Gr
                 data: QueryData) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
     return replace(result, sources=data.sources if data is not None else ())
+
+
+def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:
+    """:func:`itkg.guards.gate_query`, within ``timeout`` seconds when one is given.
+
+    The gate parses the query with rdflib (pyparsing), whose time on a hostile query text is not
+    bounded either; so with a deadline it runs in a forked child without network, as the query
+    does, and a gate that does not finish raises :class:`QueryTimeout`. ``source`` names the
+    query in messages.
+    """
+    if timeout is None:
+        guards.gate_query(text, source)
+        return
+    processes.call_with_deadline(
+        _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
+        timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
+        failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+
+
+#: Recursion allowed to the gate's parser in its child, and the stack of the thread it runs in.
+#: rdflib's pyparsing grammar recurses about 11 levels per triple pattern, so Python's default
+#: limit of 1,000 refused a valid query of 90 patterns as "nested too deeply".
+_GATE_RECURSION = 50_000
+_GATE_STACK_BYTES = 512 * 1024**2
+
+
+def _gate_with_deep_stack(text: str, source: str) -> None:
+    """:func:`itkg.guards.gate_query` in a thread with a large stack and a raised recursion
+    limit. Only ever run in the gate's own child process: the limit is process-wide, and should
+    the C stack still overflow, only that child dies (reported as a failed check)."""
+    import sys
+    import threading
+
+    outcome: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            guards.gate_query(text, source)
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            outcome[0] = error
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _GATE_RECURSION))
+    threading.stack_size(_GATE_STACK_BYTES)
+    worker = threading.Thread(target=run, name="itkg-gate")
+    worker.start()
+    worker.join()
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,

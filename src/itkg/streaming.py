@@ -38,7 +38,7 @@ import pyoxigraph as ox
 from . import guards, setaside, vocab
 from .engine import PatientIndex
 from .errors import InputError, UnsafeInputError
-from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
+from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.
@@ -208,8 +208,13 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
     if _FHIR_CACHE.get("key") != key:
         graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
         _FHIR_CACHE.clear()
-        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-                                            for path, triples, _digest in graph.files})
+        _FHIR_CACHE.update(key=key, notes=dict(graph.notes),
+                           pieces={path: graph.ntriples(index)
+                                   for index, (path, _triples, _digest) in enumerate(graph.files)})
+    elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
+        notes = _FHIR_CACHE["notes"]
+        assert isinstance(notes, dict)
+        hook.LAST.notes.update(notes)
     return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
 
 
@@ -264,8 +269,8 @@ def _turtle_header(path: Path, base: str,
     it again), and reading it here would cost as much as parsing the file."""
     try:
         with open(path, "rb") as handle:
-            source = handle if limit is None else _Head(handle, limit)
-            parser = ox.parse(cast(BinaryIO, source), format=ox.RdfFormat.TURTLE, base_iri=base,
+            source = handle if limit is None else cast(BinaryIO, _Head(handle, limit))
+            parser = ox.parse(source, format=ox.RdfFormat.TURTLE, base_iri=base,
                               without_named_graphs=True)
             next(iter(parser))
             return dict(parser.prefixes), parser.base_iri
@@ -292,8 +297,11 @@ class _PieceReader:
     def __init__(self, piece: Piece, on_read: Callable[[int], None] | None,
                  should_stop: Callable[[], bool] | None) -> None:
         self._file = open(piece.path, "rb")  # noqa: SIM115 - closed by close()
-        self._file.seek(piece.start)
-        self._left = None if piece.end is None else piece.end - piece.start
+        start = piece.start
+        if start == 0 and self._file.read(len(BOM)) == BOM:  # a UTF-8 byte order mark is skipped
+            start = len(BOM)
+        self._file.seek(start)
+        self._left = None if piece.end is None else max(0, piece.end - start)
         # Handed out by offset: slicing off the front of the bytes at every read copied the rest
         # each time, quadratic in the prefix block (10^6 prefixes took minutes).
         self._preamble = memoryview(piece.preamble or b"")

@@ -15,9 +15,11 @@ parsing it took longer than answering it.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+import functools
 from functools import lru_cache
 from queue import Queue
 from typing import Any, Callable, Iterable, Sequence
@@ -148,8 +150,48 @@ def _described(report: rdflib.Graph, node: rdflib.term.Node) -> Iterable[_Triple
                 stack.append(o)
 
 
+def _literal_message_substitution() -> None:
+    """Make pySHACL put ``{?var}`` values into SHACL-SPARQL messages as they are.
+
+    pySHACL 0.40 fills them in with ``re.sub(pattern, str(value), message)``, so a backslash in a
+    value quoted by a message (a consent date ``"2026\\1-03"`` in the planned-therapy message) is
+    read as a group reference: ``\\1`` crashes validation, ``\\\\`` comes out as one backslash,
+    ``\\n`` as a line break. Jena shows the value as it is, and so does this replacement, which
+    differs from pySHACL's only in giving ``re.sub`` a function (whose result is used literally).
+    Installed once, before the first pySHACL run.
+    """
+    from pyshacl.constraints.constraint_component import ConstraintComponent
+
+    if getattr(ConstraintComponent._format_sparql_based_result_message, "_itkg", False):
+        return
+    original = ConstraintComponent._format_sparql_based_result_message
+
+    def literal(self: Any, msg: Any, bound_vars: Any) -> Any:
+        fdict: dict[str, Any] = {}
+        if isinstance(bound_vars, (tuple, list)):
+            if len(bound_vars) == 4:
+                fdict.update(bound_vars[3])
+                bound_vars = bound_vars[:3]
+            if len(bound_vars) == 3:
+                for key, val in zip(("this", "path", "value"), bound_vars):
+                    if val is not None:
+                        fdict[key] = val
+        elif isinstance(bound_vars, dict):
+            fdict.update(bound_vars)
+        else:
+            return original(self, msg, bound_vars)
+        for var, val in fdict.items():
+            # A function replacement is taken literally: a backslash in the value stays one.
+            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), functools.partial(_literally, str(val)), msg)
+        return msg
+
+    literal._itkg = True  # type: ignore[attr-defined]
+    ConstraintComponent._format_sparql_based_result_message = literal  # type: ignore[method-assign]
+
+
 def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None) -> rdflib.Graph:
     """Plain pySHACL, as contract §4 says; ``graph`` becomes the data graph with the ontology mixed in."""
+    _literal_message_substitution()
     return pyshacl.validate(
         graph, shacl_graph=shapes, ont_graph=ontology if ontology is not None else ontology_graph(),
         inference="none",
@@ -395,3 +437,8 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
 
         with ThreadPoolExecutor(workers) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
+
+
+def _literally(text: str, match: re.Match[str]) -> str:
+    """``text`` as the replacement of ``match``, backslashes and all (see the message patch)."""
+    return text
