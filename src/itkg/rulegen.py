@@ -394,6 +394,19 @@ def _union(classes: list[str], indent: str) -> str:
     return f"[ a owl:Class ; owl:unionOf ( {' '.join(term(c) for c in classes)} ) ]"
 
 
+def _criterion_parts(c: Criterion, indent: str) -> list[str]:
+    """The class expressions whose intersection is criterion ``c``."""
+    condition = (f"[ a owl:Restriction ; owl:onProperty itkg:hasCondition ; owl:someValuesFrom "
+                 f"{_union(sorted(c.condition_classes), indent)} ]")
+    if not c.needs_prior_treatment:
+        return [condition]
+    outcomes = " ".join(term(o) for o in sorted(c.outcomes))
+    return [condition,
+            f"[ a owl:Restriction ; owl:onProperty itkg:receivedTreatment ; owl:someValuesFrom [ a owl:Class ; owl:intersectionOf (\n"
+            f"{indent}    {_union(sorted(c.treatment_classes), indent)}\n"
+            f"{indent}    [ a owl:Restriction ; owl:onProperty itkg:hasOutcome ; owl:someValuesFrom [ a owl:Class ; owl:oneOf ( {outcomes} ) ] ] ) ] ]"]
+
+
 def _criterion_class(c: Criterion, indent: str) -> str:
     condition = (f"[ a owl:Restriction ; owl:onProperty itkg:hasCondition ; owl:someValuesFrom "
                  f"{_union(sorted(c.condition_classes), indent)} ]")
@@ -414,8 +427,11 @@ def owl_class(k: Knowledge, indication: Indication, patient_class: str) -> str:
     """The Turtle of the OWL defined class of ``indication``'s patients (with the indication's
     sources, ``dcterms:source``)."""
     criteria = [_criterion_class(c, "      ") for c in indication.criteria]
-    body = criteria[0] if len(criteria) == 1 else \
-        "[ a owl:Class ; owl:unionOf (\n      " + "\n      ".join(criteria) + " ) ]"
+    if len(criteria) == 1:  # one criterion: its parts go straight into the intersection with Patient
+        parts = _criterion_parts(indication.criteria[0], "      ")
+        body = "\n      ".join(parts)
+    else:
+        body = "[ a owl:Class ; owl:unionOf (\n      " + "\n      ".join(criteria) + " ) ]"
     return (f"{term(patient_class)} a owl:Class ;\n"
             f"  rdfs:label {_string('patient meeting the ' + indication.label)}@en ;\n"
             f"  obo:IAO_0000115 {_string(_CLASS_DEFINITION.format(indication.label))}@en ;\n"
