@@ -580,3 +580,11 @@ def test_a_duplicate_across_chunks_or_an_error_is_left_to_one_process(tmp_path: 
     with pytest.raises(itkg.InputError) as caught:
         read([bad], workers=2, min_chunk_bytes=4096)
     assert caught.value.line == 401
+
+
+def test_explain_names_the_fhir_resources_and_codes(tmp_path: Path) -> None:
+    path = F.write_ndjson(tmp_path / "in.ndjson", F.cancer_patient())
+    result = CliRunner().invoke(main, ["explain", P1, str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "(Condition/c-p1; ICD-10-CM G89.3)" in text and "(Consent/k-p1" in text

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..loading import DEFAULT_MAX_BYTES, Source
-from ..results import EligibilityResult
+from ..results import EligibilityResult, PatientExplanation
 from .reader import DEFAULT_BASE, FhirGraph, FhirReport, is_fhir, read
 
 
@@ -99,20 +99,44 @@ def read_fhir(paths: Sequence[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> tupl
 _RECORD = re.compile(r"<([^<>\s]+)>")
 
 
-def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> list[EligibilityResult]:
-    """``results`` with every record IRI in the evidence followed by the FHIR resource and codes
-    it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
-    if not notes:
-        return list(results)
-
+def annotate_text(text: str, notes: dict[str, str]) -> str:
+    """``text`` with every record IRI in it followed by the FHIR resource and codes it came from."""
     def note(match: re.Match[str]) -> str:
         found = notes.get(match.group(1))
         if found is None:
             return match.group(0)
         name, _, codes = found.partition(", ")
         return f"{match.group(0)} ({name}{'; ' + codes if codes else ''})"
+    return _RECORD.sub(note, text) if "<" in text else text
 
-    return [dataclasses.replace(row, evidence=tuple(_RECORD.sub(note, e) for e in row.evidence))
+
+def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str]) -> PatientExplanation:
+    """:func:`annotate` for ``itkg explain``: the evidence, failures and prerequisite reasons."""
+    if not notes:
+        return explanation
+
+    def texts(values: Sequence[str]) -> tuple[str, ...]:
+        return tuple(annotate_text(v, notes) for v in values)
+
+    indications = []
+    for item in explanation.indications:
+        criteria = tuple(dataclasses.replace(c, evidence=texts(c.evidence), failed=texts(c.failed))
+                         for c in item.criteria)
+        result = item.result
+        if result is not None:
+            checks = tuple(dataclasses.replace(p, reason=annotate_text(p.reason, notes))
+                           for p in result.prerequisites)
+            result = dataclasses.replace(result, evidence=texts(result.evidence), prerequisites=checks)
+        indications.append(dataclasses.replace(item, criteria=criteria, result=result))
+    return dataclasses.replace(explanation, indications=tuple(indications))
+
+
+def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> list[EligibilityResult]:
+    """``results`` with every record IRI in the evidence followed by the FHIR resource and codes
+    it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
+    if not notes:
+        return list(results)
+    return [dataclasses.replace(row, evidence=tuple(annotate_text(e, notes) for e in row.evidence))
             if any("<" in e for e in row.evidence) else row for row in results]
 
 
