@@ -60,6 +60,8 @@ def is_fhir(path: Path, input_format: str | None = None) -> bool:
         return input_format == "fhir"
     if path.is_dir():
         return True
+    if not path.is_file():  # a FIFO or a device: never opened here (it could block or never end)
+        return False
     try:
         with path.open("rb") as handle:
             head = handle.read(_SNIFF_BYTES)
