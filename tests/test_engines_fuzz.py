@@ -121,6 +121,7 @@ def worker(jena_required: None) -> Iterator[jena.JenaWorker]:
 @settings(derandomize=True, database=None, deadline=None, max_examples=150,
           suppress_health_check=[HealthCheck.too_slow])
 @given(triples=graphs())
+@pytest.mark.slow
 def test_pyshacl_and_jena_give_the_same_report(worker: jena.JenaWorker, triples: list[ox.Triple]) -> None:
     triples = list(dict.fromkeys(triples))
     reference = validation.validate(PatientData(triples=triples), engine="pyshacl", batch_triples=10**9)
