@@ -588,3 +588,13 @@ def test_explain_names_the_fhir_resources_and_codes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "(Condition/c-p1; ICD-10-CM G89.3)" in text and "(Consent/k-p1" in text
+
+
+@pytest.mark.parametrize(("written", "date"), [("2026-02-30", None), ("2026-02-28T10:00:00Z", "2026-02-28"),
+                                                ("2025-02-29", None), ("2024-02-29", "2024-02-29")])
+def test_a_day_that_does_not_exist_is_undated_never_ill_typed(tmp_path: Path, written: str, date: str | None) -> None:
+    found = facts(tmp_path, [F.consent("k1", date=written), F.csf("o1", date=written)])
+    assert values(found, BASE + "Consent/k1", vocab.CONSENT_DATE) == ({date} if date else set())
+    assert values(found, BASE + "Observation/o1", vocab.ASSESSMENT_DATE) == ({date} if date else set())
+    assert rows(tmp_path, [*F.cancer_patient()[:3], F.consent("k1", date=written), F.csf("o1", date=written)]) \
+        == [(P1, "CancerPainIndication", "qualifies")]
