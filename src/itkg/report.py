@@ -24,6 +24,7 @@ eligibility``; the explanations of the patients shown are asked of that same eng
 from __future__ import annotations
 
 import base64
+import dataclasses
 import csv
 import datetime as _dt
 import hashlib
@@ -232,7 +233,7 @@ def _fhir_source(source: Source) -> Source:
         with file.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
-    return Source(source.path, digest.hexdigest(), "fhir", source.triples)
+    return dataclasses.replace(source, sha256=digest.hexdigest(), format="fhir")
 
 
 def _decide_data(data: PatientData, *, engine: str, knowledge: Knowledge,
