@@ -224,8 +224,14 @@ def test_ill_typed_literal_is_reported_not_rewritten(tmp_path):
                '  itkg:hasConsent [ a itkg:InformedConsent ; itkg:consentStatus itkg:ConsentGranted ;\n'
                '    itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "2026-13-45"^^xsd:date ] .\n')
     path.write_text(content)
-    done = itkg("eligibility", path)
+    done = itkg("eligibility", "--strict", path)
     assert done.returncode == 2 and "2026-13-45" not in done.stderr and "ill-typed" in done.stderr
+    assert "dates.ttl:5:" in done.stderr  # the line, never the value
+    # without --strict the value is set aside as absent, counted with its line (contract §6)
+    done = itkg("eligibility", "--format", "json", path)
+    assert done.returncode == 0 and "2026-13-45" not in done.stderr + done.stdout
+    assert "set aside 1 ill-typed value (line 5)" in done.stderr
+    assert '"pending"' in done.stdout
     validated = itkg("validate", path)
     assert validated.returncode == 1
     assert path.read_text() == content

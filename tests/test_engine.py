@@ -98,13 +98,16 @@ def test_blank_node_patient_is_reported_with_a_blank_id():
     assert row.unmet == ("informed-consent", "csf-circulation")
 
 
-def test_subclass_declared_in_patient_data_is_honoured():
+def test_subclass_declared_in_patient_data_is_set_aside():
+    """Contract 1.1 §6: patient data cannot change the rules (a site's subclasses go in an
+    extension file; see tests/test_extensions.py)."""
     graph = _graph("""
       ex:LeftArmCRPS rdfs:subClassOf itkg:ComplexRegionalPainSyndromeType1 .
       ex:p itkg:hasCondition [ a ex:LeftArmCRPS ] ;
         itkg:receivedTreatment [ a itkg:SpinalSurgery ; itkg:hasOutcome itkg:TreatmentFailure ] .""")
-    (row,) = itkg.eligibility(graph)
-    assert row.indication == ITKG + "NonCancerPainIndication"
+    data = itkg.load(graph)
+    assert data.sources[0].schema_set_aside == 1
+    assert itkg.eligibility(data) == []
 
 
 def test_rules_come_from_the_ontology_not_the_code(tmp_path):

@@ -528,11 +528,15 @@ def test_ill_typed_literal_is_refused_by_eligibility_without_echoing_it(ws: Work
                                                                         prop: str) -> None:
     literal, lexical = ILL_TYPED[kind]
     path = ws.write("ill.ttl", _with_literal(prop, literal))
-    line = assert_refused(itkg_cli("eligibility", path.name, cwd=ws.root), path.name, "ill-typed")
+    line = assert_refused(itkg_cli("eligibility", "--strict", path.name, cwd=ws.root), path.name, "ill-typed")
     assert lexical not in line
     with pytest.raises(IllTypedLiteralError) as caught:
-        itkg.load(path)
+        itkg.load(path, strict=True)
     assert lexical not in str(caught.value)
+    # without --strict: set aside and counted, with the line, never the value (contract 1.1 §6)
+    done = itkg_cli("eligibility", path.name, cwd=ws.root)
+    assert done.returncode == 0 and "set aside 1 ill-typed value" in done.stderr
+    assert lexical not in done.stderr + done.stdout
 
 
 @pytest.mark.parametrize("kind", sorted(ILL_TYPED))

@@ -93,9 +93,9 @@ def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_re
     pool = jena.JenaPool(1, shapes, b"")
     worker = pool.workers[0]
     try:
-        triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasConsent"),
+        triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasCondition"),
                            ox.BlankNode("c"))
-        assert worker.validate([triple]) == []  # alive: no consent record typed, nothing to say
+        assert worker.validate([triple]) == []  # alive: a condition has no shape, nothing to say
         worker._process.kill()
         worker._process.wait()
         with pytest.raises(ValidationEngineError, match="stopped"):

@@ -190,6 +190,8 @@ BREAKAGES: dict[str, tuple[Callable[[Graph], None], str]] = {
                                      str(ITKG.CancerPian)),
     "missing-header-violation": (_remove(ONTOLOGY, DCTERMS.license), str(DCTERMS.license)),
     "missing-source-violation": (_remove_provenance, str(ITKG.TizanidineTherapy)),
+    "indication-without-patient-class-violation": (_remove(ITKG.SevereSpasticityIndication, ITKG.patientClass),
+                                                   str(ITKG.SevereSpasticityIndication)),
 }
 
 

@@ -255,15 +255,15 @@ def test_turtle_cut_inside_a_long_string_is_parsed_whole(population, tmp_path):
 # -- same errors -----------------------------------------------------------------------------------
 
 
-def _load_error(path: Path) -> itkg.InputError:
+def _load_error(path: Path, strict: bool = False) -> itkg.InputError:
     with pytest.raises(itkg.InputError) as caught:
-        itkg.load(path)
+        itkg.load(path, strict=strict)
     return caught.value
 
 
-def _rows_error(path: Path, workers: int, minimum: int) -> itkg.InputError:
+def _rows_error(path: Path, workers: int, minimum: int, strict: bool = False) -> itkg.InputError:
     with pytest.raises(itkg.InputError) as caught:
-        eligibility_rows([path], workers=workers, min_piece_bytes=minimum)
+        eligibility_rows([path], workers=workers, min_piece_bytes=minimum, strict=strict)
     return caught.value
 
 
@@ -302,10 +302,15 @@ def test_ill_typed_literals_anywhere_are_counted_as_load_counts_them(population,
         lines.insert(at, f'<https://example.org/x> <{ITKG}consentDate> "2026-02-30"^^<{XSD_DATE}> .\n')
     path = tmp_path / "ill.nt"
     path.write_text("".join(lines), encoding="utf-8")
-    error = _rows_error(path, workers, len(text) // 8)
+    error = _rows_error(path, workers, len(text) // 8, strict=True)
     assert isinstance(error, itkg.IllTypedLiteralError)
-    assert str(error) == str(_load_error(path))
+    assert str(error) == str(_load_error(path, strict=True))
     assert "(and 1 more)" in str(error) and "2026" not in str(error)
+    # without strict (contract 1.1 §6) both are set aside, counted with their lines, as load counts them
+    rows, (source,) = eligibility_rows([path], workers=workers, min_piece_bytes=len(text) // 8)
+    (loaded,) = itkg.load(path).sources
+    assert (source.ill_typed, source.ill_typed_lines) == (loaded.ill_typed, loaded.ill_typed_lines) == \
+        (2, tuple(n for n, line in enumerate(lines, 1) if "2026-02-30" in line))
 
 
 def test_owl_imports_in_a_later_piece_is_refused(population, tmp_path):

@@ -245,6 +245,7 @@ def _turtle_escaped(text: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
 
 
+@pytest.mark.slow
 def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
     """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
     hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
@@ -417,7 +418,9 @@ def test_query_parent_logs_no_value_rdflib_cannot_convert(tmp_path: Path) -> Non
     for engine in ("rdflib", "oxigraph"):
         done = itkg("query", query, data, "--engine", engine, "--format", "csv")
         assert done.returncode == 0, done.stderr
-        assert done.stderr == "", done.stderr
+        # only the contract's note that the input holds no patient (§6), and no value
+        assert [line for line in done.stderr.splitlines() if "holds no patient" not in line] == [], done.stderr
+        assert "Zoe" not in done.stderr
 
 
 def test_max_patients_counts_every_individual() -> None:
@@ -504,8 +507,12 @@ def test_backslash_in_a_value_quoted_by_a_shacl_message(tmp_path: Path, value: s
         + value.replace("\\", "\\\\") + '" ; itkg:consentStatus itkg:ConsentRefused'),
         encoding="utf-8")
     report = itkg.validate(data, engine="pyshacl")
-    quoting = [r.message for r in report.results if "is refused" in r.message]
-    assert len(quoting) == 1 and f"({value}) is refused" in quoting[0]
+    # Contract 1.1 §6: a plain-string date leaves the record undated, so the generated planned-
+    # therapy message names no written value any more; validation must still not crash on it,
+    # and the date shape reports the value (itkg.validation keeps pySHACL's substitution literal).
+    quoting = [r.message for r in report.results if "records consent refused" in r.message]
+    assert len(quoting) == 1 and "(undated) records consent refused" in quoting[0]
+    assert any(r.path == "https://w3id.org/itkg/consentDate" for r in report.results)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,3 +536,19 @@ def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: Witness) -> No
         assert "checking the query took longer than 0.3 s" in done.stderr
         assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
     assert logger.hits == []
+
+
+@pytest.mark.slow
+def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    """Item 12 (valid input refused): rdflib's parser recurses about 11 levels per triple pattern,
+    so the gate called a plain query of 90 patterns "nested too deeply". Within a deadline the gate
+    now parses in its own child with a deep stack."""
+    query = tmp_path / "long.rq"
+    query.write_text("SELECT * WHERE { ?s a <https://w3id.org/itkg/Patient> . "
+                     + " ".join(f"?s <urn:x{i}> ?o{i} ." for i in range(120)) + " }\n",
+                     encoding="utf-8")
+    with pytest.raises(QueryError, match="nested too deeply"):  # the plain in-process gate
+        gate_query(query.read_text(encoding="utf-8"))
+    done = itkg("query", query, EXAMPLES, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("o0,o1,")  # the header; no patient has these properties

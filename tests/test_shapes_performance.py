@@ -96,7 +96,7 @@ def reads_and_results(data: Graph, shape: URIRef, shapes: Graph, ontology: Graph
     return graph.reads, results
 
 
-@pytest.mark.parametrize("shape_name", ["PlannedTherapyConsentShape", "PlannedTherapyCSFShape"])
+@pytest.mark.parametrize("shape_name", ["PlannedTherapyInformedConsentShape", "PlannedTherapyCSFCirculationShape"])
 def test_prerequisite_check_reads_only_the_patients_own_records(
         shape_name: str, shapes: Graph, ontology: Graph, focus_patients: Graph) -> None:
     """Adding patients who are not planned for a therapy adds no reads and changes no result."""

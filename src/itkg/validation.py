@@ -32,7 +32,7 @@ from rdflib.plugins.sparql import prepareQuery
 
 from . import jena, names, processes
 from .errors import ValidationEngineError
-from .knowledge import ontology_graph
+from .knowledge import Knowledge, ontology_graph
 from .loading import PatientData, node_id, ntriples, to_rdflib
 from .partition import Node, Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
 from .resources import shapes_paths
@@ -78,11 +78,25 @@ class ValidationReport:
 
 
 @lru_cache(maxsize=1)
-def shapes_graph() -> rdflib.Graph:
-    """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it)."""
+def _bundled_shapes() -> rdflib.Graph:
     graph = rdflib.Graph()
     for path in shapes_paths():
         graph.parse(path, format="turtle")
+    return graph
+
+
+def shapes_graph(knowledge: Knowledge | None = None) -> rdflib.Graph:
+    """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it). With a ``knowledge``
+    that has extension files, the planned-therapy shapes are generated anew from its rules
+    (:func:`itkg.rulegen.planned_therapy_shapes`), so a site's prerequisite is checked too."""
+    if knowledge is None or not knowledge.extended:
+        return _bundled_shapes()
+    from .rulegen import planned_therapy_shapes
+    graph = rdflib.Graph()
+    for path in shapes_paths():
+        if path.name != "planned-therapy.ttl":
+            graph.parse(path, format="turtle")
+    graph.parse(data=planned_therapy_shapes(knowledge), format="turtle")
     return graph
 
 
@@ -175,11 +189,12 @@ def _literal_message_substitution() -> None:
     ConstraintComponent._format_sparql_based_result_message = literal  # type: ignore[method-assign]
 
 
-def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph) -> rdflib.Graph:
+def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None) -> rdflib.Graph:
     """Plain pySHACL, as contract §4 says; ``graph`` becomes the data graph with the ontology mixed in."""
     _literal_message_substitution()
     return pyshacl.validate(
-        graph, shacl_graph=shapes, ont_graph=ontology_graph(), inference="none",
+        graph, shacl_graph=shapes, ont_graph=ontology if ontology is not None else ontology_graph(),
+        inference="none",
         abort_on_first=False, allow_warnings=True, do_owl_imports=False, inplace=True,
     )[1]
 
@@ -211,6 +226,8 @@ class _Context:
     shapes: rdflib.Graph
     shared: list[_Triple]
     replicated: frozenset[rdflib.term.Node]
+    #: the ontology and a site's extensions, when not the bundled ontology alone
+    ontology: rdflib.Graph | None = None
 
 
 #: The context of the batches this process validates; set by :func:`validate`, or by
@@ -238,7 +255,7 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     replicated = _CONTEXT.replicated
     graph = _graph_of(local, _CONTEXT.shared)
     own = {to_rdflib(t.subject) for t in local}
-    report = _pyshacl(graph, _CONTEXT.shapes)
+    report = _pyshacl(graph, _CONTEXT.shapes, _CONTEXT.ontology)
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
@@ -267,11 +284,10 @@ def _merged(batches: Iterable[_Batch]) -> ValidationReport:
     return ValidationReport(conforms, tuple(sorted(results)), graph)
 
 
-def _plan(data: PatientData, batch_triples: int) -> Partition:
-    shapes = shapes_graph()
+def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
     if not is_partitionable(shapes):
         return Partition([], [data.triples], frozenset())
-    return partition(data.triples, fixed_hubs(ontology_graph(), shapes),
+    return partition(data.triples, fixed_hubs(ontology, shapes),
                      target_object_predicates(shapes), batch_triples)
 
 
@@ -285,7 +301,8 @@ def engine_for(data: PatientData, engine: str = "auto") -> str:
 
 
 def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_TRIPLES,
-             progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> ValidationReport:
+             progress: Callable[[int, int], None] | None = None, engine: str = "auto",
+             knowledge: Knowledge | None = None) -> ValidationReport:
     """Validate ontology ∪ ``data`` against the shapes (``inference="none"``).
 
     The verdict and results are those of one pySHACL run over the whole graph; the data is
@@ -302,11 +319,14 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
     (False, ['https://example.org/patient/dev'])
     """
     chosen = engine_for(data, engine)
-    plan = _plan(data, batch_triples)
+    extended = knowledge is not None and knowledge.extended
+    shapes = shapes_graph(knowledge)
+    ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
+    plan = _plan(data, batch_triples, shapes, ontology)
     if chosen == "jena":
-        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress))
-    context = _Context(shapes_graph(), [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
-                       frozenset(to_rdflib(n) for n in plan.replicated))
+        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+    context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
+                       frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
     workers = max(1, min(workers, len(plan)))
     if workers > 1:
         return _merged(_in_processes(plan, workers, context, progress))
@@ -395,10 +415,11 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
     return _Batch(results, triples)
 
 
-def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None] | None) -> list[_Batch]:
+def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+             shapes_graph_: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by ``workers`` Jena processes, fed by as many threads (each waits on its pipe)."""
-    shapes = shapes_graph().serialize(format="nt", encoding="utf-8")
-    base = (ontology_graph().serialize(format="nt", encoding="utf-8")
+    shapes = shapes_graph_.serialize(format="nt", encoding="utf-8")
+    base = (ontology.serialize(format="nt", encoding="utf-8")
             + ntriples(plan.shared))
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
