@@ -562,10 +562,12 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
 @click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
+@extension_option
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int, strict: bool = False, **server: Any) -> None:
+                   max_listed: int, max_details: int, extensions: tuple[Path, ...], strict: bool = False,
+                   **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
@@ -576,14 +578,16 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
-            written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                 max_details=max_details)
+            written = api.report(None, output, endpoint=client, extensions=extensions,
+                                 max_listed=max_listed, max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                             timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             extensions=extensions, strict=strict, timeout=timeout,
+                             max_listed=max_listed, max_details=max_details)
+        _report_inputs(written.sources)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)
