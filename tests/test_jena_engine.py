@@ -41,7 +41,8 @@ def itkg_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           timeout=300, env=env)
 
 
-def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> None:
+def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyshacl_turbo", None)  # without turbo (see test_turbo_engine.py)
     data = load(EXAMPLES)
     assert len(data.triples) < validation.AUTO_JENA_TRIPLES
     assert validation.engine_for(data) == "pyshacl"
@@ -52,6 +53,7 @@ def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> Non
 
 def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    monkeypatch.setitem(sys.modules, "pyshacl_turbo", None)
     assert not jena.available()
     data = load(EXAMPLES)
     assert validation.engine_for(data) == "pyshacl"
@@ -61,6 +63,7 @@ def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pyt
 @pytest.mark.java
 def test_auto_uses_jena_for_large_inputs(jena_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    monkeypatch.setattr(validation, "AUTO_TURBO_MAX_TRIPLES", 1)  # turbo, when installed, stops below
     data = load(EXAMPLES)
     assert validation.engine_for(data) == "jena"
     assert validation.validate(data).results == validation.validate(data, engine="pyshacl").results

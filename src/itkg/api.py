@@ -139,8 +139,9 @@ def validate(data: DataLike, *, engine: str = "auto") -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4). A path is loaded without
     rejecting ill-typed literals, so that the shapes report them as violations.
 
-    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations)
-        or ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations),
+        ``"turbo"`` (pyshacl-turbo, same verdicts, no Java; ``pip install 'itkg[turbo]'``) or
+        ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
     """
     if not isinstance(data, PatientData):
         data = load(data, strict_literals=False)

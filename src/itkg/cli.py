@@ -277,8 +277,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
 @click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
-              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
-                   "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
+              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
+                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
+                   "triples or more when it is installed, else pySHACL.")
 @quiet_option
 @input_format_option
 @output_option
