@@ -1,14 +1,12 @@
-"""Test data and helpers shared by the engine and server tests (standard library only; test
-modules and conftest.py load this file by path, because ``--import-mode=importlib`` keeps tests/
-off ``sys.path``)."""
+"""Test data shared by the engine and server tests (``import _shared``: pyproject puts tests/ on
+the path). The CLI runner is :func:`support.run_itkg`."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
+import importlib
 from pathlib import Path
+
+from support import run_itkg  # noqa: F401 - re-exported for the server tests
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,19 +23,5 @@ VIRTUOSO_LOADER = ("itkg_loader", "loader-secret-7")
 
 
 def load_test_helper(name: str) -> Any:
-    """A helper module in tests/ by file name, e.g. ``_virtuoso_server``."""
-    module_name = f"itkg_tests_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-def run_itkg(*args: Any, env: dict[str, str] | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``itkg ARGS`` in a child process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "itkg.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})})
+    """A helper module in tests/ by name, e.g. ``_virtuoso_server``."""
+    return importlib.import_module(name)

@@ -1,12 +1,19 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules. Plain helpers (CLI runners, the logging HTTP server,
+process and module helpers) are in ``support.py``; both are the one place for test scaffolding.
+"""
 
 from __future__ import annotations
 
 import shutil
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from rdflib import Graph
 
 from itkg import jena, turbo
+from itkg.resources import ontology_path, shapes_paths
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +32,6 @@ def jena_required() -> None:
 def turbo_required() -> None:
     """The pyshacl-turbo back-end must be usable: skip only on Python 3.10, which it does not
     support; elsewhere the test extra installs it, so its absence is a broken setup, and fails."""
-    import sys
-
     if turbo.available():
         return
     if sys.version_info < (3, 11):
@@ -36,23 +41,6 @@ def turbo_required() -> None:
 
 # --- a private Virtuoso server, shared by the test modules that need one ---------------------
 
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-
-def _shared() -> Any:
-    """tests/_shared.py, loaded by path (``--import-mode=importlib`` keeps tests/ off sys.path)."""
-    name = "itkg_tests__shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_shared.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +48,7 @@ def virtuoso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A private Virtuoso 7 on 127.0.0.1 holding the ontology and the QC defects (loaded with
     its bulk loader) and the patients (loaded with ``itkg load`` over HTTP Digest as a dedicated
     user). Skips only where Virtuoso is not installed; CI installs it (.ci/run)."""
-    shared = _shared()
+    import _shared as shared
     helper = shared.load_test_helper("_virtuoso_server")
     if helper.virtuoso_executable() is None or helper.isql_executable() is None:
         pytest.skip("Virtuoso is not installed (Debian: virtuoso-opensource)")
@@ -81,3 +69,42 @@ def virtuoso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ontology() -> Graph:
+    """The ontology, as an rdflib graph (read once; tests must not modify it)."""
+    return Graph().parse(ontology_path())
+
+
+@pytest.fixture(scope="session")
+def shapes() -> Graph:
+    """Every shapes file, as one rdflib graph (read once; tests must not modify it)."""
+    graph = Graph()
+    for path in shapes_paths():
+        graph.parse(path)
+    return graph
+
+
+#: Part of the name of every file a test plants to catch an unwanted read.
+PROBE_MARKER = "itkgprobe"
+_OPENED: list[str] = []
+_recorder_installed = False
+
+
+def _record_opens(event: str, args: tuple[object, ...]) -> None:
+    if event in ("open", "urllib.Request") and PROBE_MARKER in str(args[0]):
+        _OPENED.append(str(args[0]))
+
+
+@pytest.fixture
+def opened() -> list[str]:
+    """Paths containing ``itkgprobe`` that anything in this process opens from now on (a test
+    clears it after writing its own probe files). Audit hooks cannot be removed, so one hook is
+    installed once and only looks at probe paths."""
+    global _recorder_installed
+    if not _recorder_installed:
+        sys.addaudithook(_record_opens)
+        _recorder_installed = True
+    _OPENED.clear()
+    return _OPENED

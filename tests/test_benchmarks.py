@@ -7,24 +7,20 @@ the measuring wrapper counts the whole process tree and enforces its deadline.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import load_by_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"itkg_benchmarks_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path(f"itkg_benchmarks_{name}", BENCH / f"{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""The ``itkg`` command line (contract §5), run as users run it: a real subprocess of the installed
-console script on real files, so that exit codes, standard error and files on disk are what a
-user sees."""
+"""The ``itkg`` command line (contract §5) on real files: exit codes, standard output and error,
+and files on disk. Most tests run the command in this process through click's ``CliRunner``
+(``support.invoke``); the smoke tests at the end run the installed console script as a user does."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import rdflib
+from support import invoke, run_itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
@@ -24,11 +25,7 @@ RULES_EXPECTED = json.loads((ROOT / "tests" / "data" / "rules-expected.json").re
 ITKG = "https://w3id.org/itkg/"
 
 
-def itkg(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+itkg = invoke
 
 
 def keyed(rows):
@@ -194,7 +191,7 @@ def test_bad_input_is_one_line_exit_2_without_patient_values(tmp_path, name, con
     path = tmp_path / name
     path.write_text(content)
     for command in (["eligibility"], ["validate"], ["explain", "http://e/a"], ["query", "eligible-therapies"]):
-        done = itkg(*command, path)
+        done = run_itkg(*command, path)  # a real process: nothing else may reach standard error
         assert done.returncode == 2, (command, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -227,8 +224,14 @@ def test_ill_typed_literal_is_reported_not_rewritten(tmp_path):
                '  itkg:hasConsent [ a itkg:InformedConsent ; itkg:consentStatus itkg:ConsentGranted ;\n'
                '    itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "2026-13-45"^^xsd:date ] .\n')
     path.write_text(content)
-    done = itkg("eligibility", path)
+    done = itkg("eligibility", "--strict", path)
     assert done.returncode == 2 and "2026-13-45" not in done.stderr and "ill-typed" in done.stderr
+    assert "dates.ttl:5:" in done.stderr  # the line, never the value
+    # without --strict the value is set aside as absent, counted with its line (contract §6)
+    done = itkg("eligibility", "--format", "json", path)
+    assert done.returncode == 0 and "2026-13-45" not in done.stderr + done.stdout
+    assert "set aside 1 ill-typed value (line 5)" in done.stderr
+    assert '"pending"' in done.stdout
     validated = itkg("validate", path)
     assert validated.returncode == 1
     assert path.read_text() == content
@@ -248,9 +251,9 @@ def test_output_file_is_written_whole_and_never_over_an_input(tmp_path):
 
 
 def test_version_and_help():
-    done = itkg("--version")
+    done = run_itkg("--version")
     assert done.returncode == 0 and "itkg" in done.stdout
-    assert "eligibility" in itkg("--help").stdout
+    assert "eligibility" in run_itkg("--help").stdout
 
 
 @pytest.mark.java

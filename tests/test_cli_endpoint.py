@@ -4,14 +4,11 @@ rows as the local engine."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_itkg as itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
@@ -21,24 +18,9 @@ ONTOLOGY = ROOT / "ontology" / "itkg.ttl"
 pytestmark = pytest.mark.server
 
 
-def _server_module():
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_cli",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def itkg(*args) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def server():
-    module = _server_module()
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     instance = module.OxigraphServer(extra_args=["--union-default-graph"]).start()
@@ -76,7 +58,7 @@ def test_query_on_the_endpoint_equals_local(server):
 
 
 def test_unreachable_endpoint_is_one_clean_line():
-    module = _server_module()
+    import _oxigraph_server as module
     port = module.free_port()
     done = itkg("eligibility", "--endpoint", f"http://127.0.0.1:{port}/query")
     assert done.returncode == 2

@@ -4,12 +4,10 @@ that misbehave on purpose (HTML pages, server errors, redirects, silence)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import time
 import socket
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -31,20 +29,7 @@ PATIENTS = REPO / "examples" / "patients.ttl"
 ITKG = "https://w3id.org/itkg/"
 
 
-def _load_helper() -> Any:
-    """tests/ is not on sys.path under --import-mode=importlib, so load the helper by path."""
-    name = "itkg_tests_oxigraph_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
-            "_oxigraph_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-oxigraph_server = _load_helper()
+import _oxigraph_server as oxigraph_server  # noqa: E402
 
 
 # --- a real Oxigraph server ------------------------------------------------------------------
@@ -535,7 +520,7 @@ def test_rows_reaching_a_declared_cap_are_an_error(scripted: _Scripted) -> None:
 class _Trickle(BaseHTTPRequestHandler):
     """Sends a valid header, then one byte of body every 50 ms for ten seconds."""
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Type", "application/sparql-results+json")
@@ -600,7 +585,7 @@ class _Chunked(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Type", "application/sparql-results+json")

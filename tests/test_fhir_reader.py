@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,7 @@ from itkg import vocab
 from itkg.cli import main
 from itkg.fhir import is_fhir, read
 
-_spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers", Path(__file__).with_name("_fhir_helpers.py"))
-F = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(F)  # type: ignore[union-attr]
+import _fhir_helpers as F  # noqa: N812 - short, as the rules module names its namespaces
 I, ICD, SCT, RX, ATC, BASE = F.I, F.ICD, F.SCT, F.RX, F.ATC, F.BASE
 P1 = BASE + "Patient/p1"
 TYPE = vocab.RDF_TYPE
@@ -446,3 +443,148 @@ def test_convert_writes_turtle_and_ntriples_linked_to_the_resources(tmp_path: Pa
     assert F.SECRET_NAME not in text and F.SECRET_MRN not in text and F.SECRET_BIRTH not in text
     result = CliRunner().invoke(main, ["convert", str(path), "-o", str(path)])
     assert result.exit_code == 2  # never over an input
+
+
+# -- any JSON in any field: a result or bad input (exit 2), never a crash ------------------------------
+
+def _mutations() -> Any:
+    from hypothesis import strategies as st
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                       st.text(max_size=8), st.sampled_from(["Patient/p1", "#x", "urn:uuid:a b", "a b", "active"]))
+    values = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                           st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                          max_leaves=6)
+    return st.lists(st.tuples(st.integers(0, 4), st.integers(0, 30), values), min_size=1, max_size=4)
+
+
+def test_any_json_in_any_field_gives_a_result_or_bad_input(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(_mutations())
+    def check(mutations: list[tuple[int, int, Any]]) -> None:
+        resources = F.cancer_patient()
+        for index, field_number, value in mutations:
+            resource = resources[index]
+            keys = sorted(resource)
+            resource[keys[field_number % len(keys)]] = value  # resourceType too, sometimes
+        path = F.write_ndjson(tmp_path / "fuzz.ndjson", resources)
+        try:
+            graph = read([path])
+            itkg.eligibility(path)
+        except itkg.InputError:
+            return
+        assert graph.report is not None
+
+    check()
+
+
+def test_ids_and_references_that_are_not_valid_iris_are_encoded(tmp_path: Path) -> None:
+    weird = {**F.condition("a b", ICD, "G89.3"), "subject": F.ref("Patient/p q")}
+    odd_system = F.condition("c2", "local codes", "x y")
+    found = facts(tmp_path, [weird, odd_system])
+    assert (BASE + "Patient/p%20q", vocab.HAS_CONDITION, BASE + "Condition/a%20b") in found
+    assert "urn:itkg:invalid:local%20codes/x%20y" in types(found, BASE + "Condition/c2")
+
+
+def test_a_lone_surrogate_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "s.ndjson"
+    path.write_text('{"resourceType": "Condition", "id": "\\ud800"}\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["eligibility", str(path)])
+    assert result.exit_code == 2 and f"{path}:1:" in result.stderr and "surrogate" in result.stderr
+
+
+def _intolerance(severity: str = "severe", kind: str = "intolerance", code: str = "7052",
+                 **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "AllergyIntolerance", "id": "a1", "patient": F.ref("Patient/p1"), "type": kind,
+            "category": ["medication"], "code": F.cc(RX, code), "reaction": [{"severity": severity}], **extra}
+
+
+@pytest.mark.parametrize(("intolerance", "outcome"), [
+    (_intolerance(), True), (_intolerance(severity="moderate"), False), (_intolerance(kind="allergy"), False),
+    (_intolerance(code="4337"), False),  # fentanyl: not the drug the patient took
+    (_intolerance(clinicalStatus=F.cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                      "resolved")), False),
+    (_intolerance(verificationStatus=F.cc("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                                          "refuted")), False),
+])
+def test_a_severe_intolerance_to_the_drug_is_a_severe_side_effect(tmp_path: Path, intolerance: dict,
+                                                                   outcome: bool) -> None:
+    """The documented extra outcome route: the intolerance may come before or after the treatment."""
+    resources = F.cancer_patient()
+    resources[2] = F.med_statement("m-p1", F.cc(RX, "7052"), route="26643006", reason=None)
+    for order in ([intolerance, *resources], [*resources, intolerance]):
+        path = F.write_ndjson(tmp_path / "in.ndjson", order)
+        results = itkg.eligibility(path)
+        assert [r.status for r in results] == (["qualifies"] if outcome else [])
+        if outcome:
+            assert "severe side effects from AllergyIntolerance/a1" in " ".join(results[0].evidence)
+
+
+def test_progress_counts_every_byte_read(tmp_path: Path) -> None:
+    path = F.write_ndjson(tmp_path / "in.ndjson", F.cancer_patient() * 2000)
+    doc = F.write_json(tmp_path / "b.json", F.bundle(F.cancer_patient("p9")))
+    seen: list[int] = []
+    read([path, doc], on_read=seen.append)
+    assert len(seen) > 2 and sum(seen) == path.stat().st_size + doc.stat().st_size
+
+
+# -- several processes: the result of one ---------------------------------------------------------
+
+def _graph_summary(graph: Any) -> tuple:
+    triples = sorted((t.subject.value, t.predicate.value, t.object.value) for t in graph.triples)
+    report = graph.report.to_dict()
+    return triples, graph.notes, report, [graph.count(i) for i in range(len(graph.files))]
+
+
+def test_several_processes_give_the_graph_of_one(tmp_path: Path) -> None:
+    import importlib.util as util
+
+    spec = util.spec_from_file_location("itkg_bench_fhir_bulk_r", Path(__file__).parents[1] / "benchmarks" / "fhir_bulk.py")
+    bulk = util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bulk)  # type: ignore[union-attr]
+    export = bulk.generate(300, tmp_path / "export", seed=3)
+    # a medication referenced across chunks, an intolerance before the treatment, and a bundle
+    extra = F.write_ndjson(tmp_path / "extra.ndjson", [
+        {"resourceType": "AllergyIntolerance", "id": "ai", "patient": F.ref("Patient/p5"), "type": "intolerance",
+         "category": ["medication"], "code": F.cc(RX, "7052"), "reaction": [{"severity": "severe"}]},
+        {"resourceType": "Medication", "id": "late", "code": F.cc(RX, "7804")}])
+    early = F.write_ndjson(tmp_path / "early.ndjson", [
+        {**F.med_statement("ms-late", None, pid="p7", route="26643006"),
+         "medicationReference": F.ref("Medication/late")}])
+    doc = F.write_json(tmp_path / "b.json", F.bundle(F.cancer_patient("pb"), kind="collection"))
+    paths = [early, export, extra, doc]
+    one = read(paths)
+    several = read(paths, workers=2, min_chunk_bytes=4096)
+    assert several.blobs  # it did run in several processes
+    assert _graph_summary(several) == _graph_summary(one)
+    assert I + "OralOpioidTherapy" in types({(t.subject.value, t.predicate.value, t.object.value)
+                                             for t in several.triples}, BASE + "MedicationStatement/ms-late")
+
+
+def test_a_duplicate_across_chunks_or_an_error_is_left_to_one_process(tmp_path: Path) -> None:
+    from itkg.fhir import parallel
+    from itkg.mappings import load_mappings
+
+    lines = [F.condition(f"c{n}", ICD, "G89.3", pid=f"p{n}") for n in range(400)]
+    dup = F.write_ndjson(tmp_path / "dup.ndjson", [*lines, F.condition("c1", ICD, "M96.1", pid="p1")])
+    options = dict(base=BASE, mappings=load_mappings(), strict=False, max_bytes=1 << 30, workers=2,
+                   min_chunk_bytes=4096)
+    assert parallel.read([dup], **options) is None
+    assert read([dup], workers=2, min_chunk_bytes=4096).report.duplicates == 1
+    bad = tmp_path / "bad.ndjson"
+    F.write_ndjson(bad, lines)
+    bad.write_text(bad.read_text(encoding="utf-8") + "{oops\n", encoding="utf-8")
+    assert parallel.read([bad], **options) is None
+    with pytest.raises(itkg.InputError) as caught:
+        read([bad], workers=2, min_chunk_bytes=4096)
+    assert caught.value.line == 401
+
+
+def test_explain_names_the_fhir_resources_and_codes(tmp_path: Path) -> None:
+    path = F.write_ndjson(tmp_path / "in.ndjson", F.cancer_patient())
+    result = CliRunner().invoke(main, ["explain", P1, str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "(Condition/c-p1; ICD-10-CM G89.3)" in text and "(Consent/k-p1" in text

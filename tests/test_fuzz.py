@@ -32,13 +32,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Witness
 import rdflib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -57,38 +56,6 @@ FUZZ = settings(derandomize=True, database=None, deadline=None,
 # ---------------------------------------------------------------------------------------------
 # Witnesses
 # ---------------------------------------------------------------------------------------------
-
-class _Recorder(BaseHTTPRequestHandler):
-    def _serve(self) -> None:
-        self.server.requests.append((self.command, self.path))  # type: ignore[attr-defined]
-        body = json.dumps({"@context": {"name": f"urn:{SECRET}"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/ld+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Network(ThreadingHTTPServer):
-    """A logging HTTP server on 127.0.0.1 that stands in for the network."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Recorder)
-        self.requests: list[tuple[str, str]] = []
-        self.connections: list[object] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
-        self.connections.append(client_address)
-        super().process_request(request, client_address)
-
 
 _WORKER = textwrap.dedent("""
     import io, json, logging, os, sys, traceback
@@ -194,12 +161,9 @@ def worker(folder: Path) -> Iterator[LoadWorker]:
 
 
 @pytest.fixture(scope="module")
-def network() -> Iterator[_Network]:
-    server = _Network()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def network() -> Iterator[Witness]:
+    with Witness(SECRET) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +337,7 @@ def _known_bug(result: dict[str, Any]) -> str | None:
     return next((name for name, matches in KNOWN_BUGS.items() if matches(result)), None)
 
 
-def _check_load(worker: LoadWorker, network: _Network, folder: Path, context: Path, suffix: str,
+def _check_load(worker: LoadWorker, network: Witness, folder: Path, context: Path, suffix: str,
                 doc: bytes) -> None:
     doc = _fill(doc, network.url, context)
     path = folder / f"input{suffix}"
@@ -400,14 +364,14 @@ def _check_load(worker: LoadWorker, network: _Network, folder: Path, context: Pa
 
 @settings(FUZZ, max_examples=100)
 @given(case=random_documents)
-def test_load_survives_random_bytes(worker: LoadWorker, network: _Network, folder: Path,
+def test_load_survives_random_bytes(worker: LoadWorker, network: Witness, folder: Path,
                                     probe_context: Path, case: tuple[str, bytes]) -> None:
     _check_load(worker, network, folder, probe_context, *case)
 
 
 @settings(FUZZ, max_examples=200)
 @given(case=mutated_documents())
-def test_load_survives_mutated_patient_files(worker: LoadWorker, network: _Network, folder: Path,
+def test_load_survives_mutated_patient_files(worker: LoadWorker, network: Witness, folder: Path,
                                              probe_context: Path, case: tuple[str, bytes]) -> None:
     _check_load(worker, network, folder, probe_context, *case)
 
@@ -425,7 +389,7 @@ def _comparable(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
 
 @settings(FUZZ, max_examples=25)
 @given(case=mutated_documents())
-def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: _Network, folder: Path,
+def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: Witness, folder: Path,
                                             probe_context: Path, case: tuple[str, bytes]) -> None:
     """Also differential: ``itkg eligibility`` parses with its own streaming reader, and must
     accept exactly the files ``itkg.load`` accepts, with the same rows."""

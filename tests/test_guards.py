@@ -16,16 +16,15 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pyoxigraph as ox
 import pytest
+from support import Witness
 import rdflib
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,90 +63,24 @@ HYPOTHESIS = settings(deadline=None, max_examples=60)
 # Witnesses: a logging HTTP server on 127.0.0.1 and a recorder of file opens
 # ---------------------------------------------------------------------------------------------
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers every request with something an engine would happily use, and records it."""
-
-    def _serve(self) -> None:
-        self.server.hits.append((self.command, self.path))  # type: ignore[attr-defined]
-        if self.path.startswith("/ctx"):
-            body, kind = b'{"@context": {"name": "http://schema.org/name"}}', "application/ld+json"
-        elif self.path.startswith("/sparql"):
-            body = b'{"head": {"vars": ["x"]}, "results": {"bindings": []}}'
-            kind = "application/sparql-results+json"
-        elif self.path.startswith("/dtd"):
-            body, kind = b'<!ENTITY remote "DTD-FETCHED">', "application/xml-dtd"
-        else:
-            body, kind = b'<urn:remote> <urn:p> "FETCHED" .\n', "text/turtle"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _LoggingServer:
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        self._server.hits = []  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def hits(self) -> list[tuple[str, str]]:
-        return self._server.hits  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture(scope="module")
-def _servers() -> Iterator[tuple[_LoggingServer, _LoggingServer]]:
-    first, second = _LoggingServer(), _LoggingServer()
-    yield first, second
-    first.close()
-    second.close()
+def _servers() -> Iterator[tuple[Witness, Witness]]:
+    with Witness() as first, Witness() as second:
+        yield first, second
 
 
 @pytest.fixture
-def server(_servers: tuple[_LoggingServer, _LoggingServer]) -> _LoggingServer:
-    _servers[0].hits.clear()
-    return _servers[0]
+def server(_servers: tuple[Witness, Witness]) -> Witness:
+    return _servers[0].clear()
 
 
 @pytest.fixture
-def other_server(_servers: tuple[_LoggingServer, _LoggingServer]) -> _LoggingServer:
-    _servers[1].hits.clear()
-    return _servers[1]
+def other_server(_servers: tuple[Witness, Witness]) -> Witness:
+    return _servers[1].clear()
 
 
-_OPENED: list[str] = []
-_MARKER = "itkgprobe"
 
 
-def _record_opens(event: str, args: tuple[object, ...]) -> None:
-    if event in ("open", "urllib.Request") and _MARKER in str(args[0]):
-        _OPENED.append(str(args[0]))
-
-
-_recorder_installed = False
-
-
-@pytest.fixture
-def opened() -> list[str]:
-    """Paths containing ``itkgprobe`` that anything in this process opens from now on (a test
-    clears it after writing its own probe files)."""
-    global _recorder_installed
-    if not _recorder_installed:
-        sys.addaudithook(_record_opens)
-        _recorder_installed = True
-    _OPENED.clear()
-    return _OPENED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +109,7 @@ def _parse_rdfxml_guarded(data: bytes) -> None:
 
 
 def test_xxe_file_entity_is_refused_before_any_parser(tmp_path: Path, opened: list[str]) -> None:
-    secret_file = tmp_path / f"{_MARKER}-secret.txt"
+    secret_file = tmp_path / "itkgprobe-secret.txt"
     secret_file.write_text(SECRET)
     opened.clear()
     with pytest.raises(UnsafeInputError, match="DTD or entity"):
@@ -184,7 +117,7 @@ def test_xxe_file_entity_is_refused_before_any_parser(tmp_path: Path, opened: li
     assert opened == []
 
 
-def test_xxe_http_entity_is_refused_without_a_request(server: _LoggingServer) -> None:
+def test_xxe_http_entity_is_refused_without_a_request(server: Witness) -> None:
     with pytest.raises(UnsafeInputError):
         _parse_rdfxml_guarded(_xxe(server.url + "/dtd"))
     external_dtd = (f'<?xml version="1.0"?><!DOCTYPE rdf:RDF SYSTEM "{server.url}/dtd">'
@@ -260,7 +193,7 @@ def _doc(context: object, key: str = "@context") -> bytes:
     return json.dumps({key: context, "@id": "urn:ex:p1", "name": SECRET}).encode()
 
 
-def test_remote_http_context_is_refused_without_a_request(server: _LoggingServer) -> None:
+def test_remote_http_context_is_refused_without_a_request(server: Witness) -> None:
     with pytest.raises(UnsafeInputError, match="inline the context"):
         _parse_jsonld_guarded(_doc(server.url + "/ctx"))
     assert server.hits == []
@@ -269,7 +202,7 @@ def test_remote_http_context_is_refused_without_a_request(server: _LoggingServer
 @pytest.mark.parametrize("as_uri", [True, False], ids=["file-uri", "bare-path"])
 def test_file_context_is_refused_without_reading_it(tmp_path: Path, opened: list[str],
                                                     as_uri: bool) -> None:
-    context = tmp_path / f"{_MARKER}-context.jsonld"
+    context = tmp_path / "itkgprobe-context.jsonld"
     context.write_text('{"@context": {"name": "http://schema.org/name"}}')
     opened.clear()
     with pytest.raises(UnsafeInputError, match="inline the context"):
@@ -284,7 +217,7 @@ def test_file_context_is_refused_without_reading_it(tmp_path: Path, opened: list
                  id="scoped-context"),
     pytest.param({"@graph": [{"@context": "URL", "@id": "urn:ex:p1"}]}, id="nested-node"),
 ])
-def test_every_place_a_context_can_name_a_document_is_refused(server: _LoggingServer,
+def test_every_place_a_context_can_name_a_document_is_refused(server: Witness,
                                                               document: dict) -> None:
     data = json.dumps(document).replace('"URL"', json.dumps(server.url + "/ctx")).encode()
     with pytest.raises(UnsafeInputError, match="inline the context"):
@@ -377,7 +310,7 @@ def _patient_graph() -> rdflib.Graph:
     "ASK {{ sErViCe <{url}/sparql> {{ ?x ?y ?n }} }}",
     "SELECT * WHERE {{ ?p <urn:p:name> ?n . \\u0053ERVICE <{url}/sparql> {{ ?x ?y ?n }} }}",
 ], ids=["service", "service-silent", "in-exists", "in-subquery", "lower-case", "escaped"])
-def test_service_is_refused_without_a_request(server: _LoggingServer, template: str) -> None:
+def test_service_is_refused_without_a_request(server: Witness, template: str) -> None:
     # The escaped form is refused for its escape before SERVICE is looked for.
     with pytest.raises(QueryError, match="SERVICE|escapes are refused"):
         _query_guarded(_patient_graph(), template.format(url=server.url))
@@ -385,7 +318,7 @@ def test_service_is_refused_without_a_request(server: _LoggingServer, template: 
 
 
 @pytest.mark.parametrize("clause", ["FROM <{url}/graph>", "FROM NAMED <{url}/graph>"])
-def test_dataset_clauses_are_refused_without_a_request(server: _LoggingServer,
+def test_dataset_clauses_are_refused_without_a_request(server: Witness,
                                                        clause: str) -> None:
     with pytest.raises(QueryError, match="FROM / FROM NAMED"):
         _query_guarded(rdflib.Graph(), f"SELECT * {clause.format(url=server.url)} WHERE {{ ?s ?p ?o }}")
@@ -393,7 +326,7 @@ def test_dataset_clauses_are_refused_without_a_request(server: _LoggingServer,
 
 
 def test_from_file_is_refused_without_reading_it(tmp_path: Path, opened: list[str]) -> None:
-    other = tmp_path / f"{_MARKER}-other-patient.ttl"
+    other = tmp_path / "itkgprobe-other-patient.ttl"
     other.write_text('<urn:patient:2> <urn:p:hiv> "positive" .\n')
     opened.clear()
     with pytest.raises(QueryError, match="FROM"):
@@ -597,7 +530,7 @@ def test_json_errors_never_quote_the_input(before: str, after: str) -> None:
 # Network guard (backstop)
 # ---------------------------------------------------------------------------------------------
 
-def test_network_guard_blocks_python_clients(server: _LoggingServer) -> None:
+def test_network_guard_blocks_python_clients(server: Witness) -> None:
     with network_guard():
         with pytest.raises(UnsafeInputError, match="network access refused"):
             urllib.request.urlopen(server.url + "/ctx")
@@ -614,7 +547,7 @@ def test_network_guard_blocks_python_clients(server: _LoggingServer) -> None:
     assert httpx.get(server.url + "/ctx").status_code == 200  # guard lifted after the block
 
 
-def test_network_guard_stops_owlready2_imports(server: _LoggingServer) -> None:
+def test_network_guard_stops_owlready2_imports(server: Witness) -> None:
     import owlready2
 
     ontology = (f'<urn:ex:onto> <{RDF_NS}type> <http://www.w3.org/2002/07/owl#Ontology> .\n'
@@ -625,8 +558,8 @@ def test_network_guard_stops_owlready2_imports(server: _LoggingServer) -> None:
     assert server.hits == []
 
 
-def test_network_guard_allows_only_the_named_endpoint(server: _LoggingServer,
-                                                      other_server: _LoggingServer) -> None:
+def test_network_guard_allows_only_the_named_endpoint(server: Witness,
+                                                      other_server: Witness) -> None:
     with network_guard([server.url + "/sparql"]):
         assert httpx.get(server.url + "/sparql").status_code == 200
         assert urllib.request.urlopen(server.url + "/sparql").status == 200

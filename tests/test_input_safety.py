@@ -28,16 +28,15 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import (HAS_PROC, Witness, alive, descendants, itkg_command, kill_all, run_itkg as itkg_cli,
+                     wait_for)
 import rdflib
 
 import itkg
@@ -52,88 +51,19 @@ ITKG = "https://w3id.org/itkg/"
 #: Planted in inputs as a patient value; it must never show up where it was not asked for.
 SECRET = "Zq7-Confidential-8d3f"
 #: Part of the name of every file a test plants to catch an unwanted read.
-PROBE = "itkgsafetyprobe"
-HAS_PROC = Path("/proc/self/stat").exists()
+PROBE = "itkgprobe-safety"  # holds the marker of the ``opened`` fixture (conftest)
 
 
 # ---------------------------------------------------------------------------------------------
 # Witnesses: a logging HTTP server on 127.0.0.1, a recorder of file opens, input checksums
 # ---------------------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers like a helpful server would (a context, a DTD, SPARQL results, Turtle) so that a
-    regression would really load remote content, and records every request."""
-
-    def _serve(self) -> None:
-        self.server.requests.append((self.command, self.path))  # type: ignore[attr-defined]
-        if self.path.startswith("/ctx"):
-            body, kind = json.dumps({"@context": {"name": f"urn:{SECRET}:name"}}).encode(), \
-                "application/ld+json"
-        elif self.path.startswith("/sparql"):
-            body = json.dumps({"head": {"vars": ["x"]}, "results": {"bindings": [
-                {"x": {"type": "literal", "value": SECRET}}]}}).encode()
-            kind = "application/sparql-results+json"
-        elif self.path.startswith("/dtd"):
-            body, kind = f'<!ENTITY remote "{SECRET}">'.encode(), "application/xml-dtd"
-        else:
-            body, kind = f'<urn:remote> <urn:p> "{SECRET}" .\n'.encode(), "text/turtle"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_HEAD = _serve
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Witness(ThreadingHTTPServer):
-    """The stand-in for the network: records every connection (in accept order) and request."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.connections: list[object] = []
-        self.requests: list[tuple[str, str]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
-        self.connections.append(client_address)
-        super().process_request(request, client_address)
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[_Witness]:
-    witness = _Witness()
-    thread = threading.Thread(target=witness.serve_forever, daemon=True)
-    thread.start()
-    yield witness
-    witness.shutdown()
-    witness.server_close()
+def server() -> Iterator[Witness]:
+    with Witness(SECRET) as witness:
+        yield witness
 
 
-_OPENED: list[str] = []
-_recorder_installed = False
-
-
-def _record_opens(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and PROBE in str(args[0]):
-        _OPENED.append(str(args[0]))
-
-
-@pytest.fixture
-def opened() -> list[str]:
-    """Paths containing PROBE that this process opens from now on. Audit hooks cannot be
-    removed, so one hook is installed once and only looks at probe paths."""
-    global _recorder_installed
-    if not _recorder_installed:
-        sys.addaudithook(_record_opens)
-        _recorder_installed = True
-    _OPENED.clear()
-    return _OPENED
 
 
 def _sha256(path: Path) -> str:
@@ -170,7 +100,7 @@ class Workspace:
 
 
 @pytest.fixture(autouse=True)
-def ws(tmp_path: Path, server: _Witness) -> Iterator[Workspace]:
+def ws(tmp_path: Path, server: Witness) -> Iterator[Workspace]:
     """Every test: inputs are never modified, no temp file is left, and nothing reached the
     (stand-in) network."""
     server.connections.clear()
@@ -186,19 +116,6 @@ def ws(tmp_path: Path, server: _Witness) -> Iterator[Workspace]:
 # ---------------------------------------------------------------------------------------------
 # Running the console script
 # ---------------------------------------------------------------------------------------------
-
-def _command() -> list[str]:
-    exe = shutil.which("itkg")
-    return [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-
-
-def itkg_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 180,
-             **options: object) -> subprocess.CompletedProcess[str]:
-    """Run the installed console script. ``timeout`` only catches a hang; no test asserts on
-    how long a command took."""
-    return subprocess.run(_command() + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, **options)  # type: ignore[call-overload]
-
 
 def itkg_many(runs: list[list[str | Path]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
     """Several independent CLI runs at once (one per CPU): the same checks, less wall time."""
@@ -289,7 +206,7 @@ DTD_CASES = ["xxe-file", "xxe-http", "external-dtd", "parameter-entity", "billio
 
 
 @pytest.mark.parametrize("case", DTD_CASES)
-def test_rdfxml_with_a_dtd_is_refused_by_the_cli(ws: Workspace, server: _Witness, dump: Path,
+def test_rdfxml_with_a_dtd_is_refused_by_the_cli(ws: Workspace, server: Witness, dump: Path,
                                                  case: str) -> None:
     path = ws.write(f"{case}.rdf", _dtd_documents(ws, server.url)[case])
     runs: list[list[str | Path]] = [["eligibility", path.name]]
@@ -302,7 +219,7 @@ def test_rdfxml_with_a_dtd_is_refused_by_the_cli(ws: Workspace, server: _Witness
 
 @pytest.mark.parametrize("case", DTD_CASES)
 def test_rdfxml_with_a_dtd_is_refused_by_the_api_without_reading_anything(
-        ws: Workspace, server: _Witness, opened: list[str], case: str) -> None:
+        ws: Workspace, server: Witness, opened: list[str], case: str) -> None:
     documents = _dtd_documents(ws, server.url)
     path = ws.write(f"{case}.rdf", documents[case])
     opened.clear()
@@ -342,7 +259,7 @@ JSONLD_CASES = ["remote-http", "file-uri", "bare-path", "import", "list-with-str
 
 
 @pytest.mark.parametrize("case", JSONLD_CASES)
-def test_jsonld_context_naming_a_document_is_refused_by_the_cli(ws: Workspace, server: _Witness,
+def test_jsonld_context_naming_a_document_is_refused_by_the_cli(ws: Workspace, server: Witness,
                                                                 dump: Path, case: str) -> None:
     path = ws.write(f"{case}.jsonld", _jsonld_documents(ws, server.url)[case])
     runs: list[list[str | Path]] = [["eligibility", path.name]]
@@ -355,7 +272,7 @@ def test_jsonld_context_naming_a_document_is_refused_by_the_cli(ws: Workspace, s
 
 @pytest.mark.parametrize("case", JSONLD_CASES)
 def test_jsonld_context_naming_a_document_is_refused_by_the_api_without_reading_it(
-        ws: Workspace, server: _Witness, opened: list[str], monkeypatch: pytest.MonkeyPatch,
+        ws: Workspace, server: Witness, opened: list[str], monkeypatch: pytest.MonkeyPatch,
         case: str) -> None:
     path = ws.write(f"{case}.jsonld", _jsonld_documents(ws, server.url)[case])
     monkeypatch.chdir(ws.root)  # so that the bare path would resolve, were it ever read
@@ -436,16 +353,16 @@ def _imports_ttl(url: str) -> str:
             f"<urn:ex:ontology> a owl:Ontology ; owl:imports <{url}/owl/imported> .\n")
 
 
-def test_owl_imports_in_a_patient_file_is_refused_by_every_command(ws: Workspace, server: _Witness,
+def test_owl_imports_in_a_patient_file_is_refused_by_every_command(ws: Workspace, server: Witness,
                                                                    dump: Path) -> None:
     path = ws.write("imports.ttl", _imports_ttl(server.url))
     commands = [["eligibility"], ["validate"], ["reason"], ["explain", "https://example.org/p"],
                 ["query", dump.name]]
-    for command, done in zip(commands, itkg_many([[*c, path.name] for c in commands], ws.root)):
+    for done in itkg_many([[*c, path.name] for c in commands], ws.root):
         assert_refused(done, path.name, "owl:imports")
 
 
-def test_owl_imports_is_refused_by_the_api(ws: Workspace, server: _Witness) -> None:
+def test_owl_imports_is_refused_by_the_api(ws: Workspace, server: Witness) -> None:
     path = ws.write("imports.ttl", _imports_ttl(server.url))
     with pytest.raises(UnsafeInputError, match="owl:imports"):
         itkg.load(path)
@@ -454,7 +371,7 @@ def test_owl_imports_is_refused_by_the_api(ws: Workspace, server: _Witness) -> N
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs a Java runtime for HermiT")
 def test_reasoning_on_a_graph_with_owl_imports_makes_no_request(ws: Workspace,
-                                                                server: _Witness) -> None:
+                                                                server: Witness) -> None:
     """An rdflib graph handed to the API skips the loader; the reasoner must still not let
     owlready2 follow the import (it does so even with only_local=True)."""
     graph = rdflib.Graph().parse(data=_imports_ttl(server.url), format="turtle")
@@ -492,7 +409,7 @@ QUERY_CASES = ["service", "service-silent", "service-lowercase", "service-variab
 
 
 @pytest.mark.parametrize("case", QUERY_CASES)
-def test_query_cannot_reach_the_network_read_files_or_update(ws: Workspace, server: _Witness,
+def test_query_cannot_reach_the_network_read_files_or_update(ws: Workspace, server: Witness,
                                                              case: str) -> None:
     secret_file = ws.write(f"{PROBE}-other-patient.ttl", f'<urn:ex:other> <urn:ex:hiv> "{SECRET}" .\n')
     query = ws.write(f"{case}.rq", _queries(server.url, secret_file)[case] + "\n")
@@ -529,24 +446,6 @@ def _pids_mentioning(marker: str) -> list[int]:
     return found
 
 
-def _wait_for(condition, limit: float):  # type: ignore[no-untyped-def]
-    """Poll ``condition`` until it is truthy or ``limit`` seconds passed (a hang guard only)."""
-    end = time.monotonic() + limit
-    while True:
-        value = condition()
-        if value or time.monotonic() > end:
-            return value
-        time.sleep(0.05)
-
-
-def _kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.mark.skipif(not HAS_PROC, reason="needs /proc to look for leftover processes")
 @pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
 def test_query_deadline_stops_an_explosive_query_and_leaves_no_process(ws: Workspace,
@@ -555,60 +454,27 @@ def test_query_deadline_stops_an_explosive_query_and_leaves_no_process(ws: Works
     try:
         done = itkg_cli("query", "--timeout", "1", "--engine", engine, query, chain, timeout=120)
         assert_refused(done, "did not finish within 1 s")
-        assert _wait_for(lambda: not _pids_mentioning(str(query)), 10)
+        assert wait_for(lambda: not _pids_mentioning(str(query)), 10)
     finally:
-        _kill_all(_pids_mentioning(str(query)))
+        kill_all(_pids_mentioning(str(query)))
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs /proc to look for leftover processes")
 def test_terminating_the_cli_during_a_query_leaves_no_process(ws: Workspace) -> None:
     query, chain = _explosive(ws, "sigterm")
-    parent = subprocess.Popen(_command() + ["query", "--timeout", "600", str(query), str(chain)],
+    parent = subprocess.Popen(itkg_command() + ["query", "--timeout", "600", str(query), str(chain)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        both = _wait_for(lambda: len(_pids_mentioning(str(query))) >= 2, 120)
+        both = wait_for(lambda: len(_pids_mentioning(str(query))) >= 2, 120)
         assert both, "the query child never started"
         parent.send_signal(signal.SIGTERM)
         parent.wait(timeout=60)
-        assert _wait_for(lambda: not _pids_mentioning(str(query)), 10), \
+        assert wait_for(lambda: not _pids_mentioning(str(query)), 10), \
             "the query child outlived the CLI"
     finally:
         parent.kill()
         parent.wait()
-        _kill_all(_pids_mentioning(str(query)))
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """pid -> start time of every descendant of ``root`` (start time tells reused pids apart)."""
-    parents: dict[int, list[int]] = {}
-    starts: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry))
-        starts[int(entry)] = fields[19]
-    found, stack = {}, list(parents.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found[pid] = starts[pid]
-        stack.extend(parents.get(pid, []))
-    return found
-
-
-def _alive(processes: dict[int, str]) -> list[int]:
-    alive = []
-    for pid, start in processes.items():
-        try:
-            fields = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[19] == start and fields[0] != "Z":
-            alive.append(pid)
-    return alive
+        kill_all(_pids_mentioning(str(query)))
 
 
 @pytest.mark.java
@@ -619,23 +485,23 @@ def test_terminating_the_cli_during_reasoning_leaves_no_process_and_no_patient_f
     cohort = _cohort(ws, 8000)
     private_tmp = ws.root / "tmp"
     private_tmp.mkdir()
-    parent = subprocess.Popen(_command() + ["reason", str(cohort)], stdout=subprocess.DEVNULL,
+    parent = subprocess.Popen(itkg_command() + ["reason", str(cohort)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(private_tmp)})
     children: dict[int, str] = {}
     try:
         def java_started() -> bool:
-            children.update(_descendants(parent.pid))
+            children.update(descendants(parent.pid))
             return any(b"java" in Path("/proc", str(pid), "cmdline").read_bytes()
-                       for pid in _alive(children))
-        assert _wait_for(java_started, 180), "HermiT never started"
+                       for pid in alive(children))
+        assert wait_for(java_started, 180), "HermiT never started"
         parent.send_signal(signal.SIGTERM)
         parent.wait(timeout=60)
-        assert _wait_for(lambda: not _alive(children), 10), "the reasoner outlived the CLI"
+        assert wait_for(lambda: not alive(children), 10), "the reasoner outlived the CLI"
         assert list(private_tmp.iterdir()) == [], "patient data left in $TMPDIR"
     finally:
         parent.kill()
         parent.wait()
-        _kill_all(_alive(children))
+        kill_all(alive(children))
         shutil.rmtree(private_tmp, ignore_errors=True)
 
 
@@ -662,11 +528,15 @@ def test_ill_typed_literal_is_refused_by_eligibility_without_echoing_it(ws: Work
                                                                         prop: str) -> None:
     literal, lexical = ILL_TYPED[kind]
     path = ws.write("ill.ttl", _with_literal(prop, literal))
-    line = assert_refused(itkg_cli("eligibility", path.name, cwd=ws.root), path.name, "ill-typed")
+    line = assert_refused(itkg_cli("eligibility", "--strict", path.name, cwd=ws.root), path.name, "ill-typed")
     assert lexical not in line
     with pytest.raises(IllTypedLiteralError) as caught:
-        itkg.load(path)
+        itkg.load(path, strict=True)
     assert lexical not in str(caught.value)
+    # without --strict: set aside and counted, with the line, never the value (contract 1.1 §6)
+    done = itkg_cli("eligibility", path.name, cwd=ws.root)
+    assert done.returncode == 0 and "set aside 1 ill-typed value" in done.stderr
+    assert lexical not in done.stderr + done.stdout
 
 
 @pytest.mark.parametrize("kind", sorted(ILL_TYPED))
@@ -764,7 +634,7 @@ def _secret_inputs(ws: Workspace, url: str) -> list[Path]:
 
 
 def test_no_patient_value_reaches_logs_warnings_or_standard_streams(
-        ws: Workspace, server: _Witness, caplog: pytest.LogCaptureFixture,
+        ws: Workspace, server: Witness, caplog: pytest.LogCaptureFixture,
         capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger and everything below it
     for name in ("rdflib", "rdflib.term", "pyshacl", "owlrl", "owlready2"):
@@ -789,7 +659,7 @@ def test_no_patient_value_reaches_logs_warnings_or_standard_streams(
 
 
 @pytest.mark.parametrize("command", [["eligibility"], ["validate"]])
-def test_no_patient_value_on_the_cli_standard_error(ws: Workspace, server: _Witness,
+def test_no_patient_value_on_the_cli_standard_error(ws: Workspace, server: Witness,
                                                    command: list[str]) -> None:
     """eligibility reads files with its own streaming parser, validate with itkg.load."""
     paths = _secret_inputs(ws, server.url)

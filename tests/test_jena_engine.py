@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import run_itkg as itkg_cli
 
 from itkg import jena, validation
 from itkg.errors import ValidationEngineError
@@ -34,11 +34,6 @@ def no_jena(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     jena.find.cache_clear()
     yield
     jena.find.cache_clear()
-
-
-def itkg_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "itkg.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,9 +97,9 @@ def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_re
     pool = jena.JenaPool(1, shapes, b"")
     worker = pool.workers[0]
     try:
-        triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasConsent"),
+        triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasCondition"),
                            ox.BlankNode("c"))
-        assert worker.validate([triple]) == []  # alive: no consent record typed, nothing to say
+        assert worker.validate([triple]) == []  # alive: a condition has no shape, nothing to say
         worker._process.kill()
         worker._process.wait()
         with pytest.raises(ValidationEngineError, match="stopped"):

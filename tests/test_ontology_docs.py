@@ -76,15 +76,23 @@ def test_every_term_has_a_section_with_label_definition_source_and_mappings(onto
         for source in ontology.objects(term, URIRef("http://purl.org/dc/terms/source")):
             shown = ontology.value(source, RDFS.label) or ontology_docs.curie(str(source))
             assert str(shown) in text, (term, source)
-        for relation, heading in ((SKOS.exactMatch, "exact match"), (SKOS.closeMatch, "close match")):
+        for relation, heading in ontology_docs.MAPPING_RELATIONS:
             for code in ontology.objects(term, relation):
                 assert heading in text and f'href="{code}"' in text, (term, code)
                 assert ontology_docs.curie(str(code)) in text, (term, code)
 
 
+def test_defined_classes_show_their_definition_in_manchester_syntax(page: str) -> None:
+    text = re.sub(r"<[^>]+>", "", _section(page, ontology_docs._anchor(ITKG + "CancerPainIndicationPatient")))
+    assert ("equivalent to" in text and "patient and has condition some cancer pain and received treatment some "
+            "(systemic analgesic therapy and has outcome some {inadequate pain relief, severe side effects})" in text)
+
+
 def test_mapping_table_lists_every_cross_reference(ontology: Graph, page: str) -> None:
     table = page.split('<section id="mappings">', 1)[1].split("</section>", 1)[0]
-    codes = {str(o) for p in (SKOS.exactMatch, SKOS.closeMatch) for o in ontology.objects(None, p)}
+    codes = {str(o) for p, _ in ontology_docs.MAPPING_RELATIONS for o in ontology.objects(None, p)}
+    assert {SKOS.exactMatch, SKOS.closeMatch} <= {p for p, _ in ontology_docs.MAPPING_RELATIONS
+                                                  if (None, p, None) in ontology}
     assert len(codes) > 30
     assert {c for c in codes if f'href="{c}"' not in table} == set()
 
@@ -122,6 +130,11 @@ def test_prerequisite_table_names_each_prerequisite_and_its_code(ontology: Graph
     for prerequisite in found:
         assert f"<code>{prerequisite.code}</code>" in section and prerequisite.label in section
         assert str(ontology.value(URIRef(prerequisite.iri), ontology_docs.DEFINITION)) in section
+    # How consent is decided: its latest record, the value that meets it and those that fail it.
+    consent = html.unescape(re.search(r"<tr>(?:(?!</tr>).)*informed-consent.*?</tr>", page, flags=re.DOTALL)[0])
+    for name in ("InformedConsent", "consentDate", "coversTherapy", "consentStatus", "ConsentGranted",
+                 "ConsentRefused", "ConsentWithdrawn"):
+        assert f'href="#{ontology_docs._anchor(ITKG + name)}"' in consent, name
 
 
 def test_ontology_text_is_escaped_and_only_web_iris_become_links(ontology: Graph) -> None:

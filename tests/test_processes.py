@@ -182,30 +182,28 @@ def _interrupt(args: list[str], cwd: Path, private_tmp: Path, signum: int,
         kill_all(alive(seen))
 
 
+#: Parallel runs: the command (inputs appended), the patients per input file, and a word of the
+#: command line of the children to wait for ("" for any child).
+PARALLEL_RUNS = {
+    "eligibility": (["eligibility", "--workers", "2", "--quiet", "-o", "out.json"], 3000, ""),
+    "validate": (["validate", "--workers", "2", "--engine", "pyshacl", "--quiet", "-o", "out.txt"], 1500,
+                 "multiprocessing"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_parallel_eligibility_leaves_no_process_and_no_file(
-        tmp_path: Path, private_tmp: Path, signum: int) -> None:
-    inputs = _population(tmp_path, 3000)
-    code, seen = _interrupt(["eligibility", "--workers", "2", "--quiet", "-o", "out.json",
-                             *map(str, inputs)], tmp_path, private_tmp, signum, "")
+@pytest.mark.parametrize("command", sorted(PARALLEL_RUNS))
+def test_a_signal_during_a_parallel_run_leaves_no_process_and_no_file(
+        tmp_path: Path, private_tmp: Path, signum: int, command: str) -> None:
+    """Forked eligibility workers and spawned validation workers alike."""
+    args, patients, child = PARALLEL_RUNS[command]
+    inputs = _population(tmp_path, patients)
+    code, seen = _interrupt([*args, *map(str, inputs)], tmp_path, private_tmp, signum, child)
     assert code == (130 if signum == signal.SIGINT else 128 + signum)
     assert seen
     assert list(private_tmp.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([private_tmp.name, *(p.name for p in inputs)])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_parallel_validation_leaves_no_process_and_no_file(
-        tmp_path: Path, private_tmp: Path, signum: int) -> None:
-    inputs = _population(tmp_path, 1500)
-    code, _ = _interrupt(["validate", "--workers", "2", "--engine", "pyshacl", "--quiet",
-                          "-o", "report.txt", *map(str, inputs)], tmp_path, private_tmp, signum,
-                         "multiprocessing")
-    assert code == (130 if signum == signal.SIGINT else 128 + signum)
-    assert list(private_tmp.iterdir()) == []
-    assert not (tmp_path / "report.txt").exists()
 
 
 @pytest.mark.slow

@@ -8,16 +8,15 @@ the ontology rather than spell them out. Timing is measured in docs/queries.md, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 
 import pyoxigraph as ox
 import pytest
+from support import benchmark_generator
 import rdflib
 import rdflib.compare
 from rdflib.plugins.sparql import prepareQuery
@@ -111,17 +110,8 @@ def _docs(*paths: Path) -> tuple[tuple[str, str], ...]:
 
 
 @lru_cache(maxsize=None)
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("itkg_benchmark_generate", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@lru_cache(maxsize=None)
 def _generated(n: int = 300, seed: int = 11) -> tuple[tuple[str, str], ...]:
-    return (("generated.nt", "".join(_generator().generate(n, seed, "nt"))),)
+    return (("generated.nt", "".join(benchmark_generator().generate(n, seed, "nt"))),)
 
 
 CORPORA: dict[str, tuple[Callable[[], tuple[tuple[str, str], ...]], Path]] = {
@@ -362,7 +352,7 @@ def test_queries_agree_with_eligibility_status_on_the_generated_corpus(engine: s
 # ---------------------------------------------------------------------------------------------
 
 def test_generator_is_seeded_and_both_formats_hold_the_same_graph() -> None:
-    gen = _generator()
+    gen = benchmark_generator()
     nt = "".join(gen.generate(40, 5, "nt"))
     assert nt == "".join(gen.generate(40, 5, "nt"))
     assert nt != "".join(gen.generate(40, 6, "nt"))
@@ -383,6 +373,6 @@ def test_generator_mix_has_every_status_and_about_a_third_qualifying() -> None:
 
 def test_generator_command_line_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "patients.ttl"
-    assert _generator().main(["25", "--seed", "3", "--format", "ttl", "-o", str(out)]) == 0
+    assert benchmark_generator().main(["25", "--seed", "3", "--format", "ttl", "-o", str(out)]) == 0
     graph = rdflib.Graph().parse(out, format="turtle")
     assert len(set(graph.subjects(rdflib.RDF.type, rdflib.URIRef(ITKG + "Patient")))) == 25

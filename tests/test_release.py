@@ -9,13 +9,13 @@ and in the OWL 2 DL profile. The refusal paths are checked on broken copies.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import pytest
+import _owlapi
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL
 
@@ -27,10 +27,6 @@ pytestmark = pytest.mark.slow  # the release is built once per module (a few sec
 REPO = Path(__file__).resolve().parents[1]
 SSSOM_SOURCE = REPO / "ontology" / "itkg.sssom.tsv"
 
-_SPEC = importlib.util.spec_from_file_location("itkg_tests_owlapi_release", Path(__file__).with_name("_owlapi.py"))
-assert _SPEC is not None and _SPEC.loader is not None
-_owlapi = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_owlapi)  # tests/ is not on sys.path (--import-mode=importlib)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +129,24 @@ def test_changelog_entry_is_required() -> None:
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     assert release.changelog_section(changelog, release.package_version()) is not None
     assert release.changelog_section(changelog, "9.9.9") is None
+
+
+def test_sources_are_refused_for_another_version_and_for_stale_cross_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sources as they would be after a careless edit: the release must list every problem."""
+    if not SSSOM_SOURCE.is_file():
+        pytest.skip("no SSSOM mapping set in this checkout")
+    shutil.copy(SSSOM_SOURCE, tmp_path / release.SSSOM)
+    turtle = ontology_path().read_text(encoding="utf-8")
+    cut = turtle.index("skos:exactMatch <", turtle.index("# --- SKOS cross-references"))
+    (tmp_path / release.TTL).write_text(turtle[:cut] + "skos:exactMatch <http://snomed.info/id/1> , <"
+                                        + turtle[cut + len("skos:exactMatch <"):], encoding="utf-8")
+    monkeypatch.setattr(release, "ontology_path", lambda: tmp_path / release.TTL)
+    problems = "\n".join(release.source_problems("9.9.9", reasoner=False))
+    assert "owl:versionIRI" in problems and "owl:versionInfo" in problems
+    assert "no '## 9.9.9' section" in problems
+    assert f"its cross-references differ from {release.SSSOM}" in problems
+    assert "is stale" in problems  # itkg.owl and the page no longer match the edited Turtle
 
 
 def test_command_refuses_to_overwrite_a_release_without_force(

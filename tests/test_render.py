@@ -11,15 +11,12 @@ lone surrogates.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 from unittest import mock
 
 import pytest
+from support import invoke as _itkg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,13 +160,6 @@ def test_a_failing_chunk_leaves_the_old_file_and_no_temp_file(tmp_path: Path) ->
     assert target.read_text() == "old" and _leftovers(tmp_path) == []
 
 
-def _itkg(*args: str | Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, timeout=300,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
-
-
 @pytest.mark.parametrize("engine", ["native", "rdflib"])
 def test_cli_file_and_stdout_are_the_same_bytes(tmp_path: Path, engine: str) -> None:
     """The command line streams the JSON into the output file and joins it for standard output;
@@ -197,7 +187,7 @@ r:a1 a itkg:CSFCirculationAssessment ; itkg:finding itkg:GoodCSFCirculation ; it
     printed = _itkg("eligibility", "--format", "json", "--engine", engine, data)
     assert printed.returncode == 0, printed.stderr
     body = out.read_bytes()
-    assert body == printed.stdout
+    assert body == printed.stdout.encode("utf-8")
     assert "Zo\u00eb\U0001f600".encode("utf-8") in body and "Schmerz-\u00fc".encode("utf-8") in body
     assert len(json.loads(body)["results"]) == 2
     # All values are strings and lists, so a re-dump of the parsed text is the oracle's output.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_itkg as itkg_cli
 import rdflib
 from rdflib.namespace import RDFS
 
@@ -38,13 +39,6 @@ ITKG = "https://w3id.org/itkg/"
 pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-
-
-def itkg_cli(*args: Any) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300,
-                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -344,12 +338,7 @@ def test_one_patient_cannot_make_the_page_unbounded(tmp_path: Path) -> None:
 
 @pytest.mark.server
 def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Path) -> None:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_report",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     server = module.OxigraphServer(extra_args=["--union-default-graph"]).start()
@@ -374,3 +363,53 @@ def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Pat
         assert opened.requests == [opened.url] and opened.errors == []
     finally:
         opened.close()
+
+
+def _fhir_helpers() -> Any:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers_report",
+                                                  Path(__file__).with_name("_fhir_helpers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fhir_input_names_the_resources_and_its_markup_stays_text(browser: Any, tmp_path: Path) -> None:
+    """FHIR input (issue 11 with fhir.md): the per-patient part names each record's FHIR resource,
+    the inputs table gives the file's own SHA-256, and display texts holding markup run nothing."""
+    fhir = _fhir_helpers()
+    markup = '<script>alert("display")</script><img src=x onerror=alert(3)>'
+    resources = fhir.cancer_patient("p1") + [
+        fhir.patient("p2"), fhir.condition("c-p2", fhir.ICD, "G89.3", "p2"),
+        fhir.med_statement("m-p2", fhir.cc(fhir.RX, "7052"), "p2", route="26643006")]
+    for resource in resources:
+        for key in ("code", "medicationCodeableConcept"):
+            if key in resource:
+                resource[key]["text"] = markup
+                resource[key]["coding"][0]["display"] = markup
+    source = fhir.write_ndjson(tmp_path / "export.ndjson", resources)
+    output = tmp_path / "fhir.html"
+    done = itkg_cli("report", source, "-o", output)
+    assert done.returncode == 0, done.stderr
+    rows = eligibility_json(source)
+    assert {r["status"] for r in rows} == {"qualifies", "pending"}
+    opened = Opened(browser, output)
+    try:
+        page = opened.page
+        assert opened.dialogs == [] and opened.errors == [] and opened.requests == [opened.url]
+        assert page.evaluate("document.scripts.length") == 0 and page.locator("img").count() == 0
+        assert page.locator("#inputs tbody td").nth(0).inner_text() == "fhir"
+        assert page.locator("#inputs tbody td").nth(2).inner_text() == sha256_file(source)
+        for status in ("qualifies", "pending"):
+            assert int(page.inner_text(f"#total-{status}")) == sum(r["status"] == status for r in rows)
+        details = page.locator("#details").inner_text()
+        # Each record's IRI is followed by its resource (and codes), as in the evidence of eligibility.
+        for resource_id in ("Condition/c-p1; ICD-10-CM G89.3", "MedicationStatement/m-p1", "Consent/k-p1",
+                            "Observation/o-p1", "Condition/c-p2; ICD-10-CM G89.3"):
+            assert f"({resource_id}" in details, resource_id
+    finally:
+        opened.close()
+    # The API, twice in one process (FHIR is read once and cached): the resources are named both times.
+    for attempt in range(2):
+        itkg.report(source, tmp_path / f"api{attempt}.html")
+        assert "(Consent/k-p1" in (tmp_path / f"api{attempt}.html").read_text()

@@ -13,15 +13,12 @@ files exercise the cuts. No test measures time: benchmarks/ does.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import benchmark_generator, invoke as _itkg
 
 import itkg
 from itkg.engine import PatientIndex, RuleEngine
@@ -37,13 +34,6 @@ RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 XSD_DATE = "http://www.w3.org/2001/XMLSchema#date"
 FORMATS = {".nt": ox.RdfFormat.N_TRIPLES, ".ttl": ox.RdfFormat.TURTLE}
 TINY = 512  # bytes per piece at least: cuts even small test files
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("itkg_benchmarks_generate", ROOT / "benchmarks" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def plain_rows(path: Path) -> list[itkg.EligibilityResult]:
@@ -91,7 +81,7 @@ def to_labelled_turtle(source: Path, target: Path) -> Path:
 def population(tmp_path_factory) -> dict[str, Path]:
     """A generated population of 3000 patients in both formats (about 2 MB of N-Triples)."""
     folder = tmp_path_factory.mktemp("population")
-    generator = _generator()
+    generator = benchmark_generator()
     files = {}
     for fmt in ("nt", "ttl"):
         files[fmt] = folder / f"population.{fmt}"
@@ -265,15 +255,15 @@ def test_turtle_cut_inside_a_long_string_is_parsed_whole(population, tmp_path):
 # -- same errors -----------------------------------------------------------------------------------
 
 
-def _load_error(path: Path) -> itkg.InputError:
+def _load_error(path: Path, strict: bool = False) -> itkg.InputError:
     with pytest.raises(itkg.InputError) as caught:
-        itkg.load(path)
+        itkg.load(path, strict=strict)
     return caught.value
 
 
-def _rows_error(path: Path, workers: int, minimum: int) -> itkg.InputError:
+def _rows_error(path: Path, workers: int, minimum: int, strict: bool = False) -> itkg.InputError:
     with pytest.raises(itkg.InputError) as caught:
-        eligibility_rows([path], workers=workers, min_piece_bytes=minimum)
+        eligibility_rows([path], workers=workers, min_piece_bytes=minimum, strict=strict)
     return caught.value
 
 
@@ -312,10 +302,15 @@ def test_ill_typed_literals_anywhere_are_counted_as_load_counts_them(population,
         lines.insert(at, f'<https://example.org/x> <{ITKG}consentDate> "2026-02-30"^^<{XSD_DATE}> .\n')
     path = tmp_path / "ill.nt"
     path.write_text("".join(lines), encoding="utf-8")
-    error = _rows_error(path, workers, len(text) // 8)
+    error = _rows_error(path, workers, len(text) // 8, strict=True)
     assert isinstance(error, itkg.IllTypedLiteralError)
-    assert str(error) == str(_load_error(path))
+    assert str(error) == str(_load_error(path, strict=True))
     assert "(and 1 more)" in str(error) and "2026" not in str(error)
+    # without strict (contract 1.1 §6) both are set aside, counted with their lines, as load counts them
+    rows, (source,) = eligibility_rows([path], workers=workers, min_piece_bytes=len(text) // 8)
+    (loaded,) = itkg.load(path).sources
+    assert (source.ill_typed, source.ill_typed_lines) == (loaded.ill_typed, loaded.ill_typed_lines) == \
+        (2, tuple(n for n, line in enumerate(lines, 1) if "2026-02-30" in line))
 
 
 def test_owl_imports_in_a_later_piece_is_refused(population, tmp_path):
@@ -339,12 +334,6 @@ def test_errors_come_in_file_order(population, tmp_path):
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-def _itkg(*args) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_workers_and_quiet_give_the_same_output(population, tmp_path):

@@ -8,19 +8,17 @@ the protection is taken away, so that the test can fail.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import Witness, run_itkg as itkg
 
 from itkg import sparql
 from itkg.processes import drop_network
@@ -31,69 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
 
 
-def itkg(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=120, **kwargs)  # type: ignore[call-overload]
-
-
 # ---------------------------------------------------------------------------------------------
 # A logging HTTP server on 127.0.0.1: the witness that no request was made
 # ---------------------------------------------------------------------------------------------
 
-class _Recorder(BaseHTTPRequestHandler):
-    def _serve(self) -> None:
-        self.server.hits.append((self.command, self.path))  # type: ignore[attr-defined]
-        body = b'{"head": {"vars": ["x"]}, "results": {"bindings": []}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/sparql-results+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _LoggingServer:
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        self._server.hits = []  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def hits(self) -> list[tuple[str, str]]:
-        return self._server.hits  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture(scope="module")
-def _logger() -> Iterator[_LoggingServer]:
-    server = _LoggingServer()
-    yield server
-    server.close()
+def _logger() -> Iterator[Witness]:
+    with Witness() as server:
+        yield server
 
 
 @pytest.fixture
-def logger(_logger: _LoggingServer) -> _LoggingServer:
-    _logger.hits.clear()
-    return _logger
-
-
-def _oxigraph_server_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_sec",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+def logger(_logger: Witness) -> Witness:
+    return _logger.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,13 +58,13 @@ def _bypass(url: str) -> str:
             ' AS ?v) } #"""  AS ?w) }\n')
 
 
-def test_the_bypass_would_reach_the_server_without_the_gate(logger: _LoggingServer) -> None:
+def test_the_bypass_would_reach_the_server_without_the_gate(logger: Witness) -> None:
     """Control: Oxigraph really runs the hidden SERVICE (so the tests below can fail)."""
     list(ox.Store().query(_bypass(logger.url)))
     assert logger.hits == [("POST", "/leak")]
 
 
-def test_gate_refuses_the_bypass(logger: _LoggingServer) -> None:
+def test_gate_refuses_the_bypass(logger: Witness) -> None:
     with pytest.raises(QueryError, match="escapes are refused"):
         gate_query(_bypass(logger.url))
     assert logger.hits == []
@@ -148,7 +96,7 @@ def test_lexical_scan_sees_service_where_oxigraph_does(query: str) -> None:
 
 
 def test_itkg_query_refuses_the_bypass_on_the_local_oxigraph_engine(
-        logger: _LoggingServer, tmp_path: Path) -> None:
+        logger: Witness, tmp_path: Path) -> None:
     query = tmp_path / "bypass.rq"
     query.write_text(_bypass(logger.url), encoding="utf-8")
     done = itkg("query", query, EXAMPLES, "--engine", "oxigraph")
@@ -159,8 +107,8 @@ def test_itkg_query_refuses_the_bypass_on_the_local_oxigraph_engine(
 
 @pytest.mark.server
 def test_itkg_query_refuses_the_bypass_on_an_oxigraph_endpoint(
-        logger: _LoggingServer, tmp_path: Path) -> None:
-    module = _oxigraph_server_module()
+        logger: Witness, tmp_path: Path) -> None:
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     query = tmp_path / "bypass.rq"
@@ -190,7 +138,7 @@ def _isolation_works() -> bool:
 
 
 def test_query_child_has_no_network_even_if_the_gate_lets_service_through(
-        logger: _LoggingServer) -> None:
+        logger: Witness) -> None:
     """Defence in depth: call the runner behind the gate's back, in the deadline child."""
     if not _isolation_works():
         pytest.skip("this platform allows no network namespace (documented fallback: gate only)")
@@ -297,6 +245,7 @@ def _turtle_escaped(text: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04X}" for c in text)
 
 
+@pytest.mark.slow
 def test_table_and_text_outputs_escape_data(tmp_path: Path) -> None:
     """A patient IRI may hold U+202E and U+2028 (IRIs allow them); a literal may hold anything."""
     hostile_iri = "https://example.org/patient/anna\u202e\u2028x"
@@ -325,3 +274,281 @@ def test_error_messages_escape_file_names(tmp_path: Path) -> None:
     assert "\\x1b" in done.stderr and not _raw_hazards(done.stderr)
     explain = itkg("explain", "https://example.org/patient/\x1b]8;;x\x07", EXAMPLES)
     assert explain.returncode == 2 and not _raw_hazards(explain.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 7: special files, symlinks, own data, long names and signals
+# ---------------------------------------------------------------------------------------------
+
+def test_output_to_dev_stdout_writes_in_place_and_keeps_the_symlink(tmp_path: Path) -> None:
+    before = os.readlink("/dev/stdout")
+    out = tmp_path / "out.txt"
+    with out.open("wb") as handle:
+        done = subprocess.run(
+            [*(([shutil.which("itkg")] if shutil.which("itkg") else [sys.executable, "-m", "itkg.cli"])),
+             "eligibility", str(EXAMPLES), "--format", "csv", "-o", "/dev/stdout"],
+            stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
+    assert out.read_text(encoding="utf-8").startswith("patient,therapy,indication")
+    assert not [p for p in Path("/dev").iterdir() if p.name.startswith(".stdout.")]
+
+
+def test_output_symlink_stays_a_link_and_its_file_keeps_its_mode(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    done = itkg("eligibility", EXAMPLES, "--format", "csv", "-o", link)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text(encoding="utf-8").startswith("patient,")
+    assert real.stat().st_mode & 0o777 == 0o640
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "nowhere.csv")
+    refused = itkg("eligibility", EXAMPLES, "-o", dangling)
+    assert refused.returncode == 2 and not (tmp_path / "nowhere.csv").exists()
+
+
+def test_itkg_own_ontology_shapes_queries_are_protected(tmp_path: Path) -> None:
+    from itkg import resources
+    from itkg.safeio import OutputError, atomic_write, sha256_file
+
+    for target in (resources.ontology_path(), resources.shapes_paths()[0],
+                   resources.query_path("worklist"), resources.queries_dir() / "new.rq"):
+        before = sha256_file(target) if target.exists() else None
+        with pytest.raises(OutputError, match="itkg's own"):
+            atomic_write(target, "overwritten")
+        assert (sha256_file(target) if target.exists() else None) == before
+
+
+def test_an_output_name_of_250_characters_works(tmp_path: Path) -> None:
+    target = tmp_path / ("a" * 246 + ".csv")
+    done = itkg("eligibility", EXAMPLES, "--format", "csv", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+_SLOW_WRITER = """
+import sys
+from itkg.safeio import atomic_write
+def chunks():
+    yield "first part\\n"
+    print("writing", flush=True)
+    sys.stdin.readline()          # blocks until the test has sent its signal
+    yield "never written\\n"
+atomic_write(sys.argv[1], chunks())
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGQUIT", "SIGUSR1"])
+def test_a_signal_during_a_write_leaves_no_temporary_file(tmp_path: Path, signame: str) -> None:
+    import signal
+
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+        assert len(list(tmp_path.iterdir())) == 2  # the temporary file exists now
+        child.send_signal(getattr(signal, signame))
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -getattr(signal, signame)  # it still dies of the signal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert target.read_text() == "old\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 12: CSV formulas, lexical forms as written, --max-patients
+# ---------------------------------------------------------------------------------------------
+
+def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    values = ["=HYPERLINK(\"http://127.0.0.1:9/\"&A1)", "+1+2", "-2+3", "@SUM(A1)", "\r=1",
+              "\t=1", "ok\n=1+1", "-5", "+1.5e3", "Zoe"]
+    data = tmp_path / "cells.ttl"
+    data.write_text("".join(f'<https://e.org/r{i}> <https://e.org/v> "{_turtle_escaped(v)}" .\n'
+                            for i, v in enumerate(values)), encoding="utf-8")
+    query = tmp_path / "cells.rq"
+    query.write_text("SELECT ?v WHERE { ?r <https://e.org/v> ?v }", encoding="utf-8")
+    exe = shutil.which("itkg")
+    done = subprocess.run([*([exe] if exe else [sys.executable, "-m", "itkg.cli"]), "query",
+                           str(query), str(data), "--format", "csv"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # bytes: a text pipe would turn the CR into LF
+    text = done.stdout.decode("utf-8")
+    cells = {row[0] for row in list(csv.reader(io.StringIO(text, newline="")))[1:]}
+    assert cells == {"'=HYPERLINK(\"http://127.0.0.1:9/\"&A1)", "'+1+2", "'-2+3", "'@SUM(A1)",
+                     "'\r'=1", "'\t=1", "ok\n'=1+1", "-5", "+1.5e3", "Zoe"}
+
+
+def test_itkg_query_keeps_lexical_forms_as_written(tmp_path: Path) -> None:
+    """The rdflib engine (and the rows a query child hands back) keep every form as written;
+    Oxigraph's store keeps values, not forms (documented in docs/security.md)."""
+    import json
+
+    data = tmp_path / "lex.ttl"
+    data.write_text('@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n<https://e.org/p> '
+                    '<https://e.org/n> "0012345"^^xsd:integer, "+7"^^xsd:int, "1.50"^^xsd:decimal, '
+                    '"2024-01-01Z"^^xsd:date .\n', encoding="utf-8")
+    query = tmp_path / "lex.rq"
+    query.write_text("SELECT ?n WHERE { ?p <https://e.org/n> ?n }", encoding="utf-8")
+    done = itkg("query", query, data, "--engine", "rdflib", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    got = {(b["n"]["value"], b["n"]["datatype"].rsplit("#", 1)[1])
+           for b in json.loads(done.stdout)["results"]["bindings"]}
+    assert got == {("0012345", "integer"), ("+7", "int"), ("1.50", "decimal"), ("2024-01-01Z", "date")}
+
+
+def test_query_parent_logs_no_value_rdflib_cannot_convert(tmp_path: Path) -> None:
+    """Item 5: rows come back to the parent process, which used to log rdflib's conversion
+    warnings (with a traceback) for a value such as a name cast to a date."""
+    data = tmp_path / "name.ttl"
+    data.write_text('<https://e.org/p> <https://schema.org/name> "Zoe-Secret-Name" .\n', encoding="utf-8")
+    query = tmp_path / "strdt.rq"
+    query.write_text("SELECT ?d WHERE { ?p <https://schema.org/name> ?n "
+                     "BIND(STRDT(?n, <http://www.w3.org/2001/XMLSchema#date>) AS ?d) }", encoding="utf-8")
+    for engine in ("rdflib", "oxigraph"):
+        done = itkg("query", query, data, "--engine", engine, "--format", "csv")
+        assert done.returncode == 0, done.stderr
+        # only the contract's note that the input holds no patient (§6), and no value
+        assert [line for line in done.stderr.splitlines() if "holds no patient" not in line] == [], done.stderr
+        assert "Zoe" not in done.stderr
+
+
+def test_max_patients_counts_every_individual() -> None:
+    import rdflib
+
+    from itkg.errors import ReasonerError
+    from itkg.reasoning import INDIVIDUALS_PER_PATIENT, reason
+
+    graph = rdflib.Graph()
+    graph.add((rdflib.URIRef("https://e.org/p1"), rdflib.RDF.type,
+               rdflib.URIRef("https://w3id.org/itkg/Patient")))
+    for i in range(2 * INDIVIDUALS_PER_PATIENT):  # one patient, and records linked to nobody
+        graph.add((rdflib.URIRef(f"https://e.org/r{i}"), rdflib.URIRef("https://e.org/v"),
+                   rdflib.Literal(i)))
+    with pytest.raises(ReasonerError, match="individuals"):
+        reason(graph, max_patients=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 9: the parallel Turtle reader is linear in the prefix block
+# ---------------------------------------------------------------------------------------------
+
+def test_piece_reader_hands_out_the_prefix_block_without_copying_the_rest(tmp_path: Path) -> None:
+    """Each read used to slice the front off the preamble, copying the remainder: quadratic in
+    the prefix block (10^6 prefixes: minutes with two workers). Peak allocation shows it: one
+    copy of a 4 MB remainder is over the bound, reads of 64 kB are far under it."""
+    import hashlib
+    import tracemalloc
+
+    import pyoxigraph as ox
+
+    from itkg.streaming import Piece, _PieceReader
+
+    body = tmp_path / "piece.ttl"
+    body.write_bytes(b"<urn:a> <urn:b> <urn:c> .\n")
+    preamble = b"".join(b"@prefix p%d: <https://example.org/ns/%d/> .\n" % (i, i)
+                        for i in range(100_000))
+    assert len(preamble) > 4_000_000
+    piece = Piece(number=1, file=0, path=body, fmt=ox.RdfFormat.TURTLE, first=False,
+                  preamble=preamble, size=body.stat().st_size)
+    reader = _PieceReader(piece, None, None)
+    try:
+        digest = hashlib.sha256()
+        tracemalloc.start()
+        while chunk := reader.read(65536):
+            digest.update(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        reader.close()
+    assert digest.digest() == hashlib.sha256(preamble + body.read_bytes()).digest()
+    assert peak < 1_000_000
+
+
+def test_many_prefixes_give_the_same_rows_in_parallel(tmp_path: Path) -> None:
+    from itkg.parallel import eligibility_rows
+
+    data = tmp_path / "prefixes.ttl"
+    with data.open("w", encoding="utf-8") as handle:
+        for i in range(20_000):
+            handle.write(f"@prefix p{i}: <https://example.org/ns/{i}/> .\n")
+        handle.write(EXAMPLES.read_text(encoding="utf-8"))
+        for i in range(20_000):
+            handle.write(f"p{i}:x <https://e.org/v> {i} .\n")
+    one, _ = eligibility_rows([data], workers=1)
+    two, _ = eligibility_rows([data], workers=2, min_piece_bytes=200_000)
+    assert one == two and len(one) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 10: a backslash in a value quoted by a SHACL message is shown as it is
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["2026\\1-03", "2026\\\\03", "2026\\g<0>", "2026\\n03"])
+def test_backslash_in_a_value_quoted_by_a_shacl_message(tmp_path: Path, value: str) -> None:
+    """pySHACL put values into messages with re.sub: ``\\1`` crashed validation, ``\\\\`` lost a
+    backslash, ``\\n`` became a line break. The message must quote the value exactly, as Jena does."""
+    import itkg
+
+    data = tmp_path / "p.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").replace(
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "2026-03-02"^^xsd:date',
+        'itkg:coversTherapy itkg:IntrathecalTherapy ; itkg:consentDate "'
+        + value.replace("\\", "\\\\") + '" ; itkg:consentStatus itkg:ConsentRefused'),
+        encoding="utf-8")
+    report = itkg.validate(data, engine="pyshacl")
+    # Contract 1.1 §6: a plain-string date leaves the record undated, so the generated planned-
+    # therapy message names no written value any more; validation must still not crash on it,
+    # and the date shape reports the value (itkg.validation keeps pySHACL's substitution literal).
+    quoting = [r.message for r in report.results if "records consent refused" in r.message]
+    assert len(quoting) == 1 and "(undated) records consent refused" in quoting[0]
+    assert any(r.path == "https://w3id.org/itkg/consentDate" for r in report.results)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 11: the gate runs within --timeout
+# ---------------------------------------------------------------------------------------------
+
+def _slow_to_gate() -> str:
+    """Valid SPARQL that rdflib's parser (the gate) takes seconds over: a long IN list."""
+    return "SELECT * WHERE { ?s ?p ?x FILTER(?x IN (" + ",".join("1" for _ in range(6000)) + ")) }\n"
+
+
+def test_the_gate_runs_within_the_timeout(tmp_path: Path, logger: Witness) -> None:
+    import time
+
+    query = tmp_path / "slow.rq"
+    query.write_text(_slow_to_gate(), encoding="utf-8")
+    for where in ([EXAMPLES], ["--endpoint", f"{logger.url}/sparql"]):
+        started = time.monotonic()
+        done = itkg("query", query, *where, "--timeout", "0.3")
+        assert done.returncode == 2, done.stderr
+        assert "checking the query took longer than 0.3 s" in done.stderr
+        assert time.monotonic() - started < 5.0  # the gate alone takes about 8 s here
+    assert logger.hits == []
+
+
+@pytest.mark.slow
+def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    """Item 12 (valid input refused): rdflib's parser recurses about 11 levels per triple pattern,
+    so the gate called a plain query of 90 patterns "nested too deeply". Within a deadline the gate
+    now parses in its own child with a deep stack."""
+    query = tmp_path / "long.rq"
+    query.write_text("SELECT * WHERE { ?s a <https://w3id.org/itkg/Patient> . "
+                     + " ".join(f"?s <urn:x{i}> ?o{i} ." for i in range(120)) + " }\n",
+                     encoding="utf-8")
+    with pytest.raises(QueryError, match="nested too deeply"):  # the plain in-process gate
+        gate_query(query.read_text(encoding="utf-8"))
+    done = itkg("query", query, EXAMPLES, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("o0,o1,")  # the header; no patient has these properties

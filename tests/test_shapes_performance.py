@@ -20,7 +20,6 @@ from pyshacl import validate
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, SH, XSD
 
-from itkg.resources import ontology_path, shapes_paths
 
 ITKG = Namespace("https://w3id.org/itkg/")
 SHAPE = Namespace("https://w3id.org/itkg/shapes/")
@@ -77,19 +76,6 @@ def other_patients(count: int) -> Graph:
 
 
 @pytest.fixture(scope="module")
-def ontology() -> Graph:
-    return Graph().parse(ontology_path())
-
-
-@pytest.fixture(scope="module")
-def shapes() -> Graph:
-    graph = Graph()
-    for path in shapes_paths():
-        graph.parse(path)
-    return graph
-
-
-@pytest.fixture(scope="module")
 def focus_patients() -> Graph:
     graph = Graph()
     for path in FOCUS_FILES:
@@ -110,7 +96,7 @@ def reads_and_results(data: Graph, shape: URIRef, shapes: Graph, ontology: Graph
     return graph.reads, results
 
 
-@pytest.mark.parametrize("shape_name", ["PlannedTherapyConsentShape", "PlannedTherapyCSFShape"])
+@pytest.mark.parametrize("shape_name", ["PlannedTherapyInformedConsentShape", "PlannedTherapyCSFCirculationShape"])
 def test_prerequisite_check_reads_only_the_patients_own_records(
         shape_name: str, shapes: Graph, ontology: Graph, focus_patients: Graph) -> None:
     """Adding patients who are not planned for a therapy adds no reads and changes no result."""

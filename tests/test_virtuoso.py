@@ -6,10 +6,8 @@ tests/test_query_engines.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,7 @@ from itkg.errors import EndpointError
 pytestmark = pytest.mark.virtuoso
 
 
-def _shared() -> Any:
-    """tests/_shared.py, loaded by path (``--import-mode=importlib`` keeps tests/ off sys.path)."""
-    name = "itkg_tests__shared"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_shared.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+import _shared as shared  # noqa: E402
 run_itkg = shared.run_itkg
 ENGINES = shared.ROOT / "tests" / "data" / "engines"
 

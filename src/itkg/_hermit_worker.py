@@ -76,7 +76,7 @@ def _run(job_dir: Path) -> dict:
         for name in ("ontology", "patients"):
             with open(job_dir / f"{name}.nt", "rb") as handle:
                 world.get_ontology(f"urn:x-itkg:{name}#").load(fileobj=handle, format="ntriples")
-    except Exception as error:  # owlready2 raises several kinds; only the names leave this process
+    except Exception as error:  # noqa: BLE001 - owlready2 raises several kinds; only names leave
         return {"status": "error", "kind": "unreadable",
                 "names": [f"{type(error).__module__}.{type(error).__name__}"]}
     try:

@@ -66,7 +66,7 @@ class _Writer:
         self.graph = graph
         self.prefixes = prefixes  # namespace -> prefix
         self.used: dict[str, str] = {}  # prefix -> namespace, for the xmlns declarations
-        uses = Counter(o for o in graph.objects() if isinstance(o, BNode))
+        uses: Counter[Node] = Counter(o for o in graph.objects() if isinstance(o, BNode))
         once = {b for b, n in uses.items() if n == 1}
         self.roots = sorted({s for s in graph.subjects() if s not in once}, key=self._root_key)
         self.nested = self._reachable(once)
@@ -80,8 +80,8 @@ class _Writer:
         header = (node, RDF.type, OWL.Ontology) in self.graph
         return (0 if header else 1 if isinstance(node, URIRef) else 2, str(node))
 
-    def _reachable(self, once: set[BNode]) -> set[BNode]:
-        seen: set[BNode] = set()
+    def _reachable(self, once: set[Node]) -> set[Node]:
+        seen: set[Node] = set()
         stack = [o for r in self.roots for o in self.graph.objects(r) if o in once]
         while stack:
             node = stack.pop()

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import contextlib
 import gc
+import os
+import shutil
+import tempfile
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 import click
 
@@ -25,6 +29,7 @@ from .termsafe import printable
 
 if TYPE_CHECKING:
     from .endpoint import SparqlEndpoint
+    from .sparql import Engine
 
 # Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
 # pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
@@ -40,16 +45,26 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every failure into one line on standard error and exit code 2 (no traceback)."""
+    """Turn every failure into one line on standard error and exit code 2 (no traceback).
+
+    Whatever the command changes in the process (network policy, signal handlers, the garbage
+    collector) is put back afterwards, so that the command line can also run in-process (tests).
+    """
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .guards import install_network_guard
+        from .guards import install_library_defaults, network_guard
+        collecting = gc.isenabled()
         try:
+            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
-            install_network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url])
-            with signals_end_cleanly():
-                return command(*args, **kwargs)
+            with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
+                    signals_end_cleanly(), _standard_input(kwargs) as stdin_copy:
+                try:
+                    return command(*args, **kwargs)
+                except ItkgError as error:  # name standard input as the user did
+                    text = str(error) if stdin_copy is None else str(error).replace(str(stdin_copy), "-")
+                    _fail(text, error.exit_code)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -60,7 +75,34 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail("interrupted", 130)
         except Exception as error:  # noqa: BLE001 - the message may quote data: name the type only
             _fail(f"internal error ({type(error).__name__}); please report it")
+        finally:
+            if collecting:
+                gc.enable()
     return wrapper
+
+
+_STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".jsonld", "rdfxml": ".rdf",
+                 "fhir": ".ndjson"}
+
+
+@contextlib.contextmanager
+def _standard_input(kwargs: dict[str, Any]) -> Iterator[Path | None]:
+    """``-`` among the FILES reads standard input (Turtle unless ``--input-format`` says
+    otherwise). The parsers read files, so it is copied first into a private folder (0700) that
+    is removed when the command ends, however it ends; ``kwargs["files"]`` then names the copy."""
+    files = kwargs.get("files") or ()
+    if Path("-") not in files:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="itkg-stdin-"))
+    try:
+        copy = folder / f"stdin{_STDIN_SUFFIX.get(kwargs.get('input_format'), '.ttl')}"
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+        kwargs["files"] = tuple(copy if f == Path("-") else f for f in files)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,9 +124,13 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
         from .fhir import hook
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
+        from .processes import default_workers
+        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
+        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                             workers=workers) as run:
             try:
-                return command(*args, **kwargs)
+                return command(*args, strict=strict, **kwargs)
             finally:
                 _fhir_report(run, unmapped_codes, kwargs.get("files", ()))
     for option in (
@@ -95,7 +141,9 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--unmapped-codes", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      metavar="FILE", help="Write the FHIR codes mapped to no itkg term, with counts, as TSV."),
         click.option("--strict", is_flag=True,
-                     help="Refuse FHIR input with a resource that is not FHIR R4 (exit 2)."),
+                     help="Refuse (exit 2) input that would otherwise be set aside: a FHIR resource that is "
+                          "not FHIR R4, an ill-typed value (contract §6); for eligibility and validate, "
+                          "also input with no patient."),
     ):
         wrapper = option(wrapper)
     return wrapper
@@ -112,6 +160,26 @@ def _fhir_report(run: Any, unmapped_codes: Path | None, inputs: tuple[Path, ...]
         from .fhir.reader import FhirReport
         merged = FhirReport(unmapped=sum((r.unmapped for r in run.reports), Counter()))
         atomic_write(unmapped_codes, merged.unmapped_tsv(), protect=tuple(inputs))
+
+
+def extension_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--extension", "extensions", multiple=True, metavar="FILE",
+                        type=click.Path(dir_okay=False, path_type=Path),
+                        help="A site's extension file (its own subclasses, indications, criteria or "
+                             "prerequisites) read with the ontology; repeatable. Patient files cannot "
+                             "change the rules: only extension files can.")(command)
+
+
+def _report_inputs(sources: tuple, *, no_patient_is_error: bool = False, ill_typed_kept: bool = False) -> None:
+    """Say on standard error what was set aside from each file, and when the inputs hold no
+    patient (contract §6): counts, files and lines only, never a value."""
+    from . import setaside
+    for line in setaside.notes(sources, ill_typed_kept=ill_typed_kept):
+        click.echo(f"itkg: note: {printable(line)}", err=True)
+    if sources and not any(getattr(s, "holds_patient", True) for s in sources):
+        if no_patient_is_error:
+            raise InputError(", ".join(s.path for s in sources), setaside.NO_PATIENT)
+        click.echo(f"itkg: note: {setaside.NO_PATIENT}", err=True)
 
 
 def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -183,7 +251,8 @@ def _emit(text: str | Iterator[str], output: Path | None, inputs: tuple[Path, ..
 
 
 def _color(output: Path | None) -> bool:
-    return output is None and sys.stdout.isatty()
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
@@ -205,8 +274,11 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle"]), default="table",
-              show_default=True, help="Output format; turtle writes RDF with PROV-O provenance.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle", "cds-hooks", "fhir"]),
+              default="table", show_default=True,
+              help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
+                   "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
+                   "and DetectedIssues.")
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
@@ -215,10 +287,12 @@ def main() -> None:
 @output_option
 @workers_option
 @quiet_option
+@extension_option
 @handle_errors
 def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
                 store_url: str | None, timeout: float | None, input_format: str | None,
-                output: Path | None, workers: int | None, quiet: bool, **server: Any) -> None:
+                output: Path | None, workers: int | None, quiet: bool, strict: bool,
+                extensions: tuple[Path, ...], **server: Any) -> None:
     """Which therapies each patient in FILES qualifies for (contract §3).
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients (see
@@ -230,7 +304,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     from .parallel import eligibility_rows
     from .sparql import load_for_query
     started = _dt.datetime.now(_dt.timezone.utc)
-    knowledge = load_knowledge()
+    knowledge = load_knowledge(extensions=extensions)
     sources: tuple = ()
     if endpoint:
         if files:
@@ -246,13 +320,15 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
             gc.disable()
             results, sources = eligibility_rows(files, input_format=input_format, workers=workers,
                                                 knowledge=knowledge, checksums=fmt == "turtle",
-                                                progress=not quiet and sys.stderr.isatty())
+                                                progress=not quiet and sys.stderr.isatty(), strict=strict)
         else:
             # Oxigraph gets the files straight into its store: the data is held once.
-            data = load_for_query(files, input_format=input_format) if engine == "oxigraph" else \
-                load(files, input_format=input_format)
+            data = load_for_query(files, input_format=input_format, strict=strict,
+                                  ontology=api._ontology(knowledge)) if engine == "oxigraph" else \
+                load(files, input_format=input_format, strict=strict)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
+        _report_inputs(sources, no_patient_is_error=strict)
     from .fhir import hook
     if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
         results = hook.annotate(results, hook.LAST.notes)
@@ -261,13 +337,17 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
         text = render.eligibility_json_chunks(results)
     elif fmt == "csv":
         text = render.eligibility_csv(results)
+    elif fmt in ("cds-hooks", "fhir"):
+        from . import render_fhir
+        text = render_fhir.cds_hooks(results, knowledge=knowledge) if fmt == "cds-hooks" else \
+            render_fhir.fhir_bundle(results, knowledge=knowledge)
     elif fmt == "turtle":
         text = render.eligibility_turtle(results, knowledge=knowledge, sources=sources, started=started,
                                          ended=_dt.datetime.now(_dt.timezone.utc),
                                          software_version=__version__)
     else:
         text = render.eligibility_table(results, color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
 
 
 @main.command()
@@ -281,11 +361,13 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                    "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
                    "triples or more when it is installed, else pySHACL.")
 @quiet_option
+@timeout_option(3600.0, "validation")
 @input_format_option
 @output_option
+@extension_option
 @handle_errors
-def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
-             input_format: str | None, output: Path | None) -> None:
+def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool, timeout: float,
+             input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from . import render
     from .guards import find_ill_typed
@@ -299,8 +381,19 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format, strict_literals=False)
-    report = validate_data(data, workers=workers or default_workers(), engine=engine,
-                           progress=None if quiet or not sys.stderr.isatty() else progress)
+    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
+    from .knowledge import load_knowledge
+    # Within a deadline, like the other commands: the validation runs in a child process that is
+    # killed when it has not finished in time (pySHACL cannot be interrupted from inside).
+    from .errors import ItkgError as _ItkgError, ValidationEngineError
+    from .processes import call_with_deadline
+    report = call_with_deadline(
+        functools.partial(validate_data, workers=workers or default_workers(), engine=engine,
+                          knowledge=load_knowledge(extensions=extensions) if extensions else None,
+                          progress=None if quiet or not sys.stderr.isatty() else progress),
+        (data,), timeout, passes=(_ItkgError,),
+        timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
+        failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
     if report.conforms:
         # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
         # input that must be reported, never passed as "conforms" (and never rewritten).
@@ -309,7 +402,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
             raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
     sys.exit(0 if report.conforms else 1)
 
 
@@ -324,20 +417,20 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @timeout_option(300.0, "the query")
 @input_format_option
 @output_option
+@extension_option
 @handle_errors
 def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | None,
           store_url: str | None, timeout: float, input_format: str | None, output: Path | None,
-          **server: Any) -> None:
+          strict: bool, extensions: tuple[Path, ...], **server: Any) -> None:
     """Run QUERY (a .rq file, or the name of one in queries/) over the ontology and FILES.
 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
     read other files.
     """
     from . import render
-    from .guards import gate_query
     from .resources import query_path
     from .ordering import sort_result
-    from .sparql import QueryResult, select_files
+    from .sparql import QueryResult, gate, select_files
     path = Path(query)
     if not path.is_file():
         try:
@@ -348,8 +441,15 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
-    gate_query(text, str(path))
+    from . import api, rulegen
+    from .knowledge import load_knowledge
+    knowledge = load_knowledge(extensions=extensions)
+    if extensions and not Path(query).is_file() and query in rulegen.QUERIES:
+        text = rulegen.query(query, knowledge)  # the generated query, with the site's rules
     if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
         result = QueryResult(tuple(variables), tuple(rows))
@@ -359,7 +459,10 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         _check_inputs(files, input_format)
         # Loaded in the query's child process, and for Oxigraph straight into its store: the data
         # is held once (see select_files).
-        result = select_files(text, files, engine=engine, input_format=input_format, timeout=timeout)
+        result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
+                              timeout=timeout, source=str(path),  # gated there, within the deadline
+                              strict=strict, ontology=api._ontology(knowledge))
+        _report_inputs(result.sources)
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
     if fmt == "json":
@@ -368,41 +471,51 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
         out = render.query_csv(result)
     else:
         out = render.query_table(result, color=_color(output))
-    _emit(out, output, files + (path,))
+    _emit(out, output, files + extensions + (path,))
 
 
 @main.command()
 @click.argument("patient")
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people (criterion by criterion), or json.")
 @input_format_option
 @output_option
+@extension_option
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
-            output: Path | None) -> None:
-    """Explain, for PATIENT (an IRI) in FILES, every indication: met or not, and why."""
+            output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
+    """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
     from . import api, render
     from .loading import load
     _check_inputs(files, input_format)
-    explanation = api.explain(load(files, input_format=input_format), patient)
+    data = load(files, input_format=input_format, strict=strict)
+    _report_inputs(data.sources)
+    explanation = api.explain(data, patient, extensions=extensions)
+    from .fhir import hook
+    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
+        explanation = hook.annotate_explanation(explanation, hook.LAST.notes)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
 
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, or json (with the agreement when checked).")
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Refuse larger inputs: HermiT is for cohorts, not populations.")
+              help="Refuse inputs with more patients than this, or more than 10 individuals (patients, "
+                   "records, anything described) per allowed patient: HermiT is for cohorts, not populations.")
 @timeout_option(300.0, "reasoning")
 @input_format_option
 @output_option
+@extension_option
 @handle_errors
 def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patients: int, timeout: float,
-           input_format: str | None, output: Path | None) -> None:
+           input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
     import json
 
@@ -410,11 +523,12 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     from .loading import load
     from .reasoning import agreement
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format)
-    report = api.reason(data, timeout=timeout, max_patients=max_patients)
+    data = load(files, input_format=input_format, strict=strict)
+    _report_inputs(data.sources)
+    report = api.reason(data, timeout=timeout, max_patients=max_patients, extensions=extensions)
     differences = []
     if check_agreement:
-        rows = api.eligibility(data)
+        rows = api.eligibility(data, extensions=extensions)
         differences = agreement(report, {(r.patient, r.indication) for r in rows})
     if fmt == "json":
         payload = report.to_dict()
@@ -425,7 +539,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
     else:
         text = render.reasoning_text(report, differences if check_agreement else None,
                                      color=_color(output))
-    _emit(text, output, files)
+    _emit(text, output, files + extensions)
     sys.exit(1 if differences else 0)
 
 
@@ -435,7 +549,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
               help="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
 @input_format_option
 @handle_errors
-def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> None:
+def convert(files: tuple[Path, ...], output: Path, input_format: str | None, strict: bool = False) -> None:
     """Write the patient graph of FILES (FHIR R4 JSON, Bundles, NDJSON, Bulk export directories,
     and RDF) as contract §2 RDF, each record linked to the FHIR resource it came from."""
     from .fhir.convert import convert as convert_files, output_format
@@ -452,7 +566,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
               help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
 @endpoint_options
-@timeout_option(None, "a SPARQL query")
+@timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
 @click.option("--max-listed", type=click.IntRange(min=1), default=names.DEFAULT_MAX_LISTED,
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
@@ -461,26 +575,25 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None) -> 
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int) -> None:
+                   max_listed: int, max_details: int, strict: bool = False, **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
     With --endpoint, give no FILES: the endpoint holds the ontology and the patients.
     """
     from . import api
-    from .endpoint import SparqlEndpoint
     if endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
-        with SparqlEndpoint(endpoint, store_url=store_url, timeout=timeout or 60.0) as client:
+        with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
             written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                           max_details=max_details)
+                                 max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                                       timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             timeout=timeout, max_listed=max_listed, max_details=max_details)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)
@@ -495,19 +608,59 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 @credentials_option
 @timeout_option(600.0, "the upload")
 @input_format_option
+@extension_option
 @handle_errors
 def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, graph_iri: str | None,
-                 replace: bool, credentials: Path | None, timeout: float, input_format: str | None) -> None:
-    """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them."""
-    import pyoxigraph as ox
+                 replace: bool, credentials: Path | None, timeout: float, input_format: str | None,
+                 strict: bool, extensions: tuple[Path, ...]) -> None:
+    """Upload FILES to a SPARQL server with the Graph Store Protocol, after checking them.
 
-    from .loading import load
+    itkg's own ontology file (``ontology/itkg.ttl`` or ``.owl``) and the ``--extension`` files
+    are knowledge and are sent as they are; from every other file, which is patient data,
+    statements about classes or itkg: terms are set aside and never sent (contract §6).
+    """
+    from .loading import load, ntriples
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format)
-    payload = ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES)
+    ontology_files = tuple(path for path in files if _is_bundled_ontology(path))
+    patient_files = tuple(path for path in files if path not in ontology_files)
+    triples: list = []
+    if patient_files:
+        data = load(patient_files, input_format=input_format, strict=strict)
+        _report_inputs(data.sources)
+        triples = data.triples
+    knowledge = _knowledge_graph(ontology_files + extensions)
     with _client(endpoint, store_url, timeout, credentials) as client:
-        client.upload(payload, "application/n-triples", graph=graph_iri, replace=replace)
-    click.echo(f"Loaded {len(data)} triples from {len(files)} file(s).", err=True)
+        client.upload(ntriples(triples), "application/n-triples", graph=graph_iri, replace=replace)
+        if len(knowledge):
+            client.upload(knowledge.serialize(format="nt", encoding="utf-8"), "application/n-triples",
+                          graph=graph_iri)
+    click.echo(f"Loaded {len(triples) + len(knowledge)} triples from {len(files) + len(extensions)} file(s).",
+               err=True)
+
+
+def _is_bundled_ontology(path: Path) -> bool:
+    """Whether ``path`` holds exactly itkg's own ontology (Turtle or RDF/XML)."""
+    import hashlib
+
+    from .resources import ontology_owl_path, ontology_path
+    try:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return False
+    return any(digest == hashlib.sha256(own.read_bytes()).digest()
+               for own in (ontology_path(), ontology_owl_path()) if own.is_file())
+
+
+def _knowledge_graph(paths: tuple[Path, ...]) -> Any:
+    """Knowledge files (itkg's ontology, a site's extensions) in one rdflib graph, read with the
+    input gates and nothing set aside."""
+    import rdflib
+
+    from .knowledge import read_extension
+    graph = rdflib.Graph()
+    for path in paths:
+        graph += read_extension(path)
+    return graph
 
 
 if __name__ == "__main__":  # pragma: no cover

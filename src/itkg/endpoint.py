@@ -524,7 +524,8 @@ class SparqlEndpoint:
             answer = self._send("PUT" if replace else "POST", url, data, content_type, None,
                                 "upload", time.monotonic())
         except EndpointError as error:
-            if graph is None and getattr(error, "status", 0) >= 400:
+            if graph is None and getattr(error, "status", 0) >= 400 \
+                    and getattr(error, "status", 0) not in (401, 403):
                 raise EndpointError(f"{error} (the server may have no writable default graph, "
                                     "as Virtuoso has none: give a named graph with --graph)") from None
             raise

@@ -17,12 +17,12 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import pyoxigraph as ox
 
 from . import vocab
+from .guards import is_valid_lexical
 from .knowledge import Criterion, Indication, Knowledge, Prerequisite
 from .loading import node_id
-from .results import (CriterionExplanation, EligibilityResult, IndicationExplanation,
+from .results import (Status, CriterionExplanation, EligibilityResult, IndicationExplanation,
                       PatientExplanation, PrerequisiteCheck)
 
-_DATE = re.compile(r"^(-?\d{4,})-(\d{2})-(\d{2})(Z|[+-]\d{2}:\d{2})?$")
 
 #: The links from a patient to the records the rules read (:meth:`PatientIndex.records`).
 RECORD_LINKS = (vocab.HAS_CONDITION, vocab.RECEIVED_TREATMENT, vocab.HAS_CONSENT, vocab.HAS_CSF_ASSESSMENT)
@@ -35,31 +35,32 @@ Obj = "str | tuple[str, str]"
 class PatientIndex:
     """The triples the rules look at, grouped by subject: ``node -> predicate -> [objects]``.
 
-    Only the contract's predicates are kept (see :data:`itkg.vocab.INDEXED_PREDICATES`), plus the
-    ``rdfs:subClassOf`` axioms patient files may add to the hierarchy.
+    Only the contract's predicates are kept (see :data:`itkg.vocab.INDEXED_PREDICATES`). Subclass
+    axioms in patient data are set aside by the loaders (:mod:`itkg.setaside`); the hierarchy
+    is the ontology's and the extensions' (``subclass_axioms`` stays empty, for callers of 0.1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, predicates: frozenset[str] | None = None) -> None:
         self.nodes: dict[str, dict[str, list]] = {}
         self.subclass_axioms: list[tuple[str, str]] = []
+        #: the predicates kept (:meth:`itkg.knowledge.Knowledge.indexed_predicates`)
+        self.predicates = predicates if predicates is not None else vocab.INDEXED_PREDICATES
 
     @classmethod
-    def from_triples(cls, triples: Iterable[ox.Triple]) -> "PatientIndex":
-        index = cls()
+    def from_triples(cls, triples: Iterable[ox.Triple],
+                     predicates: frozenset[str] | None = None) -> "PatientIndex":
+        index = cls(predicates)
         index.add_triples(triples)
         return index
 
     def add_triples(self, triples: Iterable[ox.Triple]) -> None:
-        nodes, indexed = self.nodes, vocab.INDEXED_PREDICATES
+        nodes, indexed = self.nodes, self.predicates
         for triple in triples:
             predicate = triple.predicate.value
             if predicate in indexed:
                 obj = triple.object
                 value = (obj.value, obj.datatype.value) if isinstance(obj, ox.Literal) else node_id(obj)
                 nodes.setdefault(node_id(triple.subject), {}).setdefault(predicate, []).append(value)
-            elif predicate == vocab.RDFS_SUBCLASS_OF and isinstance(triple.object, ox.NamedNode) \
-                    and isinstance(triple.subject, ox.NamedNode):
-                self.subclass_axioms.append((triple.subject.value, triple.object.value))
 
     def get(self, node: str, predicate: str) -> Sequence:
         return self.nodes.get(node, _NO_PROPERTIES).get(predicate, ())
@@ -102,23 +103,41 @@ class PatientIndex:
                                  vocab.HAS_CSF_ASSESSMENT, vocab.PLANNED_THERAPY))
 
 
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+_DATE_TYPES = frozenset({_XSD + "date", _XSD + "dateTime"})
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:$|[TZ+-])")
+
+
+def record_day(value: object) -> str | None:
+    """The calendar day of a record's date as written (``YYYY-MM-DD``), or ``None`` when the
+    value does not date the record (contract §6): only a valid ``xsd:date`` or ``xsd:dateTime``
+    with a year from 0001 to 9999 does, and its timezone does not move it to another day.
+
+    >>> record_day(("2026-03-02", "http://www.w3.org/2001/XMLSchema#date"))
+    '2026-03-02'
+    >>> record_day(("2026-03-02T23:30:00-05:00", "http://www.w3.org/2001/XMLSchema#dateTime"))
+    '2026-03-02'
+    >>> [record_day((v, "http://www.w3.org/2001/XMLSchema#date")) for v in ("2026-02-30", "0000-01-01", "12026-01-01")]
+    [None, None, None]
+    >>> record_day(("2026-03-02", "http://www.w3.org/2001/XMLSchema#string")) is None
+    True
+    """
+    if not isinstance(value, tuple) or value[1] not in _DATE_TYPES:
+        return None
+    lexical = value[0]
+    if not _DAY.match(lexical) or lexical.startswith("0000") or not is_valid_lexical(lexical, value[1]):
+        return None
+    return lexical[:10]
+
+
 def parse_date(value: object) -> _dt.date | None:
-    """The calendar date of an ``xsd:date`` literal (a timezone is ignored), else ``None``.
+    """:func:`record_day` as a :class:`datetime.date`.
 
     >>> parse_date(("2026-03-02", "http://www.w3.org/2001/XMLSchema#date"))
     datetime.date(2026, 3, 2)
-    >>> parse_date(("2026-03-02", "http://www.w3.org/2001/XMLSchema#string")) is None
-    True
     """
-    if not isinstance(value, tuple) or value[1] != vocab.XSD_DATE:
-        return None
-    match = _DATE.match(value[0])
-    if not match:
-        return None
-    try:
-        return _dt.date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError:
-        return None
+    day = record_day(value)
+    return _dt.date.fromisoformat(day) if day is not None else None
 
 
 def _or_join(words: list[str]) -> str:
@@ -134,12 +153,8 @@ class _Record(NamedTuple):
     """A consent or CSF record: its node, latest date and decision values (a tuple: cheap to make)."""
 
     node: str
-    date: _dt.date | None
+    date: str | None
     values: frozenset[str]
-
-
-_CONSENT_LOST = frozenset({vocab.CONSENT_REFUSED, vocab.CONSENT_WITHDRAWN})
-_CSF_LOST = frozenset({vocab.IMPAIRED_CSF})
 
 
 class RuleEngine:
@@ -151,7 +166,7 @@ class RuleEngine:
         # Caches: a population repeats a few classes, therapies and dates millions of times.
         self._verdicts: dict[tuple[object, frozenset[str]], bool] = {}
         self._prerequisites: dict[str, tuple[Prerequisite, ...]] = {}
-        self._dates: dict[object, _dt.date | None] = {}
+        self._dates: dict[object, str | None] = {}
 
     # -- criteria ------------------------------------------------------------------------------
 
@@ -205,10 +220,10 @@ class RuleEngine:
 
     # -- prerequisites ---------------------------------------------------------------------------
 
-    def _date(self, value: object) -> _dt.date | None:
+    def _date(self, value: object) -> str | None:
         found = self._dates.get(value, False)
         if found is False:
-            found = self._dates[value] = parse_date(value)
+            found = self._dates[value] = record_day(value)
         return found  # type: ignore[return-value]
 
     def _records(self, nodes: Iterable, date_property: str, value_property: str) -> list[_Record]:
@@ -223,61 +238,65 @@ class RuleEngine:
 
     @staticmethod
     def _latest(records: list[_Record]) -> list[_Record]:
-        """The records tied for latest: the latest date, or all of them when none is dated."""
+        """The records tied for latest: the latest day, or all of them when none is dated."""
         dated = [r.date for r in records if r.date is not None]
         if not dated:
             return sorted(records, key=lambda r: r.node)
         newest = max(dated)
         return sorted((r for r in records if r.date == newest), key=lambda r: r.node)
 
-    def _decide(self, code: str, latest: list[_Record], good: str, bad: frozenset[str],
-                what: str) -> PrerequisiteCheck:
-        """Apply "a refusal, withdrawal or impaired finding among the latest wins"."""
+    def _decide(self, prerequisite: Prerequisite, latest: list[_Record], what: str) -> PrerequisiteCheck:
+        """Apply "among the latest records, a failing value wins; else a meeting value meets"."""
+        code = prerequisite.code
         nodes = tuple(r.node for r in latest)
-        when = latest[0].date.isoformat() if latest[0].date else "undated"
+        when = latest[0].date or "undated"
         refs = ", ".join(_ref(n) for n in nodes)
-        losing = sorted({v for r in latest for v in r.values if v in bad})
+        losing = sorted({v for r in latest for v in r.values if v in prerequisite.failing})
         if losing:
             return PrerequisiteCheck(code, "failed",
                                      f"{what} {refs} ({when}): {_or_join([self.k.label(v) for v in losing])}", nodes)
-        if any(good in r.values for r in latest):
-            return PrerequisiteCheck(code, "met", f"{what} {refs} ({when}): {self.k.label(good)}", nodes)
+        meeting = sorted({v for r in latest for v in r.values if v in prerequisite.meeting})
+        if meeting:
+            return PrerequisiteCheck(code, "met", f"{what} {refs} ({when}): {_or_join([self.k.label(v) for v in meeting])}", nodes)
         return PrerequisiteCheck(code, "missing", f"{what} {refs} ({when}) records no decision", nodes)
 
-    def consent(self, patient: str, therapy: str) -> PrerequisiteCheck:
-        """Informed consent: the latest consent record covering ``therapy`` must grant it."""
-        covering_classes = self.k.ancestors(therapy)
-        covering = [c for c in self.index.get(patient, vocab.HAS_CONSENT) if isinstance(c, str)
-                    and covering_classes.intersection(self.index.get(c, vocab.COVERS_THERAPY))]
-        records = self._records(covering, vocab.CONSENT_DATE, vocab.CONSENT_STATUS)
+    def prerequisite(self, patient: str, therapy: str, prerequisite: Prerequisite) -> PrerequisiteCheck:
+        """Check one prerequisite as the ontology describes it (:class:`Prerequisite`): the
+        patient's records by its link (those covering ``therapy``, if it has a scope), the latest
+        of them, and their decision values."""
+        get, label = self.index.get, self.k.label
+        nodes = [n for n in get(patient, prerequisite.link) if isinstance(n, str)]
+        covering = ""
+        if prerequisite.scope:
+            covering_classes = self.k.ancestors(therapy)
+            nodes = [n for n in nodes if covering_classes.intersection(get(n, prerequisite.scope))]
+            covering = f" covering {label(therapy)}"
+        what = label(prerequisite.record_class) if prerequisite.record_class else label(prerequisite.link)
+        records = self._records(nodes, prerequisite.date, prerequisite.decision)
         if not records:
-            return PrerequisiteCheck(vocab.INFORMED_CONSENT, "missing",
-                                     f"no informed consent covering {self.k.label(therapy)} is recorded")
-        return self._decide(vocab.INFORMED_CONSENT, self._latest(records), vocab.CONSENT_GRANTED,
-                            _CONSENT_LOST,
-                            f"latest informed consent covering {self.k.label(therapy)}")
+            return PrerequisiteCheck(prerequisite.code, "missing", f"no {what}{covering} is recorded")
+        return self._decide(prerequisite, self._latest(records), f"latest {what}{covering}")
 
-    def csf(self, patient: str) -> PrerequisiteCheck:
-        """CSF circulation: the latest CSF circulation assessment must find good circulation."""
-        records = self._records(self.index.get(patient, vocab.HAS_CSF_ASSESSMENT),
-                                vocab.ASSESSMENT_DATE, vocab.FINDING)
-        if not records:
-            return PrerequisiteCheck(vocab.CSF_CIRCULATION, "missing",
-                                     "no CSF circulation assessment is recorded")
-        return self._decide(vocab.CSF_CIRCULATION, self._latest(records), vocab.GOOD_CSF,
-                            _CSF_LOST, "latest CSF circulation assessment")
+    def consent(self, patient: str, therapy: str) -> PrerequisiteCheck:
+        """The informed consent prerequisite of ``therapy`` (kept for callers of version 0.1)."""
+        return self._by_code(patient, therapy, vocab.INFORMED_CONSENT)
+
+    def csf(self, patient: str, therapy: str = vocab.INTRATHECAL_THERAPY) -> PrerequisiteCheck:
+        """The CSF circulation prerequisite (kept for callers of version 0.1)."""
+        return self._by_code(patient, therapy, vocab.CSF_CIRCULATION)
+
+    def _by_code(self, patient: str, therapy: str, code: str) -> PrerequisiteCheck:
+        for prerequisite in self.k.prerequisites_of(therapy):
+            if prerequisite.code == code:
+                return self.prerequisite(patient, therapy, prerequisite)
+        raise KeyError(code)
 
     def prerequisites(self, patient: str, therapy: str) -> tuple[PrerequisiteCheck, ...]:
         required = self._prerequisites.get(therapy)
         if required is None:
-            required = self._prerequisites[therapy] = self.k.prerequisites_of(therapy)
-        checks = []
-        for prerequisite in required:
-            if prerequisite.code == vocab.INFORMED_CONSENT:
-                checks.append(self.consent(patient, therapy))
-            elif prerequisite.code == vocab.CSF_CIRCULATION:
-                checks.append(self.csf(patient))
-        return tuple(checks)
+            required = self._prerequisites[therapy] = tuple(
+                p for p in self.k.prerequisites_of(therapy) if p.complete)
+        return tuple(self.prerequisite(patient, therapy, p) for p in required)
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -292,7 +311,7 @@ class RuleEngine:
         """The row of a met indication; the evidence is that of its met ``criteria``."""
         checks = self.prerequisites(patient, indication.therapy)
         states = {c.state for c in checks}
-        status = "excluded" if "failed" in states else "pending" if "missing" in states else "qualifies"
+        status: Status = "excluded" if "failed" in states else "pending" if "missing" in states else "qualifies"
         evidence = [f"{c.label}: {fact}" for c in criteria if c.met for fact in c.evidence]
         evidence += [f"{c.code}: {c.reason}" for c in checks]
         return EligibilityResult(patient, indication.therapy, indication.iri, status,

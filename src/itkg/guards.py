@@ -11,6 +11,7 @@ input, and otherwise leave it alone.
 from __future__ import annotations
 
 import codecs
+import functools
 import ipaddress
 import json
 import logging
@@ -291,7 +292,7 @@ def _is_update(text: str) -> bool:
         parseUpdate(text)
     except (ParseBaseException, RecursionError):
         return False
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to parse as an update means "not an update"
         return False
     return True
 
@@ -343,7 +344,7 @@ def gate_query(text: str, source: str = "<query>") -> None:
         if _is_update(text):
             raise QueryError(f"{source}: {_UPDATE_REFUSED}") from None
         raise QueryError(f"{source}:{error.lineno}:{error.col}: SPARQL syntax error") from None
-    except Exception as error:  # rdflib raises bare Exception for semantic errors
+    except Exception as error:  # noqa: BLE001 - rdflib raises bare Exception for semantic errors
         kind = ("uses an undeclared prefix" if str(error).startswith("Unknown namespace prefix")
                 else "is not a valid SPARQL query")
         raise QueryError(f"{source}: query {kind}") from None
@@ -451,8 +452,7 @@ _VALIDATORS: dict[str, Callable[[str], object]] = {  # each returns something tr
     XSD + "time": _TIME_ONLY.fullmatch,
     XSD + "gYear": _GYEAR.fullmatch,
     XSD + "gYearMonth": _GYEARMONTH.fullmatch,
-    **{XSD + name: (lambda lex, lo=lo, hi=hi: _integer_in(lex, lo, hi))
-       for name, (lo, hi) in _INTEGER_BOUNDS.items()},
+    **{XSD + name: functools.partial(_integer_in, low=lo, high=hi) for name, (lo, hi) in _INTEGER_BOUNDS.items()},
 }
 #: Skipped at once: any text a parser accepts is a valid xsd:string, and language-tagged
 #: strings have no lexical space to check.

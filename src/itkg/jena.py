@@ -185,9 +185,11 @@ class JenaWorker:
 
     def validate(self, batch: Iterable[ox.Triple]) -> list[RawResult]:
         """The results Jena finds in base ∪ ``batch``."""
-        self._send(ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES))
+        data = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
+        assert data is not None  # no output given: the bytes are returned
+        self._send(data)
         stdout = self._pipe(self._process.stdout)
-        lines = []
+        lines: list[str] = []
         while True:
             raw = stdout.readline()
             if not raw:

@@ -8,14 +8,16 @@ condition class to a criterion in the ontology changes what itkg decides, with n
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence, cast
 
 import rdflib
 from rdflib.namespace import OWL, RDFS, SKOS
+from rdflib.query import ResultRow
 
 from . import vocab
 from .resources import ontology_path, query_path
@@ -48,15 +50,39 @@ class Indication:
 
 @dataclass(frozen=True)
 class Prerequisite:
-    """A prerequisite of intrathecal therapy, named by its code (``skos:notation``)."""
+    """A prerequisite of intrathecal therapy, named by its code (``skos:notation``), and how it
+    is checked, as the ontology describes it (``itkg:recordLink`` and the properties beside it):
+    the patient's records reached by ``link`` (those whose ``scope`` covers the therapy, when it
+    has a scope), dated by ``date``; among the latest, a ``failing`` value of ``decision`` fails
+    it, else a ``meeting`` value meets it, else it is missing."""
 
     iri: str
     code: str
     label: str
+    link: str = ""
+    record_class: str = ""
+    date: str = ""
+    decision: str = ""
+    meeting: frozenset[str] = frozenset()
+    failing: frozenset[str] = frozenset()
+    scope: str | None = None
+    order: int = 0
+    variable: str = ""
+    action: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether the ontology says enough to check it (a link, a decision and a meeting value)."""
+        return bool(self.link and self.decision and self.meeting)
 
 
 class Knowledge:
     """The rules and terms of the ontology, indexed for the rule engine."""
+
+    #: The triples of the extension files this knowledge holds besides the ontology (empty
+    #: for the bundled ontology alone), and those files.
+    extensions: rdflib.Graph | None = None
+    extension_paths: tuple[str, ...] = ()
 
     def __init__(self, graph: rdflib.Graph) -> None:
         self.graph = graph
@@ -107,6 +133,19 @@ class Knowledge:
         copy._ancestors = {}
         return copy
 
+    @property
+    def extended(self) -> bool:
+        """Whether extension files add to the ontology (then generated texts are made anew)."""
+        return bool(self.extension_paths)
+
+    def indexed_predicates(self) -> frozenset[str]:
+        """The predicates the rule engine reads: the contract's, and every prerequisite's record
+        link, date, decision and scope (an extension may add a prerequisite of its own)."""
+        found = set(vocab.INDEXED_PREDICATES)
+        for p in self.all_prerequisites():
+            found.update(x for x in (p.link, p.date, p.decision, p.scope) if x)
+        return frozenset(found)
+
     def label(self, iri: str) -> str:
         """The English label of a term, or its local name when it has none."""
         return self.labels.get(iri) or iri.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
@@ -117,8 +156,12 @@ class Knowledge:
         for cls in self.ancestors(therapy):
             for prerequisite in self.prerequisites.get(cls, ()):
                 codes[prerequisite.code] = prerequisite
-        order = {code: i for i, code in enumerate(vocab.PREREQUISITE_ORDER)}
-        return tuple(sorted(codes.values(), key=lambda p: (order.get(p.code, len(order)), p.code)))
+        return tuple(sorted(codes.values(), key=lambda p: (p.order, p.code)))
+
+    def all_prerequisites(self) -> tuple[Prerequisite, ...]:
+        """Every prerequisite some therapy requires, in list order (for the generated queries)."""
+        found = {p.iri: p for ps in self.prerequisites.values() for p in ps}
+        return tuple(sorted(found.values(), key=lambda p: (p.order, p.code)))
 
     # -- reading the ontology ----------------------------------------------------------------
 
@@ -126,7 +169,8 @@ class Knowledge:
         rows = self.graph.query(query_path("indication-criteria").read_text(encoding="utf-8"))
         criteria: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         owner: dict[str, tuple[str, str]] = {}
-        for row in rows:
+        for result_row in rows:
+            row = cast(ResultRow, result_row)  # a SELECT query's rows
             indication, therapy, criterion = str(row.indication), str(row.therapy), str(row.criterion)
             owner.setdefault(criterion, (indication, therapy))
             facts = criteria[criterion]
@@ -150,12 +194,32 @@ class Knowledge:
 
     def _read_prerequisites(self) -> Mapping[str, tuple[Prerequisite, ...]]:
         found: dict[str, list[Prerequisite]] = defaultdict(list)
-        requires = rdflib.URIRef(vocab.ITKG + "requiresPrerequisite")
-        for therapy, prerequisite in self.graph.subject_objects(requires):
-            code = self.graph.value(prerequisite, SKOS.notation)
-            if code is not None:
-                found[str(therapy)].append(
-                    Prerequisite(str(prerequisite), str(code), self.label(str(prerequisite))))
+        graph, itkg = self.graph, vocab.ITKG
+        requires = rdflib.URIRef(itkg + "requiresPrerequisite")
+
+        def one(node: rdflib.term.Node, name: str) -> str:
+            value = graph.value(node, rdflib.URIRef(itkg + name))
+            return str(value) if value is not None else ""
+
+        def every(node: rdflib.term.Node, name: str) -> frozenset[str]:
+            return frozenset(str(v) for v in graph.objects(node, rdflib.URIRef(itkg + name)))
+
+        for therapy, node in graph.subject_objects(requires):
+            code = graph.value(node, SKOS.notation)
+            if code is None:
+                continue
+            order = graph.value(node, rdflib.URIRef(itkg + "prerequisiteOrder"))
+            try:
+                position = int(str(order)) if order is not None else 1000
+            except (TypeError, ValueError):
+                position = 1000
+            found[str(therapy)].append(Prerequisite(
+                str(node), str(code), self.label(str(node)), link=one(node, "recordLink"),
+                record_class=one(node, "recordClass"), date=one(node, "recordDate"),
+                decision=one(node, "decisionProperty"), meeting=every(node, "meetingValue"),
+                failing=every(node, "failingValue"), scope=one(node, "scopeProperty") or None,
+                order=position, variable=one(node, "stateVariable") or str(code).replace("-", "_"),
+                action=one(node, "worklistAction")))
         return {k: tuple(v) for k, v in found.items()}
 
 
@@ -164,14 +228,66 @@ def _load(path: Path) -> Knowledge:
     return Knowledge(rdflib.Graph().parse(path, format="turtle"))
 
 
-def load_knowledge(path: Path | None = None) -> Knowledge:
-    """The knowledge of the bundled ontology (or of ``path``), parsed once per process.
+def read_extension(path: str | os.PathLike[str]) -> rdflib.Graph:
+    """The triples of a site's extension file (Turtle, N-Triples, JSON-LD or RDF/XML), read with
+    the input gates of :func:`itkg.load` but nothing set aside: an extension *is* knowledge (its
+    own subclasses of contract classes, indications, criteria, prerequisites)."""
+    import pyoxigraph as ox
+
+    from .errors import InputError, UnsafeInputError
+    from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, detect_format, parse_failure,
+                          read_checked, to_rdflib)
+    source = Path(path)
+    fmt = detect_format(source)
+    data = read_checked(source, fmt, DEFAULT_MAX_BYTES)
+    graph = rdflib.Graph()
+    try:
+        for quad in ox.parse(data, format=fmt, base_iri=source.resolve().as_uri(), without_named_graphs=True):
+            if quad.predicate.value == OWL_IMPORTS:
+                raise UnsafeInputError(source, IMPORTS_REFUSED)
+            if type(quad.object) is ox.Triple:
+                raise InputError(source, "RDF 1.2 triple terms are not supported in extension files")
+            graph.add((to_rdflib(quad.subject), to_rdflib(quad.predicate), to_rdflib(quad.object)))
+    except (SyntaxError, MemoryError, ValueError, OSError) as error:
+        raise parse_failure(source, fmt, error) from None
+    return graph
+
+
+def _stamp(path: Path) -> tuple[str, float, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), 0.0, 0)
+    return (str(path.resolve()), stat.st_mtime, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_extended(path: Path, extensions: tuple[tuple[str, float, int], ...]) -> Knowledge:
+    graph = rdflib.Graph()
+    graph += _load(path).graph
+    own = rdflib.Graph()
+    for name, _, _ in extensions:
+        own += read_extension(name)
+    graph += own
+    knowledge = Knowledge(graph)
+    knowledge.extensions = own
+    knowledge.extension_paths = tuple(name for name, _, _ in extensions)
+    return knowledge
+
+
+def load_knowledge(path: Path | None = None, *,
+                   extensions: Sequence[str | os.PathLike[str]] = ()) -> Knowledge:
+    """The knowledge of the bundled ontology (or of ``path``) and of a site's ``extensions``
+    (``--extension FILE``), parsed once per process (again when an extension file changes).
 
     >>> k = load_knowledge()
     >>> [i.iri.rsplit("/", 1)[1] for i in k.indications]
     ['CancerPainIndication', 'NonCancerPainIndication', 'SevereSpasticityIndication']
     """
-    return _load(Path(path) if path is not None else ontology_path())
+    base = Path(path) if path is not None else ontology_path()
+    if not extensions:
+        return _load(base)
+    return _load_extended(base, tuple(_stamp(Path(e)) for e in extensions))
 
 
 def ontology_graph() -> rdflib.Graph:

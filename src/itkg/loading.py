@@ -21,12 +21,12 @@ import re
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence, cast
 
 import pyoxigraph as ox
 import rdflib
 
-from . import guards, names
+from . import guards, names, setaside
 from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
                      UnsafeInputError)
 
@@ -59,6 +59,13 @@ class Source:
     sha256: str
     format: str
     triples: int
+    #: Statements about classes or itkg: terms set aside (contract §6; :mod:`itkg.setaside`).
+    schema_set_aside: int = 0
+    #: Ill-typed values found (set aside, or kept for ``validate``), and the lines they are on.
+    ill_typed: int = 0
+    ill_typed_lines: tuple[int, ...] = ()
+    #: Whether the file holds a patient (a node typed itkg:Patient or linking to a record).
+    holds_patient: bool = True
 
 
 @dataclass
@@ -83,16 +90,20 @@ class PatientData:
             graph = rdflib.Graph()
             add = graph.add
             for triple in self.triples:
-                add((to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)))
+                add(to_rdflib_triple(triple))
             self._graph = graph
         return self._graph
 
     @classmethod
     def from_graph(cls, graph: rdflib.Graph) -> "PatientData":
         """Wrap an rdflib graph that is already in memory (it is not copied or modified)."""
-        triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in graph]
-        data = cls(triples=triples, sources=(Source("<graph>", "", "rdflib", len(triples)),))
-        data._graph = graph
+        triples = [to_oxigraph_triple(t) for t in graph]
+        tally = setaside.Tally()
+        kept = setaside.split(triples, tally)
+        data = cls(triples=kept, sources=(Source("<graph>", "", "rdflib", len(triples), tally.schema,
+                                                 len(tally.ill_typed), (), setaside.holds_patient(kept)),))
+        if len(kept) == len(triples):
+            data._graph = graph  # nothing set aside: the caller's graph serves as it is
         return data
 
 
@@ -119,12 +130,15 @@ class PatientStore:
             yield quad.triple
 
 
-def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Identifier:
-    """Convert a pyoxigraph term to the equivalent rdflib term, keeping literals exactly as written."""
+def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> rdflib.term.Identifier:
+    """Convert a pyoxigraph term to the equivalent rdflib term, keeping literals exactly as written.
+    Triple terms (RDF 1.2) have no rdflib equivalent; the loaders refuse them before this."""
     if isinstance(term, ox.NamedNode):
         return rdflib.URIRef(term.value)
     if isinstance(term, ox.BlankNode):
         return rdflib.BNode(term.value)
+    if isinstance(term, ox.Triple):
+        raise TypeError("a triple term has no rdflib equivalent")
     if term.language:
         return rdflib.Literal(term.value, lang=term.language)
     if term.datatype.value == _XSD_STRING:  # RDF 1.1: a simple literal *is* an xsd:string
@@ -132,7 +146,29 @@ def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Ide
     return rdflib.Literal(term.value, datatype=rdflib.URIRef(term.datatype.value))
 
 
-def to_oxigraph(term: rdflib.term.Identifier) -> ox.NamedNode | ox.BlankNode | ox.Literal:
+def ntriples(triples: Iterable[ox.Triple]) -> bytes:
+    """``triples`` as N-Triples bytes (pyoxigraph returns bytes when given no output)."""
+    data = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES)
+    assert data is not None
+    return data
+
+
+def to_rdflib_triple(triple: ox.Triple | ox.Quad) -> tuple[rdflib.term.Identifier, rdflib.term.Identifier,
+                                                          rdflib.term.Identifier]:
+    """:func:`to_rdflib` of a triple's three terms."""
+    return to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)
+
+
+def to_oxigraph_triple(triple: tuple[rdflib.term.Node, rdflib.term.Node, rdflib.term.Node]) -> ox.Triple:
+    """:func:`to_oxigraph` of an rdflib triple (a graph's subject is never a literal and its
+    predicate always an IRI; anything else is a programming error)."""
+    s, p, o = (to_oxigraph(t) for t in triple)
+    if isinstance(s, ox.Literal) or not isinstance(p, ox.NamedNode):
+        raise TypeError("not an RDF triple: literal subject or non-IRI predicate")
+    return ox.Triple(s, p, o)
+
+
+def to_oxigraph(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode | ox.Literal:
     """Convert an rdflib term to the equivalent pyoxigraph term."""
     if isinstance(term, rdflib.URIRef):
         return ox.NamedNode(str(term))
@@ -147,7 +183,7 @@ def to_oxigraph(term: rdflib.term.Identifier) -> ox.NamedNode | ox.BlankNode | o
     raise TypeError(f"not an RDF term: {type(term).__name__}")
 
 
-def node_id(term: ox.NamedNode | ox.BlankNode | rdflib.term.Identifier) -> str:
+def node_id(term: ox.NamedNode | ox.BlankNode | ox.Triple | rdflib.term.Node) -> str:
     """How itkg names a node in its results: the IRI, or ``_:`` and the blank node's id."""
     if isinstance(term, (ox.BlankNode, rdflib.BNode)):
         return "_:" + (term.value if isinstance(term, ox.BlankNode) else str(term))
@@ -175,6 +211,7 @@ def load(
     input_format: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     strict_literals: bool = True,
+    strict: bool = False,
 ) -> PatientData:
     """Load patient graphs from files (or wrap an rdflib graph) for the other itkg functions.
 
@@ -182,9 +219,13 @@ def load(
     :param input_format: ``turtle``, ``ntriples``, ``jsonld`` or ``rdfxml`` for every file;
         by default the format comes from each file's extension.
     :param max_bytes: refuse any file larger than this.
-    :param strict_literals: raise :class:`~itkg.errors.IllTypedLiteralError` for a literal that
-        is not valid for its datatype (``"2026-13-45"^^xsd:date``). ``itkg validate`` turns this
-        off so that SHACL reports such values as violations instead.
+    :param strict_literals: set aside a literal that is not valid for its datatype
+        (``"2026-13-45"^^xsd:date``) as absent, counted on its :class:`Source` (contract §6).
+        ``itkg validate`` turns this off so that SHACL reports such values as violations instead.
+    :param strict: refuse such a literal instead (:class:`~itkg.errors.IllTypedLiteralError`).
+
+    Statements about classes or ``itkg:`` terms are always set aside and counted
+    (:mod:`itkg.setaside`): patient data cannot change the rules.
     :raises InputError: (or a subclass) when any file cannot be used; nothing is returned then.
 
     >>> from itkg.resources import data_root
@@ -195,7 +236,7 @@ def load(
     guards.install_library_defaults()
     if isinstance(sources, rdflib.Graph):
         return PatientData.from_graph(sources)
-    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise InputError("<none>", "no input files given")
     triples: list[ox.Triple] = []
@@ -208,7 +249,7 @@ def load(
         loaded.extend(fhir_sources)
     for raw in paths:
         path = Path(raw)
-        file_triples, source = _load_file(path, input_format, max_bytes, strict_literals)
+        file_triples, source = _load_file(path, input_format, max_bytes, strict_literals, strict)
         triples.extend(file_triples)
         loaded.append(source)
     return PatientData(triples=triples, sources=tuple(loaded))
@@ -220,6 +261,7 @@ def load_store(
     input_format: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     strict_literals: bool = True,
+    strict: bool = False,
     store: ox.Store | None = None,
     with_ontology: bool = False,
 ) -> PatientStore:
@@ -244,7 +286,7 @@ def load_store(
     True
     """
     guards.install_library_defaults()
-    paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not paths:
         raise InputError("<none>", "no input files given")
     target = ox.Store() if store is None else store
@@ -255,7 +297,7 @@ def load_store(
         graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
         target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
         loaded.extend(fhir_sources)
-    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals)
+    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict)
                for raw in paths]
     return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
 
@@ -282,6 +324,16 @@ def checked_size(path: Path, max_bytes: int) -> int:
     return size
 
 
+#: The UTF-8 byte order mark some editors put first. RDF/XML and JSON-LD parsers skip it; the
+#: Turtle and N-Triples parser does not, so itkg does (:func:`skip_bom`).
+BOM = b"\xef\xbb\xbf"
+
+
+def skip_bom(data: bytes) -> bytes:
+    """``data`` without a leading UTF-8 byte order mark."""
+    return data[len(BOM):] if data.startswith(BOM) else data
+
+
 def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     """The bytes of ``path``, after the size check and, for RDF/XML and JSON-LD, the gates that
     must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
@@ -292,6 +344,8 @@ def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
     guards.check_size(len(data), str(path), max_bytes)
+    if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.N_TRIPLES):
+        data = skip_bom(data)
     if fmt == ox.RdfFormat.RDF_XML:
         guards.reject_xml_dtd(data, str(path))
     elif fmt == ox.RdfFormat.JSON_LD:
@@ -355,7 +409,7 @@ def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError
 
 
 def _load_file(path: Path, input_format: str | None, max_bytes: int,
-               strict_literals: bool) -> tuple[list[ox.Triple], Source]:
+               strict_literals: bool, strict: bool = False) -> tuple[list[ox.Triple], Source]:
     fmt = detect_format(path, input_format)
     data = read_checked(path, fmt, max_bytes)
     try:
@@ -370,12 +424,14 @@ def _load_file(path: Path, input_format: str | None, max_bytes: int,
         raise UnsafeInputError(path, IMPORTS_REFUSED)
     if any(type(t.object) is ox.Triple for t in triples):
         raise InputError(path, TRIPLE_TERMS_REFUSED)
-    if strict_literals:
-        bad = guards.find_ill_typed(triples)
-        if bad:
-            raise ill_typed_error(path, bad[0], len(bad))
+    parsed = len(triples)
+    tally = setaside.Tally()
+    triples = setaside.split(triples, tally, keep_ill_typed=not strict_literals)
+    if strict and tally.ill_typed:
+        raise ill_typed_error(path, tally.ill_typed[0], len(tally.ill_typed), tally.lines(data))
     digest = hashlib.sha256(data).hexdigest()
-    return triples, Source(str(path), digest, format_name(fmt), len(triples))
+    return triples, Source(str(path), digest, format_name(fmt), parsed, tally.schema,
+                           len(tally.ill_typed), tally.lines(data), setaside.holds_patient(triples))
 
 
 #: Triples parsed, checked and added to the store at a time by :func:`load_store`.
@@ -388,14 +444,19 @@ class _CountingReader:
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         try:
-            self._file = path.open("rb")  # noqa: SIM115 - closed by close()
+            self._file = path.open("rb")  # closed by close()
         except OSError as error:
             raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
         self._left = max_bytes + 1
         self.nbytes = 0
         self.sha256 = hashlib.sha256()
+        self._pending = b""
+        self._pending = skip_bom(self.read(len(BOM)))  # the checksum still covers the mark
 
     def read(self, size: int = -1) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
         if size < 0:
             size = 1 << 20
         data = self._file.read(min(size, self._left)) if self._left > 0 else b""
@@ -409,7 +470,7 @@ class _CountingReader:
 
 
 def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_bytes: int,
-                 strict_literals: bool) -> Source:
+                 strict_literals: bool, strict: bool = False) -> Source:
     """Parse one file into ``store`` (see :func:`load_store`); the same checks, in the same order,
     and the same errors as :func:`_load_file`."""
     fmt = detect_format(path, input_format)
@@ -419,25 +480,22 @@ def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_byte
     else:
         checked_size(path, max_bytes)
         data = reader = _CountingReader(path, max_bytes)
-    count = ill_typed = 0
-    imports = triple_terms = False
-    first_ill_typed: guards.IllTypedLiteral | None = None
+    count = 0
+    imports = triple_terms = patient = False
+    tally = setaside.Tally()
     try:
-        quads = ox.parse(data, format=fmt, base_iri=path.resolve().as_uri(),
-                         without_named_graphs=True, rename_blank_nodes=True)
+        quads = ox.parse(data if isinstance(data, bytes) else cast(IO[bytes], data), format=fmt,
+                         base_iri=path.resolve().as_uri(), without_named_graphs=True, rename_blank_nodes=True)
         while batch := list(islice(quads, _STREAM_BATCH)):
             count += len(batch)
             # Once anything is wrong the file is refused, but only after the parser has run to its
             # end: a syntax error later in the file is what load() reports then.
             imports = imports or any(q.predicate.value == OWL_IMPORTS for q in batch)
             triple_terms = triple_terms or any(type(q.object) is ox.Triple for q in batch)
-            if strict_literals:
-                bad = guards.find_ill_typed(batch)
-                if bad:
-                    first_ill_typed = first_ill_typed or bad[0]
-                    ill_typed += len(bad)
-            if not (imports or triple_terms or ill_typed):
-                store.extend(batch)
+            kept = setaside.split(batch, tally, keep_ill_typed=not strict_literals)
+            patient = patient or setaside.holds_patient(kept)
+            if not (imports or triple_terms or (strict and tally.ill_typed)):
+                store.extend(kept)
     except (SyntaxError, MemoryError, ValueError, OSError) as error:
         failure: InputError | None = parse_failure(path, fmt, error)
     else:
@@ -453,16 +511,20 @@ def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_byte
         raise UnsafeInputError(path, IMPORTS_REFUSED)
     if triple_terms:
         raise InputError(path, TRIPLE_TERMS_REFUSED)
-    if first_ill_typed is not None:
-        raise ill_typed_error(path, first_ill_typed, ill_typed)
+    if strict and tally.ill_typed:
+        raise ill_typed_error(path, tally.ill_typed[0], len(tally.ill_typed),
+                              tally.lines(path if reader is not None else data))  # type: ignore[arg-type]
     digest = reader.sha256.hexdigest() if reader is not None else hashlib.sha256(data).hexdigest()  # type: ignore[arg-type]
-    return Source(str(path), digest, format_name(fmt), count)
+    return Source(str(path), digest, format_name(fmt), count, tally.schema, len(tally.ill_typed),
+                  tally.lines(path if reader is not None else data), patient)  # type: ignore[arg-type]
 
 
-def ill_typed_error(path: Path, first: guards.IllTypedLiteral, count: int) -> IllTypedLiteralError:
-    """The error for ``count`` ill-typed literals in ``path``, naming the first one found."""
+def ill_typed_error(path: Path, first: guards.IllTypedLiteral, count: int,
+                    lines: tuple[int, ...] = ()) -> IllTypedLiteralError:
+    """The error for ``count`` ill-typed literals in ``path``, naming the first one found (and
+    its line, when it was found: never its value)."""
     more = f" (and {count - 1} more)" if count > 1 else ""
-    return IllTypedLiteralError(path, first.describe() + more)
+    return IllTypedLiteralError(path, first.describe() + more, lines[0] if lines else None)
 
 
 def format_name(fmt: ox.RdfFormat) -> str:

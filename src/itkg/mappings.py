@@ -85,10 +85,33 @@ def coding_iri(system: str, code: str) -> str:
     >>> coding_iri("https://w3id.org/itkg/", "CancerPain")
     'https://w3id.org/itkg/CancerPain'
     """
+    return _coding_iri(system, code)
+
+
+@lru_cache(maxsize=1 << 16)
+def _coding_iri(system: str, code: str) -> str:
     prefix = SYSTEM_IRIS.get(system)
     if prefix is None:
-        prefix = system if system.endswith(("/", "#")) else system + "/"
+        prefix = safe_iri(system if system.endswith(("/", "#")) else system + "/")
     return prefix + quote(code.strip(), safe=_CODE_SAFE)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_IRI_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
+
+
+def safe_iri(text: str) -> str:
+    """``text`` as a valid absolute IRI: characters IRIs may not hold (spaces, ``<>"{}|\\^```,
+    controls) percent-encoded, and ``urn:itkg:invalid:`` before it when it has no scheme. Input
+    IRIs (FHIR ids, fullUrls, systems) are data and may be anything.
+
+    >>> safe_iri("https://fhir.invalid/Condition/a b")
+    'https://fhir.invalid/Condition/a%20b'
+    >>> safe_iri("local codes")
+    'urn:itkg:invalid:local%20codes'
+    """
+    encoded = quote(text, safe=_IRI_SAFE)
+    return encoded if _SCHEME.match(encoded) else "urn:itkg:invalid:" + encoded
 
 
 def shipped_path() -> Path:
@@ -120,8 +143,10 @@ class MappingSet:
     rows: list[Mapping] = field(default_factory=list)
     _exact: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
     _prefix: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set), repr=False)
+    _cache: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def add(self, rows: Iterable[Mapping]) -> None:
+        self._cache.clear()
         for row in rows:
             self.rows.append(row)
             if not row.decides:
@@ -135,6 +160,14 @@ class MappingSet:
         """The itkg terms that the code ``iri`` decides: the exact and narrow rows for it or, for
         ICD-10-CM and ATC, for the nearest of its ancestors (a prefix) that has any; and an itkg
         term itself (the system ``https://w3id.org/itkg/`` is always understood)."""
+        found = self._cache.get(iri)
+        if found is None:
+            found = self._terms(iri)
+            if len(self._cache) < 1 << 16:
+                self._cache[iri] = found
+        return found
+
+    def _terms(self, iri: str) -> frozenset[str]:
         found = self._exact.get(iri)
         if found:
             return frozenset(found)

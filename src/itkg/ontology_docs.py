@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from rdflib import Graph, Literal, URIRef
+from rdflib import BNode, Graph, Literal, URIRef
+from rdflib.collection import Collection
 from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, SKOS
 from rdflib.term import Node
 
@@ -31,13 +32,18 @@ PATIENT_CLASS = URIRef(vocab.ITKG + "patientClass")
 _KINDS = [(OWL.Class, "class"), (OWL.ObjectProperty, "object property"),
           (OWL.DatatypeProperty, "datatype property"), (OWL.AnnotationProperty, "annotation property"),
           (OWL.NamedIndividual, "individual")]
+#: The SKOS mapping relations, in the order the page shows them.
+MAPPING_RELATIONS = [(SKOS.exactMatch, "exact match"), (SKOS.narrowMatch, "narrow match"),
+                     (SKOS.broadMatch, "broad match"), (SKOS.closeMatch, "close match"),
+                     (SKOS.relatedMatch, "related match")]
 _PLURALS = {"class": "Classes", "object property": "Object properties", "datatype property": "Datatype properties",
             "annotation property": "Annotation properties", "individual": "Individuals"}
-#: CURIE prefixes, longest namespace first where they nest; OBO IRIs are handled by pattern.
+#: CURIE prefixes, as in the curie_map of ontology/itkg.sssom.tsv; OBO IRIs are handled by pattern.
 _PREFIXES = [
     (vocab.ITKG, "itkg"),
-    ("http://snomed.info/id/", "SNOMEDCT"),
+    ("http://snomed.info/id/", "SCTID"),
     ("http://purl.bioontology.org/ontology/ICD10CM/", "ICD10CM"),
+    ("http://purl.bioontology.org/ontology/RXNORM/", "RXNORM"),
     ("http://purl.bioontology.org/ontology/ATC/", "ATC"),
     ("http://www.w3.org/ns/prov#", "prov"),
     ("http://purl.org/dc/terms/", "dcterms"),
@@ -72,9 +78,9 @@ class Term:
     notation: str = ""
     parents: list[Link] = field(default_factory=list)
     types: list[Link] = field(default_factory=list)
-    exact: list[Link] = field(default_factory=list)
-    close: list[Link] = field(default_factory=list)
+    mappings: dict[str, list[Link]] = field(default_factory=dict)
     defined: bool = False
+    equivalents: list[list[Link]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,9 +157,50 @@ class _Page:
                                    if isinstance(p, URIRef)), key=_key)
             term.types = sorted((self.link(t) for t in g.objects(subject, RDF.type)
                                  if isinstance(t, URIRef) and str(t) in self.terms), key=_key)
-            term.exact = sorted((self.link(m) for m in g.objects(subject, SKOS.exactMatch)), key=_key)
-            term.close = sorted((self.link(m) for m in g.objects(subject, SKOS.closeMatch)), key=_key)
+            for relation, name in MAPPING_RELATIONS:
+                found = sorted((self.link(m) for m in g.objects(subject, relation)), key=_key)
+                if found:
+                    term.mappings[name] = found
             term.defined = any(not isinstance(e, URIRef) for e in g.objects(subject, OWL.equivalentClass))
+            term.equivalents = sorted((self.expression(e) for e in g.objects(subject, OWL.equivalentClass)),
+                                      key=lambda parts: [p.text for p in parts])
+
+    def expression(self, node: Node, depth: int = 0) -> list[Link]:
+        """An OWL class expression in Manchester syntax, as text pieces and term links (the
+        template escapes them). Unknown shapes are shown as "…", never guessed at."""
+        g = self.graph
+        if isinstance(node, URIRef):
+            return [self.link(node)]
+        if not isinstance(node, BNode) or depth > 12:
+            return [Link("…", None)]
+        text = _plain
+        for keyword, joiner in ((OWL.intersectionOf, " and "), (OWL.unionOf, " or ")):
+            members = g.value(node, keyword)
+            if members is not None:
+                parts: list[Link] = [text("(")] if depth else []
+                for i, member in enumerate(Collection(g, members)):
+                    parts += ([text(joiner)] if i else []) + self.expression(member, depth + 1)
+                return parts + ([text(")")] if depth else [])
+        members = g.value(node, OWL.oneOf)
+        if members is not None:
+            parts = [text("{")]
+            for i, member in enumerate(Collection(g, members)):
+                parts += ([text(", ")] if i else []) + [self.link(member)]
+            return parts + [text("}")]
+        complement = g.value(node, OWL.complementOf)
+        if complement is not None:
+            return [text("not ")] + self.expression(complement, depth + 1)
+        prop = g.value(node, OWL.onProperty)
+        if prop is not None:
+            for keyword, word in ((OWL.someValuesFrom, " some "), (OWL.allValuesFrom, " only ")):
+                filler = g.value(node, keyword)
+                if filler is not None:
+                    return [self.link(prop), text(word)] + self.expression(filler, depth + 1)
+            value = g.value(node, OWL.hasValue)
+            if value is not None:
+                return [self.link(prop), text(" value "),
+                        self.link(value) if isinstance(value, URIRef) else text(str(value))]
+        return [text("…")]
 
     def hierarchy(self) -> tuple[TreeNode, ...]:
         """The asserted class tree: roots are classes with no named superclass."""
@@ -192,14 +239,41 @@ class _Page:
         return out
 
     def prerequisites(self) -> list[dict[str, Any]]:
-        """Each therapy class that requires prerequisites, with them."""
-        return [{"therapy": self.link(URIRef(therapy)),
-                 "prerequisites": [self.terms.get(p.iri, None)
-                                   for p in sorted(found, key=lambda p: p.code)]}
-                for therapy, found in sorted(self.knowledge.prerequisites.items())]
+        """One row per therapy and prerequisite, with how the prerequisite is decided (the facts
+        ``itkg:recordLink``, ``recordClass``, ``recordDate``, ``scopeProperty``, ``decisionProperty``,
+        ``meetingValue``, ``failingValue`` and ``worklistAction``, where the ontology states them)."""
+        g = self.graph
+
+        def links(subject: URIRef, name: str) -> list[Link]:
+            return sorted((self.link(o) for o in g.objects(subject, URIRef(vocab.ITKG + name))
+                           if isinstance(o, URIRef)), key=_key)
+
+        def order(p: Any) -> tuple[int, str]:
+            value = g.value(URIRef(p.iri), URIRef(vocab.ITKG + "prerequisiteOrder"))
+            return (int(value) if isinstance(value, Literal) and str(value).isdigit() else 1 << 30, p.code)
+
+        rows = []
+        for therapy, found in sorted(self.knowledge.prerequisites.items()):
+            for prerequisite in sorted(found, key=order):
+                subject = URIRef(prerequisite.iri)
+                rows.append({
+                    "therapy": self.link(URIRef(therapy)), "term": self.terms.get(prerequisite.iri),
+                    "code": prerequisite.code, "link": self.link(subject),
+                    "records": links(subject, "recordClass"), "via": links(subject, "recordLink"),
+                    "dated": links(subject, "recordDate"), "scope": links(subject, "scopeProperty"),
+                    "decision": links(subject, "decisionProperty"), "meets": links(subject, "meetingValue"),
+                    "fails": links(subject, "failingValue"),
+                    "action": " ".join(_en(g, subject, URIRef(vocab.ITKG + "worklistAction"))),
+                })
+        return rows
 
     def _links(self, iris: frozenset[str]) -> list[Link]:
         return sorted((self.link(URIRef(i)) for i in iris), key=_key)
+
+
+def _plain(text: str) -> Link:
+    """A piece of plain text in a class expression."""
+    return Link(text, None)
 
 
 def _key(link: Link) -> tuple[str, str]:
@@ -231,10 +305,12 @@ def render(graph: Graph) -> str:
     terms = sorted(page.terms.values(), key=lambda t: (t.label.lower(), t.iri))
     sections = [(name.replace(" ", "-"), _PLURALS[name], [t for t in terms if t.kinds and t.kinds[0] == name])
                 for _, name in _KINDS]
-    mapped = [t for t in terms if t.exact or t.close]
+    mapped = [t for t in terms if t.mappings]
+    relations = [name for _, name in MAPPING_RELATIONS if any(name in t.mappings for t in mapped)]
     return _environment().get_template("ontology.html.j2").render(
         header=header, hierarchy=page.hierarchy(), indications=page.indications(),
-        prerequisites=page.prerequisites(), sections=[s for s in sections if s[2]], mapped=mapped)
+        prerequisites=page.prerequisites(), sections=[s for s in sections if s[2]], mapped=mapped,
+        relations=relations)
 
 
 def build(source: Path, target: Path, check: bool = False) -> bool:

@@ -51,6 +51,7 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                      max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
                      knowledge: Knowledge | None = None, checksums: bool = False,
                      progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
+                     strict: bool = False,
                      ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
 
@@ -76,13 +77,14 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
         meter = Meter(workers, total, visible=progress)
         try:
             with meter:
-                return _Run(pieces, workers, knowledge, meter).rows(checksums)
+                return _Run(pieces, workers, knowledge, meter, strict).rows(checksums)
         except Untrusted:
             pass
     with Meter(1, total, visible=progress) as meter:
         meter.show()
         index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
-                                     checksums=checksums, on_read=meter.on_read(0))
+                                     checksums=checksums, on_read=meter.on_read(0), strict=strict,
+                                     predicates=knowledge.indexed_predicates())
         meter.patients = len(index.patients())
         with gc_paused():
             rows, _ = _decide(index, knowledge, index.subclass_axioms, set(),
@@ -131,7 +133,9 @@ def _pack(row: EligibilityResult) -> tuple:
 
 
 def _unpack(packed: tuple) -> EligibilityResult:
-    return EligibilityResult(*packed[:6], tuple(PrerequisiteCheck(*c) for c in packed[6]))
+    patient, therapy, indication, status, unmet, evidence, checks = packed
+    return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
+                             tuple(PrerequisiteCheck(*c) for c in checks))
 
 
 def _sort_key(row: EligibilityResult) -> tuple:
@@ -143,9 +147,11 @@ class _Parser:
     """One worker's parsing: its pieces, in order, into its own index; skips what no longer
     matters once some worker has found an error earlier in the input."""
 
-    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any) -> None:
+    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any,
+                 strict: bool = False, predicates: frozenset[str] | None = None) -> None:
         self.pieces, self.mine, self.stop, self.lock = pieces, mine, stop, lock
-        self.builder = IndexBuilder()
+        self.strict = strict
+        self.builder = IndexBuilder(predicates=predicates)
 
     def run(self, on_read: Callable[[int], None]) -> dict[int, PieceReport]:
         reports: dict[int, PieceReport] = {}
@@ -155,8 +161,8 @@ class _Parser:
                 break
             reports[number] = report = parse_piece(
                 self.pieces[number], self.builder, on_read=on_read,
-                should_stop=lambda number=number: number > stop.value)
-            last = fatal_after(self.pieces, report)
+                should_stop=functools.partial(_after, number, stop))
+            last = fatal_after(self.pieces, report, self.strict)
             if last is not None:
                 with self.lock:
                     stop.value = min(stop.value, last)
@@ -178,8 +184,10 @@ class _Run:
     """One parallel run: the main process is worker 0 and talks to one pipe per child
     (:func:`itkg.processes.start_child`: forked, ended with the run, dying with this process)."""
 
-    def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter) -> None:
+    def __init__(self, pieces: list[Piece], workers: int, knowledge: Knowledge, meter: Meter,
+                 strict: bool = False) -> None:
         self.pieces, self.knowledge, self.meter = pieces, knowledge, meter
+        self.strict = strict
         self.assigned = [a for a in _assign(pieces, workers) if a]
         context = multiprocessing.get_context("fork")
         self.stop = context.RawValue("q", len(pieces))
@@ -200,7 +208,8 @@ class _Run:
     # -- the main process --------------------------------------------------------------------------
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
-        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock)
+        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock, self.strict,
+                         self.knowledge.indexed_predicates())
         with gc_paused():
             reports = parser.run(self.meter.on_read(0))
             index = parser.builder.index
@@ -213,7 +222,7 @@ class _Run:
                 axioms += child_axioms
                 hashes.append(child_hashes)
                 self.meter.patients += patients
-            resolve(self.pieces, reports)  # raises the input's error, if any
+            resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
             for worker, conn in enumerate(self._conns(), 1):
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
@@ -234,7 +243,7 @@ class _Run:
         first the patients' own (which name their records), then their records'."""
         if not patients:
             return []
-        merged = PatientIndex()
+        merged = PatientIndex(self.knowledge.indexed_predicates())
         self._gather(index, merged, patients)
         records = sorted({r for p in patients for r in merged.records(p)} - set(patients))
         self._gather(index, merged, records)
@@ -279,7 +288,8 @@ class _Run:
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
         try:
-            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock)
+            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
+                             self.knowledge.indexed_predicates())
             with gc_paused():
                 reports = parser.run(self.meter.on_read(worker))
                 index = parser.builder.index
@@ -303,6 +313,11 @@ class _Run:
                 conn.send(("crashed", type(error).__name__))
             except OSError:
                 pass
+
+
+def _after(number: int, stop: Any) -> bool:
+    """Whether some worker found an error in a piece before ``number`` (``stop`` is shared)."""
+    return bool(number > stop.value)
 
 
 def _patient_count(index: PatientIndex) -> int:

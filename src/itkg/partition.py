@@ -175,5 +175,7 @@ def partition(triples: Sequence[ox.Triple], hubs: set[Node],
     for i in targeting:
         if piece[i] != _SHARED:  # also stays local, in its own batch
             shared.append(triples[i])
-            replicated.add(triples[i].subject)
+            subject = triples[i].subject
+            if not isinstance(subject, ox.Triple):  # the loaders refuse triple terms
+                replicated.add(subject)
     return Partition(shared, batches, frozenset(replicated))

@@ -260,6 +260,8 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
         conn.send_bytes(payload)
 
     worker = start_child(child, name="itkg-deadline", offline=offline)
+    kind: str
+    payload: Any
     try:
         kind, payload = ("ready", None) if prepare is None else pickle.loads(worker.conn.recv_bytes())
         if kind == "ready":

@@ -137,6 +137,11 @@ def patient_nodes(graph: Graph) -> set[rdflib.term.Node]:
     return found
 
 
+#: Individuals (distinct subjects) allowed per patient of ``max_patients``: a patient with a
+#: condition, a treatment, a consent and a CSF assessment is 5; the rest is headroom.
+INDIVIDUALS_PER_PATIENT = 10
+
+
 def reason(patients: Graph, *, ontology: Graph | None = None, timeout: float = 300.0,
            max_patients: int = 20_000,
            java_memory_mb: int = DEFAULT_JAVA_MEMORY_MB) -> ReasoningReport:
@@ -164,6 +169,15 @@ def reason(patients: Graph, *, ontology: Graph | None = None, timeout: float = 3
             f"{len(patient_set)} patients exceed the reasoning limit of {max_patients}: HermiT is "
             "for cohorts, not populations (it took 44 s and 1.1 GB for 10,000 patients). Use "
             "`itkg eligibility` for whole populations, or raise max_patients deliberately.")
+    # HermiT's work grows with every individual, not only with patients: records that hang off
+    # patients, and individuals linked to no patient at all, count against the limit too.
+    described = len(set(patients.subjects()))
+    if described > max_patients * INDIVIDUALS_PER_PATIENT:
+        raise ReasonerError(
+            f"{described} individuals (patients, their records and anything else described) "
+            f"exceed the reasoning limit of {max_patients * INDIVIDUALS_PER_PATIENT} "
+            f"({INDIVIDUALS_PER_PATIENT} per allowed patient): use `itkg eligibility`, or raise "
+            "max_patients deliberately.")
     classes = _patient_classes(ontology)
     skolem: dict[BNode, URIRef] = {}
     individuals = _individual_bnodes(patients)

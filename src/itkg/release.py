@@ -15,7 +15,8 @@ refuses to run when the release would be inconsistent. ``python -m itkg.release`
 The version is the package version in ``pyproject.toml`` (the one version source). The command
 refuses to build when the ontology's ``owl:versionIRI`` is not ``https://w3id.org/itkg/ontology/
 <version>`` or its ``owl:versionInfo`` is not the version, when CHANGELOG.md has no ``## <version>``
-section, when ``itkg.owl`` or the documentation page is stale, when a report check fails, or when
+section, when ``itkg.owl``, the documentation page or the SKOS cross-references generated from
+the SSSOM set are stale, when a report check fails, or when
 HermiT finds the ontology inconsistent or a class unsatisfiable (``--skip-reasoner`` leaves
 HermiT out, for machines without Java). The folder appears whole or not at all.
 """
@@ -39,6 +40,7 @@ from rdflib.namespace import OWL
 
 from itkg import build_owl, ontology_docs, qc
 from itkg.errors import ItkgError
+from itkg.mappings import sync_ontology
 from itkg.resources import data_root, ontology_owl_path, ontology_path
 
 ONTOLOGY = URIRef("https://w3id.org/itkg/ontology")
@@ -135,6 +137,8 @@ def _check_sources(version: str, *, reasoner: bool) -> _Sources:
     notes = changelog_section(changelog.read_text(encoding="utf-8"), version) if changelog.is_file() else None
     if notes is None:
         problems.append(f"{changelog}: no '## {version}' section: add the release's CHANGELOG entry")
+    if ontology_path().with_name(SSSOM).is_file() and not sync_ontology(ontology_path(), check=True):
+        problems.append(f"{ontology_path()}: its cross-references differ from {SSSOM}: run `python -m itkg.build_owl`")
     owl, page = build_owl.render(graph), ontology_docs.render(graph)
     if not ontology_owl_path().is_file() or ontology_owl_path().read_text(encoding="utf-8") != owl:
         problems.append(f"{ontology_owl_path()} is stale: run `python -m itkg.build_owl`")

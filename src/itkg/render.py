@@ -9,10 +9,11 @@ file one by one, so that no full copy of the text is ever held.
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import io
 import json
+import re
+import shutil
 import uuid
 from json.encoder import encode_basestring as _json_string
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -25,7 +26,7 @@ from rich.markup import escape as markup_escape
 from rich.table import Table
 
 from .knowledge import Knowledge
-from .loading import Source, node_id, to_oxigraph
+from .loading import Source, node_id, to_oxigraph_triple
 from .results import EligibilityResult, PatientExplanation
 from .sparql import QueryResult
 from .termsafe import printable
@@ -43,8 +44,11 @@ def _short(iri: str) -> str:
 
 
 def _console(color: bool, width: int | None = None, wrap: bool = True) -> tuple[Console, io.StringIO]:
+    """A console writing into a string: as wide as the terminal (``COLUMNS``, else the terminal
+    standard output is, else 160 columns for files and pipes)."""
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 160,
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=not wrap)
     return console, buffer
 
@@ -61,12 +65,44 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool 
     return buffer.getvalue()
 
 
+#: A cell a spreadsheet would run as a formula: it starts (or a line in it starts) with one of
+#: these. OWASP's list; a CR or tab before them is skipped by some spreadsheets.
+_FORMULA = re.compile(r"(^|[\r\n])(?=[=+\-@\t\r])")
+#: A plain number (``-5``, ``+1.5e3``) is no formula, and keeps its sign.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: str) -> str:
+    r"""``value`` made safe for a spreadsheet: a ``'`` before a leading ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return (and before one that starts a line inside the cell), so that opening
+    the CSV never runs a formula such as ``=HYPERLINK(...)`` planted in patient data. Plain
+    numbers are left alone.
+
+    >>> [csv_cell(v) for v in ["=1+2", "-5", "@SUM(A1)", "Zoe", "a\r=cmd()"]]
+    ["'=1+2", '-5', "'@SUM(A1)", 'Zoe', "a\r'=cmd()"]
+    """
+    if not value or _NUMBER.fullmatch(value):
+        return value
+    return _FORMULA.sub(r"\1'", value)
+
+
+def _csv_field(value: str) -> str:
+    # Python's csv writer leaves a bare CR unquoted when the line terminator is "\n"; quote it.
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _csv_row(cells: Sequence[str]) -> str:
+    if len(cells) == 1 and not cells[0]:
+        return '""\n'  # as the csv module writes it: an empty line would read as no row
+    return ",".join(_csv_field(csv_cell(c)) for c in cells) + "\n"
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return out.getvalue()
+    """CSV (RFC 4180 quoting, every CR and LF inside a quoted field) with every cell passed
+    through :func:`csv_cell`."""
+    return _csv_row(columns) + "".join(_csv_row(row) for row in rows)
 
 
 # -- eligibility ---------------------------------------------------------------------------------
@@ -286,10 +322,12 @@ def validation_turtle(report: ValidationReport) -> str:
     """The SHACL report graph as Turtle, written by pyoxigraph: rdflib's serializer would write an
     ill-typed ``"maybe"^^xsd:boolean`` as a bare ``maybe``, which is neither valid Turtle nor the
     value as written."""
-    triples = [ox.Triple(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in report.graph]
-    return ox.serialize(triples, format=ox.RdfFormat.TURTLE,
+    triples = [to_oxigraph_triple(t) for t in report.graph]
+    text = ox.serialize(triples, format=ox.RdfFormat.TURTLE,
                         prefixes={"sh": "http://www.w3.org/ns/shacl#", "itkg": str(ITKG),
-                                  "xsd": "http://www.w3.org/2001/XMLSchema#"}).decode("utf-8")
+                                  "xsd": "http://www.w3.org/2001/XMLSchema#"})
+    assert text is not None  # no output given: the bytes are returned
+    return text.decode("utf-8")
 
 
 # -- query ---------------------------------------------------------------------------------------
@@ -319,6 +357,7 @@ def query_json(result: QueryResult) -> str:
             return {"type": "uri", "value": str(term)}
         if isinstance(term, rdflib.BNode):
             return {"type": "bnode", "value": str(term)}
+        assert isinstance(term, rdflib.Literal)
         out: dict[str, Any] = {"type": "literal", "value": str(term)}
         if term.language:
             out["xml:lang"] = term.language

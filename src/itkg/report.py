@@ -94,7 +94,9 @@ class _Input:
     sources: tuple[Source, ...]
     engine: RuleEngine | None = None
     origin: str = ""
-    notes: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    #: FHIR input: record IRI -> the resource and codes it came from (``Condition/c1, ICD-10-CM G89.3``).
+    fhir_notes: Mapping[str, str] = field(default_factory=dict)
 
 
 def _cut(text: str, limit: int = MAX_TEXT) -> str:
@@ -112,6 +114,43 @@ def _cap(items: Iterable[str], limit: int = MAX_ITEMS) -> list[str]:
     items = list(items)
     shown = [_cut(item) for item in items[:limit]]
     return shown + ([f"\u2026 and {len(items) - limit} more"] if len(items) > limit else [])
+
+
+_RECORD_REF = re.compile(r"<([^<>\s]+)>")
+
+
+class _Namer:
+    """Adds the FHIR resource (and codes) a record came from to its name, where the input was FHIR:
+    ``<https://fhir.invalid/Condition/c1>`` becomes ``<…/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``.
+
+    >>> _Namer({"https://x/Condition/c1": "Condition/c1, ICD-10-CM G89.3"}).text("diagnosis <https://x/Condition/c1>")
+    'diagnosis <https://x/Condition/c1> (Condition/c1; ICD-10-CM G89.3)'
+    >>> _Namer({"https://x/Condition/c1": "Condition/c1"}).record("https://x/Condition/c1")
+    'https://x/Condition/c1 (Condition/c1)'
+    """
+
+    def __init__(self, notes: Mapping[str, str]) -> None:
+        self.notes = notes
+
+    def _note(self, iri: str) -> str | None:
+        found = self.notes.get(iri)
+        if found is None:
+            return None
+        name, _, codes = found.partition(", ")
+        return f"{name}; {codes}" if codes else name
+
+    def text(self, text: str) -> str:
+        if not self.notes or "<" not in text:
+            return text
+
+        def named(match: re.Match[str]) -> str:
+            note = self._note(match.group(1))
+            return match.group(0) if note is None else f"{match.group(0)} ({note})"
+        return _RECORD_REF.sub(named, text)
+
+    def record(self, node: str) -> str:
+        note = self._note(node) if self.notes else None
+        return node if note is None else f"{node} ({note})"
 
 
 def _count_patients(index: PatientIndex) -> int:
@@ -163,16 +202,37 @@ def _decide_files(paths: Sequence[Path], *, engine: str, input_format: str | Non
                   knowledge: Knowledge, timeout: float | None) -> _Input:
     """One index of the files, in this process: the rows come from it, and so do the
     explanations (a second parse would double the cost at scale)."""
+    from .fhir import hook
     from .streaming import build_index, gc_paused
 
+    fhir_paths = set(hook.split(paths, input_format)[0])
     if engine == "native":
         index, sources = build_index(paths, input_format=input_format, checksums=True)
         with gc_paused():
             rule_engine = RuleEngine(knowledge, index)
             rows = sorted(row for patient in index.patients() for row in rule_engine.rows(patient))
-        return _Input(rows, _count_patients(index), sources, rule_engine)
-    return _decide_data(load(list(paths), input_format=input_format), engine=engine,
-                        knowledge=knowledge, timeout=timeout)
+        decided = _Input(rows, _count_patients(index), sources, rule_engine)
+    else:
+        decided = _decide_data(load(list(paths), input_format=input_format), engine=engine,
+                               knowledge=knowledge, timeout=timeout)
+    if fhir_paths:
+        decided.sources = tuple(_fhir_source(s) if Path(s.path) in fhir_paths else s for s in decided.sources)
+        decided.fhir_notes = dict(hook.LAST.notes) if hook.LAST is not None else {}
+    return decided
+
+
+def _fhir_source(source: Source) -> Source:
+    """A FHIR input as the reader names it: format ``fhir`` and the SHA-256 of the file (of a Bulk
+    export directory: of its ``*.ndjson`` files, in name order, one after the other), not of the
+    N-Triples the reader made of it."""
+    path = Path(source.path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return Source(source.path, digest.hexdigest(), "fhir", source.triples)
 
 
 def _decide_data(data: PatientData, *, engine: str, knowledge: Knowledge,
@@ -197,17 +257,17 @@ def _decide_endpoint(endpoint: Any, knowledge: Knowledge) -> _Input:
     patients = int(str(found[0]["patients"])) if found and "patients" in found[0] else 0
     note = ("The data is on the endpoint: each patient's section shows the indications met with their "
             "evidence; run the report on the files for the criterion-by-criterion explanation.")
-    return _Input(rows, patients, (), None, origin=_display(endpoint.query_url), notes=[note])
+    return _Input(rows, patients, (), None, origin=_display(endpoint.query_url), messages=[note])
 
 
 # -- the page model ---------------------------------------------------------------------------------
 
 
 def _row_model(row: EligibilityResult, knowledge: Knowledge, indication_keys: Mapping[str, str],
-               anchors: Mapping[str, str]) -> dict[str, Any]:
+               anchors: Mapping[str, str], namer: _Namer) -> dict[str, Any]:
     therapy = knowledge.label(row.therapy)
     steps = [(_STEP_KEYS.get(code, "other"), next_step(code, therapy, knowledge)) for code in row.unmet]
-    reasons = _cap((check.reason for check in row.prerequisites if check.state == "failed"), 4)
+    reasons = _cap((namer.text(check.reason) for check in row.prerequisites if check.state == "failed"), 4)
     if row.status == "excluded" and not reasons:
         reasons = [f"{code}: not met" for code in row.unmet]
     return {
@@ -218,18 +278,19 @@ def _row_model(row: EligibilityResult, knowledge: Knowledge, indication_keys: Ma
     }
 
 
-def _explanation_model(explanation: PatientExplanation, knowledge: Knowledge) -> list[dict[str, Any]]:
+def _explanation_model(explanation: PatientExplanation, knowledge: Knowledge,
+                       namer: _Namer) -> list[dict[str, Any]]:
     indications = []
     for ind in explanation.indications:
         result = ind.result
         indications.append({
             "label": ind.label, "therapy": knowledge.label(ind.therapy), "met": ind.met,
             "status": result.status if result else None,
-            "criteria": [{"label": c.label, "met": c.met, "evidence": _cap(c.evidence),
-                          "failed": _cap(c.failed)} for c in ind.criteria],
+            "criteria": [{"label": c.label, "met": c.met, "evidence": _cap(map(namer.text, c.evidence)),
+                          "failed": _cap(map(namer.text, c.failed))} for c in ind.criteria],
             "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
-                               "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
-                               "records": _cap(p.records)}
+                               "state_words": STATE_WORDS.get(p.state, p.state),
+                               "reason": _cut(namer.text(p.reason)), "records": _cap(map(namer.record, p.records))}
                               for p in (result.prerequisites if result else ())],
         })
     return indications
@@ -319,11 +380,13 @@ def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, 
     detail_patients = sorted(by_patient)[:max_details]
     anchors = {p: f"p{n}" for n, p in enumerate(detail_patients)}
 
+    namer = _Namer(decided.fhir_notes)
     lists: dict[str, dict[str, Any]] = {}
     for status in ("pending", "qualifies", "excluded"):
         matching = [r for r in rows if r.status == status]
         lists[status] = {"total": len(matching),
-                         "rows": [_row_model(r, knowledge, indication_keys, anchors) for r in matching[:max_listed]]}
+                         "rows": [_row_model(r, knowledge, indication_keys, anchors, namer)
+                                  for r in matching[:max_listed]]}
     capped = any(lists[s]["total"] > max_listed for s in lists) or len(by_patient) > max_details
 
     pending_codes = {code for r in rows if r.status == "pending" for code in r.unmet}
@@ -333,7 +396,7 @@ def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, 
     details = []
     for patient in detail_patients:
         if decided.engine is not None:
-            indications = _explanation_model(decided.engine.explain(patient), knowledge)
+            indications = _explanation_model(decided.engine.explain(patient), knowledge, namer)
         else:
             indications = _rows_only_model(by_patient[patient], knowledge)
         details.append({"patient": _cut(patient), "anchor": anchors[patient], "indications": indications})
@@ -352,7 +415,7 @@ def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, 
         "attrition": attrition_rows, "chart": _chart(attrition_rows),
         "lists": lists, "max_listed": max_listed, "max_details": max_details,
         "details": details, "details_total": len(by_patient), "csv_name": csv_name if capped else None,
-        "step_filters": step_filters, "notes": decided.notes, "status_words": STATUS_WORDS,
+        "step_filters": step_filters, "notes": decided.messages, "status_words": STATUS_WORDS,
     }
     env = _environment()
     style = env.get_template("report.css").render(indications=attrition_rows, steps=step_filters)

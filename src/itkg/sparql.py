@@ -16,16 +16,17 @@ that the parent never holds them (see there why that matters).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Literal as TLiteral, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
 import pyoxigraph as ox
 import rdflib
+from rdflib.query import ResultRow
 
 from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
 from .knowledge import ontology_graph
-from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph,
+from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
 
 Engine = TLiteral["rdflib", "oxigraph"]
@@ -42,26 +43,32 @@ class QueryResult:
 
     variables: tuple[str, ...]
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
+    #: The files the data came from (with what was set aside from them), when the query loaded them.
+    sources: tuple = field(default=(), compare=False)
 
 
-def _ontology_quads() -> list[ox.Quad]:
-    return [ox.Quad(to_oxigraph(s), to_oxigraph(p), to_oxigraph(o)) for s, p, o in ontology_graph()]
+def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
+    """The ontology (or ``ontology``: itkg's plus a site's extensions) as pyoxigraph quads."""
+    graph = ontology_graph() if ontology is None else ontology
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in graph]
 
 
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
-                   with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> PatientStore:
+                   with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
+                   strict: bool = False, ontology: rdflib.Graph | None = None) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
     ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once."""
     store = ox.Store()
     if with_ontology:
-        store.extend(_ontology_quads())
+        store.extend(_ontology_quads(ontology))
     return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                      with_ontology=with_ontology)
+                      with_ontology=with_ontology, strict=strict)
 
 
-def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResult:
+def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
+                   ontology: rdflib.Graph | None = None) -> QueryResult:
     graph = rdflib.Graph()
     if isinstance(data, PatientStore):  # the ontology, if asked for, is in the store already
         add = graph.add
@@ -69,7 +76,7 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
             add((to_rdflib(triple.subject), to_rdflib(triple.predicate), to_rdflib(triple.object)))
     else:
         if with_ontology:
-            graph += ontology_graph()
+            graph += ontology_graph() if ontology is None else ontology
         if data is not None:
             graph += data.graph()
     try:
@@ -78,18 +85,19 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool) -> QueryResu
         raise QueryError("the query recursed too deeply over this data") from None
     if result.type != "SELECT":
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
-    variables = tuple(str(v) for v in result.vars)
-    rows = tuple({str(k): v for k, v in row.asdict().items()} for row in result)
+    variables = tuple(str(v) for v in result.vars or ())
+    rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
     return QueryResult(variables, rows)
 
 
-def _oxigraph_select(text: str, data: QueryData, with_ontology: bool) -> QueryResult:
+def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
+                     ontology: rdflib.Graph | None = None) -> QueryResult:
     if isinstance(data, PatientStore):  # select() checked that it holds the ontology if asked
         store = data.store
     else:
         store = ox.Store()
         if with_ontology:
-            store.extend(_ontology_quads())
+            store.extend(_ontology_quads(ontology))
         if data is not None:
             store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in data.triples)
     try:
@@ -110,19 +118,22 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool) -> QueryRe
     return QueryResult(variables, tuple(rows))
 
 
-_RUNNERS: dict[str, Callable[[str, QueryData, bool], QueryResult]] = {
+_RUNNERS: dict[str, Callable[..., QueryResult]] = {
     "rdflib": _rdflib_select,
     "oxigraph": _oxigraph_select,
 }
 
 
 def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
-           with_ontology: bool = True, timeout: float | None = None) -> QueryResult:
+           with_ontology: bool = True, timeout: float | None = None,
+           ontology: rdflib.Graph | None = None) -> QueryResult:
     """Run a SELECT query over the ontology and ``data`` with the given local engine.
 
     :param data: patient triples (:func:`itkg.load`), or a store from :func:`load_for_query`,
         which the ``oxigraph`` engine queries as it is (the ``rdflib`` engine copies it).
     :param with_ontology: include the ontology; a store must have been loaded the same way.
+    :param ontology: the ontology to include, when not itkg's alone (with a site's extensions:
+        :attr:`itkg.knowledge.Knowledge.graph`); a store holds what it was loaded with.
     :param timeout: seconds; when given the query runs in a child process that is killed at the
         deadline (:class:`~itkg.errors.QueryTimeout`).
 
@@ -130,7 +141,7 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
     >>> int(result.rows[0]["n"]) > 100
     True
     """
-    guards.gate_query(text)
+    gate(text, timeout=timeout)
     try:
         runner = _RUNNERS[engine]
     except KeyError:
@@ -140,13 +151,15 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
         raise QueryError("the store was loaded " + ("with" if data.with_ontology else "without")
                          + " the ontology; query it the same way")
     if timeout is None:
-        return runner(text, data, with_ontology)
-    return run_with_deadline(runner, (text, data, with_ontology), timeout)
+        return runner(text, data, with_ontology, ontology)
+    return run_with_deadline(runner, (text, data, with_ontology, ontology), timeout)
 
 
 def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                  engine: Engine = "oxigraph", input_format: str | None = None,
-                 with_ontology: bool = True, timeout: float | None = None) -> QueryResult:
+                 with_ontology: bool = True, timeout: float | None = None,
+                 source: str = "<query>", strict: bool = False,
+                 ontology: rdflib.Graph | None = None) -> QueryResult:
     """Load ``files`` (as :func:`itkg.load` does, with its checks and errors) and run a SELECT
     query over them and the ontology: :func:`select` for data that is only needed for one query.
 
@@ -156,22 +169,73 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     it reads, so the child gets private copies of most of the store's pages (measured at 100,000
     patients: 400 of 550 MB), and the data would be held nearly twice after all.
     """
-    guards.gate_query(text)
+    gate(text, source, timeout)
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
     def loaded() -> tuple[QueryData]:
         if engine == "oxigraph":
-            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology),)
-        return (load(files, input_format=input_format),)
+            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                   strict=strict, ontology=ontology),)
+        return (load(files, input_format=input_format, strict=strict),)
 
     if timeout is None:
-        return _run_loaded(engine, text, with_ontology, *loaded())
-    return run_with_deadline(_run_loaded, (engine, text, with_ontology), timeout, prepare=loaded)
+        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
+    return run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
 
 
-def _run_loaded(engine: str, text: str, with_ontology: bool, data: QueryData) -> QueryResult:
-    return _RUNNERS[engine](text, data, with_ontology)
+def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
+                data: QueryData) -> QueryResult:
+    result = _RUNNERS[engine](text, data, with_ontology, ontology)
+    return replace(result, sources=data.sources if data is not None else ())
+
+
+def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:
+    """:func:`itkg.guards.gate_query`, within ``timeout`` seconds when one is given.
+
+    The gate parses the query with rdflib (pyparsing), whose time on a hostile query text is not
+    bounded either; so with a deadline it runs in a forked child without network, as the query
+    does, and a gate that does not finish raises :class:`QueryTimeout`. ``source`` names the
+    query in messages.
+    """
+    if timeout is None:
+        guards.gate_query(text, source)
+        return
+    processes.call_with_deadline(
+        _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
+        timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
+        failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+
+
+#: Recursion allowed to the gate's parser in its child, and the stack of the thread it runs in.
+#: rdflib's pyparsing grammar recurses about 11 levels per triple pattern, so Python's default
+#: limit of 1,000 refused a valid query of 90 patterns as "nested too deeply".
+_GATE_RECURSION = 50_000
+_GATE_STACK_BYTES = 512 * 1024**2
+
+
+def _gate_with_deep_stack(text: str, source: str) -> None:
+    """:func:`itkg.guards.gate_query` in a thread with a large stack and a raised recursion
+    limit. Only ever run in the gate's own child process: the limit is process-wide, and should
+    the C stack still overflow, only that child dies (reported as a failed check)."""
+    import sys
+    import threading
+
+    outcome: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            guards.gate_query(text, source)
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            outcome[0] = error
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), _GATE_RECURSION))
+    threading.stack_size(_GATE_STACK_BYTES)
+    worker = threading.Thread(target=run, name="itkg-gate")
+    worker.start()
+    worker.join()
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
@@ -183,6 +247,10 @@ def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeo
     :param prepare: called in the child first; what it returns is appended to ``args``. The
         deadline starts when it has returned, so it can load data that only the child then holds.
     """
+    # The rows come back pickled, and unpickling builds rdflib literals here in the parent: without
+    # the defaults rdflib would rewrite their lexical forms ("0012345"^^xsd:integer -> 12345) and
+    # log a warning quoting each value it cannot convert (a name passed through STRDT, say).
+    guards.install_library_defaults()
     return processes.call_with_deadline(
         function, args, timeout, prepare=prepare, passes=(ItkgError,), offline=True,
         timed_out=lambda: QueryTimeout(f"the query did not finish within {timeout:g} s"),

@@ -31,14 +31,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pyoxigraph as ox
 
-from . import guards, vocab
+from . import guards, setaside, vocab
 from .engine import PatientIndex
 from .errors import InputError, UnsafeInputError
-from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
+from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.
@@ -53,6 +53,8 @@ _TURTLE_CUT = re.compile(rb"\.[ \t]*\r?\n(?:[ \t]*\r?\n)*(?=[^\s#])")
 _INDEXED = {ox.NamedNode(p): sys.intern(p) for p in vocab.INDEXED_PREDICATES}
 _SUBCLASS_OF = ox.NamedNode(vocab.RDFS_SUBCLASS_OF)
 _IMPORTS = ox.NamedNode(OWL_IMPORTS)
+#: What :meth:`IndexBuilder._object_value` gives for an ill-typed literal: it is set aside.
+_ASIDE = object()
 #: Distinct IRI and literal objects remembered with their converted (and checked) value. Class
 #: IRIs, individuals and dates repeat across a population; the cap bounds the memory it costs.
 _OBJECT_CACHE_LIMIT = 200_000
@@ -121,6 +123,10 @@ class PieceReport:
     triple_terms: bool = False
     ill_typed: guards.IllTypedLiteral | None = None
     ill_typed_count: int = 0
+    #: the first ill-typed lexical forms, only to find their lines (never printed)
+    ill_typed_lexicals: list[str] | None = None
+    schema_set_aside: int = 0
+    holds_patient: bool = False
     turtle_state: tuple[dict[str, str], str | None] | None = None
 
 
@@ -143,22 +149,22 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     fhir = _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
-        common = dict(file=file_index, path=path,
-                      scope=f"f{file_index + 1}-" if len(paths) > 1 else "")
+        scope = f"f{file_index + 1}-" if len(paths) > 1 else ""
         if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
             pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=fhir[path],
-                                size=len(fhir[path]), **common))
+                                size=len(fhir[path]), file=file_index, path=path, scope=scope))
             continue
         try:
             fmt = detect_format(path, input_format)
             if fmt not in (ox.RdfFormat.N_TRIPLES, ox.RdfFormat.TURTLE):
                 data = read_checked(path, fmt, max_bytes)
                 pieces.append(Piece(len(pieces), fmt=fmt, data=data, size=len(data),
-                                    base_iri=path.resolve().as_uri(), **common))
+                                    base_iri=path.resolve().as_uri(), file=file_index, path=path,
+                                    scope=scope))
                 continue
             size = checked_size(path, max_bytes)
         except InputError as error:
-            pieces.append(Piece(len(pieces), fmt=None, error=error, **common))
+            pieces.append(Piece(len(pieces), fmt=None, error=error, file=file_index, path=path, scope=scope))
             continue
         base = path.resolve().as_uri()
         cuts: list[int] = []
@@ -166,20 +172,24 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
         if parts > 1 and size >= 2 * min_piece_bytes:
             cuts = _cut_points(path, fmt, size, min(parts, size // min_piece_bytes))
             if cuts and fmt == ox.RdfFormat.TURTLE:
-                context = _turtle_header(path, base)
+                context = _turtle_header(path, base, size // (len(cuts) + 1) // 2)
                 if context is None:
                     cuts = []
+        preamble = _directives(context[0]) if context is not None and cuts else b""
+        if len(preamble) > size // (len(cuts) + 1) // 2:
+            # A prefix block larger than half a piece would be parsed again by every piece (and
+            # the cut check fails when a cut falls inside it): one piece is faster.
+            cuts, context = [], None
         bounds = [0, *cuts, size]
         for k in range(len(bounds) - 1):
-            later = {}
-            if k > 0 and context is not None:
-                preamble = _directives(context[0])
-                later = dict(base_iri=context[1], preamble=preamble, context=context,
-                             preamble_lines=preamble.count(b"\n"))
+            later = k > 0 and context is not None
             pieces.append(Piece(
                 len(pieces), fmt=fmt, start=bounds[k], end=bounds[k + 1] if k + 2 < len(bounds) else None,
                 first=k == 0, last=k + 2 == len(bounds), size=size,
-                **{"base_iri": base, **later}, **common))
+                base_iri=context[1] if later and context is not None else base,
+                preamble=preamble if later else b"", context=context if later else None,
+                preamble_lines=preamble.count(b"\n") if later else 0, file=file_index, path=path,
+                scope=scope))
     return pieces
 
 
@@ -198,8 +208,13 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
     if _FHIR_CACHE.get("key") != key:
         graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
         _FHIR_CACHE.clear()
-        _FHIR_CACHE.update(key=key, pieces={path: ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b""
-                                            for path, triples, _digest in graph.files})
+        _FHIR_CACHE.update(key=key, notes=dict(graph.notes),
+                           pieces={path: graph.ntriples(index)
+                                   for index, (path, _triples, _digest) in enumerate(graph.files)})
+    elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
+        notes = _FHIR_CACHE["notes"]
+        assert isinstance(notes, dict)
+        hook.LAST.notes.update(notes)
     return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
 
 
@@ -232,16 +247,35 @@ def _turtle_cut_after(file: BinaryIO, position: int) -> int | None:
     return position + match.end() if match else None
 
 
-def _turtle_header(path: Path, base: str) -> tuple[dict[str, str], str | None] | None:
+class _Head:
+    """The first ``limit`` bytes of a file, as a file-like object for pyoxigraph."""
+
+    def __init__(self, handle: BinaryIO, limit: int) -> None:
+        self._handle, self._left = handle, limit
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._handle.read(size) if size > 0 else b""
+        self._left -= len(data)
+        return data
+
+
+def _turtle_header(path: Path, base: str,
+                   limit: int | None = None) -> tuple[dict[str, str], str | None] | None:
     """The prefixes and base in force at the first triple of a Turtle file (None if it has none
-    or the parser fails before it; then the file is parsed whole and the error found there)."""
-    parser = ox.parse(path=path, format=ox.RdfFormat.TURTLE, base_iri=base,
-                      without_named_graphs=True)
+    or the parser fails before it; then the file is parsed whole and the error found there).
+    With ``limit``, also None when the first triple does not come within the first ``limit``
+    bytes: a prefix block that long is not worth cutting the file for (every piece would parse
+    it again), and reading it here would cost as much as parsing the file."""
     try:
-        next(iter(parser))
+        with open(path, "rb") as handle:
+            source = handle if limit is None else cast(BinaryIO, _Head(handle, limit))
+            parser = ox.parse(source, format=ox.RdfFormat.TURTLE, base_iri=base,
+                              without_named_graphs=True)
+            next(iter(parser))
+            return dict(parser.prefixes), parser.base_iri
     except (StopIteration, SyntaxError, ValueError, OSError, MemoryError):
         return None
-    return dict(parser.prefixes), parser.base_iri
 
 
 def _directives(prefixes: dict[str, str]) -> bytes:
@@ -263,9 +297,15 @@ class _PieceReader:
     def __init__(self, piece: Piece, on_read: Callable[[int], None] | None,
                  should_stop: Callable[[], bool] | None) -> None:
         self._file = open(piece.path, "rb")  # noqa: SIM115 - closed by close()
-        self._file.seek(piece.start)
-        self._left = None if piece.end is None else piece.end - piece.start
-        self._preamble = piece.preamble
+        start = piece.start
+        if start == 0 and self._file.read(len(BOM)) == BOM:  # a UTF-8 byte order mark is skipped
+            start = len(BOM)
+        self._file.seek(start)
+        self._left = None if piece.end is None else max(0, piece.end - start)
+        # Handed out by offset: slicing off the front of the bytes at every read copied the rest
+        # each time, quadratic in the prefix block (10^6 prefixes took minutes).
+        self._preamble = memoryview(piece.preamble or b"")
+        self._preamble_at = 0
         self._on_read = on_read
         self._should_stop = should_stop
         self._cr = False
@@ -273,10 +313,11 @@ class _PieceReader:
         self.stopped = False
 
     def read(self, size: int = -1) -> bytes:
-        if self._preamble:
-            size = len(self._preamble) if size < 0 else size
-            chunk, self._preamble = self._preamble[:size], self._preamble[size:]
-            return chunk
+        if self._preamble_at < len(self._preamble):
+            start = self._preamble_at
+            end = len(self._preamble) if size < 0 else min(len(self._preamble), start + size)
+            self._preamble_at = end
+            return bytes(self._preamble[start:end])
         if self._should_stop is not None and self._should_stop():
             self.stopped = True
             return b""
@@ -308,16 +349,25 @@ class IndexBuilder:
     """Adds parsed triples to a :class:`PatientIndex`, checking them on the way as
     :func:`itkg.load` does (``owl:imports``, ill-typed literals)."""
 
-    def __init__(self, index: PatientIndex | None = None) -> None:
-        self.index = index if index is not None else PatientIndex()
+    def __init__(self, index: PatientIndex | None = None, predicates: frozenset[str] | None = None) -> None:
+        self.index = index if index is not None else PatientIndex(predicates)
+        self._indexed = _INDEXED if predicates is None else \
+            {ox.NamedNode(p): sys.intern(p) for p in predicates}
         self._objects: dict[object, object] = {}
+        self._schema_types: dict[object, bool] = {}
+        self._schema_predicates: dict[object, bool] = {}
 
     def add(self, quads: Iterable[ox.Quad], scope: str, report: PieceReport) -> None:
         """Index ``quads``; blank node labels get the prefix ``scope``. What is wrong with them
-        goes into ``report`` (the first ill-typed literal, how many, whether owl:imports occurs)."""
-        nodes, objects, indexed = self.index.nodes, self._objects, _INDEXED
+        goes into ``report`` (the first ill-typed literal, how many, whether owl:imports occurs).
+        Statements about classes or ``itkg:`` terms and ill-typed values are set aside, counted
+        (:mod:`itkg.setaside`)."""
+        nodes, objects, indexed = self.index.nodes, self._objects, self._indexed
         named, blank, literal = ox.NamedNode, ox.BlankNode, ox.Literal
+        schema_types, links, rdf_type = self._schema_types, setaside.PATIENT_LINKS, sys.intern(vocab.RDF_TYPE)
+        itkg, patient = vocab.ITKG, vocab.PATIENT
         last_subject: object = None
+        aside_subject = False
         props: dict[str, list] = {}
         count = 0
         for count, quad in enumerate(quads, 1):  # noqa: B007 - count is used after the loop
@@ -326,21 +376,44 @@ class IndexBuilder:
             value = objects.get(obj)
             if predicate is None:
                 if value is None and type(obj) is literal:
-                    self._object_value(quad, obj, scope, report)  # checks it
+                    if self._object_value(quad, obj, scope, report) is _ASIDE:  # checks it
+                        continue
                 self._other(quad, report)
                 continue
             if value is None:
                 value = "_:" + scope + obj.value if type(obj) is blank else \
                     self._object_value(quad, obj, scope, report)
+                if value is _ASIDE:
+                    continue
             subject = quad.subject
             if subject != last_subject:
                 last_subject = subject
                 kind = type(subject)
-                key = subject.value if kind is named else \
-                    "_:" + scope + subject.value if kind is blank else str(subject)
-                props = nodes.get(key)
-                if props is None:
-                    props = nodes[key] = {}
+                # ``type() is`` narrows faster than isinstance; mypy cannot follow it.
+                key = (subject.value if kind is named  # type: ignore[union-attr]
+                       else "_:" + scope + subject.value if kind is blank  # type: ignore[union-attr]
+                       else str(subject))
+                aside_subject = kind is named and key.startswith(itkg)
+                if not aside_subject:
+                    found = nodes.get(key)
+                    if found is None:
+                        found = nodes[key] = {}
+                    props = found
+            if aside_subject:
+                report.schema_set_aside += 1
+                continue
+            if predicate is rdf_type:
+                verdict = schema_types.get(value)
+                if verdict is None:
+                    verdict = schema_types[value] = isinstance(value, str) and \
+                        setaside.is_schema_parts(None, rdf_type, value)
+                if verdict:
+                    report.schema_set_aside += 1
+                    continue
+                if value == patient:
+                    report.holds_patient = True
+            elif predicate in links:
+                report.holds_patient = True
             values = props.get(predicate)
             if values is None:
                 props[predicate] = [value]
@@ -350,7 +423,8 @@ class IndexBuilder:
 
     def _object_value(self, quad: ox.Quad, obj: object, scope: str, report: PieceReport) -> object:
         """An object as the index stores it (IRI, ``_:label`` or ``(lexical, datatype)``), after
-        checking a literal against its datatype; IRIs and valid literals are remembered."""
+        checking a literal against its datatype; IRIs and valid literals are remembered. An
+        ill-typed literal is counted in ``report`` and gives :data:`_ASIDE`."""
         kind = type(obj)
         if kind is ox.BlankNode:
             return "_:" + scope + obj.value  # type: ignore[attr-defined]
@@ -360,8 +434,11 @@ class IndexBuilder:
             if not guards.is_valid_lexical(lexical, datatype):
                 if report.ill_typed is None:
                     report.ill_typed = guards.IllTypedLiteral(quad.predicate.value, datatype)
+                    report.ill_typed_lexicals = []
                 report.ill_typed_count += 1
-                return value
+                if len(report.ill_typed_lexicals) < 20:  # type: ignore[arg-type]
+                    report.ill_typed_lexicals.append(lexical)  # type: ignore[union-attr]
+                return _ASIDE
         else:
             if kind is ox.Triple:
                 report.triple_terms = True
@@ -371,13 +448,16 @@ class IndexBuilder:
         return value
 
     def _other(self, quad: ox.Quad, report: PieceReport) -> None:
-        """A triple outside the index: only subclass axioms and owl:imports matter."""
+        """A triple outside the index: only schema statements (counted) and owl:imports matter."""
         predicate = quad.predicate
-        if predicate == _SUBCLASS_OF:
-            if type(quad.subject) is ox.NamedNode and type(quad.object) is ox.NamedNode:
-                self.index.subclass_axioms.append((quad.subject.value, quad.object.value))
-        elif predicate == _IMPORTS:
+        if predicate == _IMPORTS:
             report.imports = True
+        verdict = self._schema_predicates.get(predicate)
+        if verdict is None:
+            verdict = self._schema_predicates[predicate] = setaside.is_schema_parts(
+                None, predicate.value, None)
+        if verdict or (type(quad.subject) is ox.NamedNode and quad.subject.value.startswith(vocab.ITKG)):
+            report.schema_set_aside += 1
 
 
 def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int], None] | None = None,
@@ -390,7 +470,7 @@ def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int],
     assert piece.fmt is not None
     reader = None if piece.data is not None else _PieceReader(piece, on_read, should_stop)
     try:
-        parser = ox.parse(piece.data if reader is None else reader, format=piece.fmt,
+        parser = ox.parse(piece.data if reader is None else cast(BinaryIO, reader), format=piece.fmt,
                           base_iri=piece.base_iri, without_named_graphs=True)
         builder.add(parser, piece.scope, report)
         if piece.fmt == ox.RdfFormat.TURTLE and not piece.last:
@@ -410,19 +490,20 @@ def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int],
 # -- deciding --------------------------------------------------------------------------------------
 
 
-def fatal_after(pieces: Sequence[Piece], report: PieceReport) -> int | None:
+def fatal_after(pieces: Sequence[Piece], report: PieceReport, strict: bool = False) -> int | None:
     """The last piece number whose report can still matter once ``report`` is in (later pieces
     may be skipped), or None when ``report`` found nothing that will be raised."""
     piece = pieces[report.number]
     if piece.error is not None or report.failure is not None:
         return report.number
-    if report.imports or report.triple_terms or report.ill_typed is not None:
+    if report.imports or report.triple_terms or (strict and report.ill_typed is not None):
         return max(p.number for p in pieces if p.file == piece.file)
     return None
 
 
-def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport]) -> None:
-    """Raise the error :func:`itkg.load` would raise for these files, if any.
+def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport], strict: bool = False) -> None:
+    """Raise the error :func:`itkg.load` would raise for these files, if any (ill-typed values
+    only when ``strict``: otherwise they are set aside and counted).
 
     :raises Untrusted: when a cut piece cannot be trusted; parse its file whole to find out.
     """
@@ -450,9 +531,22 @@ def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport]) -> None:
         if any(r.triple_terms for r in reports_of_file):
             raise InputError(file_pieces[0].path, TRIPLE_TERMS_REFUSED)
         bad = [r for r in reports_of_file if r.ill_typed is not None]
-        if bad:
+        if bad and strict:
             raise ill_typed_error(file_pieces[0].path, bad[0].ill_typed,  # type: ignore[arg-type]
-                                  sum(r.ill_typed_count for r in bad))
+                                  sum(r.ill_typed_count for r in bad), _lines(file_pieces, bad))
+
+
+def _lines(file_pieces: Sequence[Piece], reports: Sequence[PieceReport]) -> tuple[int, ...]:
+    """The lines of a file's ill-typed values (found by their text; never printed with them)."""
+    lexicals = [x for r in reports for x in (r.ill_typed_lexicals or ())][:20]
+    if not lexicals:
+        return ()
+    first = file_pieces[0]
+    try:
+        raw = first.data if first.data is not None else first.path.read_bytes()
+    except OSError:
+        return ()
+    return setaside.find_lines(raw, lexicals)
 
 
 def _absolute(piece: Piece, report: PieceReport, lines_before: int) -> InputError:
@@ -474,7 +568,9 @@ def _absolute(piece: Piece, report: PieceReport, lines_before: int) -> InputErro
 
 def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES, checksums: bool = False,
-                on_read: Callable[[int], None] | None = None) -> tuple[PatientIndex, tuple[Source, ...]]:
+                on_read: Callable[[int], None] | None = None,
+                strict: bool = False,
+                predicates: frozenset[str] | None = None) -> tuple[PatientIndex, tuple[Source, ...]]:
     """Stream ``paths`` into one index, in this process, file by file; raise the first problem
     as :func:`itkg.load` would.
 
@@ -484,14 +580,14 @@ def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
     (5, 'turtle')
     """
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes)
-    builder = IndexBuilder()
+    builder = IndexBuilder(predicates=predicates)
     reports: dict[int, PieceReport] = {}
     with gc_paused():
         for piece in pieces:
             reports[piece.number] = parse_piece(piece, builder, on_read=on_read)
             # One piece per file here: resolving now raises this file's problem before the next
             # file is read, as itkg.load does.
-            resolve([piece], {piece.number: reports[piece.number]})
+            resolve([piece], {piece.number: reports[piece.number]}, strict)
     return builder.index, sources_of(pieces, reports, checksums=checksums)
 
 
@@ -507,8 +603,13 @@ def sources_of(pieces: Sequence[Piece], reports: dict[int, PieceReport], *,
         if checksums:
             digest = hashlib.sha256(first.data).hexdigest() if first.data is not None \
                 else file_sha256(first.path)
+        file_reports = [reports[p.number] for p in file_pieces]
+        lines = _lines(file_pieces, file_reports)
         sources.append(Source(str(first.path), digest, format_name(first.fmt),  # type: ignore[arg-type]
-                              sum(reports[p.number].triples for p in file_pieces)))
+                              sum(r.triples for r in file_reports),
+                              sum(r.schema_set_aside for r in file_reports),
+                              sum(r.ill_typed_count for r in file_reports), lines,
+                              any(r.holds_patient for r in file_reports)))
     return tuple(sources)
 
 

@@ -17,9 +17,11 @@ parsing it took longer than answering it.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+import functools
 from functools import lru_cache
 from queue import Queue
 from typing import Any, Callable, Iterable, Sequence
@@ -32,8 +34,8 @@ from rdflib.plugins.sparql import prepareQuery
 
 from . import jena, names, processes, turbo
 from .errors import ValidationEngineError
-from .knowledge import ontology_graph
-from .loading import PatientData, node_id, to_rdflib
+from .knowledge import Knowledge, ontology_graph
+from .loading import PatientData, node_id, ntriples, to_rdflib
 from .partition import Node, Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
 from .resources import shapes_paths
 
@@ -85,11 +87,25 @@ class ValidationReport:
 
 
 @lru_cache(maxsize=1)
-def shapes_graph() -> rdflib.Graph:
-    """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it)."""
+def _bundled_shapes() -> rdflib.Graph:
     graph = rdflib.Graph()
     for path in shapes_paths():
         graph.parse(path, format="turtle")
+    return graph
+
+
+def shapes_graph(knowledge: Knowledge | None = None) -> rdflib.Graph:
+    """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it). With a ``knowledge``
+    that has extension files, the planned-therapy shapes are generated anew from its rules
+    (:func:`itkg.rulegen.planned_therapy_shapes`), so a site's prerequisite is checked too."""
+    if knowledge is None or not knowledge.extended:
+        return _bundled_shapes()
+    from .rulegen import planned_therapy_shapes
+    graph = rdflib.Graph()
+    for path in shapes_paths():
+        if path.name != "planned-therapy.ttl":
+            graph.parse(path, format="turtle")
+    graph.parse(data=planned_therapy_shapes(knowledge), format="turtle")
     return graph
 
 
@@ -143,10 +159,51 @@ def _described(report: rdflib.Graph, node: rdflib.term.Node) -> Iterable[_Triple
                 stack.append(o)
 
 
-def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph) -> rdflib.Graph:
+def _literal_message_substitution() -> None:
+    """Make pySHACL put ``{?var}`` values into SHACL-SPARQL messages as they are.
+
+    pySHACL 0.40 fills them in with ``re.sub(pattern, str(value), message)``, so a backslash in a
+    value quoted by a message (a consent date ``"2026\\1-03"`` in the planned-therapy message) is
+    read as a group reference: ``\\1`` crashes validation, ``\\\\`` comes out as one backslash,
+    ``\\n`` as a line break. Jena shows the value as it is, and so does this replacement, which
+    differs from pySHACL's only in giving ``re.sub`` a function (whose result is used literally).
+    Installed once, before the first pySHACL run.
+    """
+    from pyshacl.constraints.constraint_component import ConstraintComponent
+
+    if getattr(ConstraintComponent._format_sparql_based_result_message, "_itkg", False):
+        return
+    original = ConstraintComponent._format_sparql_based_result_message
+
+    def literal(self: Any, msg: Any, bound_vars: Any) -> Any:
+        fdict: dict[str, Any] = {}
+        if isinstance(bound_vars, (tuple, list)):
+            if len(bound_vars) == 4:
+                fdict.update(bound_vars[3])
+                bound_vars = bound_vars[:3]
+            if len(bound_vars) == 3:
+                for key, val in zip(("this", "path", "value"), bound_vars):
+                    if val is not None:
+                        fdict[key] = val
+        elif isinstance(bound_vars, dict):
+            fdict.update(bound_vars)
+        else:
+            return original(self, msg, bound_vars)
+        for var, val in fdict.items():
+            # A function replacement is taken literally: a backslash in the value stays one.
+            msg = re.sub("{{[?$]{}}}".format(re.escape(str(var))), functools.partial(_literally, str(val)), msg)
+        return msg
+
+    literal._itkg = True  # type: ignore[attr-defined]
+    ConstraintComponent._format_sparql_based_result_message = literal  # type: ignore[method-assign]
+
+
+def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None) -> rdflib.Graph:
     """Plain pySHACL, as contract §4 says; ``graph`` becomes the data graph with the ontology mixed in."""
+    _literal_message_substitution()
     return pyshacl.validate(
-        graph, shacl_graph=shapes, ont_graph=ontology_graph(), inference="none",
+        graph, shacl_graph=shapes, ont_graph=ontology if ontology is not None else ontology_graph(),
+        inference="none",
         abort_on_first=False, allow_warnings=True, do_owl_imports=False, inplace=True,
     )[1]
 
@@ -178,6 +235,8 @@ class _Context:
     shapes: rdflib.Graph
     shared: list[_Triple]
     replicated: frozenset[rdflib.term.Node]
+    #: the ontology and a site's extensions, when not the bundled ontology alone
+    ontology: rdflib.Graph | None = None
 
 
 #: The context of the batches this process validates; set by :func:`validate`, or by
@@ -202,7 +261,7 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     assert _CONTEXT is not None, "validate() sets the context"
     if isinstance(local, bytes):
         local = [quad.triple for quad in ox.parse(local, format=ox.RdfFormat.N_TRIPLES)]
-    report = _pyshacl(_graph_of(local, _CONTEXT.shared), _CONTEXT.shapes)
+    report = _pyshacl(_graph_of(local, _CONTEXT.shared), _CONTEXT.shapes, _CONTEXT.ontology)
     return _owned_results(report, local, first, _CONTEXT.replicated)
 
 
@@ -238,11 +297,10 @@ def _merged(batches: Iterable[_Batch]) -> ValidationReport:
     return ValidationReport(conforms, tuple(sorted(results)), graph)
 
 
-def _plan(data: PatientData, batch_triples: int) -> Partition:
-    shapes = shapes_graph()
+def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
     if not is_partitionable(shapes):
         return Partition([], [data.triples], frozenset())
-    return partition(data.triples, fixed_hubs(ontology_graph(), shapes),
+    return partition(data.triples, fixed_hubs(ontology, shapes),
                      target_object_predicates(shapes), batch_triples)
 
 
@@ -259,7 +317,8 @@ def engine_for(data: PatientData, engine: str = "auto") -> str:
 
 
 def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None = None,
-             progress: Callable[[int, int], None] | None = None, engine: str = "auto") -> ValidationReport:
+             progress: Callable[[int, int], None] | None = None, engine: str = "auto",
+             knowledge: Knowledge | None = None) -> ValidationReport:
     """Validate ontology ∪ ``data`` against the shapes (``inference="none"``).
 
     The verdict and results are those of one pySHACL run over the whole graph; the data is
@@ -282,13 +341,16 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None =
         turbo.require()  # a missing engine is an error before the partitioning, not after
     if batch_triples is None:
         batch_triples = turbo.BATCH_TRIPLES if chosen == "turbo" else BATCH_TRIPLES
-    plan = _plan(data, batch_triples)
+    extended = knowledge is not None and knowledge.extended
+    shapes = shapes_graph(knowledge)
+    ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
+    plan = _plan(data, batch_triples, shapes, ontology)
     if chosen == "jena":
-        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress))
+        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
     if chosen == "turbo":
-        return _merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress))
-    context = _Context(shapes_graph(), [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
-                       frozenset(to_rdflib(n) for n in plan.replicated))
+        return _merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+    context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
+                       frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
     workers = max(1, min(workers, len(plan)))
     if workers > 1:
         return _merged(_in_processes(plan, workers, context, progress))
@@ -315,7 +377,7 @@ def _in_processes(plan: Partition, workers: int, context: _Context,
     failed = True
     try:
         done = _windowed(lambda index: pool.submit(
-            _validate_batch, ox.serialize(plan.batches[index], format=ox.RdfFormat.N_TRIPLES), index == 0),
+            _validate_batch, ntriples(plan.batches[index]), index == 0),
             len(plan), workers, progress)
         failed = False
         return done
@@ -352,7 +414,8 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
                 replicated: frozenset[Node]) -> _Batch:
     """The results of one Jena batch, owned as :func:`_validate_batch` owns pySHACL's, as report triples."""
     own = {t.subject for t in local}
-    results, triples = [], []
+    results: list[ValidationResult] = []
+    triples: list[_Triple] = []
     for focus, path, value, shape, severity, component, message in raw:
         if not isinstance(focus, (ox.NamedNode, ox.BlankNode, ox.Literal)):
             raise ValidationEngineError("the Jena SHACL worker sent a result without a focus node")
@@ -376,11 +439,12 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
     return _Batch(results, triples)
 
 
-def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None] | None) -> list[_Batch]:
+def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+             shapes_graph_: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by ``workers`` Jena processes, fed by as many threads (each waits on its pipe)."""
-    shapes = shapes_graph().serialize(format="nt", encoding="utf-8")
-    base = (ontology_graph().serialize(format="nt", encoding="utf-8")
-            + ox.serialize(plan.shared, format=ox.RdfFormat.N_TRIPLES))
+    shapes = shapes_graph_.serialize(format="nt", encoding="utf-8")
+    base = (ontology.serialize(format="nt", encoding="utf-8")
+            + ntriples(plan.shared))
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
@@ -399,15 +463,16 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
-def _ontology_triples() -> list[ox.Triple]:
+def _ontology_triples(ontology: rdflib.Graph) -> list[ox.Triple]:
     """The ontology as Oxigraph triples (blank-node labels kept)."""
-    text = ontology_graph().serialize(format="nt", encoding="utf-8")
+    text = ontology.serialize(format="nt", encoding="utf-8")
     return [quad.triple for quad in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
 
 
-def _in_turbo(plan: Partition, workers: int, progress: Callable[[int, int], None] | None) -> list[_Batch]:
+def _in_turbo(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+              shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
-    validator = turbo.TurboValidator(shapes_graph(), _ontology_triples() + list(plan.shared))
+    validator = turbo.TurboValidator(shapes, _ontology_triples(ontology) + list(plan.shared))
     replicated = frozenset(to_rdflib(n) for n in plan.replicated)
 
     def judge(index: int) -> _Batch:
@@ -416,3 +481,8 @@ def _in_turbo(plan: Partition, workers: int, progress: Callable[[int, int], None
 
     with ThreadPoolExecutor(workers) as threads:
         return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
+
+
+def _literally(text: str, match: re.Match[str]) -> str:
+    """``text`` as the replacement of ``match``, backslashes and all (see the message patch)."""
+    return text

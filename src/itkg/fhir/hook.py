@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..loading import DEFAULT_MAX_BYTES, Source
-from ..results import EligibilityResult
+from ..results import EligibilityResult, PatientExplanation
 from .reader import DEFAULT_BASE, FhirGraph, FhirReport, is_fhir, read
 
 
@@ -29,6 +29,8 @@ class Settings:
     mappings: tuple[str, ...] = ()
     base: str = DEFAULT_BASE
     strict: bool = False
+    progress: bool = False
+    workers: int = 1
 
 
 @dataclass
@@ -47,13 +49,14 @@ LAST: Run | None = None
 
 @contextmanager
 def configured(*, mappings: Sequence[str | os.PathLike[str]] = (), base: str | None = None,
-               strict: bool = False) -> Iterator[Run]:
+               strict: bool = False, progress: bool = False, workers: int | None = None) -> Iterator[Run]:
     """Read FHIR with these settings (added to those already in force) inside the block, and
     collect what the reads found."""
     global SETTINGS, LAST
     saved = SETTINGS, LAST
     SETTINGS = Settings(SETTINGS.mappings + tuple(str(m) for m in mappings),
-                        base or SETTINGS.base, strict or SETTINGS.strict)
+                        base or SETTINGS.base, strict or SETTINGS.strict, progress or SETTINGS.progress,
+                        workers or SETTINGS.workers)
     LAST = Run()
     try:
         yield LAST
@@ -73,16 +76,59 @@ def split(paths: Sequence[str | os.PathLike[str]], input_format: str | None) -> 
 
 def read_fhir(paths: Sequence[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[FhirGraph, list[Source]]:
     """Read the FHIR paths with :data:`SETTINGS`; record the report and notes in :data:`LAST`."""
-    graph = read(paths, base=SETTINGS.base, mappings=SETTINGS.mappings, strict=SETTINGS.strict,
-                 max_bytes=max_bytes)
+    meter = None
+    if SETTINGS.progress:  # the RDF path's display: bytes of FHIR read (in this process)
+        from ..progress import Meter
+        total = sum(size for _, size, _ in stamp(paths))
+        meter = Meter(1, total, visible=True).show()
+    try:
+        graph = read(paths, base=SETTINGS.base, mappings=SETTINGS.mappings, strict=SETTINGS.strict,
+                     max_bytes=max_bytes, on_read=meter.on_read(0) if meter is not None else None,
+                     workers=SETTINGS.workers)
+    finally:
+        if meter is not None:
+            meter.close()
     if LAST is not None:
         LAST.reports.append(graph.report)
         LAST.notes.update(graph.notes)
-    sources = [Source(str(path), digest, "fhir", len(triples)) for path, triples, digest in graph.files]
+    sources = [Source(str(path), digest, "fhir", graph.count(index))
+               for index, (path, _triples, digest) in enumerate(graph.files)]
     return graph, sources
 
 
 _RECORD = re.compile(r"<([^<>\s]+)>")
+
+
+def annotate_text(text: str, notes: dict[str, str]) -> str:
+    """``text`` with every record IRI in it followed by the FHIR resource and codes it came from."""
+    def note(match: re.Match[str]) -> str:
+        found = notes.get(match.group(1))
+        if found is None:
+            return match.group(0)
+        name, _, codes = found.partition(", ")
+        return f"{match.group(0)} ({name}{'; ' + codes if codes else ''})"
+    return _RECORD.sub(note, text) if "<" in text else text
+
+
+def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str]) -> PatientExplanation:
+    """:func:`annotate` for ``itkg explain``: the evidence, failures and prerequisite reasons."""
+    if not notes:
+        return explanation
+
+    def texts(values: Sequence[str]) -> tuple[str, ...]:
+        return tuple(annotate_text(v, notes) for v in values)
+
+    indications = []
+    for item in explanation.indications:
+        criteria = tuple(dataclasses.replace(c, evidence=texts(c.evidence), failed=texts(c.failed))
+                         for c in item.criteria)
+        result = item.result
+        if result is not None:
+            checks = tuple(dataclasses.replace(p, reason=annotate_text(p.reason, notes))
+                           for p in result.prerequisites)
+            result = dataclasses.replace(result, evidence=texts(result.evidence), prerequisites=checks)
+        indications.append(dataclasses.replace(item, criteria=criteria, result=result))
+    return dataclasses.replace(explanation, indications=tuple(indications))
 
 
 def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> list[EligibilityResult]:
@@ -90,15 +136,7 @@ def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> lis
     it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
     if not notes:
         return list(results)
-
-    def note(match: re.Match[str]) -> str:
-        found = notes.get(match.group(1))
-        if found is None:
-            return match.group(0)
-        name, _, codes = found.partition(", ")
-        return f"{match.group(0)} ({name}{'; ' + codes if codes else ''})"
-
-    return [dataclasses.replace(row, evidence=tuple(_RECORD.sub(note, e) for e in row.evidence))
+    return [dataclasses.replace(row, evidence=tuple(annotate_text(e, notes) for e in row.evidence))
             if any("<" in e for e in row.evidence) else row for row in results]
 
 

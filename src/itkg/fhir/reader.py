@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .. import vocab
 from ..errors import InputError, InputTooLargeError, ParseError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import DEFAULT_MAX_BYTES, checked_size
-from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings
+from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings, safe_iri
 from . import rules
 
 #: The base of patient and record IRIs when the input gives none (set it to the FHIR server's base).
@@ -45,6 +46,7 @@ DEFAULT_BASE = "https://fhir.invalid/"
 #: The longest NDJSON line read (a resource); longer ones are refused.
 MAX_LINE_BYTES = 64 * 1024**2
 _SNIFF_BYTES = 64 * 1024
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 DCTERMS_IDENTIFIER = "http://purl.org/dc/terms/identifier"
 RDFS_SEE_ALSO = "http://www.w3.org/2000/01/rdf-schema#seeAlso"
 _TYPE = ox.NamedNode(vocab.RDF_TYPE)
@@ -130,10 +132,31 @@ class FhirGraph:
     files: list[tuple[Path, list[ox.Triple], str]]
     notes: dict[str, str]
     report: FhirReport
+    #: per input path, N-Triples already serialised by worker processes (:mod:`itkg.fhir.parallel`)
+    blobs: list[list[bytes]] = field(default_factory=list)
+
+    def _blobs(self, index: int) -> list[bytes]:
+        return self.blobs[index] if index < len(self.blobs) else []
 
     @property
     def triples(self) -> list[ox.Triple]:
-        return [t for _, triples, _ in self.files for t in triples]
+        """Every triple, of every input path."""
+        out = []
+        for index, (_, triples, _) in enumerate(self.files):
+            out += triples
+            for blob in self._blobs(index):
+                out += [q.triple for q in ox.parse(blob, format=ox.RdfFormat.N_TRIPLES)]
+        return out
+
+    def ntriples(self, index: int) -> bytes:
+        """The facts of input path ``index`` as N-Triples."""
+        triples = self.files[index][1]
+        head = ox.serialize(triples, format=ox.RdfFormat.N_TRIPLES) or b"" if triples else b""
+        return head + b"".join(self._blobs(index))
+
+    def count(self, index: int) -> int:
+        """How many triples input path ``index`` gave."""
+        return len(self.files[index][1]) + sum(blob.count(b"\n") for blob in self._blobs(index))
 
 
 @dataclass
@@ -151,11 +174,10 @@ class _ResourceContext:
         self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
 
     def _codings(self, concept: Any) -> Iterator[tuple[str, str]]:
-        if isinstance(concept, dict):
-            for coding in concept.get("coding") or ():
-                if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
-                    system = coding.get("system")
-                    yield (system if isinstance(system, str) else ""), coding["code"]
+        for coding in rules.codings(concept):
+            if isinstance(coding.get("code"), str) and coding["code"]:
+                system = coding.get("system")
+                yield (system if isinstance(system, str) else ""), coding["code"]
 
     def terms(self, concept: Any) -> set[str]:
         found: set[str] = set()
@@ -182,7 +204,7 @@ class _ResourceContext:
         if not isinstance(ref, str):
             return None
         if ref.startswith("#"):
-            for contained in resource.get("contained") or ():
+            for contained in rules.as_list(resource.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == ref[1:] \
                         and contained.get("resourceType") == "Medication":
                     return contained.get("code")
@@ -215,6 +237,31 @@ def _type_id(ref: str) -> tuple[str, str] | None:
     return None
 
 
+_NODES: dict[str, ox.NamedNode] = {}
+
+
+def _named(iri: str) -> ox.NamedNode:
+    """A pyoxigraph IRI node for a string from the input, made valid when it is not
+    (:func:`~itkg.mappings.safe_iri`); the IRIs that repeat (types, values) are cached."""
+    node = _NODES.get(iri)
+    if node is None:
+        try:
+            node = ox.NamedNode(iri)
+        except ValueError:
+            node = ox.NamedNode(safe_iri(iri))
+        if len(_NODES) < 1 << 16:
+            _NODES[iri] = node
+    return node
+
+
+def _valid(iri: str) -> str:
+    """``iri`` as the valid IRI that names it in the graph (and in the evidence)."""
+    try:
+        return ox.NamedNode(iri).value
+    except ValueError:
+        return safe_iri(iri)
+
+
 class FhirReader:
     """Reads FHIR inputs into triples (see the module's description). One reader per run: it keeps
     what must be resolved across files (Medications, duplicates, patients' etiologies)."""
@@ -235,8 +282,14 @@ class FhirReader:
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._etiologies: dict[str, set[str]] = defaultdict(set)
+        self._intolerances: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+        self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._out: list[list[ox.Triple]] = []
+        self.on_read: Callable[[int], None] | None = None
+        self._anonymous = 0
+        #: before the number of a record without id or fullUrl (a worker's chunk, in parallel reads)
+        self.anonymous_prefix = ""
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -296,15 +349,28 @@ class FhirReader:
             raise InputTooLargeError(path, f"larger than {self.max_bytes} bytes")
         digest.update(data)
         if path.suffix.lower() in (".ndjson", ".jsonl") or self._looks_ndjson(data):
-            for number, line in enumerate(data.splitlines(), 1):
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_BYTES:
-                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-                resource = _loads(line, path, number)
-                self._resource(resource, None, out, f"{path}:{number}", path, number)
+            self.read_lines(data, path, out, 1)
         else:
             self._document(_loads(data, path, None), None, out, str(path), path, None)
+            if self.on_read is not None:
+                self.on_read(len(data))
+
+    def read_lines(self, data: bytes, path: Path, out: int, first_line: int) -> None:
+        """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
+        done = 0
+        for number, line in enumerate(data.splitlines(), first_line):
+            done += len(line) + 1
+            if self.on_read is not None and number % 4096 == 0:
+                self.on_read(done)
+                done = 0
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+            resource = _loads(line, path, number)
+            self._resource(resource, None, out, f"{path}:{number}", path, number)
+        if self.on_read is not None:
+            self.on_read(done)
 
     @staticmethod
     def _looks_ndjson(data: bytes) -> bool:
@@ -329,7 +395,7 @@ class FhirReader:
     def _bundle(self, bundle: dict, out: int, where: str, path: Path, line: int | None) -> None:
         self.report.resources["Bundle"] += 1
         scope = _Scope()
-        entries = [e for e in bundle.get("entry") or () if isinstance(e, dict)]
+        entries = [e for e in rules.as_list(bundle.get("entry")) if isinstance(e, dict)]
         for entry in entries:  # first the index, so that references may point forward
             resource, url = entry.get("resource"), entry.get("fullUrl")
             if not isinstance(resource, dict):
@@ -386,7 +452,7 @@ class FhirReader:
             name = self._patient_name(url, rid)
             if name is not None and name not in self._patients:
                 self._patients.add(name)
-                self._out[out].append(ox.Triple(ox.NamedNode(name), _TYPE, _PATIENT))
+                self._out[out].append(ox.Triple(ox.NamedNode(_valid(name)), _TYPE, _PATIENT))
             return
         if kind not in rules.RULES:
             self.report.skipped_types[kind] += 1
@@ -423,8 +489,8 @@ class FhirReader:
             return f"{self.base}{resource['resourceType']}/{rid}"
         if url is not None and ":" in url:
             return url
-        self._anonymous = getattr(self, "_anonymous", 0) + 1
-        return f"{self.base}{resource['resourceType']}/_itkg-{self._anonymous}"
+        self._anonymous += 1
+        return f"{self.base}{resource['resourceType']}/_itkg-{self.anonymous_prefix}{self._anonymous}"
 
     def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool) -> None:
         kind = resource["resourceType"]
@@ -441,42 +507,56 @@ class FhirReader:
         if record is None:
             self.report.not_counted[(kind, reason)] += 1
             return
+        if record.intolerance:  # an outcome for this patient's treatments: added at the end
+            name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
+            self._intolerances[patient].append((record.intolerance, name))
+            return
         self._emit(patient, resource, url, record, out)
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
         triples = self._out[out]
-        subject = ox.NamedNode(patient)
-        link = ox.NamedNode(record.link)
+        subject = ox.NamedNode(_valid(patient))
+        link = _named(record.link)
         if record.link == vocab.PLANNED_THERAPY:
-            triples += [ox.Triple(subject, link, ox.NamedNode(t)) for t in sorted(record.types)]
+            triples += [ox.Triple(subject, link, _named(t)) for t in sorted(record.types)]
             return
-        iri = self._record_iri(resource, url)
+        iri = _valid(self._record_iri(resource, url))
         node = ox.NamedNode(iri)
         triples.append(ox.Triple(subject, link, node))
-        triples += [ox.Triple(node, _TYPE, ox.NamedNode(t)) for t in sorted(record.types)]
+        triples += [ox.Triple(node, _TYPE, _named(t)) for t in sorted(record.types)]
         for predicate, value in record.values:
-            obj = ox.NamedNode(value) if isinstance(value, str) else \
-                ox.Literal(value[0], datatype=ox.NamedNode(value[1]))
-            triples.append(ox.Triple(node, ox.NamedNode(predicate), obj))
+            obj = _named(value) if isinstance(value, str) else \
+                ox.Literal(value[0], datatype=_named(value[1]))
+            triples.append(ox.Triple(node, _named(predicate), obj))
         name = f"{resource['resourceType']}/{resource['id']}" if isinstance(resource.get("id"), str) else iri
-        triples.append(ox.Triple(node, ox.NamedNode(DCTERMS_IDENTIFIER), ox.Literal(name)))
+        triples.append(ox.Triple(node, _named(DCTERMS_IDENTIFIER), ox.Literal(name)))
         if url is not None and url != iri and ":" in url:
-            triples.append(ox.Triple(node, ox.NamedNode(RDFS_SEE_ALSO), ox.NamedNode(url)))
+            triples.append(ox.Triple(node, _named(RDFS_SEE_ALSO), ox.NamedNode(_valid(url))))
         self.notes[iri] = ", ".join([name, *record.codes])
         if record.spasticity:
-            self._spastic[patient].append((iri, out))
+            self._spastic[patient].append((iri, out))  # iri: already valid
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
+        if record.link == vocab.RECEIVED_TREATMENT:
+            self._treatments[patient].append((iri, out, frozenset(record.types)))
 
     def _finish(self) -> None:
         """Medications whose Medication came later, then the etiologies of spasticity conditions."""
         pending, self._pending = self._pending, []
         for resource, scope, out, url in pending:
             self._map(resource, scope, out, url or None, final=True)
+        outcome, severe = _named(vocab.HAS_OUTCOME), _named(vocab.ITKG + "SevereSideEffects")
+        for patient, intolerances in self._intolerances.items():
+            for iri, out, classes in self._treatments.get(patient, ()):
+                sources = sorted({name for drugs, name in intolerances if drugs & classes})
+                if sources:
+                    self._out[out].append(ox.Triple(ox.NamedNode(iri), outcome, severe))
+                    self.notes[iri] = self.notes.get(iri, iri) + \
+                        ", severe side effects from " + " and ".join(sources)
         etiology = ox.NamedNode(vocab.ITKG + "hasEtiology")
         for patient, nodes in self._spastic.items():
             for iri, out in nodes:
-                self._out[out] += [ox.Triple(ox.NamedNode(iri), etiology, ox.NamedNode(e))
+                self._out[out] += [ox.Triple(ox.NamedNode(iri), etiology, _named(e))
                                    for e in sorted(self._etiologies.get(patient, ()))]
 
 
@@ -484,7 +564,12 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
     """Decode one JSON text; errors name the file and line (the NDJSON line, or the line in the
     file), never the value."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
+        if _SURROGATE.search(data):  # escaped surrogates: only a pair makes a character
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raise ParseError(path, "a JSON string holds a lone surrogate: not valid Unicode text", line) from None
     except json.JSONDecodeError as error:
         raise ParseError(path, f"not valid JSON ({error.msg})", line if line is not None else error.lineno,
                          None if line is not None else error.colno) from None
@@ -498,7 +583,24 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
 
 def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
          mappings: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
-         max_bytes: int = DEFAULT_MAX_BYTES) -> FhirGraph:
-    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them)."""
-    reader = FhirReader(base=base, mappings=load_mappings(mappings), strict=strict, max_bytes=max_bytes)
+         max_bytes: int = DEFAULT_MAX_BYTES, on_read: Callable[[int], None] | None = None,
+         workers: int = 1, min_chunk_bytes: int | None = None) -> FhirGraph:
+    """Read FHIR files and Bulk directories into §2 triples (one reader for all of them).
+
+    :param on_read: called with the number of bytes mapped so far since the last call (progress).
+    :param workers: processes that map large NDJSON inputs (:mod:`itkg.fhir.parallel`); the
+        result is the same as in one process, which is used whenever that could differ.
+    """
+    mapping_set = load_mappings(mappings)
+    if workers > 1:
+        from . import parallel
+        graph = parallel.read(paths, base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes,
+                              workers=workers, min_chunk_bytes=min_chunk_bytes or parallel.MIN_CHUNK_BYTES)
+        if graph is not None:
+            if on_read is not None:
+                on_read(sum(f.stat().st_size for p in paths
+                            for f in (sorted(Path(p).glob("*.ndjson")) if Path(p).is_dir() else [Path(p)])))
+            return graph
+    reader = FhirReader(base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes)
+    reader.on_read = on_read
     return reader.read(paths)

@@ -79,7 +79,7 @@ NOT_R4: dict[str, tuple[str, ...]] = {
 PATIENT_ELEMENT = {"Condition": "subject", "MedicationStatement": "subject",
                    "MedicationRequest": "subject", "MedicationAdministration": "subject",
                    "Procedure": "subject", "Consent": "patient", "Observation": "subject",
-                   "ServiceRequest": "subject"}
+                   "ServiceRequest": "subject", "AllergyIntolerance": "patient"}
 
 _DATE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
 
@@ -99,6 +99,10 @@ class Record:
     #: set on a spasticity condition and on etiology conditions: the reader links them per patient
     spasticity: bool = False
     etiologies: set[str] = field(default_factory=set)
+    #: set by an intolerance: the drug's code IRIs; the received treatments of the same patient
+    #: coded with one of them ended with severe side effects (the reader adds the outcome; ``link``
+    #: is empty then)
+    intolerance: set[str] = field(default_factory=set)
 
 
 class Context(Protocol):
@@ -133,11 +137,27 @@ Result = tuple[Record | None, str]
 
 def _code(concept: Any) -> str | None:
     """The first code of a CodeableConcept (for FHIR's own required code systems)."""
-    if isinstance(concept, dict):
-        for coding in concept.get("coding") or ():
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                return coding["code"]
+    for coding in codings(concept):
+        if isinstance(coding.get("code"), str):
+            return coding["code"]
     return None
+
+
+def status_of(resource: dict) -> str | None:
+    """``status`` when it is a string (the only form R4 allows), else None."""
+    status = resource.get("status")
+    return status if isinstance(status, str) else None
+
+
+def as_list(value: Any) -> list:
+    """A JSON array as a list; anything else (a misplaced object or value) as nothing."""
+    return value if isinstance(value, list) else []
+
+
+def codings(concept: Any) -> list[dict]:
+    """The Coding objects of a CodeableConcept (nothing for anything else: input is data)."""
+    found = concept.get("coding") if isinstance(concept, dict) else None
+    return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
 
 
 def _concepts(value: Any) -> Iterator[Any]:
@@ -149,10 +169,7 @@ def _concepts(value: Any) -> Iterator[Any]:
 
 
 def _snomed_codes(concept: Any) -> set[str]:
-    if not isinstance(concept, dict):
-        return set()
-    return {c["code"] for c in concept.get("coding") or () if isinstance(c, dict)
-            and c.get("system") == SNOMED and isinstance(c.get("code"), str)}
+    return {c["code"] for c in codings(concept) if c.get("system") == SNOMED and isinstance(c.get("code"), str)}
 
 
 def date_of(value: Any) -> str | None:
@@ -217,7 +234,7 @@ def treatment(resource: dict, ctx: Context) -> Result:
     with outcomes from ``statusReason`` / ``Procedure.outcome``. A medication given intrathecally
     (SNOMED CT 72607000), or a code mapped to an intrathecal therapy, is never a prior treatment."""
     kind = resource["resourceType"]
-    status = resource.get("status")
+    status = status_of(resource)
     if status in TREATMENT_NOT_COUNTED[kind]:
         return None, f"status {status}"
     routes: set[str] = set()
@@ -265,16 +282,14 @@ def consent(resource: dict, ctx: Context) -> Result:
     codes of ``provision.code``, nested provisions included) and date. Any other scope is never a
     treatment consent."""
     scope = resource.get("scope")
-    codings = scope.get("coding") if isinstance(scope, dict) else None
-    if not any(isinstance(c, dict) and c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment"
-               for c in codings or ()):
+    if not any(c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment" for c in codings(scope)):
         return None, f"scope {_code(scope) or 'absent'}"
     provision: dict[str, Any] = resource["provision"] if isinstance(resource.get("provision"), dict) else {}
     status, ptype = resource.get("status"), provision.get("type")
     decision = CONSENT_DECISIONS.get((status, ptype)) if isinstance(status, str) \
         and (ptype is None or isinstance(ptype, str)) else None
     if decision is None:
-        return None, f"status {resource.get('status')}"
+        return None, f"status {status_of(resource)}"
     record = Record(vocab.HAS_CONSENT, types={I + "InformedConsent"})
     record.values.append((vocab.CONSENT_STATUS, decision))
     covered: set[str] = set()
@@ -298,8 +313,8 @@ def observation(resource: dict, ctx: Context) -> Result:
     concept = resource.get("code")
     if I + "CSFCirculationAssessment" not in ctx.terms(concept):
         return None, "not a CSF circulation assessment"
-    if resource.get("status") not in OBSERVATION_COUNTED:
-        return None, f"status {resource.get('status')}"
+    if status_of(resource) not in OBSERVATION_COUNTED:
+        return None, f"status {status_of(resource)}"
     record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"},
                     codes=ctx.codes(concept))
     value = resource.get("valueCodeableConcept")
@@ -314,13 +329,45 @@ def observation(resource: dict, ctx: Context) -> Result:
 
 def service_request(resource: dict, ctx: Context) -> Result:
     """An active ServiceRequest whose code maps to an intrathecal therapy → ``plannedTherapy``."""
-    if resource.get("status") not in SERVICE_REQUEST_COUNTED:
-        return None, f"status {resource.get('status')}"
+    if status_of(resource) not in SERVICE_REQUEST_COUNTED:
+        return None, f"status {status_of(resource)}"
     concept = resource.get("code")
     therapies = {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
     if not therapies:
         return None, "no mapped intrathecal therapy"
     return Record(vocab.PLANNED_THERAPY, types=therapies, codes=ctx.codes(concept)), ""
+
+
+#: AllergyIntolerance: counted clinical and verification statuses, and what makes it an intolerance
+#: with severe side effects (fhir.md §2 lets the project add this documented outcome route).
+INTOLERANCE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+INTOLERANCE_VERIFICATION = frozenset({"confirmed"})
+
+
+def allergy_intolerance(resource: dict, ctx: Context) -> Result:
+    """An ``AllergyIntolerance`` of type intolerance, category medication (or none), with a
+    reaction of severity severe, to a drug mapped to a treatment class: every received treatment of
+    the same patient coded with the same drug code ended with severe side effects (the evidence
+    names the intolerance)."""
+    clinical = _code(resource.get("clinicalStatus"))
+    verification = _code(resource.get("verificationStatus"))
+    if clinical is not None and clinical not in INTOLERANCE_CLINICAL:
+        return None, f"clinicalStatus {clinical}"
+    if verification is not None and verification not in INTOLERANCE_VERIFICATION:
+        return None, f"verificationStatus {verification}"
+    if resource.get("type") != "intolerance":
+        return None, "not an intolerance"
+    categories = as_list(resource.get("category"))
+    if categories and "medication" not in categories:
+        return None, "not a medication intolerance"
+    if not any(isinstance(r, dict) and r.get("severity") == "severe" for r in as_list(resource.get("reaction"))):
+        return None, "no severe reaction"
+    concept = resource.get("code")
+    classes = {t for t in ctx.terms(concept) if ctx.is_a(t, I + "Treatment")
+               and not ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
+    if not classes:
+        return None, "no mapped treatment"
+    return Record("", intolerance=ctx.code_iris(concept), codes=ctx.codes(concept)), ""
 
 
 #: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
@@ -333,6 +380,7 @@ RULES: dict[str, Callable[[dict, Context], Result]] = {
     "Consent": consent,
     "Observation": observation,
     "ServiceRequest": service_request,
+    "AllergyIntolerance": allergy_intolerance,
 }
 
 

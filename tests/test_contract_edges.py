@@ -1,0 +1,301 @@
+"""Contract 1.1 §6, edge by edge, through every path: one table, one answer per case.
+
+Each case is a small patient file and the status contract §3 gives its one patient (``None``: no
+row). Every path must give that answer:
+
+* ``native``: :func:`itkg.eligibility` (the rule engine over :func:`itkg.load`);
+* ``stream``: the population path of ``itkg eligibility`` (:func:`itkg.parallel.eligibility_rows`);
+* ``rdflib`` / ``oxigraph``: :func:`itkg.eligibility` with the SPARQL engines;
+* ``plain-rdflib`` / ``plain-oxigraph``: ``queries/eligibility-status.rq`` and
+  ``eligible-therapies.rq`` as any user runs them, over the ontology and the file as written;
+* ``endpoint``: ``itkg load`` into a real Oxigraph server on 127.0.0.1, then the queries there;
+* ``pyshacl`` / ``jena``: ``validate``, whose planned-therapy shapes fire exactly when the planned
+  therapy does not qualify;
+* ``explain``: the explanation of the patient's indication.
+
+The expensive paths (the server, the two SHACL engines) run once over all cases together, with
+one patient per case, so the module stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyoxigraph as ox
+import pytest
+import rdflib
+
+import itkg
+from itkg.endpoint import SparqlEndpoint
+from itkg.parallel import eligibility_rows
+from itkg.resources import ontology_path, query_path
+
+ITKG = "https://w3id.org/itkg/"
+EX = "https://example.org/edge/"
+ANALGESIC = ITKG + "IntrathecalAnalgesicTherapy"
+
+HEAD = """@prefix itkg: <https://w3id.org/itkg/> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix owl: <http://www.w3.org/2002/07/owl#> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+@prefix ex: <https://example.org/edge/> .
+"""
+#: Cancer pain, refractory: meets the cancer pain indication (intrathecal analgesic therapy).
+INDICATED = """  itkg:hasCondition [ a itkg:CancerPain ] ;
+  itkg:receivedTreatment [ a itkg:OralOpioidTherapy ; itkg:hasOutcome itkg:SevereSideEffects ] ;
+  itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy ;
+"""
+GOOD_CSF = ('  itkg:hasCSFAssessment [ a itkg:CSFCirculationAssessment ; itkg:finding itkg:GoodCSFCirculation ;'
+            ' itkg:assessmentDate "2026-02-20"^^xsd:date ] .\n')
+
+
+def consent(status: str, date: str = "", covers: str = "itkg:IntrathecalTherapy", typed: bool = True) -> str:
+    kind = "a itkg:InformedConsent ; " if typed else ""
+    dated = f" ; itkg:consentDate {date}" if date else ""
+    return f"  itkg:hasConsent [ {kind}itkg:consentStatus {status} ; itkg:coversTherapy {covers}{dated} ] ;\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One edge: the patient's triples (after ``ex:<id>``), and its status (``None``: no row).
+    ``raw`` is False when the file as written is not what any rules engine may see (schema
+    statements: itkg's loaders set them aside, a user's plain engine cannot). ``planned_violates``
+    overrides what the planned-therapy shapes must say (default: status != qualifies)."""
+
+    id: str
+    body: str
+    status: str | None
+    raw: bool = True
+    planned_violates: bool | None = None
+    extra: str = ""
+
+    @property
+    def patient(self) -> str:
+        return EX + self.id
+
+    def text(self) -> str:
+        return HEAD + self.extra + f"ex:{self.id}\n" + self.body
+
+    @property
+    def violates(self) -> bool:
+        return self.planned_violates if self.planned_violates is not None else self.status != "qualifies"
+
+
+CASES = [
+    # -- dates -------------------------------------------------------------------------------
+    Case("date-datetime-counts", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("itkg:ConsentRefused", '"2026-03-02T09:00:00"^^xsd:dateTime') + GOOD_CSF, "excluded"),
+    Case("date-plain-string-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("itkg:ConsentRefused", '"2026-03-05"') + GOOD_CSF, "qualifies"),
+    Case("date-timezones-same-day-tie", INDICATED
+         + consent("itkg:ConsentGranted", '"2026-03-02T23:30:00-05:00"^^xsd:dateTime')
+         + consent("itkg:ConsentRefused", '"2026-03-02+14:00"^^xsd:date') + GOOD_CSF, "excluded"),
+    Case("date-timezone-does-not-move-the-day", INDICATED
+         + consent("itkg:ConsentGranted", '"2026-03-03T01:00:00+14:00"^^xsd:dateTime')
+         + consent("itkg:ConsentRefused", '"2026-03-02T20:00:00-10:00"^^xsd:dateTime') + GOOD_CSF, "qualifies"),
+    Case("date-ill-typed-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("itkg:ConsentRefused", '"2026-02-30"^^xsd:date') + GOOD_CSF, "qualifies"),
+    Case("date-five-digit-year-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("itkg:ConsentRefused", '"12026-01-01"^^xsd:date') + GOOD_CSF, "qualifies"),
+    Case("date-year-0000-is-undated", INDICATED + consent("itkg:ConsentGranted", '"0001-01-01"^^xsd:date')
+         + consent("itkg:ConsentRefused", '"0000-12-31"^^xsd:date') + GOOD_CSF, "qualifies"),
+    Case("date-undated-older-than-dated", INDICATED + consent("itkg:ConsentRefused")
+         + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date') + GOOD_CSF, "qualifies"),
+    # -- ties ----------------------------------------------------------------------------------
+    Case("tie-across-records-withdrawal-wins", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("itkg:ConsentWithdrawn", '"2026-03-01"^^xsd:date') + GOOD_CSF, "excluded"),
+    Case("tie-within-one-record", INDICATED
+         + '  itkg:hasConsent [ a itkg:InformedConsent ; itkg:consentStatus itkg:ConsentGranted , itkg:ConsentRefused ;'
+           ' itkg:coversTherapy itkg:IntrathecalTherapy ] ;\n' + GOOD_CSF, "excluded"),
+    Case("tie-csf-good-and-impaired", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation ; itkg:assessmentDate "2026-02-01"^^xsd:date ] ,'
+           ' [ itkg:finding itkg:ImpairedCSFCirculation ; itkg:assessmentDate "2026-02-01T08:00:00Z"^^xsd:dateTime ] .\n',
+         "excluded"),
+    Case("tie-undated-records", INDICATED + consent("itkg:ConsentGranted") + consent("itkg:ConsentRefused")
+         + GOOD_CSF, "excluded"),
+    # -- records known by their link -------------------------------------------------------------
+    Case("untyped-records", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date', typed=False)
+         + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation ] .\n', "qualifies"),
+    Case("consent-to-another-therapy-does-not-count", INDICATED
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalBaclofenTherapy") + GOOD_CSF, "pending"),
+    # -- plans ----------------------------------------------------------------------------------
+    Case("plan-as-instance", INDICATED.replace("itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy",
+                                               "itkg:plannedTherapy [ a itkg:IntrathecalAnalgesicTherapy ]")
+         + consent("itkg:ConsentRefused") + GOOD_CSF, "excluded"),
+    Case("plan-of-intrathecal-therapy-needs-consent-to-it", INDICATED.replace(
+        "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy itkg:IntrathecalTherapy")
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalAnalgesicTherapy") + GOOD_CSF, "qualifies",
+         planned_violates=True),
+    # -- values outside the vocabulary -------------------------------------------------------------
+    Case("unknown-status-on-the-latest-record", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
+         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "pending"),
+    Case("unknown-status-tied-with-a-grant", INDICATED + consent("itkg:ConsentGranted", '"2026-03-02"^^xsd:date')
+         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "qualifies"),
+    Case("unknown-condition-class-indicates-nothing", '  itkg:hasCondition [ a <http://snomed.info/id/1234> ] ;\n'
+         '  itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy ;\n' + consent("itkg:ConsentGranted") + GOOD_CSF,
+         None),
+    # -- patient data cannot change the rules -----------------------------------------------------
+    Case("schema-statements-are-set-aside", INDICATED
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalBaclofenTherapy") + GOOD_CSF, "pending", raw=False,
+         extra="itkg:IntrathecalAnalgesicTherapy rdfs:subClassOf itkg:IntrathecalBaclofenTherapy .\n"
+               "itkg:RefractoryCancerPainCriterion itkg:requiresOutcomeOf itkg:AdequateResponse .\n"),
+    Case("own-subclass-in-patient-data-is-set-aside",
+         '  itkg:hasCondition [ a ex:MyCancerPain ] ;\n'
+         '  itkg:receivedTreatment [ a itkg:OralOpioidTherapy ; itkg:hasOutcome itkg:SevereSideEffects ] ;\n'
+         + consent("itkg:ConsentGranted") + GOOD_CSF, None, raw=False,
+         extra="ex:MyCancerPain rdfs:subClassOf itkg:CancerPain .\n"),
+]
+BY_ID = {case.id: case for case in CASES}
+NOBODY = [case for case in CASES if case.status is None]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("edges")
+    found = {}
+    for case in CASES:
+        path = folder / f"{case.id}.ttl"
+        path.write_text(case.text(), encoding="utf-8")
+        found[case.id] = path
+    return found
+
+
+def _status(rows: list[Any], patient: str) -> str | None:
+    found = {r.status for r in rows if r.patient == patient and r.therapy == ANALGESIC}
+    assert len(found) <= 1, found
+    return found.pop() if found else None
+
+
+# -- per case: the rule engine and the SPARQL engines ---------------------------------------------
+
+@pytest.mark.parametrize("engine", ["native", "rdflib", "oxigraph"])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_api_engines(files: dict[str, Path], case: Case, engine: str) -> None:
+    rows = itkg.eligibility(files[case.id], engine=engine)
+    assert _status(rows, case.patient) == case.status
+    assert all(r.patient == case.patient for r in rows)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_streamed_population_path(files: dict[str, Path], case: Case) -> None:
+    rows, sources = eligibility_rows([files[case.id]], workers=1)
+    assert _status(rows, case.patient) == case.status
+
+
+def _plain_rdflib(path: Path, name: str) -> list[dict[str, str]]:
+    graph = rdflib.Graph().parse(ontology_path())
+    graph.parse(path, format="turtle")
+    result = graph.query(query_path(name).read_text(encoding="utf-8"))
+    return [{str(k): str(v) for k, v in row.asdict().items()} for row in result]
+
+
+def _plain_oxigraph(path: Path, name: str) -> list[dict[str, str]]:
+    store = ox.Store()
+    store.load(path=str(ontology_path()), format=ox.RdfFormat.TURTLE)
+    store.load(path=str(path), format=ox.RdfFormat.TURTLE)
+    result = store.query(query_path(name).read_text(encoding="utf-8"))
+    variables = [v.value for v in result.variables]
+    return [{v: s[v].value for v in variables if s[v] is not None} for s in result]
+
+
+@pytest.mark.parametrize("run", [_plain_rdflib, _plain_oxigraph], ids=["plain-rdflib", "plain-oxigraph"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.raw], ids=[c.id for c in CASES if c.raw])
+def test_plain_engines_run_the_queries_as_written(files: dict[str, Path], case: Case, run: Any) -> None:
+    """Any SPARQL 1.1 engine, over the ontology and the file as written, no itkg code involved:
+    no empty row where nobody is indicated (RDFLib/rdflib#3382), and the case's answer."""
+    status = [r for r in run(files[case.id], "eligibility-status") if r.get("therapy") == ANALGESIC]
+    assert [r["status"] for r in status] == ([case.status] if case.status else [])
+    assert all(r.get("patient") == case.patient for r in status)
+    qualifying = run(files[case.id], "eligible-therapies")
+    assert all(r.get("patient") and r.get("indication") for r in qualifying)
+    assert any(r["patient"] == case.patient and r["therapy"] == ANALGESIC for r in qualifying) \
+        == (case.status == "qualifies")
+    for name in ("worklist", "cohort-summary"):
+        assert all(row and all(row.values()) for row in run(files[case.id], name)), name
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_explain(files: dict[str, Path], case: Case) -> None:
+    explanation = itkg.explain(files[case.id], case.patient)
+    results = [i.result for i in explanation.indications if i.met and i.therapy == ANALGESIC]
+    assert [r.status for r in results if r is not None] == ([case.status] if case.status else [])
+
+
+# -- all cases at once: the endpoint and the SHACL engines -------------------------------------------
+
+def _server_module() -> Any:
+    name = "itkg_tests_oxigraph_server"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_oxigraph_server.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def endpoint_rows(files: dict[str, Path]) -> Iterator[list[Any]]:
+    """``itkg load`` of every case into one real Oxigraph server, then the contract's queries there."""
+    with _server_module().OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
+        client.upload(ontology_path().read_bytes(), "text/turtle")
+        data = itkg.load([files[c.id] for c in CASES])  # what `itkg load` sends: schema set aside
+        client.upload(ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES), "application/n-triples")
+        yield itkg.eligibility(None, endpoint=client)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_endpoint(endpoint_rows: list[Any], case: Case) -> None:
+    assert _status(endpoint_rows, case.patient) == case.status
+
+
+@pytest.fixture(scope="module")
+def validated(files: dict[str, Path], request: pytest.FixtureRequest) -> dict[str, Any]:
+    data = itkg.load([files[c.id] for c in CASES], strict_literals=False)
+    reports = {"pyshacl": itkg.validate(data, engine="pyshacl")}
+    from itkg import jena
+    if jena.available():
+        reports["jena"] = itkg.validate(data, engine="jena")
+    return reports
+
+
+@pytest.mark.parametrize("engine", ["pyshacl", pytest.param("jena", marks=pytest.mark.java)])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_validate(validated: dict[str, Any], case: Case, engine: str, request: pytest.FixtureRequest) -> None:
+    if engine == "jena":
+        request.getfixturevalue("jena_required")
+    planned = [r for r in validated[engine].results
+               if r.focus == case.patient and r.path == ITKG + "plannedTherapy"]
+    expected = case.violates and case.status is not None
+    assert bool(planned) == expected, planned
+    assert all(case.patient in r.message for r in planned)
+
+
+# -- what is set aside, and inputs without a patient ----------------------------------------------
+
+def test_set_aside_statements_are_counted(files: dict[str, Path]) -> None:
+    data = itkg.load([files["schema-statements-are-set-aside"], files["date-ill-typed-is-undated"]])
+    schema, ill_typed = data.sources
+    assert (schema.schema_set_aside, schema.ill_typed) == (2, 0)
+    assert (ill_typed.schema_set_aside, ill_typed.ill_typed) == (0, 1)
+    assert ill_typed.ill_typed_lines == (11,)  # HEAD (5 lines), the patient, 3 lines, the grant, then it
+    with pytest.raises(itkg.IllTypedLiteralError):
+        itkg.load(files["date-ill-typed-is-undated"], strict=True)
+
+
+@pytest.mark.parametrize("text", ["", "@prefix itkg: <http://w3id.org/itkg/> .\n"
+                                      "<urn:p> itkg:hasCondition [ a itkg:CancerPain ] .\n"],
+                         ids=["empty", "http-namespace"])
+def test_an_input_without_a_patient_is_seen(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "nobody.ttl"
+    path.write_text(text, encoding="utf-8")
+    assert not itkg.load(path).sources[0].holds_patient
+    assert not eligibility_rows([path], workers=1)[1][0].holds_patient
+    assert not itkg.sparql.load_for_query(path).sources[0].holds_patient
+    for engine in ("native", "rdflib", "oxigraph"):
+        assert itkg.eligibility(path, engine=engine) == []

@@ -1,0 +1,33 @@
+"""Smoke test of the FHIR Bulk generator and benchmark (benchmarks/fhir_bulk.py); no timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import itkg
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "fhir_bulk.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("itkg_benchmarks_fhir_bulk", BENCH)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_the_generator_is_seeded_and_itkg_reads_what_it_writes(tmp_path: Path) -> None:
+    bulk = _module()
+    first = bulk.generate(60, tmp_path / "a", seed=7)
+    second = bulk.generate(60, tmp_path / "b", seed=7)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(f"{k}.ndjson" for k in bulk.TYPES)
+    assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)
+    lines = bulk.json_baseline(first)
+    assert lines == sum(len((first / n).read_text(encoding="utf-8").splitlines()) for n in names) >= 60 * 4
+    rows = itkg.eligibility(first)
+    assert rows and {r.status for r in rows} <= {"qualifies", "pending", "excluded"}
+    assert len({r.status for r in rows}) >= 2
