@@ -2,7 +2,7 @@
 
 The public API is small: :func:`load` patient graphs, then ask for :func:`eligibility`,
 :func:`validate` them against the shapes, :func:`explain` one patient's decisions, or
-:func:`reason` over them with HermiT, or write the clinic's HTML :func:`report`. Every error itkg
+:func:`reason` over them with HermiT, run a SPARQL :func:`query`, or write the clinic's HTML :func:`report`. Every error itkg
 raises on purpose is an :class:`ItkgError`.
 
 The names below are imported on first use (PEP 562), so that ``import itkg`` and ``itkg --help``
@@ -22,13 +22,14 @@ from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLa
                      UnsafeInputError, ValidationEngineError, WorkerError)
 
 if TYPE_CHECKING:
-    from .api import eligibility, explain, reason, report, validate
+    from .api import eligibility, explain, query, reason, report, validate
     from .fhir.convert import convert
     from .loading import PatientData, Source, load
     from .reasoning import ReasoningReport
     from .report import ReportResult
     from .results import (CriterionExplanation, EligibilityResult, IndicationExplanation,
                           PatientExplanation, PrerequisiteCheck)
+    from .sparql import QueryResult
     from .validation import ValidationReport, ValidationResult
 
 try:
@@ -38,7 +39,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
 
 #: Public name -> the module that defines it.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("eligibility", "explain", "reason", "report", "validate"), "api"),
+    **dict.fromkeys(("eligibility", "explain", "query", "reason", "report", "validate"), "api"),
+    "QueryResult": "sparql",
     **dict.fromkeys(("PatientData", "Source", "load"), "loading"),
     "convert": "fhir.convert",
     "ReasoningReport": "reasoning",
@@ -76,7 +78,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "load", "eligibility", "validate", "explain", "reason", "report", "ReportResult",
+    "__version__", "load", "eligibility", "validate", "explain", "query", "reason", "report",
+    "ReportResult", "QueryResult",
     "convert",
     "PatientData", "Source", "EligibilityResult", "PrerequisiteCheck", "PatientExplanation",
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",

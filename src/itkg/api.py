@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Sequence, Union, cast
+from pathlib import Path
+from typing import Callable, Sequence, Union, cast
 
 import rdflib
 
-from . import names
+from . import names, processes
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, QueryError
 from .knowledge import Knowledge, load_knowledge
-from .loading import PatientData, PatientStore, load, node_id
-from .reasoning import ReasoningReport, reason as _reason
+from .guards import find_ill_typed
+from .loading import PatientData, PatientStore, ill_typed_error, load, node_id
+from .reasoning import DEFAULT_JAVA_MEMORY_MB, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
 from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
@@ -47,6 +49,7 @@ def _data(data: DataLike) -> PatientData:
 
 def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                 knowledge: Knowledge | None = None, timeout: float | None = None,
+                input_format: str | None = None, workers: int | None = None,
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None,
                 extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
@@ -62,13 +65,14 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
     from .fhir import hook
     with hook.configured(mappings=mappings, base=fhir_base) as run:
         rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
-                            extensions=extensions)
+                            extensions=extensions, input_format=input_format, workers=workers)
         return hook.annotate(rows, run.notes)
 
 
 def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
                  knowledge: Knowledge | None = None, timeout: float | None = None,
-                 extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
+                 extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
+                 workers: int | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met, with status, unmet
     prerequisites and evidence (contract §3 and §5), sorted.
 
@@ -92,6 +96,15 @@ def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native"
             raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
                              "engine='oxigraph', or itkg.load() for the native engine")
         patient_data = data
+    elif engine == "native" and not extensions and data is not None \
+            and not isinstance(data, (PatientData, rdflib.Graph)):
+        # Files: the population path of ``itkg eligibility`` (streamed, in parallel when large;
+        # blank nodes named as in the file).
+        from .parallel import eligibility_rows
+        paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        rows, _ = eligibility_rows([Path(p) for p in paths], input_format=input_format, workers=workers,
+                                   knowledge=knowledge)
+        return sorted(rows)
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
         patient_data = load_for_query(data, ontology=ontology)  # type: ignore[arg-type]  # files: into the store only
     elif data is None:
@@ -156,6 +169,53 @@ def query_text(name: str, knowledge: Knowledge) -> str:
     return query_path(name).read_text(encoding="utf-8")
 
 
+def query_file(query: str | os.PathLike[str]) -> Path:
+    """The query file ``query`` names: a path to a ``.rq`` file, or the name of one of itkg's
+    queries (``eligible-therapies``)."""
+    path = Path(query)
+    if path.is_file():
+        return path
+    try:
+        return query_path(str(query))
+    except FileNotFoundError:
+        raise QueryError(f"{query}: no such query file, and no query of that name in queries/") from None
+
+
+def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
+          *, engine: str = "oxigraph", endpoint: SparqlEndpoint | None = None,
+          input_format: str | None = None, timeout: float | None = 300.0) -> QueryResult:
+    """Run a SELECT query over the ontology and ``files`` (``itkg query``), or on ``endpoint``,
+    and return its rows in a stable order (:func:`itkg.ordering.sort_result`).
+
+    :param query: a ``.rq`` file, or the name of one of itkg's queries (:func:`query_file`).
+        SERVICE, FROM, FROM NAMED and updates are refused (:func:`itkg.guards.gate_query`),
+        within the deadline.
+    :param engine: ``oxigraph`` or ``rdflib`` for local files.
+    :param timeout: seconds; locally the query (and the loading of the files, in the query's
+        child process, so that the data is held once) runs in a child killed at the deadline.
+    """
+    from .ordering import sort_result
+    from .sparql import gate, select_files
+    path = query_file(query)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, "cannot read the query file") from None
+    if endpoint is not None:
+        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
+        result = _endpoint_select(endpoint, text)
+    else:
+        if engine not in ENGINES:
+            raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        if not paths:
+            raise InputError("<none>", "no input files given")
+        result = select_files(text, paths, engine=cast(SparqlEngine, engine), input_format=input_format,
+                              timeout=timeout, source=str(path))  # gated there, within the deadline
+    # Sorted whatever ran it: a server's order is not to be trusted (see itkg.ordering).
+    return sort_result(result, text)
+
+
 def _ref(term: rdflib.term.Identifier) -> str:
     name = node_id(term)
     return name if name.startswith("_:") else f"<{name}>"
@@ -175,18 +235,33 @@ def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
 
 
 def validate(data: DataLike, *, engine: str = "auto",
-             extensions: Sequence[str | os.PathLike[str]] = ()) -> ValidationReport:
-    """Validate the patient graphs against ``shapes/`` (contract §4). A path is loaded without
-    rejecting ill-typed literals, so that the shapes report them as violations.
+             extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
+             workers: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
-    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations)
-        or ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+    A path is loaded without rejecting ill-typed literals, so that the shapes report those they
+    check (the contract's dates) as violations. An ill-typed literal the shapes do not check is
+    still bad input: it raises :class:`~itkg.errors.IllTypedLiteralError` rather than letting the
+    data conform (and it is never rewritten).
+
+    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations),
+        ``"turbo"`` (pyshacl-turbo, same verdicts, no Java; ``pip install 'itkg[turbo]'``) or
+        ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
     :param extensions: a site's extension files: validated against with the ontology, and their
         prerequisites checked by generated planned-therapy shapes.
+    :param workers: processes for the batches of large inputs (default: one per CPU).
+    :param progress: called with (batches done, batches) after each batch.
     """
     if not isinstance(data, PatientData):
-        data = load(data, strict_literals=False)
-    return _validate(data, engine=engine, knowledge=load_knowledge(extensions=extensions) if extensions else None)
+        data = load(data, input_format=input_format, strict_literals=False)
+    report = _validate(data, engine=engine, knowledge=load_knowledge(extensions=extensions) if extensions else None,
+                       workers=processes.default_workers() if workers is None else workers, progress=progress)
+    if report.conforms:
+        bad = find_ill_typed(data.triples)
+        if bad:
+            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
+    return report
 
 
 def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
@@ -205,25 +280,34 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
     return RuleEngine(knowledge, index).explain(patient)
 
 
-def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (), **options) -> "ReasoningReport":
+def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (), timeout: float = 300.0,
+           max_patients: int = 20_000, java_memory_mb: int = DEFAULT_JAVA_MEMORY_MB,
+           ontology: rdflib.Graph | None = None) -> ReasoningReport:
     """Classify the patients into the indications' defined classes with HermiT, in a child
-    process with a deadline (see :func:`itkg.reasoning.reason` for the options). With
+    process with a deadline (``itkg reason``; :func:`itkg.reasoning.reason` says more). With
     ``extensions``, HermiT gets the ontology, the extension files and the generated OWL class of
-    each extension indication (:func:`itkg.rulegen.missing_owl_classes`)."""
-    if extensions and "ontology" not in options:
+    each extension indication (:func:`itkg.rulegen.missing_owl_classes`).
+
+    :param timeout: seconds before HermiT (Python and Java) is killed.
+    :param max_patients: refuse larger inputs (HermiT is for cohorts, not populations).
+    :param java_memory_mb: the Java heap.
+    :param ontology: the ontology to reason with (default: itkg's own, with ``extensions``).
+    """
+    if extensions and ontology is None:
         from .rulegen import missing_owl_classes
         knowledge = load_knowledge(extensions=extensions)
         ontology = rdflib.Graph()
         ontology += knowledge.graph
         ontology += missing_owl_classes(knowledge)
-        options["ontology"] = ontology
-    return _reason(_data(data).graph(), **options)
+    return _reason(_data(data).graph(), timeout=timeout, max_patients=max_patients,
+                   java_memory_mb=java_memory_mb, ontology=ontology)
 
 
 def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
            endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
            knowledge: Knowledge | None = None, timeout: float | None = None,
            mappings: Sequence[Union[str, "os.PathLike[str]"]] = (), fhir_base: str | None = None,
+           extensions: Sequence[Union[str, "os.PathLike[str]"]] = (), strict: bool = False,
            max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
     summary with attrition per indication, worklist, qualifying and excluded patients, and each
@@ -237,6 +321,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
     from .fhir import hook
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
-    with hook.configured(mappings=mappings, base=fhir_base):
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict):
         return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
-                       knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)
+                       knowledge=knowledge, extensions=extensions, strict=strict, timeout=timeout,
+                       max_listed=max_listed, max_details=max_details)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import contextlib
 import gc
+import os
+import shutil
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -55,8 +59,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
-                    signals_end_cleanly():
-                return command(*args, **kwargs)
+                    signals_end_cleanly(), _standard_input(kwargs) as stdin_copy:
+                try:
+                    return command(*args, **kwargs)
+                except ItkgError as error:  # name standard input as the user did
+                    text = str(error) if stdin_copy is None else str(error).replace(str(stdin_copy), "-")
+                    _fail(text, error.exit_code)
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -71,6 +79,30 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if collecting:
                 gc.enable()
     return wrapper
+
+
+_STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".jsonld", "rdfxml": ".rdf",
+                 "fhir": ".ndjson"}
+
+
+@contextlib.contextmanager
+def _standard_input(kwargs: dict[str, Any]) -> Iterator[Path | None]:
+    """``-`` among the FILES reads standard input (Turtle unless ``--input-format`` says
+    otherwise). The parsers read files, so it is copied first into a private folder (0700) that
+    is removed when the command ends, however it ends; ``kwargs["files"]`` then names the copy."""
+    files = kwargs.get("files") or ()
+    if Path("-") not in files:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="itkg-stdin-"))
+    try:
+        copy = folder / f"stdin{_STDIN_SUFFIX.get(kwargs.get('input_format'), '.ttl')}"
+        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+        kwargs["files"] = tuple(copy if f == Path("-") else f for f in files)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -219,7 +251,8 @@ def _emit(text: str | Iterator[str], output: Path | None, inputs: tuple[Path, ..
 
 
 def _color(output: Path | None) -> bool:
-    return output is None and sys.stdout.isatty()
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
@@ -324,14 +357,16 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
 @click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
-              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
-                   "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
+              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
+                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
+                   "triples or more when it is installed, else pySHACL.")
 @quiet_option
+@timeout_option(3600.0, "validation")
 @input_format_option
 @output_option
 @extension_option
 @handle_errors
-def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool,
+def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool, timeout: float,
              input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from . import render
@@ -348,9 +383,17 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
     data = load(files, input_format=input_format, strict_literals=False)
     _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
     from .knowledge import load_knowledge
-    report = validate_data(data, workers=workers or default_workers(), engine=engine,
-                           knowledge=load_knowledge(extensions=extensions) if extensions else None,
-                           progress=None if quiet or not sys.stderr.isatty() else progress)
+    # Within a deadline, like the other commands: the validation runs in a child process that is
+    # killed when it has not finished in time (pySHACL cannot be interrupted from inside).
+    from .errors import ItkgError as _ItkgError, ValidationEngineError
+    from .processes import call_with_deadline
+    report = call_with_deadline(
+        functools.partial(validate_data, workers=workers or default_workers(), engine=engine,
+                          knowledge=load_knowledge(extensions=extensions) if extensions else None,
+                          progress=None if quiet or not sys.stderr.isatty() else progress),
+        (data,), timeout, passes=(_ItkgError,),
+        timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
+        failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
     if report.conforms:
         # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
         # input that must be reported, never passed as "conforms" (and never rewritten).
@@ -404,6 +447,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     if extensions and not Path(query).is_file() and query in rulegen.QUERIES:
         text = rulegen.query(query, knowledge)  # the generated query, with the site's rules
     if endpoint:
+        if files:
+            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
             variables, rows = client.select(text)
@@ -432,7 +477,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @main.command()
 @click.argument("patient")
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people (criterion by criterion), or json.")
 @input_format_option
 @output_option
 @extension_option
@@ -456,7 +502,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, or json (with the agreement when checked).")
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
@@ -525,10 +572,12 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
 @click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
+@extension_option
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int, strict: bool = False, **server: Any) -> None:
+                   max_listed: int, max_details: int, extensions: tuple[Path, ...], strict: bool = False,
+                   **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
@@ -539,14 +588,16 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
-            written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                 max_details=max_details)
+            written = api.report(None, output, endpoint=client, extensions=extensions,
+                                 max_listed=max_listed, max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                             timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             extensions=extensions, strict=strict, timeout=timeout,
+                             max_listed=max_listed, max_details=max_details)
+        _report_inputs(written.sources)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)

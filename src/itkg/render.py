@@ -13,6 +13,7 @@ import datetime as _dt
 import io
 import json
 import re
+import shutil
 import uuid
 from json.encoder import encode_basestring as _json_string
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -43,8 +44,11 @@ def _short(iri: str) -> str:
 
 
 def _console(color: bool, width: int | None = None, wrap: bool = True) -> tuple[Console, io.StringIO]:
+    """A console writing into a string: as wide as the terminal (``COLUMNS``, else the terminal
+    standard output is, else 160 columns for files and pipes)."""
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 160,
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=not wrap)
     return console, buffer
 
