@@ -3,9 +3,10 @@
 Every case validates the same data twice: once the way contract §4 says (one ``pyshacl.validate``
 over the whole graph, the ontology as ``ont_graph``, no inference) and once with
 :func:`itkg.validation.validate`, in one and in two workers, with batches small enough to cut the
-data into many pieces, with each back-end: pySHACL and Apache Jena SHACL (:mod:`itkg.jena`). The
+data into many pieces, with each back-end: pySHACL, Apache Jena SHACL (:mod:`itkg.jena`) and pyshacl-turbo. The
 results (focus, path, message, shape, value, severity; a multiset) and ``conforms`` must be
-identical. No timings are asserted: speed is for the benchmark.
+identical. pyshacl-turbo (:mod:`itkg.turbo`) is held to the same. No timings are asserted: speed
+is for the benchmark.
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: in
 
 
 def needs(engine: str, request: pytest.FixtureRequest) -> str:
-    """The engine, once the Jena cases have checked that Jena is usable (see conftest.py)."""
-    if engine == "jena":
-        request.getfixturevalue("jena_required")
+    """The engine, once the Jena and turbo cases have checked that it is usable (see conftest.py)."""
+    if engine in ("jena", "turbo"):
+        request.getfixturevalue(f"{engine}_required")
     return engine
 
 
-ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java)]
+#: Every engine itkg offers (names.SHACL_BACKENDS but "auto"): each must give whole-graph pySHACL's results.
+ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"]
 
 
 # ------------------------------------------------------------------------------------------------

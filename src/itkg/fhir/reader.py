@@ -250,7 +250,7 @@ def _named(iri: str) -> ox.NamedNode:
         try:
             node = ox.NamedNode(iri)
         except ValueError:
-            node = ox.NamedNode(safe_iri(iri))
+            node = ox.NamedNode(_valid(iri))
         if len(_NODES) < 1 << 16:
             _NODES[iri] = node
     return node
@@ -261,7 +261,12 @@ def _valid(iri: str) -> str:
     try:
         return ox.NamedNode(iri).value
     except ValueError:
-        return safe_iri(iri)
+        pass
+    encoded = safe_iri(iri)
+    try:
+        return ox.NamedNode(encoded).value
+    except ValueError:  # still not an IRI (an odd authority): a stable name for it
+        return "urn:itkg:invalid:" + hashlib.sha256(iri.encode("utf-8", "replace")).hexdigest()
 
 
 class FhirReader:
