@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
@@ -284,6 +284,42 @@ def _merged(batches: Iterable[_Batch]) -> ValidationReport:
     return ValidationReport(conforms, tuple(sorted(results)), graph)
 
 
+ITKG_NS = "https://w3id.org/itkg/"
+#: The links from a patient to its records (contract §2).
+_RECORD_LINKS = frozenset(ITKG_NS + name for name in (
+    "hasCondition", "receivedTreatment", "hasConsent", "hasCSFAssessment", "plannedTherapy"))
+
+
+def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationReport:
+    """Put the patient first in the message of every result about a record (contract §6:
+    "messages name the patient"): ``Patient <p>: The informed consent record ...``. The record
+    is named by the focus node, as before; the same whichever SHACL engine ran."""
+    foci = {r.focus for r in report.results}
+    owners: dict[str, set[str]] = {}
+    for triple in data.triples:
+        if triple.predicate.value in _RECORD_LINKS and not isinstance(triple.object, ox.Literal):
+            record = node_id(triple.object)
+            if record in foci:
+                owners.setdefault(record, set()).add(node_id(triple.subject))
+    if not owners:
+        return report
+    results = []
+    for result in report.results:
+        patients = owners.get(result.focus)
+        if not patients or result.message.startswith("Patient "):
+            results.append(result)
+            continue
+        text = "Patient " + ", ".join(sorted(patients)) + ": " + result.message
+        for node in list(report.graph.subjects(SH.resultMessage, None)):
+            for message in list(report.graph.objects(node, SH.resultMessage)):
+                if str(message) == result.message and _name(report.graph.value(node, SH.focusNode)) == result.focus:
+                    report.graph.remove((node, SH.resultMessage, message))
+                    report.graph.add((node, SH.resultMessage, rdflib.Literal(
+                        text, lang=getattr(message, "language", None))))
+        results.append(replace(result, message=text))
+    return ValidationReport(report.conforms, tuple(sorted(results)), report.graph)
+
+
 def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
     if not is_partitionable(shapes):
         return Partition([], [data.triples], frozenset())
@@ -324,12 +360,12 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
     plan = _plan(data, batch_triples, shapes, ontology)
     if chosen == "jena":
-        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+        return _naming_patients(_merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
     context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
                        frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
     workers = max(1, min(workers, len(plan)))
     if workers > 1:
-        return _merged(_in_processes(plan, workers, context, progress))
+        return _naming_patients(_merged(_in_processes(plan, workers, context, progress)), data)
     _enter(context)
     try:
         done = []
@@ -337,7 +373,7 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
             done.append(_validate_batch(batch, index == 0))
             if progress:
                 progress(index + 1, len(plan))
-        return _merged(done)
+        return _naming_patients(_merged(done), data)
     finally:
         _enter(None)
 
