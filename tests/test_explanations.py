@@ -62,4 +62,8 @@ def test_every_record_violation_names_its_patient(data: Path, engine: str, reque
     report = itkg.validate(data, engine=engine)
     assert report.results
     for result in report.results:
-        assert result.message.startswith(f"Patient {PATIENT}"), result.message
+        assert result.text.startswith(f"Patient {PATIENT}"), result.text
+        assert result.to_dict().get("patient", PATIENT) == PATIENT
+    from itkg import render
+    text = render.validation_text(report)
+    assert text.count(f"Patient {PATIENT}") == len(report.results)

@@ -59,10 +59,22 @@ class ValidationResult:
     path: str | None = None
     value: str | None = field(default=None, compare=False)
     shape: str | None = field(default=None, compare=False)
+    #: The patient whose record the focus node is (contract §6), or None when the focus is not a record.
+    patient: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"focus": self.focus, "severity": self.severity, "path": self.path,
-                "message": self.message, "shape": self.shape}
+        found = {"focus": self.focus, "severity": self.severity, "path": self.path,
+                 "message": self.message, "shape": self.shape}
+        if self.patient is not None:
+            found["patient"] = self.patient
+        return found
+
+    @property
+    def text(self) -> str:
+        """The message for people, naming the patient of a record-level result first."""
+        if self.patient is None or self.message.startswith("Patient "):
+            return self.message
+        return f"Patient {self.patient}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -291,9 +303,10 @@ _RECORD_LINKS = frozenset(ITKG_NS + name for name in (
 
 
 def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationReport:
-    """Put the patient first in the message of every result about a record (contract §6:
-    "messages name the patient"): ``Patient <p>: The informed consent record ...``. The record
-    is named by the focus node, as before; the same whichever SHACL engine ran."""
+    """Name the patient of every result about a record (contract §6: "messages name the
+    patient"): :attr:`ValidationResult.patient`, which the text and JSON outputs show
+    (``Patient <p>: The informed consent record ...``). The SHACL message itself stays the
+    engine's, so the pySHACL and Jena reports stay comparable; the same whichever engine ran."""
     foci = {r.focus for r in report.results}
     owners: dict[str, set[str]] = {}
     for triple in data.triples:
@@ -303,21 +316,9 @@ def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationR
                 owners.setdefault(record, set()).add(node_id(triple.subject))
     if not owners:
         return report
-    results = []
-    for result in report.results:
-        patients = owners.get(result.focus)
-        if not patients or result.message.startswith("Patient "):
-            results.append(result)
-            continue
-        text = "Patient " + ", ".join(sorted(patients)) + ": " + result.message
-        for node in list(report.graph.subjects(SH.resultMessage, None)):
-            for message in list(report.graph.objects(node, SH.resultMessage)):
-                if str(message) == result.message and _name(report.graph.value(node, SH.focusNode)) == result.focus:
-                    report.graph.remove((node, SH.resultMessage, message))
-                    report.graph.add((node, SH.resultMessage, rdflib.Literal(
-                        text, lang=getattr(message, "language", None))))
-        results.append(replace(result, message=text))
-    return ValidationReport(report.conforms, tuple(sorted(results)), report.graph)
+    results = [replace(r, patient=", ".join(sorted(owners[r.focus]))) if r.focus in owners else r
+               for r in report.results]
+    return ValidationReport(report.conforms, tuple(results), report.graph)
 
 
 def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
