@@ -31,6 +31,9 @@ ONTOLOGY = ROOT / "ontology" / "itkg.ttl"
 
 
 def _helper(name: str) -> Any:
+    """A server helper of tests/ (they import each other, so tests/ goes on the path)."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

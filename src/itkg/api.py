@@ -245,8 +245,9 @@ def validate(data: DataLike, *, engine: str = "auto",
     still bad input: it raises :class:`~itkg.errors.IllTypedLiteralError` rather than letting the
     data conform (and it is never rewritten).
 
-    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations)
-        or ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+    :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations),
+        ``"turbo"`` (pyshacl-turbo, same verdicts, no Java; ``pip install 'itkg[turbo]'``) or
+        ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
     :param extensions: a site's extension files: validated against with the ontology, and their
         prerequisites checked by generated planned-therapy shapes.
     :param workers: processes for the batches of large inputs (default: one per CPU).
@@ -306,6 +307,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
            endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
            knowledge: Knowledge | None = None, timeout: float | None = None,
            mappings: Sequence[Union[str, "os.PathLike[str]"]] = (), fhir_base: str | None = None,
+           extensions: Sequence[Union[str, "os.PathLike[str]"]] = (), strict: bool = False,
            max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
     summary with attrition per indication, worklist, qualifying and excluded patients, and each
@@ -319,6 +321,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
     from .fhir import hook
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
-    with hook.configured(mappings=mappings, base=fhir_base):
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict):
         return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
-                       knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)
+                       knowledge=knowledge, extensions=extensions, strict=strict, timeout=timeout,
+                       max_listed=max_listed, max_details=max_details)

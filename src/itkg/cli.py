@@ -357,8 +357,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes that validate the batches of large inputs (default: one per CPU).")
 @click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
-              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), or auto: "
-                   "Jena for inputs of 100,000 triples or more when it is installed, else pySHACL.")
+              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
+                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
+                   "triples or more when it is installed, else pySHACL.")
 @quiet_option
 @timeout_option(3600.0, "validation")
 @input_format_option
@@ -571,10 +572,12 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
 @click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
+@extension_option
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int, strict: bool = False, **server: Any) -> None:
+                   max_listed: int, max_details: int, extensions: tuple[Path, ...], strict: bool = False,
+                   **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
@@ -585,14 +588,16 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
-            written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                 max_details=max_details)
+            written = api.report(None, output, endpoint=client, extensions=extensions,
+                                 max_listed=max_listed, max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                             timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             extensions=extensions, strict=strict, timeout=timeout,
+                             max_listed=max_listed, max_details=max_details)
+        _report_inputs(written.sources)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)
