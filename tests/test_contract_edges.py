@@ -19,14 +19,13 @@ one patient per case, so the module stays fast.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyoxigraph as ox
 import pytest
+import _oxigraph_server
 import rdflib
 
 import itkg
@@ -227,21 +226,10 @@ def test_explain(files: dict[str, Path], case: Case) -> None:
 
 # -- all cases at once: the endpoint and the SHACL engines -------------------------------------------
 
-def _server_module() -> Any:
-    name = "itkg_tests_oxigraph_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_oxigraph_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def endpoint_rows(files: dict[str, Path]) -> Iterator[list[Any]]:
     """``itkg load`` of every case into one real Oxigraph server, then the contract's queries there."""
-    with _server_module().OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
+    with _oxigraph_server.OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
         client.upload(ontology_path().read_bytes(), "text/turtle")
         data = itkg.load([files[c.id] for c in CASES])  # what `itkg load` sends: schema set aside
         client.upload(ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES), "application/n-triples")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import load_by_path
 from click.testing import CliRunner
 
 import itkg
@@ -558,11 +559,7 @@ def _graph_summary(graph: Any) -> tuple:
 
 
 def test_several_processes_give_the_graph_of_one(tmp_path: Path) -> None:
-    import importlib.util as util
-
-    spec = util.spec_from_file_location("itkg_bench_fhir_bulk_r", Path(__file__).parents[1] / "benchmarks" / "fhir_bulk.py")
-    bulk = util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(bulk)  # type: ignore[union-attr]
+    bulk = load_by_path("itkg_benchmarks_fhir_bulk", Path(__file__).parents[1] / "benchmarks" / "fhir_bulk.py")
     export = bulk.generate(300, tmp_path / "export", seed=3)
     # a medication referenced across chunks, an intolerance before the treatment, and a bundle
     extra = F.write_ndjson(tmp_path / "extra.ndjson", [

@@ -366,12 +366,8 @@ def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Pat
 
 
 def _fhir_helpers() -> Any:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers_report",
-                                                  Path(__file__).with_name("_fhir_helpers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import _fhir_helpers
+    return _fhir_helpers
 
 
 def test_fhir_input_names_the_resources_and_its_markup_stays_text(browser: Any, tmp_path: Path) -> None:
