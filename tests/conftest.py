@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rdflib import Graph
 
-from itkg import jena
+from itkg import jena, turbo
 from itkg.resources import ontology_path, shapes_paths
 
 
@@ -26,6 +26,17 @@ def jena_required() -> None:
         pytest.skip("java is not installed")
     pytest.fail(f"java is installed but the Jena back-end is not usable: install libapache-jena-java "
                 f"(and java {jena.MIN_JAVA} or newer)")
+
+
+@pytest.fixture(scope="session")
+def turbo_required() -> None:
+    """The pyshacl-turbo back-end must be usable: skip only on Python 3.10, which it does not
+    support; elsewhere the test extra installs it, so its absence is a broken setup, and fails."""
+    if turbo.available():
+        return
+    if sys.version_info < (3, 11):
+        pytest.skip("pyshacl-turbo needs Python 3.11 or newer")
+    pytest.fail(f"pyshacl-turbo is not installed: pip install -e '.[test]' (it needs {turbo.REQUIREMENT})")
 
 
 # --- a private Virtuoso server, shared by the test modules that need one ---------------------

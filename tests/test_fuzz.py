@@ -389,6 +389,7 @@ def _comparable(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
 
 @settings(FUZZ, max_examples=25)
 @given(case=mutated_documents())
+@pytest.mark.slow
 def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: Witness, folder: Path,
                                             probe_context: Path, case: tuple[str, bytes]) -> None:
     """Also differential: ``itkg eligibility`` parses with its own streaming reader, and must

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def no_jena(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     jena.find.cache_clear()
 
 
-def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> None:
+def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyshacl_turbo", None)  # without turbo (see test_turbo_engine.py)
     data = load(EXAMPLES)
     assert len(data.triples) < validation.AUTO_JENA_TRIPLES
     assert validation.engine_for(data) == "pyshacl"
@@ -46,6 +48,7 @@ def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines() -> Non
 
 def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    monkeypatch.setitem(sys.modules, "pyshacl_turbo", None)
     assert not jena.available()
     data = load(EXAMPLES)
     assert validation.engine_for(data) == "pyshacl"
@@ -55,6 +58,7 @@ def test_auto_falls_back_to_pyshacl_without_jena(no_jena: None, monkeypatch: pyt
 @pytest.mark.java
 def test_auto_uses_jena_for_large_inputs(jena_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "AUTO_JENA_TRIPLES", 1)
+    monkeypatch.setattr(validation, "AUTO_TURBO_MAX_TRIPLES", 1)  # turbo, when installed, stops below
     data = load(EXAMPLES)
     assert validation.engine_for(data) == "jena"
     assert validation.validate(data).results == validation.validate(data, engine="pyshacl").results
@@ -87,10 +91,15 @@ def test_cli_engines_print_the_same_report(jena_required: None, path: Path, code
 
 
 @pytest.mark.java
-def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_required: None) -> None:
+def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(
+        jena_required: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a private temporary folder: the shared one may hold other runs' files meanwhile."""
+    private = tmp_path / "tmpdir"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
-    before = set(Path(tempfile.gettempdir()).glob("itkg-jena-*"))
     pool = jena.JenaPool(1, shapes, b"")
+    assert list(private.glob("itkg-jena-*"))
     worker = pool.workers[0]
     try:
         triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasCondition"),
@@ -102,7 +111,7 @@ def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_re
             worker.validate([triple])
     finally:
         pool.close()
-    assert set(Path(tempfile.gettempdir()).glob("itkg-jena-*")) == before
+    assert list(private.iterdir()) == []
     assert worker._process.poll() is not None
 
 

@@ -130,6 +130,11 @@ def test_prerequisite_table_names_each_prerequisite_and_its_code(ontology: Graph
     for prerequisite in found:
         assert f"<code>{prerequisite.code}</code>" in section and prerequisite.label in section
         assert str(ontology.value(URIRef(prerequisite.iri), ontology_docs.DEFINITION)) in section
+    # How consent is decided: its latest record, the value that meets it and those that fail it.
+    consent = html.unescape(re.search(r"<tr>(?:(?!</tr>).)*informed-consent.*?</tr>", page, flags=re.DOTALL)[0])
+    for name in ("InformedConsent", "consentDate", "coversTherapy", "consentStatus", "ConsentGranted",
+                 "ConsentRefused", "ConsentWithdrawn"):
+        assert f'href="#{ontology_docs._anchor(ITKG + name)}"' in consent, name
 
 
 def test_ontology_text_is_escaped_and_only_web_iris_become_links(ontology: Graph) -> None:

@@ -3,9 +3,10 @@
 Every case validates the same data twice: once the way contract §4 says (one ``pyshacl.validate``
 over the whole graph, the ontology as ``ont_graph``, no inference) and once with
 :func:`itkg.validation.validate`, in one and in two workers, with batches small enough to cut the
-data into many pieces, with each back-end: pySHACL and Apache Jena SHACL (:mod:`itkg.jena`). The
+data into many pieces, with each back-end: pySHACL, Apache Jena SHACL (:mod:`itkg.jena`) and pyshacl-turbo. The
 results (focus, path, message, shape, value, severity; a multiset) and ``conforms`` must be
-identical. No timings are asserted: speed is for the benchmark.
+identical. pyshacl-turbo (:mod:`itkg.turbo`) is held to the same. No timings are asserted: speed
+is for the benchmark.
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ def assert_same_verdict(data: PatientData, reference: Verdict, batch_triples: in
 
 
 def needs(engine: str, request: pytest.FixtureRequest) -> str:
-    """The engine, once the Jena cases have checked that Jena is usable (see conftest.py)."""
-    if engine == "jena":
-        request.getfixturevalue("jena_required")
+    """The engine, once the Jena and turbo cases have checked that it is usable (see conftest.py)."""
+    if engine in ("jena", "turbo"):
+        request.getfixturevalue(f"{engine}_required")
     return engine
 
 
-ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java)]
+#: Every engine itkg offers (names.SHACL_BACKENDS but "auto"): each must give whole-graph pySHACL's results.
+ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,6 +123,7 @@ CORPORA = {
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", sorted(CORPORA))
+@pytest.mark.slow
 def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str, request: pytest.FixtureRequest) -> None:
     if name == "shape-fixtures" and not (TESTS / "data" / "shapes").is_dir():
         pytest.skip("no shape fixtures")
@@ -230,6 +233,7 @@ def population_reference(population: PatientData) -> Verdict:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
                                                         population_reference: Verdict, engine: str,
                                                         request: pytest.FixtureRequest) -> None:
@@ -243,6 +247,7 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
     assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine, request))
 
 
+@pytest.mark.slow
 def test_query_caching_graph_matches_plain_pyshacl() -> None:
     data = mutated_population(n=50, seed=5)
     assert whole_graph(data, _QueryCachingGraph) == whole_graph(data)

@@ -23,8 +23,9 @@ BACKENDS: tuple[str, ...] = ("native", "rdflib", "oxigraph")
 #: The back-ends that run SPARQL locally (``itkg query``; eligibility through the queries).
 SPARQL_BACKENDS: tuple[str, ...] = ("rdflib", "oxigraph")
 
-#: SHACL back-ends for validation; ``auto`` picks Jena for large inputs when it is installed.
-SHACL_BACKENDS: tuple[str, ...] = ("auto", "pyshacl", "jena")
+#: SHACL back-ends for validation; ``auto`` picks Jena for large inputs when it is installed;
+#: ``turbo`` is pyshacl-turbo (the optional extra ``itkg[turbo]``).
+SHACL_BACKENDS: tuple[str, ...] = ("auto", "pyshacl", "jena", "turbo")
 
 #: How queries are POSTed to an endpoint: ``direct`` (``application/sparql-query``), ``form``
 #: (URL-encoded), or ``auto`` (direct if the server answers it).

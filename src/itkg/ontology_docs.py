@@ -239,11 +239,33 @@ class _Page:
         return out
 
     def prerequisites(self) -> list[dict[str, Any]]:
-        """Each therapy class that requires prerequisites, with them."""
-        return [{"therapy": self.link(URIRef(therapy)),
-                 "prerequisites": [self.terms.get(p.iri, None)
-                                   for p in sorted(found, key=lambda p: p.code)]}
-                for therapy, found in sorted(self.knowledge.prerequisites.items())]
+        """One row per therapy and prerequisite, with how the prerequisite is decided (the facts
+        ``itkg:recordLink``, ``recordClass``, ``recordDate``, ``scopeProperty``, ``decisionProperty``,
+        ``meetingValue``, ``failingValue`` and ``worklistAction``, where the ontology states them)."""
+        g = self.graph
+
+        def links(subject: URIRef, name: str) -> list[Link]:
+            return sorted((self.link(o) for o in g.objects(subject, URIRef(vocab.ITKG + name))
+                           if isinstance(o, URIRef)), key=_key)
+
+        def order(p: Any) -> tuple[int, str]:
+            value = g.value(URIRef(p.iri), URIRef(vocab.ITKG + "prerequisiteOrder"))
+            return (int(value) if isinstance(value, Literal) and str(value).isdigit() else 1 << 30, p.code)
+
+        rows = []
+        for therapy, found in sorted(self.knowledge.prerequisites.items()):
+            for prerequisite in sorted(found, key=order):
+                subject = URIRef(prerequisite.iri)
+                rows.append({
+                    "therapy": self.link(URIRef(therapy)), "term": self.terms.get(prerequisite.iri),
+                    "code": prerequisite.code, "link": self.link(subject),
+                    "records": links(subject, "recordClass"), "via": links(subject, "recordLink"),
+                    "dated": links(subject, "recordDate"), "scope": links(subject, "scopeProperty"),
+                    "decision": links(subject, "decisionProperty"), "meets": links(subject, "meetingValue"),
+                    "fails": links(subject, "failingValue"),
+                    "action": " ".join(_en(g, subject, URIRef(vocab.ITKG + "worklistAction"))),
+                })
+        return rows
 
     def _links(self, iris: frozenset[str]) -> list[Link]:
         return sorted((self.link(URIRef(i)) for i in iris), key=_key)

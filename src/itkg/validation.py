@@ -1,11 +1,13 @@
-"""Validating patient graphs against ``shapes/*.ttl`` (contract §4), with pySHACL or Apache Jena.
+"""Validating patient graphs against ``shapes/*.ttl`` (contract §4), with pySHACL, Apache Jena or
+pyshacl-turbo.
 
 itkg calls pySHACL exactly as the contract says any user may: the ontology as ``ont_graph``, no
 inference, graphs passed as objects (never paths or URLs, which pySHACL would open or fetch), no
 ``owl:imports`` followed. It adds typed results and clinician-readable rendering on top. For
 populations, the same batches can be judged by Jena SHACL instead (:mod:`itkg.jena`), which the
 contract equally allows and which is about ten times faster; ``engine="auto"`` picks it for large
-inputs when it is installed.
+inputs when it is installed. pyshacl-turbo (:mod:`itkg.turbo`, the optional extra ``itkg[turbo]``)
+is a third, Java-free engine, held to the same results by the same differential tests.
 
 Populations are validated in batches (:mod:`itkg.partition` says why that gives the verdict of one
 whole-graph run), in worker processes if asked. Each batch is an rdflib graph that keeps the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
@@ -30,7 +32,7 @@ import rdflib
 from rdflib.namespace import RDF, SH
 from rdflib.plugins.sparql import prepareQuery
 
-from . import jena, names, processes
+from . import jena, names, processes, turbo
 from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
 from .loading import PatientData, node_id, ntriples, to_rdflib
@@ -38,13 +40,20 @@ from .partition import Node, Partition, fixed_hubs, is_partitionable, partition,
 from .resources import shapes_paths
 
 #: Local triples per batch: small enough that a SPARQL constraint's cost stays flat, large enough
-#: that pySHACL's start-up per call (about 0.06 s) does not count.
+#: that pySHACL's start-up per call (about 0.06 s) does not count. pyshacl-turbo gets smaller ones
+#: (:data:`itkg.turbo.BATCH_TRIPLES`).
 BATCH_TRIPLES = 20_000
 
-#: SHACL back-ends: ``auto`` is Jena for inputs of at least :data:`AUTO_JENA_TRIPLES` triples when
-#: Jena is installed (its start-up, about two seconds, pays off from there), else pySHACL.
+#: SHACL back-ends. ``auto`` is pyshacl-turbo when it is installed, for inputs below
+#: :data:`AUTO_TURBO_MAX_TRIPLES` triples or when Jena is missing; else Jena for inputs of at least
+#: :data:`AUTO_JENA_TRIPLES` triples when Jena is installed (its start-up, about two seconds, pays
+#: off from there); else pySHACL. Measured (docs/performance.md, on a loaded machine): turbo took
+#: a quarter of Jena's time at 10,000 patients and a fifth of pySHACL's, but only drew level with
+#: Jena at 100,000 patients (1.6 million triples), where Jena's two worker processes use both
+#: cores and turbo's threads share the GIL for part of each batch.
 ENGINES = names.SHACL_BACKENDS
 AUTO_JENA_TRIPLES = 100_000
+AUTO_TURBO_MAX_TRIPLES = 1_000_000
 
 _Triple = tuple[rdflib.term.Node, rdflib.term.Node, rdflib.term.Node]
 
@@ -59,10 +68,22 @@ class ValidationResult:
     path: str | None = None
     value: str | None = field(default=None, compare=False)
     shape: str | None = field(default=None, compare=False)
+    #: The patient whose record the focus node is (contract §6), or None when the focus is not a record.
+    patient: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"focus": self.focus, "severity": self.severity, "path": self.path,
-                "message": self.message, "shape": self.shape}
+        found = {"focus": self.focus, "severity": self.severity, "path": self.path,
+                 "message": self.message, "shape": self.shape}
+        if self.patient is not None:
+            found["patient"] = self.patient
+        return found
+
+    @property
+    def text(self) -> str:
+        """The message for people, naming the patient of a record-level result first."""
+        if self.patient is None or self.message.startswith("Patient "):
+            return self.message
+        return f"Patient {self.patient}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -252,10 +273,14 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     assert _CONTEXT is not None, "validate() sets the context"
     if isinstance(local, bytes):
         local = [quad.triple for quad in ox.parse(local, format=ox.RdfFormat.N_TRIPLES)]
-    replicated = _CONTEXT.replicated
-    graph = _graph_of(local, _CONTEXT.shared)
-    own = {to_rdflib(t.subject) for t in local}
-    report = _pyshacl(graph, _CONTEXT.shapes, _CONTEXT.ontology)
+    report = _pyshacl(_graph_of(local, _CONTEXT.shared), _CONTEXT.shapes, _CONTEXT.ontology)
+    return _owned_results(report, local, first, _CONTEXT.replicated)
+
+
+def _owned_results(report: rdflib.Graph, local: Sequence[ox.Triple], first: bool,
+                   replicated: frozenset[rdflib.term.Node]) -> _Batch:
+    """The results of an rdflib SHACL report that this batch owns, with their report triples."""
+    own = {to_rdflib(s) for s in {t.subject for t in local}}  # no RDF-star here (the loaders refuse it)
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
@@ -284,6 +309,31 @@ def _merged(batches: Iterable[_Batch]) -> ValidationReport:
     return ValidationReport(conforms, tuple(sorted(results)), graph)
 
 
+ITKG_NS = "https://w3id.org/itkg/"
+#: The links from a patient to its records (contract §2).
+_RECORD_LINKS = frozenset(ITKG_NS + name for name in (
+    "hasCondition", "receivedTreatment", "hasConsent", "hasCSFAssessment", "plannedTherapy"))
+
+
+def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationReport:
+    """Name the patient of every result about a record (contract §6: "messages name the
+    patient"): :attr:`ValidationResult.patient`, which the text and JSON outputs show
+    (``Patient <p>: The informed consent record ...``). The SHACL message itself stays the
+    engine's, so the pySHACL and Jena reports stay comparable; the same whichever engine ran."""
+    foci = {r.focus for r in report.results}
+    owners: dict[str, set[str]] = {}
+    for triple in data.triples:
+        if triple.predicate.value in _RECORD_LINKS and not isinstance(triple.object, ox.Literal):
+            record = node_id(triple.object)
+            if record in foci:
+                owners.setdefault(record, set()).add(node_id(triple.subject))
+    if not owners:
+        return report
+    results = [replace(r, patient=", ".join(sorted(owners[r.focus]))) if r.focus in owners else r
+               for r in report.results]
+    return ValidationReport(report.conforms, tuple(results), report.graph)
+
+
 def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
     if not is_partitionable(shapes):
         return Partition([], [data.triples], frozenset())
@@ -292,23 +342,28 @@ def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology:
 
 
 def engine_for(data: PatientData, engine: str = "auto") -> str:
-    """The back-end :func:`validate` uses for ``data``: ``"pyshacl"`` or ``"jena"``."""
+    """The back-end :func:`validate` uses for ``data``: ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
     if engine not in ENGINES:
         raise ValueError(f"unknown SHACL engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "jena" if len(data.triples) >= AUTO_JENA_TRIPLES and jena.available() else "pyshacl"
+        size = len(data.triples)
+        if turbo.available() and (size < AUTO_TURBO_MAX_TRIPLES or not jena.available()):
+            return "turbo"
+        return "jena" if size >= AUTO_JENA_TRIPLES and jena.available() else "pyshacl"
     return engine
 
 
-def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_TRIPLES,
+def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None = None,
              progress: Callable[[int, int], None] | None = None, engine: str = "auto",
              knowledge: Knowledge | None = None) -> ValidationReport:
     """Validate ontology ∪ ``data`` against the shapes (``inference="none"``).
 
     The verdict and results are those of one pySHACL run over the whole graph; the data is
-    validated in batches of about ``batch_triples`` local triples, in ``workers`` processes.
-    ``engine`` is ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, see :mod:`itkg.jena`) or
-    ``"auto"`` (:func:`engine_for`). ``progress(done, total)`` is called after each batch.
+    validated in batches of about ``batch_triples`` local triples (default: the engine's own,
+    :data:`BATCH_TRIPLES` or :data:`itkg.turbo.BATCH_TRIPLES`), in ``workers`` processes (threads
+    for turbo). ``engine`` is ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, see :mod:`itkg.jena`),
+    ``"turbo"`` (pyshacl-turbo, see :mod:`itkg.turbo`) or ``"auto"`` (:func:`engine_for`).
+    ``progress(done, total)`` is called after each batch.
     pySHACL worker processes are spawned, so a script that asks for more than one must guard its
     top level with ``if __name__ == "__main__":``.
 
@@ -319,17 +374,23 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
     (False, ['https://example.org/patient/dev'])
     """
     chosen = engine_for(data, engine)
+    if chosen == "turbo":
+        turbo.require()  # a missing engine is an error before the partitioning, not after
+    if batch_triples is None:
+        batch_triples = turbo.BATCH_TRIPLES if chosen == "turbo" else BATCH_TRIPLES
     extended = knowledge is not None and knowledge.extended
     shapes = shapes_graph(knowledge)
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
     plan = _plan(data, batch_triples, shapes, ontology)
     if chosen == "jena":
-        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+        return _naming_patients(_merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
+    if chosen == "turbo":
+        return _naming_patients(_merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
     context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
                        frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
     workers = max(1, min(workers, len(plan)))
     if workers > 1:
-        return _merged(_in_processes(plan, workers, context, progress))
+        return _naming_patients(_merged(_in_processes(plan, workers, context, progress)), data)
     _enter(context)
     try:
         done = []
@@ -337,7 +398,7 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int = BATCH_
             done.append(_validate_batch(batch, index == 0))
             if progress:
                 progress(index + 1, len(plan))
-        return _merged(done)
+        return _naming_patients(_merged(done), data)
     finally:
         _enter(None)
 
@@ -437,6 +498,26 @@ def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None]
 
         with ThreadPoolExecutor(workers) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
+
+
+def _ontology_triples(ontology: rdflib.Graph) -> list[ox.Triple]:
+    """The ontology as Oxigraph triples (blank-node labels kept)."""
+    text = ontology.serialize(format="nt", encoding="utf-8")
+    return [quad.triple for quad in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+
+
+def _in_turbo(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+              shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
+    """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
+    validator = turbo.TurboValidator(shapes, _ontology_triples(ontology) + list(plan.shared))
+    replicated = frozenset(to_rdflib(n) for n in plan.replicated)
+
+    def judge(index: int) -> _Batch:
+        local = plan.batches[index]
+        return _owned_results(validator.validate(local), local, index == 0, replicated)
+
+    with ThreadPoolExecutor(workers) as threads:
+        return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
 def _literally(text: str, match: re.Match[str]) -> str:
