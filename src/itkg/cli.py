@@ -369,11 +369,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool, timeout: float,
              input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from . import render
-    from .guards import find_ill_typed
-    from .loading import ill_typed_error, load
-    from .processes import default_workers
-    from .validation import validate as validate_data
+    from . import api, render
+    from .loading import load
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
@@ -382,24 +379,9 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
     _check_inputs(files, input_format)
     data = load(files, input_format=input_format, strict_literals=False)
     _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
-    from .knowledge import load_knowledge
-    # Within a deadline, like the other commands: the validation runs in a child process that is
-    # killed when it has not finished in time (pySHACL cannot be interrupted from inside).
-    from .errors import ItkgError as _ItkgError, ValidationEngineError
-    from .processes import call_with_deadline
-    report = call_with_deadline(
-        functools.partial(validate_data, workers=workers or default_workers(), engine=engine,
-                          knowledge=load_knowledge(extensions=extensions) if extensions else None,
-                          progress=None if quiet or not sys.stderr.isatty() else progress),
-        (data,), timeout, passes=(_ItkgError,),
-        timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
-        failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
-    if report.conforms:
-        # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
-        # input that must be reported, never passed as "conforms" (and never rewritten).
-        bad = find_ill_typed(data.triples)
-        if bad:
-            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
+    # Within a deadline, like the other commands; the ill-typed policy is the API's.
+    report = api.validate(data, engine=engine, extensions=extensions, workers=workers, timeout=timeout,
+                          progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)
