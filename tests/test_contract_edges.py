@@ -287,3 +287,21 @@ def test_an_input_without_a_patient_is_seen(tmp_path: Path, text: str) -> None:
     assert not itkg.sparql.load_for_query(path).sources[0].holds_patient
     for engine in ("native", "rdflib", "oxigraph"):
         assert itkg.eligibility(path, engine=engine) == []
+
+
+def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> None:
+    """Every command says so on standard error; eligibility and validate exit 2 under --strict."""
+    import subprocess
+    path = tmp_path / "nobody.ttl"
+    path.write_text("@prefix itkg: <http://w3id.org/itkg/> .\n<urn:p> itkg:hasCondition [ a itkg:CancerPain ] .\n",
+                    encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "itkg.cli", *args, str(path)], capture_output=True,
+                              text=True, timeout=300)
+    for command in (["eligibility"], ["validate"], ["query", "eligibility-status"]):
+        done = cli(*command)
+        assert done.returncode == 0 and "holds no patient" in done.stderr, (command, done.stderr)
+    for command in (["eligibility", "--strict"], ["validate", "--strict"]):
+        done = cli(*command)
+        assert done.returncode == 2 and "itkg: error:" in done.stderr and "holds no patient" in done.stderr
