@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import pyoxigraph as ox
 import pytest
 import _oxigraph_server
+from support import run_itkg
 import rdflib
 
 import itkg
@@ -297,8 +298,7 @@ def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> 
                     encoding="utf-8")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "itkg.cli", *args, str(path)], capture_output=True,
-                              text=True, timeout=300)
+        return run_itkg(*args, path)
     for command in (["eligibility"], ["validate"], ["query", "eligibility-status"]):
         done = cli(*command)
         assert done.returncode == 0 and "holds no patient" in done.stderr, (command, done.stderr)
