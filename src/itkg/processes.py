@@ -195,8 +195,10 @@ def start_child(target: Callable[[multiprocessing.connection.Connection], None],
     traceback may quote data). The caller talks to it through the returned :class:`Child`."""
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe()
+    # Not "daemonic": multiprocessing forbids a daemonic process children of its own, and a child
+    # may need some (validation under a deadline spawns its pySHACL workers). The owner ends it.
     process = context.Process(target=_forked, args=(target, theirs, os.getpid(), offline), name=name,
-                              daemon=True)
+                              daemon=False)
     process.start()
     theirs.close()
     return Child(process, ours)
