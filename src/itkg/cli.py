@@ -358,8 +358,9 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
               help="Processes that validate the batches of large inputs (default: one per CPU).")
 @click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
               help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
-                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
-                   "triples or more when it is installed, else pySHACL.")
+                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: turbo when installed for inputs "
+                   "below 1,000,000 triples, else Jena for inputs of 100,000 triples or more when it is "
+                   "installed, else pySHACL.")
 @quiet_option
 @timeout_option(3600.0, "validation")
 @input_format_option
@@ -380,26 +381,37 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict_literals=False)
-    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
     from .knowledge import load_knowledge
+    knowledge = load_knowledge(extensions=extensions) if extensions else None
+
+    def loaded() -> tuple[Any, ...]:
+        """The patients, parsed in the child only: a forked child that walks a parent's millions
+        of triples (reference counts) copies them page by page, so holding them in both doubles
+        the peak memory of a population's validation."""
+        data = load(files, input_format=input_format, strict_literals=False)
+        _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
+        return (data,)
+
+    def checked(data: Any) -> Any:
+        report = validate_data(data, workers=workers or default_workers(), engine=engine, knowledge=knowledge,
+                               progress=None if quiet or not sys.stderr.isatty() else progress)
+        if report.conforms:
+            # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
+            # input that must be reported, never passed as "conforms" (and never rewritten).
+            bad = find_ill_typed(data.triples)
+            if bad:
+                raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
+        return report
+
     # Within a deadline, like the other commands: the validation runs in a child process that is
-    # killed when it has not finished in time (pySHACL cannot be interrupted from inside).
+    # killed when it has not finished in time (pySHACL cannot be interrupted from inside); the
+    # deadline starts once the child has read the files.
     from .errors import ItkgError as _ItkgError, ValidationEngineError
     from .processes import call_with_deadline
     report = call_with_deadline(
-        functools.partial(validate_data, workers=workers or default_workers(), engine=engine,
-                          knowledge=load_knowledge(extensions=extensions) if extensions else None,
-                          progress=None if quiet or not sys.stderr.isatty() else progress),
-        (data,), timeout, passes=(_ItkgError,),
+        checked, (), timeout, prepare=loaded, passes=(_ItkgError,),
         timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
         failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
-    if report.conforms:
-        # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
-        # input that must be reported, never passed as "conforms" (and never rewritten).
-        bad = find_ill_typed(data.triples)
-        if bad:
-            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)

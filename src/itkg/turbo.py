@@ -66,7 +66,7 @@ class TurboValidator:
     def __init__(self, shapes: rdflib.Graph, base: Iterable[ox.Triple]) -> None:
         self._turbo = require()
         self._shapes = shapes
-        self._base = ox.serialize(base, format=ox.RdfFormat.N_TRIPLES).decode("utf-8")
+        self._base = (ox.serialize(base, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
         self._local = threading.local()
 
     def _program(self) -> Any:
@@ -82,7 +82,7 @@ class TurboValidator:
         Oxigraph-store input takes): no rdflib graph and no store is built, blank-node labels are
         kept, and the native code parses it without holding the GIL.
         """
-        local = batch if isinstance(batch, bytes) else ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
+        local = batch if isinstance(batch, bytes) else ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES) or b""
         data = self._turbo.Input(self._base + local.decode("utf-8"), "nt", None, {}, preserve_ids=True)
         try:
             _, report, _ = self._program().validate(data, allow_warnings=True, abort_on_first=False)

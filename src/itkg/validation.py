@@ -268,7 +268,7 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
 def _owned_results(report: rdflib.Graph, local: Sequence[ox.Triple], first: bool,
                    replicated: frozenset[rdflib.term.Node]) -> _Batch:
     """The results of an rdflib SHACL report that this batch owns, with their report triples."""
-    own = {to_rdflib(s) for s in {t.subject for t in local}}  # type: ignore[arg-type] # no RDF-star here
+    own = {to_rdflib(s) for s in {t.subject for t in local}}
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
