@@ -46,6 +46,7 @@ def test_load_then_eligibility_on_the_endpoint_equals_local(server):
     assert all(r["evidence"] for r in json.loads(remote.stdout)["results"])
 
 
+@pytest.mark.slow
 def test_query_on_the_endpoint_equals_local(server):
     assert itkg("load", EXAMPLES, "--endpoint", server.query_url, "--graph",
                 "https://example.org/graph/examples", "--replace").returncode == 0

@@ -19,14 +19,14 @@ one patient per case, so the module stays fast.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyoxigraph as ox
 import pytest
+import _oxigraph_server
+from support import run_itkg
 import rdflib
 
 import itkg
@@ -227,21 +227,10 @@ def test_explain(files: dict[str, Path], case: Case) -> None:
 
 # -- all cases at once: the endpoint and the SHACL engines -------------------------------------------
 
-def _server_module() -> Any:
-    name = "itkg_tests_oxigraph_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_oxigraph_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def endpoint_rows(files: dict[str, Path]) -> Iterator[list[Any]]:
     """``itkg load`` of every case into one real Oxigraph server, then the contract's queries there."""
-    with _server_module().OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
+    with _oxigraph_server.OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
         client.upload(ontology_path().read_bytes(), "text/turtle")
         data = itkg.load([files[c.id] for c in CASES])  # what `itkg load` sends: schema set aside
         client.upload(ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES), "application/n-triples")
@@ -299,3 +288,20 @@ def test_an_input_without_a_patient_is_seen(tmp_path: Path, text: str) -> None:
     assert not itkg.sparql.load_for_query(path).sources[0].holds_patient
     for engine in ("native", "rdflib", "oxigraph"):
         assert itkg.eligibility(path, engine=engine) == []
+
+
+def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> None:
+    """Every command says so on standard error; eligibility and validate exit 2 under --strict."""
+    import subprocess
+    path = tmp_path / "nobody.ttl"
+    path.write_text("@prefix itkg: <http://w3id.org/itkg/> .\n<urn:p> itkg:hasCondition [ a itkg:CancerPain ] .\n",
+                    encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_itkg(*args, path)
+    for command in (["eligibility"], ["validate"], ["query", "eligibility-status"]):
+        done = cli(*command)
+        assert done.returncode == 0 and "holds no patient" in done.stderr, (command, done.stderr)
+    for command in (["eligibility", "--strict"], ["validate", "--strict"]):
+        done = cli(*command)
+        assert done.returncode == 2 and "itkg: error:" in done.stderr and "holds no patient" in done.stderr

@@ -9,15 +9,14 @@ they were; and the same statements in a patient file change nothing (contract §
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import _oxigraph_server
+from support import run_itkg as _cli
 
 import itkg
 from itkg import rulegen
@@ -101,11 +100,6 @@ def test_validate_checks_the_site_prerequisite_of_a_planned_therapy() -> None:
     assert itkg.validate(PATIENTS, engine="pyshacl").conforms  # the ontology alone knows no cytology
 
 
-def _cli(*args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "itkg.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_the_command_line_takes_extensions() -> None:
     done = _cli("eligibility", "--format", "json", "--extension", EXTENSION, PATIENTS)
     assert done.returncode == 0, done.stderr
@@ -114,20 +108,9 @@ def test_the_command_line_takes_extensions() -> None:
     assert rows == EXPECTED
 
 
-def _server_module() -> Any:
-    name = "itkg_tests_oxigraph_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_oxigraph_server.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.mark.server
 def test_the_endpoint_path_with_itkg_load() -> None:
-    with _server_module().OxigraphServer() as server:
+    with _oxigraph_server.OxigraphServer() as server:
         loaded = _cli("load", ontology_path(), PATIENTS, "--extension", EXTENSION, "--endpoint", server.query_url)
         assert loaded.returncode == 0, loaded.stderr
         with SparqlEndpoint(server.query_url) as client:

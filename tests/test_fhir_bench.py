@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from support import load_by_path
 
 import itkg
 
@@ -12,11 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "fhir_bulk.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("itkg_benchmarks_fhir_bulk", BENCH)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_by_path("itkg_benchmarks_fhir_bulk", BENCH)
 
 
 def test_the_generator_is_seeded_and_itkg_reads_what_it_writes(tmp_path: Path) -> None:

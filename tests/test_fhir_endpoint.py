@@ -3,14 +3,11 @@ server on 127.0.0.1; the contract's queries on the server give the local rows.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_itkg as itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 BULK = ROOT / "examples" / "fhir-bulk"
@@ -19,23 +16,8 @@ ONTOLOGY = ROOT / "ontology" / "itkg.ttl"
 pytestmark = pytest.mark.server
 
 
-def _server_module():
-    spec = importlib.util.spec_from_file_location("itkg_tests_oxigraph_server_fhir",
-                                                  Path(__file__).with_name("_oxigraph_server.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def itkg(*args: object) -> subprocess.CompletedProcess:
-    exe = shutil.which("itkg")
-    command = [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
-
-
 def test_load_a_bulk_export_then_eligibility_on_the_endpoint_equals_local() -> None:
-    module = _server_module()
+    import _oxigraph_server as module
     if module.oxigraph_executable() is None:
         pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
     server = module.OxigraphServer(extra_args=["--union-default-graph"]).start()

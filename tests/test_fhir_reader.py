@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import load_by_path
 from click.testing import CliRunner
 
 import itkg
@@ -451,7 +452,8 @@ def _mutations() -> Any:
     from hypothesis import strategies as st
 
     leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                       st.text(max_size=8), st.sampled_from(["Patient/p1", "#x", "urn:uuid:a b", "a b", "active"]))
+                       st.text(max_size=8), st.sampled_from(["Patient/p1", "#x", "urn:uuid:a b", "a b", "active", "%zz", "a#b#c",
+                                       "Patient/[x]", "https://[::1/Patient/q"]))
     values = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                           max_leaves=6)
@@ -486,6 +488,24 @@ def test_ids_and_references_that_are_not_valid_iris_are_encoded(tmp_path: Path) 
     found = facts(tmp_path, [weird, odd_system])
     assert (BASE + "Patient/p%20q", vocab.HAS_CONDITION, BASE + "Condition/a%20b") in found
     assert "urn:itkg:invalid:local%20codes/x%20y" in types(found, BASE + "Condition/c2")
+
+
+def test_any_id_reference_or_system_becomes_a_valid_iri() -> None:
+    import pyoxigraph as ox
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from itkg.fhir.reader import _valid
+    from itkg.mappings import coding_iri
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text(max_size=12), st.sampled_from([BASE + "Condition/", "urn:uuid:", "", "https://", "mailto:",
+                                                  "https://[::1]/", "http://x:99999/"]))
+    def check(text: str, prefix: str) -> None:
+        ox.NamedNode(_valid(prefix + text))
+        ox.NamedNode(_valid(coding_iri(prefix + text or "s", text or "c")))
+
+    check()
 
 
 def test_a_lone_surrogate_is_bad_input(tmp_path: Path) -> None:
@@ -539,11 +559,7 @@ def _graph_summary(graph: Any) -> tuple:
 
 
 def test_several_processes_give_the_graph_of_one(tmp_path: Path) -> None:
-    import importlib.util as util
-
-    spec = util.spec_from_file_location("itkg_bench_fhir_bulk_r", Path(__file__).parents[1] / "benchmarks" / "fhir_bulk.py")
-    bulk = util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(bulk)  # type: ignore[union-attr]
+    bulk = load_by_path("itkg_benchmarks_fhir_bulk", Path(__file__).parents[1] / "benchmarks" / "fhir_bulk.py")
     export = bulk.generate(300, tmp_path / "export", seed=3)
     # a medication referenced across chunks, an intolerance before the treatment, and a bundle
     extra = F.write_ndjson(tmp_path / "extra.ndjson", [
@@ -588,3 +604,13 @@ def test_explain_names_the_fhir_resources_and_codes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "(Condition/c-p1; ICD-10-CM G89.3)" in text and "(Consent/k-p1" in text
+
+
+@pytest.mark.parametrize(("written", "date"), [("2026-02-30", None), ("2026-02-28T10:00:00Z", "2026-02-28"),
+                                                ("2025-02-29", None), ("2024-02-29", "2024-02-29")])
+def test_a_day_that_does_not_exist_is_undated_never_ill_typed(tmp_path: Path, written: str, date: str | None) -> None:
+    found = facts(tmp_path, [F.consent("k1", date=written), F.csf("o1", date=written)])
+    assert values(found, BASE + "Consent/k1", vocab.CONSENT_DATE) == ({date} if date else set())
+    assert values(found, BASE + "Observation/o1", vocab.ASSESSMENT_DATE) == ({date} if date else set())
+    assert rows(tmp_path, [*F.cancer_patient()[:3], F.consent("k1", date=written), F.csf("o1", date=written)]) \
+        == [(P1, "CancerPainIndication", "qualifies")]

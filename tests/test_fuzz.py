@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Witness
+from support import Witness, itkg_command
 import rdflib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -376,11 +375,6 @@ def test_load_survives_mutated_patient_files(worker: LoadWorker, network: Witnes
     _check_load(worker, network, folder, probe_context, *case)
 
 
-def _command() -> list[str]:
-    exe = shutil.which("itkg")
-    return [exe] if exe else [sys.executable, "-m", "itkg.cli"]
-
-
 def _comparable(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
     """Eligibility rows, with blank-node patients anonymous: itkg.load renames blank nodes, the
     CLI's streaming parser keeps the file's labels."""
@@ -389,6 +383,7 @@ def _comparable(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
 
 @settings(FUZZ, max_examples=25)
 @given(case=mutated_documents())
+@pytest.mark.slow
 def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: Witness, folder: Path,
                                             probe_context: Path, case: tuple[str, bytes]) -> None:
     """Also differential: ``itkg eligibility`` parses with its own streaming reader, and must
@@ -400,7 +395,7 @@ def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: Witness
     api = worker.load(path)
     network.requests.clear()
     network.connections.clear()
-    done = subprocess.run(_command() + ["eligibility", "--format", "json", path.name],
+    done = subprocess.run(itkg_command() + ["eligibility", "--format", "json", path.name],
                           capture_output=True, text=True, cwd=folder, timeout=HARD_LIMIT * 2)
     assert done.returncode in (0, 2), (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stderr and SECRET not in done.stderr, done.stderr[-3000:]

@@ -353,6 +353,7 @@ def _imports_ttl(url: str) -> str:
             f"<urn:ex:ontology> a owl:Ontology ; owl:imports <{url}/owl/imported> .\n")
 
 
+@pytest.mark.slow
 def test_owl_imports_in_a_patient_file_is_refused_by_every_command(ws: Workspace, server: Witness,
                                                                    dump: Path) -> None:
     path = ws.write("imports.ttl", _imports_ttl(server.url))
@@ -659,6 +660,7 @@ def test_no_patient_value_reaches_logs_warnings_or_standard_streams(
 
 
 @pytest.mark.parametrize("command", [["eligibility"], ["validate"]])
+@pytest.mark.slow
 def test_no_patient_value_on_the_cli_standard_error(ws: Workspace, server: Witness,
                                                    command: list[str]) -> None:
     """eligibility reads files with its own streaming parser, validate with itkg.load."""

@@ -91,10 +91,15 @@ def test_cli_engines_print_the_same_report(jena_required: None, path: Path, code
 
 
 @pytest.mark.java
-def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_required: None) -> None:
+def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(
+        jena_required: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a private temporary folder: the shared one may hold other runs' files meanwhile."""
+    private = tmp_path / "tmpdir"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
-    before = set(Path(tempfile.gettempdir()).glob("itkg-jena-*"))
     pool = jena.JenaPool(1, shapes, b"")
+    assert list(private.glob("itkg-jena-*"))
     worker = pool.workers[0]
     try:
         triple = ox.Triple(ox.NamedNode("https://example.org/p"), ox.NamedNode("https://w3id.org/itkg/hasCondition"),
@@ -106,7 +111,7 @@ def test_a_worker_that_dies_is_an_engine_error_and_leaves_nothing_behind(jena_re
             worker.validate([triple])
     finally:
         pool.close()
-    assert set(Path(tempfile.gettempdir()).glob("itkg-jena-*")) == before
+    assert list(private.iterdir()) == []
     assert worker._process.poll() is not None
 
 

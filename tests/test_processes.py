@@ -123,6 +123,7 @@ def test_children_die_with_their_parent_even_when_it_is_killed(private_tmp: Path
 RUNS, AT_ONCE, DEADLINE = 24, 4, 60
 
 
+@pytest.mark.slow
 def test_a_broken_second_file_never_hangs_eligibility(tmp_path: Path, private_tmp: Path) -> None:
     """``itkg eligibility --format json good.ttl broken.jsonld`` hung in 2 of 12 runs; run it
     ``RUNS`` times, ``AT_ONCE`` at a time (load makes the race likelier), each under a deadline."""

@@ -4,7 +4,6 @@ fhir.resources R4B models (R4B covers MeasureReport, DetectedIssue, Task and Ser
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,7 @@ from itkg.cli import main
 from itkg.knowledge import load_knowledge
 from itkg.render_fhir import cds_hooks_cards, fhir_bundle_resource, patient_reference
 
-_spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers_r", Path(__file__).with_name("_fhir_helpers.py"))
-F = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(F)  # type: ignore[union-attr]
+import _fhir_helpers as F  # noqa: N812 - short, as in test_fhir_reader
 I, ICD, SCT, RX = F.I, F.ICD, F.SCT, F.RX
 
 

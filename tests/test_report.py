@@ -152,9 +152,9 @@ def test_worklist_says_the_next_step_in_words(opened: Opened) -> None:
     assert len(steps) == len(rows)
     for row, step in zip(rows, steps):
         if "informed-consent" in row["unmet"]:
-            assert "obtain informed consent for intrathecal" in step
+            assert "Obtain informed consent for intrathecal" in step
         if "csf-circulation" in row["unmet"]:
-            assert "assess CSF circulation" in step
+            assert "Assess CSF circulation" in step
 
 
 def test_excluded_patients_have_a_reason(opened: Opened) -> None:
@@ -171,9 +171,9 @@ def test_worklist_filters_work_without_javascript(browser: Any, rules_report: Pa
         opened.page.get_by_label(re.compile("^" + re.escape(label))).check()
         assert opened.visible_rows("worklist-table") == sum(r["indication"] == spasticity for r in rows) > 0
         opened.page.get_by_label("all").first.check()
-        opened.page.get_by_label("assess CSF circulation", exact=True).check()
+        opened.page.get_by_label("Assess CSF circulation", exact=True).check()
         assert opened.visible_rows("worklist-table") == sum("csf-circulation" in r["unmet"] for r in rows) > 0
-        opened.page.get_by_label("obtain informed consent", exact=True).check()
+        opened.page.get_by_label("Obtain informed consent", exact=True).check()
         assert opened.visible_rows("worklist-table") == sum("informed-consent" in r["unmet"] for r in rows) > 0
         assert opened.errors == [] and opened.requests == [opened.url]
     finally:
@@ -246,7 +246,7 @@ def test_written_owner_only_atomically_and_never_over_an_input(rules_report: Pat
     out = tmp_path / "bad.html"
     done = itkg_cli("report", bad, "-o", out)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and not out.exists()
-    assert list(tmp_path.iterdir()) == [copy, bad] or sorted(tmp_path.iterdir()) == sorted([copy, bad])
+    assert sorted(tmp_path.iterdir()) == sorted([copy, bad])  # no temporary file left behind
 
 
 HOSTILE_LABEL = 'cancer <script>alert("label")</script> & "pain" <img src=x onerror=alert(2)>'
@@ -366,12 +366,8 @@ def test_report_from_an_endpoint_has_the_same_counts(browser: Any, tmp_path: Pat
 
 
 def _fhir_helpers() -> Any:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("itkg_tests_fhir_helpers_report",
-                                                  Path(__file__).with_name("_fhir_helpers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import _fhir_helpers
+    return _fhir_helpers
 
 
 def test_fhir_input_names_the_resources_and_its_markup_stays_text(browser: Any, tmp_path: Path) -> None:
@@ -413,3 +409,51 @@ def test_fhir_input_names_the_resources_and_its_markup_stays_text(browser: Any, 
     for attempt in range(2):
         itkg.report(source, tmp_path / f"api{attempt}.html")
         assert "(Consent/k-p1" in (tmp_path / f"api{attempt}.html").read_text()
+
+
+EXTENSION = ROOT / "tests" / "data" / "extension-leptomeningeal.ttl"
+EXTENSION_PATIENTS = ROOT / "tests" / "data" / "extension-leptomeningeal-patients.ttl"
+
+
+def test_a_site_extension_shows_its_indication_and_its_step(browser: Any, tmp_path: Path) -> None:
+    """--extension: the site's indication has its attrition row, and its own prerequisite its
+    next step in words (the prerequisite's itkg:worklistAction), with the same counts as
+    eligibility given the same extension."""
+    output = tmp_path / "extension.html"
+    done = itkg_cli("report", EXTENSION_PATIENTS, "--extension", EXTENSION, "-o", output)
+    assert done.returncode == 0, done.stderr
+    done = itkg_cli("eligibility", "--format", "json", EXTENSION_PATIENTS, "--extension", EXTENSION)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["results"]
+    indication = "https://example.org/site-extension/LeptomeningealMetastasesIndication"
+    mine = [r for r in rows if r["indication"] == indication]
+    assert mine
+    opened = Opened(browser, output)
+    try:
+        page = opened.page
+        row = page.locator("#attrition tbody tr", has=page.locator(
+            'th:text-is("leptomeningeal metastases indication (example)")'))
+        assert int(row.locator('td[data-count="met"]').inner_text()) == len(mine)
+        assert int(row.locator('td[data-count="qualifies"]').inner_text()) == \
+            sum(r["status"] == "qualifies" for r in mine)
+        for status in ("qualifies", "pending", "excluded"):
+            assert int(page.inner_text(f"#total-{status}")) == sum(r["status"] == status for r in rows)
+        steps = opened.cells("#worklist-table tbody td:nth-child(5)")
+        assert steps == ["Obtain CSF cytology before intrathecal chemotherapy (example)"]
+        page.get_by_label("Obtain CSF cytology", exact=True).check()
+        assert opened.visible_rows("worklist-table") == 1
+        assert "extension-leptomeningeal.ttl" in page.inner_text("#summary")
+        assert opened.requests == [opened.url] and opened.errors == []
+    finally:
+        opened.close()
+
+
+def test_no_patient_is_said_and_strict_refuses_it(tmp_path: Path) -> None:
+    source = tmp_path / "nobody.nt"
+    source.write_text('<https://example.org/x> <https://example.org/p> "1" .\n')
+    done = itkg_cli("report", source, "-o", tmp_path / "nobody.html")
+    assert done.returncode == 0 and "holds no patient" in done.stderr
+    assert "holds no patient" in (tmp_path / "nobody.html").read_text()
+    done = itkg_cli("report", source, "-o", tmp_path / "strict.html", "--strict")
+    assert done.returncode == 2 and "holds no patient" in done.stderr
+    assert not (tmp_path / "strict.html").exists()

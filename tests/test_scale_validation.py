@@ -123,6 +123,7 @@ CORPORA = {
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", sorted(CORPORA))
+@pytest.mark.slow
 def test_small_corpora_match_whole_graph_pyshacl(name: str, engine: str, request: pytest.FixtureRequest) -> None:
     if name == "shape-fixtures" and not (TESTS / "data" / "shapes").is_dir():
         pytest.skip("no shape fixtures")
@@ -232,6 +233,7 @@ def population_reference(population: PatientData) -> Verdict:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
                                                         population_reference: Verdict, engine: str,
                                                         request: pytest.FixtureRequest) -> None:
@@ -245,6 +247,7 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
     assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine, request))
 
 
+@pytest.mark.slow
 def test_query_caching_graph_matches_plain_pyshacl() -> None:
     data = mutated_population(n=50, seed=5)
     assert whole_graph(data, _QueryCachingGraph) == whole_graph(data)

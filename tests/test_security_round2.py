@@ -9,7 +9,6 @@ the protection is taken away, so that the test can fail.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import Witness, run_itkg as itkg
+from support import Witness, itkg_command, run_itkg as itkg
 
 from itkg import sparql
 from itkg.processes import drop_network
@@ -285,8 +284,7 @@ def test_output_to_dev_stdout_writes_in_place_and_keeps_the_symlink(tmp_path: Pa
     out = tmp_path / "out.txt"
     with out.open("wb") as handle:
         done = subprocess.run(
-            [*(([shutil.which("itkg")] if shutil.which("itkg") else [sys.executable, "-m", "itkg.cli"])),
-             "eligibility", str(EXAMPLES), "--format", "csv", "-o", "/dev/stdout"],
+            [*itkg_command(), "eligibility", str(EXAMPLES), "--format", "csv", "-o", "/dev/stdout"],
             stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
@@ -379,8 +377,7 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
                             for i, v in enumerate(values)), encoding="utf-8")
     query = tmp_path / "cells.rq"
     query.write_text("SELECT ?v WHERE { ?r <https://e.org/v> ?v }", encoding="utf-8")
-    exe = shutil.which("itkg")
-    done = subprocess.run([*([exe] if exe else [sys.executable, "-m", "itkg.cli"]), "query",
+    done = subprocess.run([*itkg_command(), "query",
                            str(query), str(data), "--format", "csv"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr  # bytes: a text pipe would turn the CR into LF
     text = done.stdout.decode("utf-8")

@@ -379,6 +379,7 @@ def planned_rules(shapes: Graph, ontology: Graph) -> PlannedRules | None:
     return PlannedRules(data, rows, run_shacl(data, shapes, ontology)[1])
 
 
+@pytest.mark.slow
 def test_planned_rules_patients_violate_exactly_when_not_qualifying(planned_rules: PlannedRules | None) -> None:
     if planned_rules is None:
         pytest.skip("tests/data/rules.ttl and rules-expected.json are not there yet")

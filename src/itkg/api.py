@@ -14,6 +14,7 @@ returns, or anything it accepts (a path, a list of paths, an rdflib graph).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -24,7 +25,7 @@ import rdflib
 from . import names, processes
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
-from .errors import InputError, QueryError
+from .errors import InputError, ItkgError, QueryError, ValidationEngineError
 from .knowledge import Knowledge, load_knowledge
 from .guards import find_ill_typed
 from .loading import PatientData, PatientStore, ill_typed_error, load, node_id
@@ -236,8 +237,8 @@ def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
 
 def validate(data: DataLike, *, engine: str = "auto",
              extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
-             workers: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+             workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+             timeout: float | None = None) -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
     A path is loaded without rejecting ill-typed literals, so that the shapes report those they
@@ -253,11 +254,22 @@ def validate(data: DataLike, *, engine: str = "auto",
         prerequisites checked by generated planned-therapy shapes.
     :param workers: processes for the batches of large inputs (default: one per CPU).
     :param progress: called with (batches done, batches) after each batch.
+    :param timeout: seconds; the validation then runs in a child process killed at the deadline
+        (:class:`~itkg.errors.ValidationEngineError`).
     """
     if not isinstance(data, PatientData):
         data = load(data, input_format=input_format, strict_literals=False)
-    report = _validate(data, engine=engine, knowledge=load_knowledge(extensions=extensions) if extensions else None,
-                       workers=processes.default_workers() if workers is None else workers, progress=progress)
+    run = functools.partial(_validate, engine=engine,
+                            knowledge=load_knowledge(extensions=extensions) if extensions else None,
+                            workers=processes.default_workers() if workers is None else workers,
+                            progress=progress)
+    if timeout is None:
+        report = run(data)
+    else:  # pySHACL cannot be interrupted from inside: the validation runs in a child killed in time
+        report = processes.call_with_deadline(
+            run, (data,), timeout, passes=(ItkgError,),
+            timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
+            failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
     if report.conforms:
         bad = find_ill_typed(data.triples)
         if bad:
@@ -308,6 +320,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
            endpoint: SparqlEndpoint | None = None, input_format: str | None = None,
            knowledge: Knowledge | None = None, timeout: float | None = None,
            mappings: Sequence[Union[str, "os.PathLike[str]"]] = (), fhir_base: str | None = None,
+           extensions: Sequence[Union[str, "os.PathLike[str]"]] = (), strict: bool = False,
            max_listed: int = DEFAULT_MAX_LISTED, max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Write the clinic's self-contained HTML report of ``data`` to ``output`` (``itkg report``):
     summary with attrition per indication, worklist, qualifying and excluded patients, and each
@@ -321,6 +334,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
     from .fhir import hook
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
-    with hook.configured(mappings=mappings, base=fhir_base):
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict):
         return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
-                       knowledge=knowledge, timeout=timeout, max_listed=max_listed, max_details=max_details)
+                       knowledge=knowledge, extensions=extensions, strict=strict, timeout=timeout,
+                       max_listed=max_listed, max_details=max_details)

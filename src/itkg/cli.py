@@ -358,9 +358,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
               help="Processes that validate the batches of large inputs (default: one per CPU).")
 @click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
               help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
-                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: turbo when installed for inputs "
-                   "below 1,000,000 triples, else Jena for inputs of 100,000 triples or more when it is "
-                   "installed, else pySHACL.")
+                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
+                   "triples or more when it is installed, else pySHACL.")
 @quiet_option
 @timeout_option(3600.0, "validation")
 @input_format_option
@@ -370,48 +369,19 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str, quiet: bool, timeout: float,
              input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
-    from . import render
-    from .guards import find_ill_typed
-    from .loading import ill_typed_error, load
-    from .processes import default_workers
-    from .validation import validate as validate_data
+    from . import api, render
+    from .loading import load
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
     _check_inputs(files, input_format)
-    from .knowledge import load_knowledge
-    knowledge = load_knowledge(extensions=extensions) if extensions else None
-
-    def loaded() -> tuple[Any, ...]:
-        """The patients, parsed in the child only: a forked child that walks a parent's millions
-        of triples (reference counts) copies them page by page, so holding them in both doubles
-        the peak memory of a population's validation."""
-        data = load(files, input_format=input_format, strict_literals=False)
-        _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
-        return (data,)
-
-    def checked(data: Any) -> Any:
-        report = validate_data(data, workers=workers or default_workers(), engine=engine, knowledge=knowledge,
-                               progress=None if quiet or not sys.stderr.isatty() else progress)
-        if report.conforms:
-            # The shapes check the contract's dates; an ill-typed literal anywhere else is still bad
-            # input that must be reported, never passed as "conforms" (and never rewritten).
-            bad = find_ill_typed(data.triples)
-            if bad:
-                raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
-        return report
-
-    # Within a deadline, like the other commands: the validation runs in a child process that is
-    # killed when it has not finished in time (pySHACL cannot be interrupted from inside); the
-    # deadline starts once the child has read the files.
-    from .errors import ItkgError as _ItkgError, ValidationEngineError
-    from .processes import call_with_deadline
-    report = call_with_deadline(
-        checked, (), timeout, prepare=loaded, passes=(_ItkgError,),
-        timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
-        failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
+    data = load(files, input_format=input_format, strict_literals=False)
+    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
+    # Within a deadline, like the other commands; the ill-typed policy is the API's.
+    report = api.validate(data, engine=engine, extensions=extensions, workers=workers, timeout=timeout,
+                          progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)
@@ -584,10 +554,12 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
               show_default=True, help="Rows shown per list; beyond, a note, and every row in a CSV beside the page.")
 @click.option("--max-details", type=click.IntRange(min=0), default=names.DEFAULT_MAX_DETAILS,
               show_default=True, help="Patients whose full explanation is in the page.")
+@extension_option
 @handle_errors
 def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint: str | None,
                    store_url: str | None, timeout: float | None, input_format: str | None,
-                   max_listed: int, max_details: int, strict: bool = False, **server: Any) -> None:
+                   max_listed: int, max_details: int, extensions: tuple[Path, ...], strict: bool = False,
+                   **server: Any) -> None:
     """Write a self-contained HTML report of FILES for the clinic: summary and attrition,
     worklist, qualifying and excluded patients, and each patient's explanation.
 
@@ -598,14 +570,16 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
         if files:
             raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
-            written = api.report(None, output, endpoint=client, max_listed=max_listed,
-                                 max_details=max_details)
+            written = api.report(None, output, endpoint=client, extensions=extensions,
+                                 max_listed=max_listed, max_details=max_details)
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
         _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
-                             timeout=timeout, max_listed=max_listed, max_details=max_details)
+                             extensions=extensions, strict=strict, timeout=timeout,
+                             max_listed=max_listed, max_details=max_details)
+        _report_inputs(written.sources)
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)

@@ -20,7 +20,7 @@ from . import vocab
 from .guards import is_valid_lexical
 from .knowledge import Criterion, Indication, Knowledge, Prerequisite
 from .loading import node_id
-from .results import (Status, CriterionExplanation, EligibilityResult, IndicationExplanation,
+from .results import (PrerequisiteState, Status, CriterionExplanation, EligibilityResult, IndicationExplanation,
                       PatientExplanation, PrerequisiteCheck)
 
 
@@ -209,7 +209,13 @@ class RuleEngine:
                     near_misses.append(f"{label(cls)} {_ref(treatment)} ended with {ended}")
         failed: list[str] = []
         if not conditions:
-            failed.append(f"no {_or_join([label(c) for c in criterion.condition_classes])} diagnosis")
+            wanted = _or_join([label(c) for c in criterion.condition_classes])
+            broader = self._broader_conditions(patient, criterion.condition_classes)
+            if broader:  # e.g. spasticity recorded, but not as severe spasticity
+                failed += [f"{label(cls)} diagnosis {_ref(node)} is recorded, but not as {wanted}"
+                           for node, cls in broader]
+            else:
+                failed.append(f"no {wanted} diagnosis")
         if criterion.needs_prior_treatment and not treatments:
             failed.append("no prior {} with {}".format(
                 _or_join([label(c) for c in criterion.treatment_classes]),
@@ -217,6 +223,17 @@ class RuleEngine:
             failed += near_misses
         return CriterionExplanation(criterion.iri, criterion.label, not failed,
                                     tuple(conditions + treatments), tuple(failed))
+
+    def _broader_conditions(self, patient: str, classes: frozenset[str]) -> list[tuple[str, str]]:
+        """The patient's conditions typed with a class *above* one of ``classes`` (a recorded
+        spasticity where severe spasticity is required): (node, class), sorted."""
+        found = []
+        for condition in sorted(c for c in self.index.get(patient, vocab.HAS_CONDITION) if isinstance(c, str)):
+            for cls in sorted(t for t in self.index.get(condition, vocab.RDF_TYPE) if isinstance(t, str)):
+                if cls not in classes and any(cls in self.k.ancestors(c) for c in classes):
+                    found.append((condition, cls))
+                    break
+        return found
 
     # -- prerequisites ---------------------------------------------------------------------------
 
@@ -246,19 +263,36 @@ class RuleEngine:
         return sorted((r for r in records if r.date == newest), key=lambda r: r.node)
 
     def _decide(self, prerequisite: Prerequisite, latest: list[_Record], what: str) -> PrerequisiteCheck:
-        """Apply "among the latest records, a failing value wins; else a meeting value meets"."""
-        code = prerequisite.code
+        """Apply "among the latest records, a failing value wins; else a meeting value meets", and
+        say so in words: when records tie on their day, or one record states several values (a
+        tie within itself), the evidence says what tied and which rule decided."""
+        code, label = prerequisite.code, self.k.label
         nodes = tuple(r.node for r in latest)
         when = latest[0].date or "undated"
         refs = ", ".join(_ref(n) for n in nodes)
         losing = sorted({v for r in latest for v in r.values if v in prerequisite.failing})
-        if losing:
-            return PrerequisiteCheck(code, "failed",
-                                     f"{what} {refs} ({when}): {_or_join([self.k.label(v) for v in losing])}", nodes)
         meeting = sorted({v for r in latest for v in r.values if v in prerequisite.meeting})
-        if meeting:
-            return PrerequisiteCheck(code, "met", f"{what} {refs} ({when}): {_or_join([self.k.label(v) for v in meeting])}", nodes)
-        return PrerequisiteCheck(code, "missing", f"{what} {refs} ({when}) records no decision", nodes)
+        stated = sorted({v for r in latest for v in r.values})
+        state: PrerequisiteState = "failed" if losing else "met" if meeting else "missing"
+        deciding = losing or meeting
+        if len(latest) == 1 and len(stated) <= 1:  # one record, one value: nothing tied
+            if deciding:
+                return PrerequisiteCheck(code, state, f"{what} {refs} ({when}): {_or_join([label(v) for v in deciding])}", nodes)
+            return PrerequisiteCheck(code, state, f"{what} {refs} ({when}) records no decision", nodes)
+        words = " and ".join(label(v) for v in stated) or "no decision"
+        if len(latest) > 1:
+            head = (f"{what}: {len(latest)} undated records ({refs})" if when == "undated"
+                    else f"{what}: {len(latest)} records on {when} ({refs})")
+            head += f" tie, stating {words}"
+        else:
+            head = f"{what} {refs} ({when}) states {words}, a tie within one record"
+        if state == "failed":
+            rule = f"{_or_join([label(v) for v in losing])} wins a tie"
+        elif state == "met":
+            rule = f"{_or_join([label(v) for v in meeting])}, with nothing against it, meets it"
+        else:
+            rule = "none of them records a decision"
+        return PrerequisiteCheck(code, state, f"{head}: {rule}", nodes)
 
     def prerequisite(self, patient: str, therapy: str, prerequisite: Prerequisite) -> PrerequisiteCheck:
         """Check one prerequisite as the ontology describes it (:class:`Prerequisite`): the

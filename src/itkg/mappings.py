@@ -97,7 +97,8 @@ def _coding_iri(system: str, code: str) -> str:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
-_IRI_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
+#: Kept as they are; everything else (``%``, ``?``, ``#``, brackets, spaces...) is percent-encoded.
+_IRI_SAFE = ":/@!$&'()*+,;=-._~"
 
 
 def safe_iri(text: str) -> str:
@@ -110,8 +111,9 @@ def safe_iri(text: str) -> str:
     >>> safe_iri("local codes")
     'urn:itkg:invalid:local%20codes'
     """
-    encoded = quote(text, safe=_IRI_SAFE)
-    return encoded if _SCHEME.match(encoded) else "urn:itkg:invalid:" + encoded
+    match = _SCHEME.match(text)
+    scheme, rest = (match.group(0), text[match.end():]) if match else ("urn:itkg:invalid:", text)
+    return scheme + quote(rest, safe=_IRI_SAFE)
 
 
 def shipped_path() -> Path:

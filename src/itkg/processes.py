@@ -34,6 +34,7 @@ import ctypes.util
 import functools
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.pool
 import os
 import pickle
 import signal
@@ -281,6 +282,13 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
     if kind == "error":
         raise payload
     raise failed(str(payload))
+
+
+def fork_pool(workers: int) -> multiprocessing.pool.Pool:
+    """A ``multiprocessing`` pool of ``workers`` forked children (they inherit what the caller
+    prepared, as :func:`start_child`'s do), each set up by :func:`become_child`. Use it as a
+    context manager: leaving the block terminates the children."""
+    return multiprocessing.get_context("fork").Pool(workers, initializer=become_child, initargs=(os.getpid(),))
 
 
 # -- spawned pools -----------------------------------------------------------------------------

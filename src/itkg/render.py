@@ -306,7 +306,7 @@ def validation_text(report: ValidationReport) -> str:
         return "Conforms: every patient graph meets the consent, CSF and record shapes.\n"
     lines = [f"Does not conform: {len(report.results)} result(s)."]
     for result in report.results:
-        lines.append(printable(f"{result.severity}: {result.message}"))
+        lines.append(printable(f"{result.severity}: {result.text}"))
         detail = f"  focus: {printable(result.focus)}"
         if result.path:
             detail += f"; property: {printable(_short(result.path))}"

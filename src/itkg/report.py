@@ -24,6 +24,7 @@ eligibility``; the explanations of the patients shown are asked of that same eng
 from __future__ import annotations
 
 import base64
+import dataclasses
 import csv
 import datetime as _dt
 import hashlib
@@ -56,9 +57,6 @@ MAX_ITEMS = 20
 
 STATUS_WORDS = {"qualifies": "qualifies", "pending": "pending", "excluded": "excluded"}
 STATE_WORDS = {"met": "met", "failed": "not met (decided against)", "missing": "not documented"}
-_STEP_KEYS = {vocab.INFORMED_CONSENT: "consent", vocab.CSF_CIRCULATION: "csf"}
-_STEP_FILTER_WORDS = {vocab.INFORMED_CONSENT: "obtain informed consent",
-                      vocab.CSF_CIRCULATION: "assess CSF circulation"}
 
 _PATIENTS_QUERY = """PREFIX itkg: <https://w3id.org/itkg/>
 SELECT (COUNT(DISTINCT ?patient) AS ?patients) WHERE {
@@ -83,6 +81,8 @@ class ReportResult:
     counts: Mapping[str, Mapping[str, int]]
     capped: bool
     size: int
+    #: The inputs read (for the command line's notes on what was set aside); empty for an endpoint.
+    sources: tuple[Source, ...] = ()
 
 
 @dataclass
@@ -157,20 +157,46 @@ def _count_patients(index: PatientIndex) -> int:
     return sum(1 for node in index.nodes if index.is_patient(node))
 
 
+def _prerequisites(knowledge: Knowledge) -> dict[str, Any]:
+    """Every prerequisite the knowledge (ontology and extensions) names, by code, in its order."""
+    found = {p.code: p for group in knowledge.prerequisites.values() for p in group}
+    return dict(sorted(found.items(), key=lambda item: (getattr(item[1], "order", 0), item[0])))
+
+
 def next_step(code: str, therapy_label: str, knowledge: Knowledge) -> str:
-    """The clinic's next step for an unmet prerequisite, in words.
+    """The clinic's next step for an unmet prerequisite, in words: the prerequisite's
+    ``itkg:worklistAction`` in the ontology (or an extension), for this therapy.
 
     >>> next_step("csf-circulation", "intrathecal baclofen therapy", load_knowledge())
-    'assess CSF circulation'
+    'Assess CSF circulation'
     >>> next_step("informed-consent", "intrathecal baclofen therapy", load_knowledge())
-    'obtain informed consent for intrathecal baclofen therapy'
+    'Obtain informed consent for intrathecal baclofen therapy'
     """
-    if code == vocab.INFORMED_CONSENT:
-        return f"obtain informed consent for {therapy_label}"
-    if code == vocab.CSF_CIRCULATION:
-        return "assess CSF circulation"
-    labels = {p.code: p.label for group in knowledge.prerequisites.values() for p in group}
-    return f"document the {labels.get(code, code)}"
+    prerequisite = _prerequisites(knowledge).get(code)
+    action = getattr(prerequisite, "action", "") if prerequisite is not None else ""
+    if action:
+        return action.replace("{therapy}", therapy_label)
+    label = prerequisite.label if prerequisite is not None else code
+    return f"Document the {label}"
+
+
+_THERAPY_PHRASE = re.compile(r"\s*\b(?:for|before|of|to)\s+\{therapy\}|\s*\{therapy\}")
+
+
+def _step_words(code: str, knowledge: Knowledge) -> str:
+    """The step without its therapy, for the worklist's filter (``Obtain informed consent``)."""
+    prerequisite = _prerequisites(knowledge).get(code)
+    action = getattr(prerequisite, "action", "") if prerequisite is not None else ""
+    if action:
+        return _THERAPY_PHRASE.sub("", action).strip() or action
+    return f"Document the {prerequisite.label if prerequisite is not None else code}"
+
+
+def _prerequisite_words(code: str, knowledge: Knowledge) -> str:
+    """A prerequisite's name for a table: its label without the word "prerequisite"."""
+    prerequisite = _prerequisites(knowledge).get(code)
+    label = prerequisite.label if prerequisite is not None else code
+    return re.sub(r"\s*\bprerequisite\b", "", label).strip() or label
 
 
 def attrition(rows: Iterable[EligibilityResult]) -> dict[str, dict[str, int]]:
@@ -199,7 +225,7 @@ def attrition(rows: Iterable[EligibilityResult]) -> dict[str, dict[str, int]]:
 
 
 def _decide_files(paths: Sequence[Path], *, engine: str, input_format: str | None,
-                  knowledge: Knowledge, timeout: float | None) -> _Input:
+                  knowledge: Knowledge, timeout: float | None, strict: bool = False) -> _Input:
     """One index of the files, in this process: the rows come from it, and so do the
     explanations (a second parse would double the cost at scale)."""
     from .fhir import hook
@@ -207,13 +233,14 @@ def _decide_files(paths: Sequence[Path], *, engine: str, input_format: str | Non
 
     fhir_paths = set(hook.split(paths, input_format)[0])
     if engine == "native":
-        index, sources = build_index(paths, input_format=input_format, checksums=True)
+        index, sources = build_index(paths, input_format=input_format, checksums=True, strict=strict,
+                                     predicates=knowledge.indexed_predicates())
         with gc_paused():
             rule_engine = RuleEngine(knowledge, index)
             rows = sorted(row for patient in index.patients() for row in rule_engine.rows(patient))
         decided = _Input(rows, _count_patients(index), sources, rule_engine)
     else:
-        decided = _decide_data(load(list(paths), input_format=input_format), engine=engine,
+        decided = _decide_data(load(list(paths), input_format=input_format, strict=strict), engine=engine,
                                knowledge=knowledge, timeout=timeout)
     if fhir_paths:
         decided.sources = tuple(_fhir_source(s) if Path(s.path) in fhir_paths else s for s in decided.sources)
@@ -232,14 +259,14 @@ def _fhir_source(source: Source) -> Source:
         with file.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
-    return Source(source.path, digest.hexdigest(), "fhir", source.triples)
+    return dataclasses.replace(source, sha256=digest.hexdigest(), format="fhir")
 
 
 def _decide_data(data: PatientData, *, engine: str, knowledge: Knowledge,
                  timeout: float | None) -> _Input:
     from . import api
 
-    index = PatientIndex.from_triples(data.triples)
+    index = PatientIndex.from_triples(data.triples, knowledge.indexed_predicates())
     rule_engine = RuleEngine(knowledge, index)
     if engine == "native":
         rows = sorted(row for patient in index.patients() for row in rule_engine.rows(patient))
@@ -264,9 +291,9 @@ def _decide_endpoint(endpoint: Any, knowledge: Knowledge) -> _Input:
 
 
 def _row_model(row: EligibilityResult, knowledge: Knowledge, indication_keys: Mapping[str, str],
-               anchors: Mapping[str, str], namer: _Namer) -> dict[str, Any]:
+               step_keys: Mapping[str, str], anchors: Mapping[str, str], namer: _Namer) -> dict[str, Any]:
     therapy = knowledge.label(row.therapy)
-    steps = [(_STEP_KEYS.get(code, "other"), next_step(code, therapy, knowledge)) for code in row.unmet]
+    steps = [(step_keys.get(code, "x"), next_step(code, therapy, knowledge)) for code in row.unmet]
     reasons = _cap((namer.text(check.reason) for check in row.prerequisites if check.state == "failed"), 4)
     if row.status == "excluded" and not reasons:
         reasons = [f"{code}: not met" for code in row.unmet]
@@ -288,7 +315,7 @@ def _explanation_model(explanation: PatientExplanation, knowledge: Knowledge,
             "status": result.status if result else None,
             "criteria": [{"label": c.label, "met": c.met, "evidence": _cap(map(namer.text, c.evidence)),
                           "failed": _cap(map(namer.text, c.failed))} for c in ind.criteria],
-            "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
+            "prerequisites": [{"label": _prerequisite_words(p.code, knowledge), "state": p.state,
                                "state_words": STATE_WORDS.get(p.state, p.state),
                                "reason": _cut(namer.text(p.reason)), "records": _cap(map(namer.record, p.records))}
                               for p in (result.prerequisites if result else ())],
@@ -302,26 +329,25 @@ def _rows_only_model(rows: Sequence[EligibilityResult], knowledge: Knowledge) ->
     indications = []
     for ind in knowledge.indications:
         row = by_indication.pop(ind.iri, None)
-        indications.append(_row_only(ind.label, knowledge.label(ind.therapy), row))
+        indications.append(_row_only(ind.label, knowledge.label(ind.therapy), row, knowledge))
     for iri, row in sorted(by_indication.items()):  # an indication this ontology does not know
-        indications.append(_row_only(knowledge.label(iri), knowledge.label(row.therapy), row))
+        indications.append(_row_only(knowledge.label(iri), knowledge.label(row.therapy), row, knowledge))
     return indications
 
 
-def _row_only(label: str, therapy: str, row: EligibilityResult | None) -> dict[str, Any]:
+def _row_only(label: str, therapy: str, row: EligibilityResult | None, knowledge: Knowledge) -> dict[str, Any]:
     return {
         "label": label, "therapy": therapy, "met": row is not None,
         "status": row.status if row else None,
         "criteria": [{"label": "criteria met", "met": True, "failed": [],
                       "evidence": _cap(row.evidence)}] if row else [],
-        "prerequisites": [{"label": _PREREQUISITE_WORDS.get(p.code, p.code), "state": p.state,
+        "prerequisites": [{"label": _prerequisite_words(p.code, knowledge), "state": p.state,
                            "state_words": STATE_WORDS.get(p.state, p.state), "reason": _cut(p.reason),
                            "records": _cap(p.records)}
                           for p in (row.prerequisites if row else ())],
     }
 
 
-_PREREQUISITE_WORDS = {vocab.INFORMED_CONSENT: "informed consent", vocab.CSF_CIRCULATION: "CSF circulation"}
 
 
 def _chart(attrition_rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -380,18 +406,20 @@ def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, 
     detail_patients = sorted(by_patient)[:max_details]
     anchors = {p: f"p{n}" for n, p in enumerate(detail_patients)}
 
+    pending_codes = {code for r in rows if r.status == "pending" for code in r.unmet}
+    known_codes = list(_prerequisites(knowledge))
+    codes = [c for c in known_codes if c in pending_codes] + sorted(pending_codes - set(known_codes))
+    step_keys = {code: f"s{n}" for n, code in enumerate(codes)}  # generated: safe in CSS
+    step_filters = [(step_keys[code], _step_words(code, knowledge)) for code in codes]
+
     namer = _Namer(decided.fhir_notes)
     lists: dict[str, dict[str, Any]] = {}
     for status in ("pending", "qualifies", "excluded"):
         matching = [r for r in rows if r.status == status]
         lists[status] = {"total": len(matching),
-                         "rows": [_row_model(r, knowledge, indication_keys, anchors, namer)
+                         "rows": [_row_model(r, knowledge, indication_keys, step_keys, anchors, namer)
                                   for r in matching[:max_listed]]}
     capped = any(lists[s]["total"] > max_listed for s in lists) or len(by_patient) > max_details
-
-    pending_codes = {code for r in rows if r.status == "pending" for code in r.unmet}
-    step_filters = [(_STEP_KEYS[code], _STEP_FILTER_WORDS[code]) for code in vocab.PREREQUISITE_ORDER
-                    if code in pending_codes]
 
     details = []
     for patient in detail_patients:
@@ -446,7 +474,7 @@ def rows_csv(rows: Sequence[EligibilityResult], knowledge: Knowledge) -> str:
     >>> print(rows_csv([EligibilityResult("=p", "https://w3id.org/itkg/IntrathecalBaclofenTherapy", "i",
     ...                                   "pending", ("csf-circulation",))], load_knowledge()), end="")
     patient,therapy,indication,status,unmet,next_steps,reasons
-    '=p,https://w3id.org/itkg/IntrathecalBaclofenTherapy,i,pending,csf-circulation,assess CSF circulation,
+    '=p,https://w3id.org/itkg/IntrathecalBaclofenTherapy,i,pending,csf-circulation,Assess CSF circulation,
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -483,6 +511,7 @@ def write_report(decided: _Input, output: Path, knowledge: Knowledge, *, started
 def report(data: PatientData | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
            output: str | os.PathLike[str], *, engine: str = "native", endpoint: Any = None,
            input_format: str | None = None, knowledge: Knowledge | None = None,
+           extensions: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
            timeout: float | None = None, max_listed: int = DEFAULT_MAX_LISTED,
            max_details: int = DEFAULT_MAX_DETAILS) -> ReportResult:
     """Decide eligibility for ``data`` and write the clinic's HTML report to ``output``.
@@ -491,20 +520,24 @@ def report(data: PatientData | str | os.PathLike[str] | Sequence[str | os.PathLi
         ``None`` with ``endpoint``.
     :param engine: ``native``, ``rdflib`` or ``oxigraph``, as for :func:`itkg.eligibility`.
     :param endpoint: an :class:`itkg.endpoint.SparqlEndpoint` that holds the data instead.
+    :param extensions: a site's extension files, read with the ontology (or give ``knowledge``).
+    :param strict: refuse input with ill-typed values, or with no patient (exit 2 on the command
+        line), instead of setting them aside with a note.
     :param max_listed: rows shown per list (worklist, qualifying, excluded) before a note and
         the CSV beside the page take over.
     :param max_details: patients whose explanation is in the page.
     :returns: what was written, with the counts the page shows.
     """
-    from . import __version__
-    from .api import BACKENDS
+    from . import __version__, names, setaside
 
-    if engine not in BACKENDS:
-        raise InputError("<engine>", f"unknown engine; use one of {', '.join(BACKENDS)}")
+    if engine not in names.BACKENDS:
+        raise InputError("<engine>", f"unknown engine; use one of {', '.join(names.BACKENDS)}")
+    if knowledge is not None and extensions:
+        raise InputError("<extensions>", "give either knowledge or extensions, not both")
     started = _dt.datetime.now(_dt.timezone.utc)
-    knowledge = knowledge or load_knowledge()
+    knowledge = knowledge or load_knowledge(extensions=extensions)
     output = Path(output)
-    protect: list[Path] = []
+    protect: list[Path] = [Path(e) for e in extensions]
     if endpoint is not None:
         if data is not None:
             raise InputError("<data>", "with an endpoint the data comes from the endpoint; give no data")
@@ -512,16 +545,26 @@ def report(data: PatientData | str | os.PathLike[str] | Sequence[str | os.PathLi
         engine = "endpoint"
     elif isinstance(data, PatientData):
         decided = _decide_data(data, engine=engine, knowledge=knowledge, timeout=timeout)
-        protect = [Path(s.path) for s in data.sources]
+        protect += [Path(s.path) for s in data.sources]
     elif data is None:
         raise InputError("<none>", "no input files given (or use an endpoint)")
     else:
         paths = [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(p) for p in data]
         if not paths:
             raise InputError("<none>", "no input files given (or use an endpoint)")
-        protect = paths
+        protect += paths
         decided = _decide_files(paths, engine=engine, input_format=input_format, knowledge=knowledge,
-                                timeout=timeout)
-    return write_report(decided, output, knowledge, started=started, max_listed=max_listed,
-                        max_details=max_details, protect=protect, software_version=__version__,
-                        engine_name=engine)
+                                timeout=timeout, strict=strict)
+    # Contract §6: what was set aside, and an input with no patient, said in the page too.
+    decided.messages += setaside.notes(decided.sources)
+    if decided.sources and not any(getattr(s, "holds_patient", True) for s in decided.sources):
+        if strict:
+            raise InputError(", ".join(s.path for s in decided.sources), setaside.NO_PATIENT)
+        decided.messages.append(setaside.NO_PATIENT[:1].upper() + setaside.NO_PATIENT[1:] + ".")
+    if extensions:
+        decided.messages.append("The rules include the site's extension files: "
+                                + ", ".join(os.path.basename(str(e)) for e in extensions) + ".")
+    written = write_report(decided, output, knowledge, started=started, max_listed=max_listed,
+                           max_details=max_details, protect=protect, software_version=__version__,
+                           engine_name=engine)
+    return dataclasses.replace(written, sources=tuple(decided.sources))

@@ -205,21 +205,21 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
     settings = hook.SETTINGS
     key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
            hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
-    if _FHIR_CACHE.get("key") != key:
+    # The cache lives as long as the command's FHIR settings (hook.configured), never longer: a
+    # file rewritten with the same size and time in a long-running process is read again.
+    cache = hook.LAST.cache if hook.LAST is not None else {}
+    if cache.get("key") != key:
         graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
-        _FHIR_CACHE.clear()
-        _FHIR_CACHE.update(key=key, notes=dict(graph.notes),
+        cache.clear()
+        cache.update(key=key, notes=dict(graph.notes),
                            pieces={path: graph.ntriples(index)
                                    for index, (path, _triples, _digest) in enumerate(graph.files)})
     elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
-        notes = _FHIR_CACHE["notes"]
+        notes = cache["notes"]
         assert isinstance(notes, dict)
         hook.LAST.notes.update(notes)
-    return _FHIR_CACHE["pieces"]  # type: ignore[return-value]
+    return cache["pieces"]  # type: ignore[return-value]
 
-
-#: The last FHIR inputs read by :func:`plan`, with what was read (see :func:`_fhir_pieces`).
-_FHIR_CACHE: dict[str, object] = {}
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:

@@ -26,6 +26,7 @@ import pyoxigraph as ox
 import rdflib
 
 from .errors import ValidationEngineError
+from .loading import ntriples
 
 #: Local triples per batch (about a hundred patients): beyond a few thousand triples
 #: pyshacl-turbo's time per patient grows with the batch.
@@ -66,7 +67,7 @@ class TurboValidator:
     def __init__(self, shapes: rdflib.Graph, base: Iterable[ox.Triple]) -> None:
         self._turbo = require()
         self._shapes = shapes
-        self._base = (ox.serialize(base, format=ox.RdfFormat.N_TRIPLES) or b"").decode("utf-8")
+        self._base = ntriples(base).decode("utf-8")
         self._local = threading.local()
 
     def _program(self) -> Any:
@@ -82,7 +83,7 @@ class TurboValidator:
         Oxigraph-store input takes): no rdflib graph and no store is built, blank-node labels are
         kept, and the native code parses it without holding the GIL.
         """
-        local = batch if isinstance(batch, bytes) else ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES) or b""
+        local = batch if isinstance(batch, bytes) else ntriples(batch)
         data = self._turbo.Input(self._base + local.decode("utf-8"), "nt", None, {}, preserve_ids=True)
         try:
             _, report, _ = self._program().validate(data, allow_warnings=True, abort_on_first=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
@@ -68,10 +68,22 @@ class ValidationResult:
     path: str | None = None
     value: str | None = field(default=None, compare=False)
     shape: str | None = field(default=None, compare=False)
+    #: The patient whose record the focus node is (contract §6), or None when the focus is not a record.
+    patient: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"focus": self.focus, "severity": self.severity, "path": self.path,
-                "message": self.message, "shape": self.shape}
+        found = {"focus": self.focus, "severity": self.severity, "path": self.path,
+                 "message": self.message, "shape": self.shape}
+        if self.patient is not None:
+            found["patient"] = self.patient
+        return found
+
+    @property
+    def text(self) -> str:
+        """The message for people, naming the patient of a record-level result first."""
+        if self.patient is None or self.message.startswith("Patient "):
+            return self.message
+        return f"Patient {self.patient}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,7 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
 def _owned_results(report: rdflib.Graph, local: Sequence[ox.Triple], first: bool,
                    replicated: frozenset[rdflib.term.Node]) -> _Batch:
     """The results of an rdflib SHACL report that this batch owns, with their report triples."""
-    own = {to_rdflib(s) for s in {t.subject for t in local}}
+    own = {to_rdflib(s) for s in {t.subject for t in local}}  # no RDF-star here (the loaders refuse it)
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
@@ -295,6 +307,31 @@ def _merged(batches: Iterable[_Batch]) -> ValidationReport:
     graph.add((report, RDF.type, SH.ValidationReport))
     graph.add((report, SH.conforms, rdflib.Literal(conforms)))
     return ValidationReport(conforms, tuple(sorted(results)), graph)
+
+
+ITKG_NS = "https://w3id.org/itkg/"
+#: The links from a patient to its records (contract §2).
+_RECORD_LINKS = frozenset(ITKG_NS + name for name in (
+    "hasCondition", "receivedTreatment", "hasConsent", "hasCSFAssessment", "plannedTherapy"))
+
+
+def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationReport:
+    """Name the patient of every result about a record (contract §6: "messages name the
+    patient"): :attr:`ValidationResult.patient`, which the text and JSON outputs show
+    (``Patient <p>: The informed consent record ...``). The SHACL message itself stays the
+    engine's, so the pySHACL and Jena reports stay comparable; the same whichever engine ran."""
+    foci = {r.focus for r in report.results}
+    owners: dict[str, set[str]] = {}
+    for triple in data.triples:
+        if triple.predicate.value in _RECORD_LINKS and not isinstance(triple.object, ox.Literal):
+            record = node_id(triple.object)
+            if record in foci:
+                owners.setdefault(record, set()).add(node_id(triple.subject))
+    if not owners:
+        return report
+    results = [replace(r, patient=", ".join(sorted(owners[r.focus]))) if r.focus in owners else r
+               for r in report.results]
+    return ValidationReport(report.conforms, tuple(results), report.graph)
 
 
 def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
@@ -346,14 +383,14 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None =
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
     plan = _plan(data, batch_triples, shapes, ontology)
     if chosen == "jena":
-        return _merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+        return _naming_patients(_merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
     if chosen == "turbo":
-        return _merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress, shapes, ontology))
+        return _naming_patients(_merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
     context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
                        frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
     workers = max(1, min(workers, len(plan)))
     if workers > 1:
-        return _merged(_in_processes(plan, workers, context, progress))
+        return _naming_patients(_merged(_in_processes(plan, workers, context, progress)), data)
     _enter(context)
     try:
         done = []
@@ -361,7 +398,7 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None =
             done.append(_validate_batch(batch, index == 0))
             if progress:
                 progress(index + 1, len(plan))
-        return _merged(done)
+        return _naming_patients(_merged(done), data)
     finally:
         _enter(None)
 

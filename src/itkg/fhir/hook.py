@@ -39,6 +39,8 @@ class Run:
 
     reports: list[FhirReport] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    #: what :func:`itkg.streaming.plan` read, for a second plan of the same run (never longer)
+    cache: dict[str, object] = field(default_factory=dict)
 
 
 SETTINGS = Settings()

@@ -14,7 +14,6 @@ or any error (one process reports it with its exact line).
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
+from .. import processes
 from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
@@ -142,7 +142,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
          knowledge: Knowledge | None = None) -> FhirGraph | None:
     """The graph of :func:`itkg.fhir.read`, mapped by ``workers`` processes; None when the input
     is too small to cut, fork is not available, or one process must read it (see the module)."""
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2 or not processes.forking_available():
         return None
     inputs = [Path(p) for p in paths]
     if any(not p.exists() for p in inputs):
@@ -154,7 +154,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
     _JOB.update(base=base, mappings=mappings, knowledge=knowledge or load_knowledge(), strict=strict,
                 max_bytes=max_bytes, paths=len(inputs))
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(chunks))) as pool:
+        with processes.fork_pool(min(workers, len(chunks))) as pool:
             results = pool.map(_work, chunks, chunksize=1)
     finally:
         _JOB.clear()

@@ -60,6 +60,8 @@ def is_fhir(path: Path, input_format: str | None = None) -> bool:
         return input_format == "fhir"
     if path.is_dir():
         return True
+    if not path.is_file():  # a FIFO or a device: never opened here (it could block or never end)
+        return False
     try:
         with path.open("rb") as handle:
             head = handle.read(_SNIFF_BYTES)
@@ -248,7 +250,7 @@ def _named(iri: str) -> ox.NamedNode:
         try:
             node = ox.NamedNode(iri)
         except ValueError:
-            node = ox.NamedNode(safe_iri(iri))
+            node = ox.NamedNode(_valid(iri))
         if len(_NODES) < 1 << 16:
             _NODES[iri] = node
     return node
@@ -259,7 +261,12 @@ def _valid(iri: str) -> str:
     try:
         return ox.NamedNode(iri).value
     except ValueError:
-        return safe_iri(iri)
+        pass
+    encoded = safe_iri(iri)
+    try:
+        return ox.NamedNode(encoded).value
+    except ValueError:  # still not an IRI (an odd authority): a stable name for it
+        return "urn:itkg:invalid:" + hashlib.sha256(iri.encode("utf-8", "replace")).hexdigest()
 
 
 class FhirReader:

@@ -12,6 +12,7 @@ calls :data:`RULES` and turns each record into triples.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -178,6 +179,10 @@ def date_of(value: Any) -> str | None:
     if isinstance(value, str):
         match = _DATE.match(value)
         if match and (len(value) == 10 or value[10] == "T"):
+            try:  # a day that exists (2026-02-30 does not): else undated, never an ill-typed value
+                _dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            except ValueError:
+                return None
             return match.group(0)
     return None
 
