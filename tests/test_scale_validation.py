@@ -282,11 +282,14 @@ def test_every_triple_is_kept_and_shared_nodes_stay_together(population: Patient
 # ------------------------------------------------------------------------------------------------
 
 
-def test_cli_workers_give_the_same_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["pyshacl", "turbo"])
+def test_cli_workers_give_the_same_json(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
+    """Two pySHACL worker processes (spawned from the command's deadline child) or two turbo threads."""
     path = tmp_path / "population.nt"
     path.write_bytes(ox.serialize(mutated_population(n=200, seed=3).triples, format=ox.RdfFormat.N_TRIPLES))
     runs = [subprocess.run([sys.executable, "-m", "itkg.cli", "validate", str(path), "--format", "json",
-                            "--workers", workers, "--quiet"], capture_output=True, text=True, timeout=600)
+                            "--workers", workers, "--quiet", "--engine", needs(engine, request)],
+                           capture_output=True, text=True, timeout=600)
             for workers in ("1", "2")]
     assert [r.returncode for r in runs] == [1, 1], runs[0].stderr
     # the population's own subclass axioms are patient data: set aside and counted (contract 1.1 §6)

@@ -248,7 +248,8 @@ def validate(data: DataLike, *, engine: str = "auto",
 
     :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations),
         ``"turbo"`` (pyshacl-turbo, same verdicts, no Java; ``pip install 'itkg[turbo]'``) or
-        ``"auto"`` (Jena for large inputs when installed; see :func:`itkg.validation.engine_for`).
+        ``"auto"`` (turbo when installed, below a million triples; else Jena for large inputs when
+        installed; see :func:`itkg.validation.engine_for`).
     :param extensions: a site's extension files: validated against with the ontology, and their
         prerequisites checked by generated planned-therapy shapes.
     :param workers: processes for the batches of large inputs (default: one per CPU).

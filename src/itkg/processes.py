@@ -209,6 +209,10 @@ def _forked(target: Callable[[multiprocessing.connection.Connection], None],
     code = 1
     try:
         become_child(parent, offline=offline)
+        # Started as a daemon (so the parent's exit never waits for it), but a daemon may not start
+        # processes, and the child may need its own workers (validation's spawned pySHACL pool).
+        # It still ends with the parent: Child.stop, and become_child's parent-death signal.
+        multiprocessing.current_process().daemon = False
         target(conn)
         code = 0
     finally:
