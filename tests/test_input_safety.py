@@ -794,9 +794,10 @@ def test_explain_names_only_the_patient_asked_for(ws: Workspace) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_directory_is_refused_by_the_api(ws: Workspace) -> None:
+    """A directory is read as a FHIR Bulk export (fhir.md); one without NDJSON files is refused."""
     folder = ws.root / "folder.ttl"
     folder.mkdir()
-    with pytest.raises(InputError, match="not a regular file"):
+    with pytest.raises(InputError, match="holds no \\*.ndjson file"):
         itkg.load(folder)
 
 
