@@ -918,3 +918,18 @@ def test_triple_terms_never_give_an_internal_error_on_the_cli(ws: Workspace, dum
     assert "Traceback" not in done.stderr
     if done.returncode == 2:
         assert_refused(done, path.name)
+
+
+@pytest.mark.parametrize("suffix", [".ttl", ".nt"])
+def test_a_triple_term_under_any_predicate_is_refused_by_every_command(ws: Workspace, suffix: str) -> None:
+    """Regression: the population reader noted triple terms only under the predicates it indexes,
+    so ``itkg eligibility`` accepted a file that ``itkg.load`` refuses (found by test_fuzz)."""
+    text = (PATIENT_TTL if suffix == ".ttl" else "") + \
+        "<https://example.org/p> <urn:ex:said> <<( <urn:a> <urn:b> <urn:c> )>> .\n"
+    path = ws.write("star" + suffix, text)
+    with pytest.raises(InputError, match="triple terms"):
+        itkg.load(path)
+    for command in (["eligibility"], ["validate"]):
+        done = itkg_cli(*command, path.name, cwd=ws.root)
+        assert done.returncode == 2, done.stderr
+        assert "triple terms" in done.stderr

@@ -375,8 +375,9 @@ class IndexBuilder:
             obj = quad.object
             value = objects.get(obj)
             if predicate is None:
-                if value is None and type(obj) is literal:
-                    if self._object_value(quad, obj, scope, report) is _ASIDE:  # checks it
+                if value is None and type(obj) is not named:
+                    # literals are checked and triple terms noted here too, whatever the predicate
+                    if self._object_value(quad, obj, scope, report) is _ASIDE:
                         continue
                 self._other(quad, report)
                 continue
