@@ -363,7 +363,7 @@ class IndexBuilder:
         Statements about classes or ``itkg:`` terms and ill-typed values are set aside, counted
         (:mod:`itkg.setaside`)."""
         nodes, objects, indexed = self.index.nodes, self._objects, self._indexed
-        named, blank, literal = ox.NamedNode, ox.BlankNode, ox.Literal
+        named, blank = ox.NamedNode, ox.BlankNode
         schema_types, links, rdf_type = self._schema_types, setaside.PATIENT_LINKS, sys.intern(vocab.RDF_TYPE)
         itkg, patient = vocab.ITKG, vocab.PATIENT
         last_subject: object = None
