@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -206,17 +206,27 @@ def _outcomes(ctx: Context, *concepts: Any) -> set[str]:
     return found
 
 
+def _status_not_counted(resource: dict, clinical_ok: Collection[str],
+                        verification_ok: Collection[str]) -> str | None:
+    """Why a Condition or AllergyIntolerance does not count by its clinical or verification status
+    (an absent status counts), or ``None``: the one status rule both resource types share."""
+    clinical = _code(resource.get("clinicalStatus"))
+    if clinical is not None and clinical not in clinical_ok:
+        return f"clinicalStatus {clinical}"
+    verification = _code(resource.get("verificationStatus"))
+    if verification is not None and verification not in verification_ok:
+        return f"verificationStatus {verification}"
+    return None
+
+
 # -- the rules, one per resource type ------------------------------------------------------------------
 
 def condition(resource: dict, ctx: Context) -> Result:
     """Condition.code → ``hasCondition`` of the mapped classes (the codes' IRIs are kept as types
     too: they decide nothing). Severe spasticity from Condition.severity; etiologies link later."""
-    clinical = _code(resource.get("clinicalStatus"))
-    verification = _code(resource.get("verificationStatus"))
-    if clinical is not None and clinical not in CONDITION_CLINICAL:
-        return None, f"clinicalStatus {clinical}"
-    if verification is not None and verification not in CONDITION_VERIFICATION:
-        return None, f"verificationStatus {verification}"
+    why = _status_not_counted(resource, CONDITION_CLINICAL, CONDITION_VERIFICATION)
+    if why is not None:
+        return None, why
     concept = resource.get("code")
     terms = ctx.terms(concept)
     record = Record(vocab.HAS_CONDITION, codes=ctx.codes(concept))
@@ -354,12 +364,9 @@ def allergy_intolerance(resource: dict, ctx: Context) -> Result:
     reaction of severity severe, to a drug mapped to a treatment class: every received treatment of
     the same patient coded with the same drug code ended with severe side effects (the evidence
     names the intolerance)."""
-    clinical = _code(resource.get("clinicalStatus"))
-    verification = _code(resource.get("verificationStatus"))
-    if clinical is not None and clinical not in INTOLERANCE_CLINICAL:
-        return None, f"clinicalStatus {clinical}"
-    if verification is not None and verification not in INTOLERANCE_VERIFICATION:
-        return None, f"verificationStatus {verification}"
+    why = _status_not_counted(resource, INTOLERANCE_CLINICAL, INTOLERANCE_VERIFICATION)
+    if why is not None:
+        return None, why
     if resource.get("type") != "intolerance":
         return None, "not an intolerance"
     categories = as_list(resource.get("category"))
