@@ -51,7 +51,7 @@ BATCH_TRIPLES = 20_000
 #: a quarter of Jena's time at 10,000 patients and a fifth of pySHACL's, but only drew level with
 #: Jena at 100,000 patients (1.6 million triples), where Jena's two worker processes use both
 #: cores and turbo's threads share the GIL for part of each batch.
-ENGINES = names.SHACL_BACKENDS
+ENGINES = names.VALIDATION_CHOICES
 AUTO_JENA_TRIPLES = 100_000
 AUTO_TURBO_MAX_TRIPLES = 1_000_000
 
