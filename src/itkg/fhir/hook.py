@@ -57,11 +57,14 @@ def configured(*, mappings: Sequence[str | os.PathLike[str]] = (), base: str | N
     SETTINGS = Settings(SETTINGS.mappings + tuple(str(m) for m in mappings),
                         base or SETTINGS.base, strict or SETTINGS.strict, progress or SETTINGS.progress,
                         workers or SETTINGS.workers)
-    LAST = Run()
+    LAST = run = Run()
     try:
-        yield LAST
+        yield run
     finally:
         SETTINGS, LAST = saved
+        if LAST is not None:  # an inner block (an API call inside a command's): the outer sees it too
+            LAST.reports.extend(run.reports)
+            LAST.notes.update(run.notes)
 
 
 def split(paths: Sequence[str | os.PathLike[str]], input_format: str | None) -> tuple[list[Path], list[Path]]:
