@@ -370,18 +370,18 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
              input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from . import api, render
-    from .loading import load
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
     _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict_literals=False)
-    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
-    # Within a deadline, like the other commands; the ill-typed policy is the API's.
-    report = api.validate(data, engine=engine, extensions=extensions, workers=workers, timeout=timeout,
-                          progress=None if quiet or not sys.stderr.isatty() else progress)
+    # Within a deadline, like the other commands; the files are read in the deadline's child only
+    # (and reported from there), and the ill-typed policy is the API's.
+    report = api.validate(list(files), engine=engine, extensions=extensions, workers=workers, timeout=timeout,
+                          input_format=input_format,
+                          progress=None if quiet or not sys.stderr.isatty() else progress,
+                          on_read=functools.partial(_report_inputs, no_patient_is_error=strict, ill_typed_kept=True))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)
