@@ -34,6 +34,7 @@ from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, repor
 from .resources import query_path
 from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
                       Status)
+from .lexical import LexicalFormError
 from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
 from .validation import ValidationReport, validate as _validate
 
@@ -53,7 +54,8 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
                 input_format: str | None = None, workers: int | None = None,
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None,
-                extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
+                extensions: Sequence[str | os.PathLike[str]] = (),
+                max_memory: int | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
 
     Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
@@ -61,10 +63,12 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
     ``fhir_base`` the base of the IRIs of FHIR patients and records; the evidence then names the
     FHIR resource and codes of each record (``Condition/c1; ICD-10-CM G89.3``). ``extensions``
     are a site's extension files (its own subclasses, indications, criteria, prerequisites):
-    every engine decides with the ontology plus these (contract §6).
+    every engine decides with the ontology plus these (contract §6). ``max_memory`` (bytes) is the
+    memory budget of this process and each child it starts while the call runs
+    (:func:`itkg.processes.budgeted`): past it, :class:`~itkg.errors.MemoryBudgetError`.
     """
     from .fhir import hook
-    with hook.configured(mappings=mappings, base=fhir_base) as run:
+    with processes.budgeted(max_memory), hook.configured(mappings=mappings, base=fhir_base) as run:
         rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
                             extensions=extensions, input_format=input_format, workers=workers)
         return hook.annotate(rows, run.notes)
@@ -81,7 +85,9 @@ def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native"
         evidence), or ``rdflib`` / ``oxigraph`` to run ``queries/eligibility-status.rq`` and
         ``queries/indication-evidence.rq`` locally. With ``oxigraph``, files are loaded straight
         into the store (:func:`itkg.sparql.load_for_query`), not kept as Python triples as well;
-        ``data`` may also be such a store (for the SPARQL engines only).
+        ``data`` may also be such a store (for the SPARQL engines only). Data holding a literal
+        Oxigraph's store would rewrite (``"…T24:00:00"`` to the next day) is answered by
+        ``rdflib``, which keeps it as written (:mod:`itkg.lexical`).
     :param endpoint: run those queries on a remote SPARQL endpoint instead (``data`` is ignored
         and may be ``None``: the endpoint holds the data, and the ontology and extensions).
     :param extensions: a site's extension files (its own subclasses, indications, criteria,
@@ -107,7 +113,10 @@ def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native"
                                    knowledge=knowledge)
         return sorted(rows)
     elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
-        patient_data = load_for_query(data, ontology=ontology)  # type: ignore[arg-type]  # files: into the store only
+        try:
+            patient_data = load_for_query(data, input_format=input_format, ontology=ontology)  # type: ignore[arg-type]  # files: into the store only
+        except LexicalFormError:  # literals the store would rewrite: rdflib keeps them as written
+            patient_data, engine = load(data, input_format=input_format), "rdflib"  # type: ignore[arg-type]
     elif data is None:
         raise QueryError("no data: give patient data, or an endpoint")
     else:
@@ -184,7 +193,8 @@ def query_file(query: str | os.PathLike[str]) -> Path:
 
 def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
           *, engine: str = "oxigraph", endpoint: SparqlEndpoint | None = None,
-          input_format: str | None = None, timeout: float | None = 300.0) -> QueryResult:
+          input_format: str | None = None, timeout: float | None = 300.0,
+          max_memory: int | None = None) -> QueryResult:
     """Run a SELECT query over the ontology and ``files`` (``itkg query``), or on ``endpoint``,
     and return its rows in a stable order (:func:`itkg.ordering.sort_result`).
 
@@ -194,7 +204,17 @@ def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequenc
     :param engine: ``oxigraph`` or ``rdflib`` for local files.
     :param timeout: seconds; locally the query (and the loading of the files, in the query's
         child process, so that the data is held once) runs in a child killed at the deadline.
+    :param max_memory: bytes each process may hold (:func:`itkg.processes.budgeted`); past it,
+        :class:`~itkg.errors.MemoryBudgetError`.
     """
+    with processes.budgeted(max_memory):
+        return _query(query, files, engine=engine, endpoint=endpoint, input_format=input_format,
+                      timeout=timeout)
+
+
+def _query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+           *, engine: str, endpoint: SparqlEndpoint | None, input_format: str | None,
+           timeout: float | None) -> QueryResult:
     from .ordering import sort_result
     from .sparql import gate, select_files
     path = query_file(query)
@@ -238,7 +258,7 @@ def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
 def validate(data: DataLike, *, engine: str = "auto",
              extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
              workers: int | None = None, progress: Callable[[int, int], None] | None = None,
-             timeout: float | None = None) -> ValidationReport:
+             timeout: float | None = None, max_memory: int | None = None) -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
     A path is loaded without rejecting ill-typed literals, so that the shapes report those they
@@ -256,7 +276,17 @@ def validate(data: DataLike, *, engine: str = "auto",
     :param progress: called with (batches done, batches) after each batch.
     :param timeout: seconds; the validation then runs in a child process killed at the deadline
         (:class:`~itkg.errors.ValidationEngineError`).
+    :param max_memory: bytes each process may hold (:func:`itkg.processes.budgeted`); past it,
+        :class:`~itkg.errors.MemoryBudgetError`.
     """
+    with processes.budgeted(max_memory):
+        return _validate_data(data, engine=engine, extensions=extensions, input_format=input_format,
+                              workers=workers, progress=progress, timeout=timeout)
+
+
+def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os.PathLike[str]],
+                   input_format: str | None, workers: int | None,
+                   progress: Callable[[int, int], None] | None, timeout: float | None) -> ValidationReport:
     if not isinstance(data, PatientData):
         data = load(data, input_format=input_format, strict_literals=False)
     run = functools.partial(_validate, engine=engine,

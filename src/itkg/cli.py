@@ -51,15 +51,17 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     collector) is put back afterwards, so that the command line can also run in-process (tests).
     """
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, max_memory: int | None = None, **kwargs: Any) -> Any:
         from .guards import install_library_defaults, network_guard
+        from .processes import default_memory_budget, memory_budget
         collecting = gc.isenabled()
+        budget = default_memory_budget() if max_memory is None else max_memory or None
         try:
             install_library_defaults()  # also in this process: rdflib logs values it cannot convert
             # Backstop behind the input and query gates: the only host itkg may reach is an
             # endpoint the user named on this command line.
             with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
-                    signals_end_cleanly(), _standard_input(kwargs) as stdin_copy:
+                    signals_end_cleanly(), memory_budget(budget), _standard_input(kwargs) as stdin_copy:
                 try:
                     return command(*args, **kwargs)
                 except ItkgError as error:  # name standard input as the user did
@@ -70,15 +72,50 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except RecursionError:
             _fail("the input is nested too deeply to process")
         except MemoryError:
-            _fail("not enough memory for this input")
+            from .errors import MemoryBudgetError
+            _fail(str(MemoryBudgetError(budget)))
         except KeyboardInterrupt:
+            from .processes import budget_exceeded
+            if budget_exceeded():  # the memory watchdog, not ^C
+                from .errors import MemoryBudgetError
+                _fail(str(MemoryBudgetError(budget)))
             _fail("interrupted", 130)
         except Exception as error:  # noqa: BLE001 - the message may quote data: name the type only
             _fail(f"internal error ({type(error).__name__}); please report it")
+        except BaseException as error:  # pyo3's PanicException: Rust code failed
+            from .errors import MemoryBudgetError
+            from .processes import is_out_of_memory
+            if isinstance(error, SystemExit) or not is_out_of_memory(error):
+                raise
+            _fail(str(MemoryBudgetError(budget)))
         finally:
             if collecting:
                 gc.enable()
-    return wrapper
+    # Every command has it: defined once, here, with the wrapper that enforces it.
+    return click.option("--max-memory", type=_MemorySize(), default=None, metavar="SIZE",
+                        help="Memory each itkg process (the command and each of its workers) may hold, "
+                             "e.g. 800M or 4G; past it the command stops with exit 2 and writes nothing. "
+                             "Default: three quarters of this machine's memory; 0 for no limit.")(wrapper)
+
+
+class _MemorySize(click.ParamType):
+    """A size in bytes, written as a number with an optional K, M, G or T (MB if none)."""
+
+    name = "size"
+    _UNITS = {"": 1024**2, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        number, unit = text.rstrip("KMGT"), text[len(text.rstrip("KMGT")):]
+        try:
+            size = float(number) * self._UNITS[unit]
+        except (ValueError, KeyError):
+            self.fail("give a size such as 800M or 4G (0: no limit)", param, ctx)
+        if size < 0:
+            self.fail("a size cannot be negative", param, ctx)
+        return int(size)
 
 
 _STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".jsonld", "rdfxml": ".rdf",
@@ -88,21 +125,51 @@ _STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".
 @contextlib.contextmanager
 def _standard_input(kwargs: dict[str, Any]) -> Iterator[Path | None]:
     """``-`` among the FILES reads standard input (Turtle unless ``--input-format`` says
-    otherwise). The parsers read files, so it is copied first into a private folder (0700) that
-    is removed when the command ends, however it ends; ``kwargs["files"]`` then names the copy."""
+    otherwise). The parsers read files, so it is copied first; ``kwargs["files"]`` then names
+    the copy, and the copy does not outlive the process, however it ends (SIGKILL included).
+
+    Where the platform allows (Linux, a file system with ``O_TMPFILE``) the copy is a file with
+    no name in ``TMPDIR``: the kernel frees it when the last descriptor closes, which a killed
+    process does too. The parsers find the format by the file name's extension, so a private
+    folder (0700) holds a symbolic link ``stdin.ttl`` (or ``.nt``, ...) to ``/proc/self/fd/N``:
+    after a SIGKILL that folder and a link to nothing are left, never the data. Children forked
+    to parse inherit the descriptor, so the link works in them too. Elsewhere the copy is a
+    regular file in that folder, removed when the command ends (not after a SIGKILL).
+    """
     files = kwargs.get("files") or ()
     if Path("-") not in files:
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="itkg-stdin-"))
+    unnamed: int | None = None
     try:
         copy = folder / f"stdin{_STDIN_SUFFIX.get(kwargs.get('input_format'), '.ttl')}"
-        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+        unnamed = _unnamed_file(folder)
+        if unnamed is not None:
+            with open(unnamed, "wb", closefd=False) as out:
+                shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+            os.symlink(f"/proc/self/fd/{unnamed}", copy)
+        else:
+            with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                shutil.copyfileobj(click.get_binary_stream("stdin"), out)
         kwargs["files"] = tuple(copy if f == Path("-") else f for f in files)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if unnamed is not None:
+            os.close(unnamed)
+
+
+def _unnamed_file(folder: Path) -> int | None:
+    """A descriptor of a new file with no name (``O_TMPFILE``) on ``folder``'s file system,
+    readable as ``/proc/self/fd/N``; ``None`` where the platform or file system has none."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not Path("/proc/self/fd").is_dir():
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o600)
+    except OSError:  # EOPNOTSUPP, EISDIR (old kernels): fall back to a named file
+        return None
 
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,6 +247,13 @@ def _report_inputs(sources: tuple, *, no_patient_is_error: bool = False, ill_typ
         if no_patient_is_error:
             raise InputError(", ".join(s.path for s in sources), setaside.NO_PATIENT)
         click.echo(f"itkg: note: {setaside.NO_PATIENT}", err=True)
+
+
+def _note_engine_changed() -> None:
+    """Say on standard error that Oxigraph was asked for and rdflib answered (:mod:`itkg.lexical`)."""
+    click.echo("itkg: note: the input holds typed literals that Oxigraph's store would rewrite "
+               "(leading zeros, xsd:int, +00:00, 24:00:00, ...); the rdflib engine answered, so "
+               "that they count and come out as written", err=True)
 
 
 def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -301,6 +375,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     from . import api, render
     from .knowledge import load_knowledge
     from .loading import load
+    from .lexical import LexicalFormError
     from .parallel import eligibility_rows
     from .sparql import load_for_query
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -323,9 +398,16 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
                                                 progress=not quiet and sys.stderr.isatty(), strict=strict)
         else:
             # Oxigraph gets the files straight into its store: the data is held once.
-            data = load_for_query(files, input_format=input_format, strict=strict,
-                                  ontology=api._ontology(knowledge)) if engine == "oxigraph" else \
-                load(files, input_format=input_format, strict=strict)
+            data: Any = None
+            if engine == "oxigraph":
+                try:
+                    data = load_for_query(files, input_format=input_format, strict=strict,
+                                          ontology=api._ontology(knowledge))
+                except LexicalFormError:  # the store would rewrite some literal: see itkg.lexical
+                    engine = "rdflib"
+                    _note_engine_changed()
+            if data is None:
+                data = load(files, input_format=input_format, strict=strict)
             sources = data.sources
             results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
         _report_inputs(sources, no_patient_is_error=strict)
@@ -445,6 +527,8 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
                               timeout=timeout, source=str(path),  # gated there, within the deadline
                               strict=strict, ontology=api._ontology(knowledge))
         _report_inputs(result.sources)
+        if result.engine != engine:
+            _note_engine_changed()
     # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     result = sort_result(result, text)
     if fmt == "json":
@@ -614,6 +698,12 @@ def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, 
         data = load(patient_files, input_format=input_format, strict=strict)
         _report_inputs(data.sources)
         triples = data.triples
+        from .lexical import count_changed
+        rewritten = count_changed(triples)
+        if rewritten:  # sent as written; what the server keeps is the server's (docs/endpoint.md)
+            click.echo(f"itkg: note: {rewritten} typed literal(s) are not in canonical form (leading "
+                       "zeros, xsd:int, +00:00, 24:00:00, ...); they are sent as written, and a server "
+                       "that stores values, as Oxigraph does, answers with its canonical form", err=True)
     knowledge = _knowledge_graph(ontology_files + extensions)
     with _client(endpoint, store_url, timeout, credentials) as client:
         client.upload(ntriples(triples), "application/n-triples", graph=graph_iri, replace=replace)

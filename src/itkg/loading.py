@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence, cast
+from typing import IO, Callable, Iterable, Iterator, Sequence, cast
 
 import pyoxigraph as ox
 import rdflib
@@ -264,6 +264,7 @@ def load_store(
     strict: bool = False,
     store: ox.Store | None = None,
     with_ontology: bool = False,
+    watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None,
 ) -> PatientStore:
     """Load patient files into a pyoxigraph store, with exactly the checks and errors of :func:`load`.
 
@@ -278,6 +279,8 @@ def load_store(
     :param store: add to this store (for instance one that already holds the ontology) instead of
         a new one. On an error it may hold part of the input: discard it then.
     :param with_ontology: recorded in the result: whether ``store`` already holds the ontology.
+    :param watch: called with each batch of statements just before it goes into the store (it
+        may raise to stop the load: :class:`itkg.lexical.FormWatch`).
     :raises InputError: (or a subclass) when any file cannot be used; nothing is returned then.
 
     >>> from itkg.resources import data_root
@@ -295,9 +298,11 @@ def load_store(
     if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then stored as parsed RDF
         from .fhir.hook import read_fhir
         graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
+        if watch is not None:
+            watch(graph.triples)
         target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
         loaded.extend(fhir_sources)
-    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict)
+    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict, watch)
                for raw in paths]
     return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
 
@@ -334,13 +339,28 @@ def skip_bom(data: bytes) -> bytes:
     return data[len(BOM):] if data.startswith(BOM) else data
 
 
+def read_at_most(handle: IO[bytes], limit: int, expected: int) -> bytes:
+    """At most ``limit`` bytes of ``handle``, which should hold ``expected``. Not
+    ``handle.read(limit)``: Python allocates a buffer of ``limit`` bytes first, so the 8 GiB
+    default limit needs 8 GiB of memory budget (``--max-memory``) even for a small file."""
+    data = handle.read(min(limit, expected + 1))
+    if len(data) <= expected or len(data) >= limit:
+        return data
+    parts = [data]  # the file grew since it was measured: read on, in pieces, to the limit
+    left = limit - len(data)
+    while left > 0 and (part := handle.read(min(left, 1 << 24))):
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     """The bytes of ``path``, after the size check and, for RDF/XML and JSON-LD, the gates that
     must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
-    checked_size(path, max_bytes)
+    size = checked_size(path, max_bytes)
     try:
         with path.open("rb") as handle:  # read at most one byte past the limit: the file may grow
-            data = handle.read(max_bytes + 1)
+            data = read_at_most(handle, max_bytes + 1, size)
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
     guards.check_size(len(data), str(path), max_bytes)
@@ -404,6 +424,8 @@ def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError
         return ParseError(path, _syntax_problem(fmt), getattr(error, "lineno", None),
                           getattr(error, "offset", None))
     if isinstance(error, MemoryError):
+        if "maximal size" not in str(error):  # not the parser's own limit: the memory budget
+            raise MemoryError from None
         return InputTooLargeError(path, "a literal is larger than the parser's 16 MiB limit")
     return ParseError(path, f"cannot parse as {format_name(fmt)} ({type(error).__name__})")
 
@@ -470,7 +492,8 @@ class _CountingReader:
 
 
 def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_bytes: int,
-                 strict_literals: bool, strict: bool = False) -> Source:
+                 strict_literals: bool, strict: bool = False,
+                 watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None) -> Source:
     """Parse one file into ``store`` (see :func:`load_store`); the same checks, in the same order,
     and the same errors as :func:`_load_file`."""
     fmt = detect_format(path, input_format)
@@ -495,6 +518,8 @@ def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_byte
             kept = setaside.split(batch, tally, keep_ill_typed=not strict_literals)
             patient = patient or setaside.holds_patient(kept)
             if not (imports or triple_terms or (strict and tally.ill_typed)):
+                if watch is not None:
+                    watch(kept)
                 store.extend(kept)
     except (SyntaxError, MemoryError, ValueError, OSError) as error:
         failure: InputError | None = parse_failure(path, fmt, error)

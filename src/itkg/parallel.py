@@ -271,8 +271,9 @@ class _Run:
             message = conn.recv()
         except (EOFError, OSError):
             child = next(c for c in self.children if c.conn is conn)
-            if child.exit_code() == -signal.SIGKILL:
-                raise MemoryError from None  # the kernel's out-of-memory killer, most likely
+            code = child.exit_code()
+            if code == -signal.SIGKILL or processes.ended_out_of_memory(code):
+                raise MemoryError from None  # the OOM killer, or Rust past the memory budget
             raise WorkerError("a worker process ended unexpectedly") from None
         if isinstance(message, tuple) and message and message[0] == "crashed":
             if message[1] == "MemoryError":

@@ -11,6 +11,14 @@ that store as it is. Given a :class:`~itkg.loading.PatientData` instead, it buil
 the triples, and the data is held twice while the query runs. :func:`select_files` (``itkg
 query``) goes one step further with a deadline: the files are loaded in the child process, so
 that the parent never holds them (see there why that matters).
+
+Oxigraph's store keeps values, not lexical forms (``"0012345"^^xsd:integer`` becomes ``12345``,
+``xsd:int`` becomes ``xsd:integer``, ``T24:00:00`` the next day: :mod:`itkg.lexical`). A query sees
+the rewritten form in ``STR``, ``DATATYPE``, ``DISTINCT`` and the rows, so no mapping of the output
+can make it right. Data holding such a literal is therefore answered by the rdflib engine, which
+keeps every form as written: :func:`select` and :func:`select_files` do so by themselves (the
+result's :attr:`QueryResult.engine` says which engine answered), :func:`load_for_query` refuses
+it with :class:`~itkg.lexical.LexicalFormError`.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from rdflib.query import ResultRow
 
 from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
+from .lexical import FormWatch, LexicalFormError
 from .knowledge import ontology_graph
 from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
@@ -45,6 +54,9 @@ class QueryResult:
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
     #: The files the data came from (with what was set aside from them), when the query loaded them.
     sources: tuple = field(default=(), compare=False)
+    #: The local engine that answered: ``rdflib`` also when ``oxigraph`` was asked for but the data
+    #: holds literals Oxigraph's store would rewrite (:mod:`itkg.lexical`); ``""`` for an endpoint.
+    engine: str = field(default="", compare=False)
 
 
 def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
@@ -53,18 +65,40 @@ def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
     return [ox.Quad(*to_oxigraph_triple(t)) for t in graph]
 
 
+def _watched(ontology: rdflib.Graph | None) -> list[ox.Quad]:
+    """The statements of ``ontology`` that :class:`~itkg.lexical.FormWatch` looks at: those of a
+    site's extensions, which are input. itkg's own ontology is not: it is fixed, and the only
+    literals of it the store rewrites are two ``itkg:statisticValue`` decimals that no rule reads
+    (``38.0`` and ``55.0``; docs/security.md, known limits)."""
+    if ontology is None:
+        return []
+    own = ontology_graph()
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in ontology if t not in own]
+
+
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
                    with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
-                   strict: bool = False, ontology: rdflib.Graph | None = None) -> PatientStore:
+                   strict: bool = False, ontology: rdflib.Graph | None = None,
+                   exact_forms: bool = True) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
-    ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once."""
+    ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once.
+
+    :param exact_forms: raise :class:`~itkg.lexical.LexicalFormError` (at the first one) when
+        the data holds a literal the store would not keep as written (:mod:`itkg.lexical`): load
+        such data with :func:`itkg.load` and query it with the ``rdflib`` engine. ``False`` lets
+        the store rewrite them to its canonical forms.
+    """
     store = ox.Store()
+    watch = FormWatch(stop=True) if exact_forms else None
     if with_ontology:
+        if watch is not None:
+            watch.observe(_watched(ontology))
         store.extend(_ontology_quads(ontology))
     return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                      with_ontology=with_ontology, strict=strict)
+                      with_ontology=with_ontology, strict=strict,
+                      watch=watch.observe if watch is not None else None)
 
 
 def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
@@ -87,17 +121,24 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
     variables = tuple(str(v) for v in result.vars or ())
     rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
-    return QueryResult(variables, rows)
+    return QueryResult(variables, rows, engine="rdflib")
 
 
 def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
                      ontology: rdflib.Graph | None = None) -> QueryResult:
     if isinstance(data, PatientStore):  # select() checked that it holds the ontology if asked
-        store = data.store
+        store = data.store  # what it holds, as load_for_query let it in
     else:
-        store = ox.Store()
+        quads = _ontology_quads(ontology) if with_ontology else []
+        watch = FormWatch()
         if with_ontology:
-            store.extend(_ontology_quads(ontology))
+            watch.observe(_watched(ontology))
+        if data is not None:
+            watch.observe(data.triples)
+        if watch.changed:  # the store would rewrite them: rdflib gives the rows as written
+            return _rdflib_select(text, data, with_ontology, ontology)
+        store = ox.Store()
+        store.extend(quads)
         if data is not None:
             store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in data.triples)
     try:
@@ -115,7 +156,7 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
             if value is not None:
                 row[name] = to_rdflib(value)
         rows.append(row)
-    return QueryResult(variables, tuple(rows))
+    return QueryResult(variables, tuple(rows), engine="oxigraph")
 
 
 _RUNNERS: dict[str, Callable[..., QueryResult]] = {
@@ -136,6 +177,9 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
         :attr:`itkg.knowledge.Knowledge.graph`); a store holds what it was loaded with.
     :param timeout: seconds; when given the query runs in a child process that is killed at the
         deadline (:class:`~itkg.errors.QueryTimeout`).
+
+    Given triples that hold a literal Oxigraph's store would rewrite, the ``oxigraph`` engine
+    hands the query to ``rdflib``, which keeps every form as written (:mod:`itkg.lexical`).
 
     >>> result = select("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", engine="rdflib")
     >>> int(result.rows[0]["n"]) > 100
@@ -168,24 +212,31 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     would be shared with the child only until the query reads it: Oxigraph writes to the memory
     it reads, so the child gets private copies of most of the store's pages (measured at 100,000
     patients: 400 of 550 MB), and the data would be held nearly twice after all.
+
+    With the ``oxigraph`` engine, files that hold a literal Oxigraph's store would rewrite are
+    loaded again for ``rdflib`` and answered there, as written (:mod:`itkg.lexical`; the
+    result's ``engine`` says so). The store stops loading at the first such literal.
     """
     gate(text, source, timeout)
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
-    def loaded() -> tuple[QueryData]:
+    def loaded() -> tuple[str, QueryData]:
         if engine == "oxigraph":
-            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                   strict=strict, ontology=ontology),)
-        return (load(files, input_format=input_format, strict=strict),)
+            try:
+                return engine, load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                              strict=strict, ontology=ontology)
+            except LexicalFormError:
+                pass
+        return "rdflib", load(files, input_format=input_format, strict=strict)
 
     if timeout is None:
-        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-    return run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+        return _run_loaded(text, with_ontology, ontology, *loaded())
+    return run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
 
 
-def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
-                data: QueryData) -> QueryResult:
+def _run_loaded(text: str, with_ontology: bool, ontology: rdflib.Graph | None,
+                engine: str, data: QueryData) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
     return replace(result, sources=data.sources if data is not None else ())
 
@@ -230,7 +281,10 @@ def _gate_with_deep_stack(text: str, source: str) -> None:
             outcome[0] = error
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _GATE_RECURSION))
-    threading.stack_size(_GATE_STACK_BYTES)
+    # A thread's stack is private writable memory: it counts against the memory budget.
+    budget = processes.current_budget()
+    stack = _GATE_STACK_BYTES if budget is None else max(1 << 20, min(_GATE_STACK_BYTES, budget // 4) & ~0xFFFF)
+    threading.stack_size(stack)
     worker = threading.Thread(target=run, name="itkg-gate")
     worker.start()
     worker.join()

@@ -37,7 +37,7 @@ import pyoxigraph as ox
 from .. import vocab
 from ..errors import InputError, InputTooLargeError, ParseError
 from ..knowledge import Knowledge, load_knowledge
-from ..loading import DEFAULT_MAX_BYTES, checked_size
+from ..loading import DEFAULT_MAX_BYTES, checked_size, read_at_most
 from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings, safe_iri
 from . import rules
 
@@ -346,10 +346,10 @@ class FhirReader:
         return [path]
 
     def _read_file(self, path: Path, out: int, digest: Any) -> None:
-        checked_size(path, self.max_bytes)
+        size = checked_size(path, self.max_bytes)
         try:
             with path.open("rb") as handle:
-                data = handle.read(self.max_bytes + 1)
+                data = read_at_most(handle, self.max_bytes + 1, size)
         except OSError as error:
             raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
         if len(data) > self.max_bytes:
