@@ -57,6 +57,8 @@ class QueryResult:
     #: The local engine that answered: ``rdflib`` also when ``oxigraph`` was asked for but the data
     #: holds literals Oxigraph's store would rewrite (:mod:`itkg.lexical`); ``""`` for an endpoint.
     engine: str = field(default="", compare=False)
+    #: What reading FHIR input found (:class:`itkg.fhir.reader.FhirReport`), when the query loaded it.
+    fhir_reports: tuple = field(default=(), compare=False)
 
 
 def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
@@ -221,24 +223,35 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
-    def loaded() -> tuple[str, QueryData]:
+    from .fhir import hook
+
+    def loaded() -> tuple[str, QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        used, data = engine, cast(QueryData, None)
         if engine == "oxigraph":
             try:
-                return engine, load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                              strict=strict, ontology=ontology)
-            except LexicalFormError:
-                pass
-        return "rdflib", load(files, input_format=input_format, strict=strict)
+                data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                      strict=strict, ontology=ontology)
+            except LexicalFormError:  # read again for rdflib: the first reading is not reported
+                if hook.LAST is not None:
+                    del hook.LAST.reports[before:]
+                used = "rdflib"
+        if data is None:
+            data = load(files, input_format=input_format, strict=strict)
+        return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
 
     if timeout is None:
         return _run_loaded(text, with_ontology, ontology, *loaded())
-    return run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
+    result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
+    if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
+        hook.LAST.reports.extend(result.fhir_reports)
+    return result
 
 
 def _run_loaded(text: str, with_ontology: bool, ontology: rdflib.Graph | None,
-                engine: str, data: QueryData) -> QueryResult:
+                engine: str, data: QueryData, fhir_reports: tuple = ()) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
-    return replace(result, sources=data.sources if data is not None else ())
+    return replace(result, sources=data.sources if data is not None else (), fhir_reports=fhir_reports)
 
 
 def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:
