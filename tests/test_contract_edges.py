@@ -150,6 +150,13 @@ CASES = [
         "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy itkg:IntrathecalTherapy")
          + consent("itkg:ConsentGranted", covers="itkg:IntrathecalAnalgesicTherapy") + GOOD_CSF, "qualifies",
          planned_violates=True),
+    Case("plan-of-intrathecal-therapy-with-consent-to-it", INDICATED.replace(
+        "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy itkg:IntrathecalTherapy")
+         + consent("itkg:ConsentGranted") + GOOD_CSF, "qualifies"),
+    Case("plan-as-instance-of-intrathecal-therapy-needs-consent-to-it", INDICATED.replace(
+        "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy [ a itkg:IntrathecalTherapy ]")
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalAnalgesicTherapy") + GOOD_CSF, "qualifies",
+         planned_violates=True),
     # -- values outside the vocabulary -------------------------------------------------------------
     Case("unknown-status-on-the-latest-record", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
          + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "pending",
@@ -274,6 +281,9 @@ def test_explain(files: dict[str, Path], case: Case) -> None:
 WORDING = {
     "tie-csf-good-and-impaired": ("csf-circulation", (
         "2 records on 2026-02-01", "stating good CSF circulation and impaired CSF circulation",
+        ": impaired CSF circulation wins a tie")),
+    "tie-within-one-csf-assessment": ("csf-circulation", (
+        "(undated) states good CSF circulation and impaired CSF circulation, a tie within one record",
         ": impaired CSF circulation wins a tie")),
     "tie-within-one-record": ("informed-consent", (
         "states consent granted and consent refused, a tie within one record", ": consent refused wins a tie")),

@@ -24,6 +24,7 @@ it with :class:`~itkg.lexical.LexicalFormError`.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
@@ -78,11 +79,23 @@ def _watched(ontology: rdflib.Graph | None) -> list[ox.Quad]:
     return [ox.Quad(*to_oxigraph_triple(t)) for t in ontology if t not in own]
 
 
+class _BulkTarget:
+    """A store that :func:`itkg.loading.load_store` fills with ``bulk_extend`` (sorted files
+    written straight to disk) instead of one in-memory transaction per batch."""
+
+    def __init__(self, store: ox.Store) -> None:
+        self.store = store
+
+    def extend(self, quads: Any) -> None:
+        self.store.bulk_extend(quads)
+
+
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
                    with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
                    strict: bool = False, ontology: rdflib.Graph | None = None,
-                   exact_forms: bool = True) -> PatientStore:
+                   exact_forms: bool = True,
+                   directory: str | os.PathLike[str] | None = None) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
     ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once.
@@ -91,16 +104,24 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         the data holds a literal the store would not keep as written (:mod:`itkg.lexical`): load
         such data with :func:`itkg.load` and query it with the ``rdflib`` engine. ``False`` lets
         the store rewrite them to its canonical forms.
+    :param directory: an empty private folder (the caller removes it) for a store on disk,
+        loaded in bulk: a population's store then lives in files rather than in memory (a
+        million patients took 9.2 GB in memory). By default the store is in memory.
     """
-    store = ox.Store()
+    store = ox.Store() if directory is None else ox.Store(str(directory))
     watch = FormWatch(stop=True) if exact_forms else None
     if with_ontology:
         if watch is not None:
             watch.observe(_watched(ontology))
         store.extend(_ontology_quads(ontology))
-    return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                      with_ontology=with_ontology, strict=strict,
-                      watch=watch.observe if watch is not None else None)
+    observe = watch.observe if watch is not None else None
+    if directory is None:
+        return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
+                          with_ontology=with_ontology, strict=strict, watch=observe)
+    loaded = load_store(files, input_format=input_format, max_bytes=max_bytes,
+                        store=_BulkTarget(store),  # type: ignore[arg-type]  # duck-typed: extend only
+                        with_ontology=with_ontology, strict=strict, watch=observe)
+    return replace(loaded, store=store)
 
 
 def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
@@ -225,24 +246,28 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     from .fhir import hook
 
-    def loaded() -> tuple[str, QueryData, tuple]:
-        before = len(hook.LAST.reports) if hook.LAST is not None else 0
-        used, data = engine, cast(QueryData, None)
-        if engine == "oxigraph":
-            try:
-                data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                      strict=strict, ontology=ontology)
-            except LexicalFormError:  # read again for rdflib: the first reading is not reported
-                if hook.LAST is not None:
-                    del hook.LAST.reports[before:]
-                used = "rdflib"
-        if data is None:
-            data = load(files, input_format=input_format, strict=strict)
-        return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
+    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
+    # when the child is killed at the deadline).
+    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
 
-    if timeout is None:
-        return _run_loaded(text, with_ontology, ontology, *loaded())
-    result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
+        def loaded() -> tuple[str, QueryData, tuple]:
+            before = len(hook.LAST.reports) if hook.LAST is not None else 0
+            used, data = engine, cast(QueryData, None)
+            if engine == "oxigraph":
+                try:
+                    data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                          strict=strict, ontology=ontology, directory=directory)
+                except LexicalFormError:  # read again for rdflib: the first reading is not reported
+                    if hook.LAST is not None:
+                        del hook.LAST.reports[before:]
+                    used = "rdflib"
+            if data is None:
+                data = load(files, input_format=input_format, strict=strict)
+            return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
+
+        if timeout is None:
+            return _run_loaded(text, with_ontology, ontology, *loaded())
+        result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result

@@ -424,10 +424,14 @@ class IndexBuilder:
         statements parsed as RDF: the same values in the index, the same counts in ``report``."""
         nodes, indexed, schema_types = self.index.nodes, self._indexed_names, self._schema_types
         links, rdf_type = setaside.PATIENT_LINKS, sys.intern(vocab.RDF_TYPE)
-        itkg, patient = vocab.ITKG, vocab.PATIENT
+        itkg, patient, valid = vocab.ITKG, vocab.PATIENT, guards.is_valid_lexical
+        last: object = None
+        aside = False
+        props: dict[str, list] | None = None
         count = 0
-        for count, (subject, predicate, obj) in enumerate(facts, 1):  # noqa: B007 - used after the loop
-            if type(obj) is tuple and not guards.is_valid_lexical(obj[0], obj[1]):
+        for subject, predicate, obj in facts:
+            count += 1
+            if type(obj) is tuple and not valid(obj[0], obj[1]):
                 if report.ill_typed is None:
                     report.ill_typed = guards.IllTypedLiteral(predicate, obj[1])
                     report.ill_typed_lexicals = []
@@ -445,7 +449,9 @@ class IndexBuilder:
                 if verdict or subject.startswith(itkg):
                     report.schema_set_aside += 1
                 continue
-            if subject.startswith(itkg):
+            if subject is not last:  # a record's facts come together: its node is found once
+                last, aside, props = subject, subject.startswith(itkg), None
+            if aside:
                 report.schema_set_aside += 1
                 continue
             if name is rdf_type:
@@ -460,9 +466,10 @@ class IndexBuilder:
                     report.holds_patient = True
             elif name in links:
                 report.holds_patient = True
-            props = nodes.get(subject)
             if props is None:
-                props = nodes[subject] = {}
+                props = nodes.get(subject)
+                if props is None:
+                    props = nodes[subject] = {}
             values = props.get(name)
             if values is None:
                 props[name] = [obj]
