@@ -720,10 +720,12 @@ def _population(path: Path, patients: int) -> Path:
 @pytest.mark.parametrize("command", [
     ["query", "{q}", "{data}", "--engine", "rdflib"],  # Python, in the query's child
     ["query", "{q}", "{data}"],  # Oxigraph's store (Rust) in the query's child
-    ["validate", "{data}"],  # rdflib and pySHACL in the command's own process
-    ["eligibility", "{data}", "--engine", "rdflib"],
+    ["explain", "https://e.org/p1", "{data}"],  # the triples in the command's own process
+    ["eligibility", "{data}", "--engine", "rdflib"],  # rdflib's graph, in the command's process
+    ["eligibility", "{data}", "--engine", "oxigraph"],  # Oxigraph's store (Rust), in the command's process
     ["eligibility", "{data}", "--workers", "2"],  # forked workers
-], ids=["query-rdflib", "query-oxigraph", "validate", "eligibility-rdflib", "eligibility-workers"])
+], ids=["query-rdflib", "query-oxigraph", "explain", "eligibility-rdflib", "eligibility-oxigraph",
+        "eligibility-workers"])
 def test_a_memory_budget_ends_the_command_cleanly(tmp_path: Path, command: list[str]) -> None:
     """Item 11: past --max-memory a command ends with exit 2 and one line that names no value,
     writes nothing and leaves no temporary file; with a budget that fits, the same command works
@@ -752,7 +754,7 @@ def test_the_api_takes_a_memory_budget(tmp_path: Path) -> None:
     code = ("import sys, itkg\n"
             "from itkg.errors import MemoryBudgetError\n"
             "try:\n"
-            f"    itkg.validate({str(data)!r}, max_memory=150 * 2**20)\n"
+            f"    itkg.eligibility({str(data)!r}, engine='rdflib', max_memory=150 * 2**20)\n"
             "except MemoryBudgetError as error:\n"
             "    print(type(error).__name__, error.budget)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
