@@ -1,5 +1,10 @@
 """Fixtures shared by the test modules. Plain helpers (CLI runners, the logging HTTP server,
 process and module helpers) are in ``support.py``; both are the one place for test scaffolding.
+
+The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup``, the README's command): a
+test is sent to whichever worker is free, except that every test using one of the costly session
+fixtures in :data:`ONE_WORKER` goes to the same worker, so that the fixture starts once per run,
+not once per worker.
 """
 
 from __future__ import annotations
@@ -37,6 +42,20 @@ def turbo_required() -> None:
     if sys.version_info < (3, 11):
         pytest.skip("pyshacl-turbo needs Python 3.11 or newer")
     pytest.fail(f"pyshacl-turbo is not installed: pip install -e '.[test]' (it needs {turbo.REQUIREMENT})")
+
+
+#: Session fixtures that start a server or load data for a long time, and the xdist group of the
+#: tests using them (one worker runs the whole group, so the fixture starts once).
+ONE_WORKER = {"virtuoso": "virtuoso"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests of a costly session fixture (before xdist reads the groups)."""
+    for item in items:
+        for fixture, group in ONE_WORKER.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 # --- a private Virtuoso server, shared by the test modules that need one ---------------------

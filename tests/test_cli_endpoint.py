@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support import run_itkg as itkg
+from support import run_forked as itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import run_itkg as itkg_cli
+from support import run_forked as itkg_cli
 
 from itkg import jena, validation
 from itkg.errors import ValidationEngineError
