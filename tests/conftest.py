@@ -9,6 +9,7 @@ not once per worker.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,22 @@ def turbo_required() -> None:
 #: Session fixtures that start a server or load data for a long time, and the xdist group of the
 #: tests using them (one worker runs the whole group, so the fixture starts once).
 ONE_WORKER = {"virtuoso": "virtuoso"}
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist (controller): tell each worker the ``COLUMNS`` of this run."""
+    node.workerinput["itkg_columns"] = os.environ.get("COLUMNS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist (worker): a worker starts with ``COLUMNS=80`` where the run had none, and the CLI
+    sizes its tables by ``COLUMNS``; give the worker the run's own value (or none)."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and "itkg_columns" in worker:
+        if worker["itkg_columns"] is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = worker["itkg_columns"]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -48,6 +48,9 @@ def test_load_then_eligibility_on_the_endpoint_equals_local(server):
 
 @pytest.mark.slow
 def test_query_on_the_endpoint_equals_local(server):
+    # The ontology and the rules, as the test above loads them (each xdist worker has its server).
+    assert itkg("load", ONTOLOGY, RULES, "--endpoint", server.query_url, "--graph",
+                "https://example.org/graph/rules", "--replace").returncode == 0
     assert itkg("load", EXAMPLES, "--endpoint", server.query_url, "--graph",
                 "https://example.org/graph/examples", "--replace").returncode == 0
     remote = itkg("query", "cohort-summary", "--format", "json", "--endpoint", server.query_url)
