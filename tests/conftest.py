@@ -45,9 +45,12 @@ def turbo_required() -> None:
     pytest.fail(f"pyshacl-turbo is not installed: pip install -e '.[test]' (it needs {turbo.REQUIREMENT})")
 
 
-#: Session fixtures that start a server or load data for a long time, and the xdist group of the
-#: tests using them (one worker runs the whole group, so the fixture starts once).
-ONE_WORKER = {"virtuoso": "virtuoso"}
+#: Session and module fixtures that start a server or compute a reference for a long time, and the
+#: xdist group of the tests using them (one worker runs the whole group, so the fixture runs once):
+#: the Virtuoso server, the release build, whole-graph pySHACL on every shapes test graph, Jena ARQ
+#: on every contract query, the planned-therapy rules' validation, the ontology's QC findings.
+ONE_WORKER = {fixture: fixture for fixture in ("virtuoso", "built", "whole_graph_pyshacl", "arq_results",
+                                                "planned_rules", "findings")}
 
 
 def pytest_configure_node(node: Any) -> None:

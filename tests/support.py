@@ -361,6 +361,24 @@ def load_by_path(name: str, path: Path) -> ModuleType:
     return module
 
 
+#: Real FHIR data that we did not write, fetched by ``.ci/run`` with ``npm pack``.
+EXTERNAL = Path(os.environ.get("ITKG_EXTERNAL_DATA") or REPO / ".cache" / "external")
+#: HL7's FHIR R4 specification examples, and cql-exec-fhir's Synthea bundles.
+FHIR_EXAMPLES = EXTERNAL / "hl7.fhir.r4.examples" / "package"
+SYNTHEA = EXTERNAL / "cql-exec-fhir" / "package" / "test" / "fixtures" / "r4"
+
+
+def external_data(path: Path) -> Path:
+    """``path`` under :data:`EXTERNAL`; skip where it was not fetched, but fail under CI, where
+    ``.ci/run`` fetches it."""
+    import pytest
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{path} is missing: .ci/run fetches it with npm pack")
+        pytest.skip(f"{path} is missing (run .ci/run, or npm pack it there)")
+    return path
+
+
 def benchmark_generator() -> Any:
     """``benchmarks/generate.py``: the synthetic population generator."""
     return load_by_path("itkg_benchmark_generate", REPO / "benchmarks" / "generate.py")
