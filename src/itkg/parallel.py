@@ -37,6 +37,7 @@ from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
 from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
+from .reader import renumbering
 from .results import EligibilityResult, PrerequisiteCheck
 from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
                         fatal_after, gc_paused, parse_piece, plan, resolve, sources_of)
@@ -138,6 +139,15 @@ def _unpack(packed: tuple) -> EligibilityResult:
                              tuple(PrerequisiteCheck(*c) for c in checks))
 
 
+def _renamed(row: EligibilityResult, rename: Callable[[str], str]) -> EligibilityResult:
+    """``row`` with the names of unlabelled nodes as a one-process read gives them
+    (:func:`itkg.reader.renumbering`)."""
+    return EligibilityResult(rename(row.patient), row.therapy, row.indication, row.status, row.unmet,
+                             tuple(map(rename, row.evidence)),
+                             tuple(PrerequisiteCheck(c.code, c.state, rename(c.reason), tuple(map(rename, c.records)))
+                                   for c in row.prerequisites))
+
+
 def _sort_key(row: EligibilityResult) -> tuple:
     """The order of ``sorted(rows)`` (the dataclass compares these fields), cheaper to compare."""
     return row.patient, row.therapy, row.indication, row.status, row.unmet
@@ -234,6 +244,9 @@ class _Run:
             rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
             for conn in self._conns():
                 conn.send(("done",))
+            rename = renumbering(self.pieces, reports)
+            if rename is not None:
+                rows = [_renamed(row, rename) for row in rows]
             rows.sort(key=_sort_key)
         return rows, sources_of(self.pieces, reports, checksums=checksums)
 
