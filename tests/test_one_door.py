@@ -105,3 +105,117 @@ def test_no_color_and_the_terminal_width_are_honoured(monkeypatch: pytest.Monkey
     monkeypatch.setenv("COLUMNS", "50")
     rows = itkg.eligibility(EXAMPLES)
     assert max(map(len, render.eligibility_table(rows).splitlines())) <= 50
+
+
+# -- the command line is a layer over the API: its imports, and the same answers ----------------------
+
+#: What ``itkg/cli.py`` may import from itkg: the API, the names both share, the rendering of
+#: results (and output and terminal safety), and the errors it turns into exit codes.
+CLI_MAY_IMPORT = frozenset({"api", "names", "errors", "render", "render_fhir", "safeio", "termsafe"})
+
+
+def _cli_imports() -> set[str]:
+    import ast
+    tree = ast.parse((ROOT / "src" / "itkg" / "cli.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and (node.module or "").split(".")[0] != "itkg":
+                continue
+            module = (node.module or "").removeprefix("itkg").lstrip(".")
+            if module:
+                found.add(module)
+            else:  # from . import api, render, __version__
+                found.update(alias.name for alias in node.names if alias.name != "__version__")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.removeprefix("itkg.") for alias in node.names if alias.name.startswith("itkg"))
+    return found
+
+
+def test_the_command_line_imports_only_the_api_and_rendering() -> None:
+    """Issue 9, one door: the CLI parses options and calls the API; policy lives in the API."""
+    imported = _cli_imports()
+    assert "api" in imported and "render" in imported
+    assert imported <= CLI_MAY_IMPORT, sorted(imported - CLI_MAY_IMPORT)
+
+
+def test_the_engine_choices_are_the_one_name_set() -> None:
+    from itkg import names
+    choices = {name: {p.opts[0]: p for p in command.params}.get("--engine") for name, command in main.commands.items()}
+    assert list(choices["eligibility"].type.choices) == list(names.LOCAL_DECISION_BACKENDS)
+    assert list(choices["report"].type.choices) == list(names.LOCAL_DECISION_BACKENDS)
+    assert list(choices["query"].type.choices) == list(names.SPARQL_BACKENDS)
+    assert list(choices["validate"].type.choices) == list(names.VALIDATION_CHOICES)
+    assert set(names.DECISION_BACKENDS) | set(names.VALIDATION_BACKENDS) == set(names.BACKENDS)
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The examples with every record named by an IRI: blank-node names of separate runs are the
+    reader's business (a fresh parse may name an anonymous node afresh)."""
+    path = tmp_path_factory.mktemp("door") / "named.nt"
+    path.write_text(rdflib.Graph().parse(EXAMPLES).skolemize().serialize(format="nt"), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_eligibility_run_gives_what_the_command_prints(named: Path, fmt: str) -> None:
+    from itkg import render
+    run = itkg.eligibility_run(named, workers=1)
+    text = render.eligibility_json(run.rows) if fmt == "json" else render.eligibility_csv(run.rows)
+    done = invoke("eligibility", "--format", fmt, named)
+    assert done.returncode == 0 and done.stdout == text
+    assert [s.path for s in run.sources] == [str(named)] and run.notes == ()
+
+
+def test_validate_gives_what_the_command_prints(named: Path) -> None:
+    from itkg import render
+    expected = render.validation_json(itkg.validate(named, engine="pyshacl"))
+    done = invoke("validate", "--format", "json", "--engine", "pyshacl", named)
+    assert done.returncode == 1 and done.stdout == expected
+
+
+def test_validate_strict_refuses_an_input_with_no_patient_in_the_api_too(tmp_path: Path) -> None:
+    path = tmp_path / "nobody.ttl"
+    path.write_text("<urn:a> <urn:b> <urn:c> .\n")
+    with pytest.raises(itkg.InputError):
+        itkg.validate(path, strict=True)
+    assert invoke("validate", "--strict", path).returncode == 2
+
+
+def test_explain_gives_what_the_command_prints(named: Path) -> None:
+    from itkg import render
+    patient = "https://example.org/patient/ben"
+    expected = render.explanation_json(itkg.explain(named, patient))
+    done = invoke("explain", patient, named, "--format", "json")
+    assert done.returncode == 0 and done.stdout == expected
+
+
+def test_query_with_extensions_is_the_apis() -> None:
+    """The generated contract query with a site's rules: once in the API, the CLI calls it."""
+    extension = ROOT / "tests" / "data" / "extension-leptomeningeal.ttl"
+    patients = ROOT / "tests" / "data" / "extension-leptomeningeal-patients.ttl"
+    from itkg import render
+    result = itkg.query("eligibility-status", patients, extensions=[extension], timeout=120)
+    assert any("site-extension" in str(row.get("indication", "")) for row in result.rows)
+    done = invoke("query", "eligibility-status", patients, "--extension", extension, "--format", "csv")
+    assert done.returncode == 0 and done.stdout == render.query_csv(result)
+
+
+def test_convert_gives_what_the_command_writes(named: Path, tmp_path: Path) -> None:
+    written = tmp_path / "cli.ttl"
+    assert invoke("convert", named, "-o", written).returncode == 0
+    assert itkg.convert(named, tmp_path / "api.ttl") == written.read_bytes()
+
+
+@pytest.mark.java
+def test_reason_with_agreement_gives_what_the_command_prints(named: Path, jena_required: None) -> None:
+    from itkg import render
+    report = itkg.reason(named)
+    differences = itkg.agreement(named, report)
+    done = invoke("reason", "--check-agreement", "--format", "json", named)
+    assert done.returncode == (1 if differences else 0)
+    payload, expected = json.loads(done.stdout), json.loads(render.reasoning_json(report, differences))
+    for varying in (payload, expected):
+        varying.pop("elapsed_seconds")
+    assert payload == expected

@@ -2,8 +2,9 @@
 
 The public API is small: :func:`load` patient graphs, then ask for :func:`eligibility`,
 :func:`validate` them against the shapes, :func:`explain` one patient's decisions, or
-:func:`reason` over them with HermiT, run a SPARQL :func:`query`, or write the clinic's HTML :func:`report`. Every error itkg
-raises on purpose is an :class:`ItkgError`.
+:func:`reason` over them with HermiT, run a SPARQL :func:`query`, write the clinic's HTML :func:`report`,
+:func:`convert` FHIR to RDF, or :func:`upload` to a SPARQL server (:func:`connect`). The command line
+calls exactly these. Every error itkg raises on purpose is an :class:`ItkgError`.
 
 The names below are imported on first use (PEP 562), so that ``import itkg`` and ``itkg --help``
 do not pay for rdflib, pySHACL, owlready2, httpx and pyoxigraph before they are needed.
@@ -22,8 +23,8 @@ from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLa
                      UnsafeInputError, ValidationEngineError, WorkerError)
 
 if TYPE_CHECKING:
-    from .api import eligibility, explain, query, reason, report, validate
-    from .fhir.convert import convert
+    from .api import (EligibilityRun, Upload, agreement, connect, convert, eligibility, eligibility_run,
+                      explain, input_notes, query, read, reason, report, upload, validate)
     from .loading import PatientData, Source, load
     from .reasoning import ReasoningReport
     from .report import ReportResult
@@ -39,10 +40,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout witho
 
 #: Public name -> the module that defines it.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("eligibility", "explain", "query", "reason", "report", "validate"), "api"),
+    **dict.fromkeys(("eligibility", "eligibility_run", "EligibilityRun", "explain", "query", "reason",
+                     "agreement", "report", "validate", "read", "input_notes", "convert", "connect", "upload",
+                     "Upload"), "api"),
     "QueryResult": "sparql",
     **dict.fromkeys(("PatientData", "Source", "load"), "loading"),
-    "convert": "fhir.convert",
     "ReasoningReport": "reasoning",
     "ReportResult": "report",
     **dict.fromkeys(("CriterionExplanation", "EligibilityResult", "IndicationExplanation",
@@ -78,9 +80,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "load", "eligibility", "validate", "explain", "query", "reason", "report",
-    "ReportResult", "QueryResult",
-    "convert",
+    "__version__", "load", "read", "eligibility", "eligibility_run", "validate", "explain", "query", "reason",
+    "agreement", "report", "convert", "connect", "upload", "input_notes",
+    "EligibilityRun", "Upload", "ReportResult", "QueryResult",
     "PatientData", "Source", "EligibilityResult", "PrerequisiteCheck", "PatientExplanation",
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",
     "ReasoningReport", "ItkgError", "InputError", "ParseError", "UnsafeInputError",

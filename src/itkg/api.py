@@ -14,11 +14,15 @@ returns, or anything it accepts (a path, a list of paths, an rdflib graph).
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import functools
 import os
+import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union, cast
+from typing import Any, Callable, Iterator, Sequence, Union, cast
 
 import rdflib
 
@@ -28,8 +32,8 @@ from .engine import PatientIndex, RuleEngine
 from .errors import InputError, ItkgError, QueryError, ValidationEngineError
 from .knowledge import Knowledge, load_knowledge
 from .guards import find_ill_typed
-from .loading import PatientData, PatientStore, ill_typed_error, load, node_id
-from .reasoning import DEFAULT_JAVA_MEMORY_MB, ReasoningReport, reason as _reason
+from .loading import PatientData, PatientStore, Source, ill_typed_error, load, node_id
+from .reasoning import DEFAULT_JAVA_MEMORY_MB, Disagreement, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
 from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
@@ -40,12 +44,31 @@ from .validation import ValidationReport, validate as _validate
 #: What the API functions accept as patient data.
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
-#: Back-ends of :func:`eligibility`: the native rule engine, or the contract's SPARQL queries.
-BACKENDS: tuple[str, ...] = names.BACKENDS
+#: Back-ends of :func:`eligibility` chosen by name (a remote endpoint is chosen by giving it).
+LOCAL_DECISION_BACKENDS: tuple[str, ...] = names.LOCAL_DECISION_BACKENDS
+#: Kept for callers of 0.x: the same names.
+BACKENDS = LOCAL_DECISION_BACKENDS
+#: What ``engine=`` of :func:`validate` accepts: a validation back-end, or ``auto``.
+VALIDATION_CHOICES: tuple[str, ...] = names.VALIDATION_CHOICES
 
 
 def _data(data: DataLike) -> PatientData:
     return data if isinstance(data, PatientData) else load(data)
+
+
+@dataclass(frozen=True)
+class EligibilityRun:
+    """What one eligibility run gives (:func:`eligibility_run`): the rows, the files read (with
+    what was set aside from each), the notes a user should read about the input (contract §6:
+    counts, files and lines, never a value), and the knowledge the rows were decided with (the
+    ontology plus the extensions; renderers that name terms need it)."""
+
+    rows: list[EligibilityResult]
+    sources: tuple[Source, ...]
+    notes: tuple[str, ...]
+    knowledge: Knowledge
+    started: _dt.datetime
+    ended: _dt.datetime
 
 
 def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
@@ -53,8 +76,10 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
                 input_format: str | None = None, workers: int | None = None,
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None,
-                extensions: Sequence[str | os.PathLike[str]] = ()) -> list[EligibilityResult]:
-    """Every (patient, therapy, indication) whose indication is met (see :func:`_eligibility`).
+                extensions: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
+                progress: bool = False) -> list[EligibilityResult]:
+    """Every (patient, therapy, indication) whose indication is met: :func:`eligibility_run`'s
+    rows (the arguments are the same).
 
     Paths may be FHIR R4 JSON (resources, Bundles, NDJSON, Bulk export directories; fhir.md) as
     well as RDF. ``mappings`` are a site's SSSOM files, added to the shipped mapping set, and
@@ -63,63 +88,132 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
     are a site's extension files (its own subclasses, indications, criteria, prerequisites):
     every engine decides with the ontology plus these (contract §6).
     """
-    from .fhir import hook
-    with hook.configured(mappings=mappings, base=fhir_base) as run:
-        rows = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
-                            extensions=extensions, input_format=input_format, workers=workers)
-        return hook.annotate(rows, run.notes)
+    return eligibility_run(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
+                           input_format=input_format, workers=workers, mappings=mappings,
+                           fhir_base=fhir_base, extensions=extensions, strict=strict,
+                           progress=progress).rows
 
 
-def _eligibility(data: DataLike | PatientStore | None, *, engine: str = "native", endpoint: SparqlEndpoint | None = None,
-                 knowledge: Knowledge | None = None, timeout: float | None = None,
-                 extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
-                 workers: int | None = None) -> list[EligibilityResult]:
-    """Every (patient, therapy, indication) whose indication is met, with status, unmet
-    prerequisites and evidence (contract §3 and §5), sorted.
+def eligibility_run(data: DataLike | PatientStore | None, *, engine: str = "native",
+                    endpoint: SparqlEndpoint | None = None, knowledge: Knowledge | None = None,
+                    timeout: float | None = None, input_format: str | None = None,
+                    workers: int | None = None, mappings: Sequence[str | os.PathLike[str]] = (),
+                    fhir_base: str | None = None, extensions: Sequence[str | os.PathLike[str]] = (),
+                    strict: bool = False, progress: bool = False,
+                    checksums: bool = False) -> EligibilityRun:
+    """Decide eligibility (contract §3 and §5) as ``itkg eligibility`` does, and say what was read.
 
-    :param engine: ``native`` (itkg's rule engine: fastest, with the deciding records in the
-        evidence), or ``rdflib`` / ``oxigraph`` to run ``queries/eligibility-status.rq`` and
-        ``queries/indication-evidence.rq`` locally. With ``oxigraph``, files are loaded straight
-        into the store (:func:`itkg.sparql.load_for_query`), not kept as Python triples as well;
-        ``data`` may also be such a store (for the SPARQL engines only).
-    :param endpoint: run those queries on a remote SPARQL endpoint instead (``data`` is ignored
-        and may be ``None``: the endpoint holds the data, and the ontology and extensions).
-    :param extensions: a site's extension files (its own subclasses, indications, criteria,
-        prerequisites): every engine decides with the ontology plus these (contract §6).
+    :param data: patient files (a path or a list of paths: the population path, streamed and
+        decided in ``workers`` processes when large, blank nodes named as in the file), what
+        :func:`itkg.load` returned, an rdflib graph, a store from
+        :func:`itkg.sparql.load_for_query` (SPARQL engines only), or ``None`` with ``endpoint``.
+    :param engine: ``native`` (itkg's rule engine: fastest), or ``rdflib`` / ``oxigraph`` to run
+        ``queries/eligibility-status.rq`` locally (:data:`itkg.names.DECISION_BACKENDS`). Every
+        engine gives the same rows and the same evidence.
+    :param endpoint: run the queries on a remote SPARQL endpoint instead (``data`` must be
+        ``None``: the endpoint holds the data, the ontology and the extensions).
+    :param strict: refuse (:class:`~itkg.errors.InputError`) input with an ill-typed value, or
+        with no patient, instead of setting it aside with a note.
+    :param progress: show the population path's progress on standard error.
+    :param checksums: record each file's SHA-256 in the sources (for provenance output).
     """
+    from .fhir import hook
+    started = _dt.datetime.now(_dt.timezone.utc)
     knowledge = _knowledge(knowledge, extensions)
-    ontology = _ontology(knowledge)
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        rows, sources = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge,
+                                     timeout=timeout, input_format=input_format, workers=workers,
+                                     strict=strict, progress=progress, checksums=checksums)
+        rows = hook.annotate(rows, run.notes)
+    return EligibilityRun(rows, sources, tuple(input_notes(sources, no_patient_is_error=strict)), knowledge,
+                          started, _dt.datetime.now(_dt.timezone.utc))
+
+
+def input_notes(sources: Sequence[Source], *, no_patient_is_error: bool = False,
+                ill_typed_kept: bool = False) -> list[str]:
+    """What a user should read about the input (contract §6): what was set aside from each file,
+    and that the inputs hold no patient. Counts, files and lines only, never a value.
+
+    :param no_patient_is_error: raise :class:`~itkg.errors.InputError` instead of noting an
+        input with no patient (``--strict``).
+    :param ill_typed_kept: the ill-typed values were kept (``validate`` reports each one).
+    """
+    from . import setaside
+    lines = setaside.notes(sources, ill_typed_kept=ill_typed_kept)
+    if sources and not any(getattr(s, "holds_patient", True) for s in sources):
+        if no_patient_is_error:
+            raise InputError(", ".join(s.path for s in sources), setaside.NO_PATIENT)
+        lines.append(setaside.NO_PATIENT)
+    return lines
+
+
+def check_inputs(files: Sequence[str | os.PathLike[str]], input_format: str | None = None) -> None:
+    """Fail early on a file that is missing or of an unknown type, before any work starts."""
+    from .fhir import is_fhir
+    from .loading import detect_format
+    for raw in files:
+        path = Path(raw)
+        if not is_fhir(path, input_format):
+            detect_format(path, input_format)
+        if not path.exists():
+            raise InputError(path, "no such file")
+
+
+def _paths(data: object) -> list[Path] | None:
+    """``data`` as a list of paths, when it names files (else ``None``)."""
+    if isinstance(data, (str, os.PathLike)):
+        return [Path(data)]
+    if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):
+        return [Path(p) for p in data]
+    return None
+
+
+def _eligibility(data: DataLike | PatientStore | None, *, engine: str, endpoint: SparqlEndpoint | None,
+                 knowledge: Knowledge, timeout: float | None, input_format: str | None,
+                 workers: int | None, strict: bool, progress: bool,
+                 checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+    """The rows (sorted) and the sources, by the back-end ``engine`` names (or ``endpoint``)."""
     if endpoint is not None:
-        return _rows_from_queries(lambda text: _endpoint_select(endpoint, text), knowledge)
+        if data is not None and data != [] and data != ():
+            first = _paths(data)
+            raise InputError(first[0] if first else "<data>",
+                             "with --endpoint the data comes from the endpoint; give no files")
+        return _rows_from_queries(lambda text: _endpoint_select(endpoint, text), knowledge), ()
+    if engine not in LOCAL_DECISION_BACKENDS:
+        raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(LOCAL_DECISION_BACKENDS)}")
+    if data is None:
+        raise InputError("<none>", "no input files given (or use an endpoint)")
+    paths = _paths(data)
+    if paths is not None:
+        if not paths:
+            raise InputError("<none>", "no input files given (or use an endpoint)")
+        check_inputs(paths, input_format)
+    ontology = _ontology(knowledge)
     patient_data: PatientData | PatientStore
     if isinstance(data, PatientStore):
         if engine == "native":
             raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
                              "engine='oxigraph', or itkg.load() for the native engine")
         patient_data = data
-    elif engine == "native" and not extensions and data is not None \
-            and not isinstance(data, (PatientData, rdflib.Graph)):
-        # Files: the population path of ``itkg eligibility`` (streamed, in parallel when large;
-        # blank nodes named as in the file).
+    elif paths is not None and engine == "native":
+        # Files: the population path (streamed, in parallel when large; blank nodes named as in the file).
         from .parallel import eligibility_rows
-        paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-        rows, _ = eligibility_rows([Path(p) for p in paths], input_format=input_format, workers=workers,
-                                   knowledge=knowledge)
-        return sorted(rows)
-    elif engine == "oxigraph" and not isinstance(data, (PatientData, rdflib.Graph)):
-        patient_data = load_for_query(data, ontology=ontology)  # type: ignore[arg-type]  # files: into the store only
-    elif data is None:
-        raise QueryError("no data: give patient data, or an endpoint")
+        rows, sources = eligibility_rows(paths, input_format=input_format, workers=workers, knowledge=knowledge,
+                                         checksums=checksums, progress=progress, strict=strict)
+        return sorted(rows), tuple(sources)
+    elif paths is not None and engine == "oxigraph":  # files: into the store only (the data is held once)
+        patient_data = load_for_query(paths, input_format=input_format, strict=strict, ontology=ontology)
+    elif paths is not None:
+        patient_data = load(paths, input_format=input_format, strict=strict)
     else:
         patient_data = _data(data)
-    if engine == "native" and isinstance(patient_data, PatientData):  # always, as loaded above
+    if engine == "native" and isinstance(patient_data, PatientData):
         return RuleEngine(knowledge, PatientIndex.from_triples(
-            patient_data.triples, knowledge.indexed_predicates())).eligibility()
-    if engine not in ENGINES:
-        raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(BACKENDS)}")
-    return _rows_from_queries(
+            patient_data.triples, knowledge.indexed_predicates())).eligibility(), tuple(patient_data.sources)
+    rows = _rows_from_queries(
         lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout,
                             ontology=ontology), knowledge)
+    return rows, tuple(patient_data.sources)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
@@ -184,17 +278,24 @@ def query_file(query: str | os.PathLike[str]) -> Path:
 
 def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
           *, engine: str = "oxigraph", endpoint: SparqlEndpoint | None = None,
-          input_format: str | None = None, timeout: float | None = 300.0) -> QueryResult:
+          input_format: str | None = None, timeout: float | None = 300.0, strict: bool = False,
+          extensions: Sequence[str | os.PathLike[str]] = ()) -> QueryResult:
     """Run a SELECT query over the ontology and ``files`` (``itkg query``), or on ``endpoint``,
-    and return its rows in a stable order (:func:`itkg.ordering.sort_result`).
+    and return its rows in a stable order (:func:`itkg.ordering.sort_result`), with the sources
+    read (:func:`input_notes` says what was set aside from them).
 
     :param query: a ``.rq`` file, or the name of one of itkg's queries (:func:`query_file`).
         SERVICE, FROM, FROM NAMED and updates are refused (:func:`itkg.guards.gate_query`),
         within the deadline.
-    :param engine: ``oxigraph`` or ``rdflib`` for local files.
+    :param engine: ``oxigraph`` or ``rdflib`` for local files (:data:`itkg.names.SPARQL_BACKENDS`).
+    :param endpoint: run the query there; give no ``files`` (the endpoint holds the data).
     :param timeout: seconds; locally the query (and the loading of the files, in the query's
         child process, so that the data is held once) runs in a child killed at the deadline.
+    :param strict: refuse input with an ill-typed value instead of setting it aside.
+    :param extensions: a site's extension files: the query runs over the ontology plus these, and
+        a contract query named by its name is generated with the site's rules.
     """
+    from . import rulegen
     from .ordering import sort_result
     from .sparql import gate, select_files
     path = query_file(query)
@@ -202,17 +303,25 @@ def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequenc
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         raise InputError(path, "cannot read the query file") from None
+    knowledge = load_knowledge(extensions=extensions)
+    if extensions and not Path(query).is_file() and str(query) in rulegen.QUERIES:
+        text = rulegen.query(str(query), knowledge)  # the generated query, with the site's rules
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if endpoint is not None:
+        if paths:
+            raise InputError(Path(paths[0]), "with --endpoint the data comes from the endpoint; give no files")
         gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         result = _endpoint_select(endpoint, text)
     else:
         if engine not in ENGINES:
             raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-        paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
         if not paths:
             raise InputError("<none>", "no input files given")
+        check_inputs(paths, input_format)
+        # Loaded in the query's child process, and for Oxigraph straight into its store: the data
+        # is held once (see select_files); gated there, within the deadline.
         result = select_files(text, paths, engine=cast(SparqlEngine, engine), input_format=input_format,
-                              timeout=timeout, source=str(path))  # gated there, within the deadline
+                              timeout=timeout, source=str(path), strict=strict, ontology=_ontology(knowledge))
     # Sorted whatever ran it: a server's order is not to be trusted (see itkg.ordering).
     return sort_result(result, text)
 
@@ -238,7 +347,7 @@ def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
 def validate(data: DataLike, *, engine: str = "auto",
              extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
              workers: int | None = None, progress: Callable[[int, int], None] | None = None,
-             timeout: float | None = None) -> ValidationReport:
+             timeout: float | None = None, strict: bool = False) -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
     A path is loaded without rejecting ill-typed literals, so that the shapes report those they
@@ -256,9 +365,16 @@ def validate(data: DataLike, *, engine: str = "auto",
     :param progress: called with (batches done, batches) after each batch.
     :param timeout: seconds; the validation then runs in a child process killed at the deadline
         (:class:`~itkg.errors.ValidationEngineError`).
+    :param strict: refuse input with no patient (:class:`~itkg.errors.InputError`).
     """
-    if not isinstance(data, PatientData):
-        data = load(data, input_format=input_format, strict_literals=False)
+    paths = _paths(data)
+    if paths is not None:
+        data = read(paths, input_format=input_format, keep_ill_typed=True)
+    elif not isinstance(data, PatientData):
+        data = load(data, strict_literals=False)
+    input_notes(data.sources, no_patient_is_error=strict)
+    if engine not in VALIDATION_CHOICES:
+        raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(VALIDATION_CHOICES)}")
     run = functools.partial(_validate, engine=engine,
                             knowledge=load_knowledge(extensions=extensions) if extensions else None,
                             workers=processes.default_workers() if workers is None else workers,
@@ -277,25 +393,49 @@ def validate(data: DataLike, *, engine: str = "auto",
     return report
 
 
+def read(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, input_format: str | None = None,
+         strict: bool = False, keep_ill_typed: bool = False) -> PatientData:
+    """Check and load patient files as every command does (:func:`check_inputs`, then
+    :func:`itkg.load`): ill-typed values are set aside with a count (``strict`` refuses them), or
+    kept when ``keep_ill_typed`` (for :func:`validate`, which reports each one)."""
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    check_inputs(paths, input_format)
+    if keep_ill_typed:
+        return load(paths, input_format=input_format, strict_literals=False)
+    return load(paths, input_format=input_format, strict=strict)
+
+
 def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
-            extensions: Sequence[str | os.PathLike[str]] = ()) -> PatientExplanation:
+            extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
+            strict: bool = False, mappings: Sequence[str | os.PathLike[str]] = (),
+            fhir_base: str | None = None) -> PatientExplanation:
     """Every indication of the ontology, met or not, for one patient, criterion by criterion.
 
     :param patient: the patient's IRI (or ``_:id`` for a blank node).
+    :param strict: refuse input with an ill-typed value instead of setting it aside.
     :raises InputError: when no patient with that identifier is in the data.
     """
+    from .fhir import hook
     knowledge = _knowledge(knowledge, extensions)
-    patient_data = _data(data)
+    outer = hook.LAST
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+        paths = _paths(data)
+        patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
+            else _data(data)
     index = PatientIndex.from_triples(patient_data.triples, knowledge.indexed_predicates())
     if not index.is_patient(patient):
         raise InputError(",".join(s.path for s in patient_data.sources) or "<graph>",
                          "no such patient in the input")
-    return RuleEngine(knowledge, index).explain(patient)
+    explanation = RuleEngine(knowledge, index).explain(patient)
+    notes = {**(outer.notes if outer is not None else {}), **run.notes}
+    # FHIR input: the evidence names the resources and codes
+    return hook.annotate_explanation(explanation, notes) if notes else explanation
 
 
 def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (), timeout: float = 300.0,
            max_patients: int = 20_000, java_memory_mb: int = DEFAULT_JAVA_MEMORY_MB,
-           ontology: rdflib.Graph | None = None) -> ReasoningReport:
+           ontology: rdflib.Graph | None = None, input_format: str | None = None,
+           strict: bool = False) -> ReasoningReport:
     """Classify the patients into the indications' defined classes with HermiT, in a child
     process with a deadline (``itkg reason``; :func:`itkg.reasoning.reason` says more). With
     ``extensions``, HermiT gets the ontology, the extension files and the generated OWL class of
@@ -312,8 +452,20 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
         ontology = rdflib.Graph()
         ontology += knowledge.graph
         ontology += missing_owl_classes(knowledge)
-    return _reason(_data(data).graph(), timeout=timeout, max_patients=max_patients,
+    paths = _paths(data)
+    patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
+        else _data(data)
+    return _reason(patient_data.graph(), timeout=timeout, max_patients=max_patients,
                    java_memory_mb=java_memory_mb, ontology=ontology)
+
+
+def agreement(data: DataLike, report: ReasoningReport, *,
+              extensions: Sequence[str | os.PathLike[str]] = ()) -> list[Disagreement]:
+    """Where HermiT's classification (``report``, from :func:`reason`) and the rule engine's
+    indications for ``data`` differ (``itkg reason --check-agreement``); empty when they agree."""
+    from .reasoning import agreement as _agreement
+    rows = eligibility(data, extensions=extensions)
+    return _agreement(report, {(r.patient, r.indication) for r in rows})
 
 
 def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, engine: str = "native",
@@ -338,3 +490,132 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
         return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,
                        knowledge=knowledge, extensions=extensions, strict=strict, timeout=timeout,
                        max_listed=max_listed, max_details=max_details)
+
+
+def convert(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+            output: str | os.PathLike[str] | None = None, *, input_format: str | None = None,
+            mappings: Sequence[str | os.PathLike[str]] = (), fhir_base: str | None = None,
+            strict: bool = False) -> bytes:
+    """The patient graph of ``files`` (FHIR R4 JSON, Bundles, NDJSON, Bulk export directories,
+    and RDF) as contract §2 RDF, each record linked to the FHIR resource it came from
+    (``itkg convert``): Turtle or N-Triples by ``output``'s extension, written atomically there
+    when given (never over an input). Returns the bytes."""
+    from .fhir.convert import convert as _convert, output_format
+    if output is not None:
+        output_format(Path(output))  # an unknown output type fails before any work
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    check_inputs(paths, input_format)
+    return _convert(paths, output, input_format=input_format, mappings=mappings, fhir_base=fhir_base,
+                    strict=strict)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What :func:`upload` sent: triples, from how many files, and the patient files' sources."""
+
+    triples: int
+    files: int
+    sources: tuple[Source, ...]
+
+
+def upload(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], endpoint: SparqlEndpoint, *,
+           graph: str | None = None, replace: bool = False, input_format: str | None = None,
+           strict: bool = False, extensions: Sequence[str | os.PathLike[str]] = ()) -> Upload:
+    """Upload ``files`` to ``endpoint`` with the Graph Store Protocol, after checking them
+    (``itkg load``).
+
+    itkg's own ontology file (``ontology/itkg.ttl`` or ``.owl``) and the ``extensions`` are
+    knowledge and are sent as they are; from every other file, which is patient data,
+    statements about classes or itkg: terms are set aside and never sent (contract §6).
+
+    :param graph: the named graph to load into (default graph if ``None``).
+    :param replace: replace the graph's content instead of adding to it.
+    """
+    from .knowledge import read_extension
+    from .loading import ntriples
+    paths = [Path(files)] if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
+    check_inputs(paths, input_format)
+    ontology_files = [path for path in paths if _is_bundled_ontology(path)]
+    patient_files = [path for path in paths if path not in ontology_files]
+    triples: list[Any] = []
+    sources: tuple[Source, ...] = ()
+    if patient_files:
+        data = load(patient_files, input_format=input_format, strict=strict)
+        triples, sources = data.triples, tuple(data.sources)
+    knowledge = rdflib.Graph()  # read with the input gates, nothing set aside
+    for path in [*ontology_files, *map(Path, extensions)]:
+        knowledge += read_extension(path)
+    endpoint.upload(ntriples(triples), "application/n-triples", graph=graph, replace=replace)
+    if len(knowledge):
+        endpoint.upload(knowledge.serialize(format="nt", encoding="utf-8"), "application/n-triples", graph=graph)
+    return Upload(len(triples) + len(knowledge), len(paths) + len(extensions), sources)
+
+
+def _is_bundled_ontology(path: Path) -> bool:
+    """Whether ``path`` holds exactly itkg's own ontology (Turtle or RDF/XML)."""
+    import hashlib
+
+    from .resources import ontology_owl_path, ontology_path
+    try:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return False
+    return any(digest == hashlib.sha256(own.read_bytes()).digest()
+               for own in (ontology_path(), ontology_owl_path()) if own.is_file())
+
+
+def connect(url: str, *, store_url: str | None = None, timeout: float = 600.0,
+            credentials: str | os.PathLike[str] | None = None, method: str = "auto",
+            max_rows: int | None = None, max_mb: float | None = None) -> SparqlEndpoint:
+    """A client of the SPARQL endpoint ``url`` for :func:`eligibility`, :func:`query`,
+    :func:`report` and :func:`upload` (use it as a context manager).
+
+    :param timeout: the deadline, in seconds, of all traffic with the server through this client,
+        however many requests it takes and however slowly they are answered.
+    :param credentials: a file holding ``user:password`` (mode 600), for HTTP Digest or Basic
+        authentication; without it, ``ITKG_ENDPOINT_USER`` and ``ITKG_ENDPOINT_PASSWORD``.
+    :param method: how queries are POSTed (:data:`itkg.names.ENDPOINT_METHODS`).
+    :param max_rows: the server's result row cap, where it does not say so itself.
+    :param max_mb: refuse an answer larger than this.
+    """
+    from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, Credentials
+    return SparqlEndpoint(
+        url, store_url=store_url, timeout=timeout, deadline=time.monotonic() + timeout, method=method,
+        max_rows=max_rows, credentials=Credentials.from_file(credentials) if credentials is not None else None,
+        max_response_bytes=int(max_mb * 2**20) if max_mb else DEFAULT_MAX_RESPONSE_BYTES)
+
+
+@contextlib.contextmanager
+def command_scope(endpoints: Sequence[str] = ()) -> Iterator[None]:
+    """The process policy of one command, put back afterwards: library defaults (rdflib never
+    logs a value), network only to the ``endpoints`` the user named (a backstop behind the input
+    and query gates), and ending signals turned into ``SystemExit`` so that ``finally`` blocks
+    end child processes and remove private folders."""
+    from .guards import install_library_defaults, network_guard
+    install_library_defaults()
+    with network_guard(list(endpoints)), processes.signals_end_cleanly():
+        yield
+
+
+@contextlib.contextmanager
+def fhir_reading(*, mappings: Sequence[str | os.PathLike[str]] = (), fhir_base: str | None = None,
+                 strict: bool = False, progress: bool = False, workers: int | None = None) -> Iterator[Any]:
+    """Read FHIR input with these settings inside the block (what the API functions read there
+    uses them too); yields the run, whose findings :func:`fhir_findings` words."""
+    from .fhir import hook
+    with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
+                         workers=workers or processes.default_workers()) as run:
+        yield run
+
+
+def fhir_findings(run: Any) -> tuple[list[str], str | None]:
+    """What reading FHIR found in a :func:`fhir_reading` block: lines for standard error (counts,
+    never patient values), and the TSV of codes mapped to no itkg term (``None`` when no FHIR was read)."""
+    from collections import Counter
+
+    from .fhir.reader import FhirReport
+    lines = [line for report in run.reports for line in report.lines()]
+    if not run.reports:
+        return lines, None
+    merged = FhirReport(unmapped=sum((r.unmapped for r in run.reports), Counter()))
+    return lines, merged.unmapped_tsv()

@@ -7,7 +7,6 @@ error that names the file and line but never quotes patient data.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import contextlib
 import gc
@@ -15,24 +14,24 @@ import os
 import shutil
 import tempfile
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import click
 
 from . import __version__, names
-from .errors import InputError, ItkgError, QueryError
-from .processes import signals_end_cleanly
+from .errors import InputError, ItkgError
 from .safeio import atomic_write
 from .termsafe import printable
 
 if TYPE_CHECKING:
-    from .endpoint import SparqlEndpoint
-    from .sparql import Engine
+    from .api import SparqlEndpoint
 
-# Each command imports what it runs: ``itkg --help`` and ``itkg --version`` load none of rdflib,
-# pySHACL, owlready2, httpx or pyoxigraph (tests/test_imports.py counts the modules).
+# The command line only parses options (each defined once, below) and calls the API (itkg.api),
+# then renders (itkg.render, itkg.render_fhir): it imports nothing else from itkg
+# (tests/test_one_door.py checks). Each command imports the API when it runs: ``itkg --help`` and
+# ``itkg --version`` load none of rdflib, pySHACL, owlready2, httpx or pyoxigraph
+# (tests/test_imports.py counts the modules).
 
 #: Deadline of ``eligibility --endpoint`` without ``--timeout``: all of its queries together.
 ENDPOINT_TIMEOUT_S = 600.0
@@ -52,14 +51,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .guards import install_library_defaults, network_guard
+        from .api import command_scope
         collecting = gc.isenabled()
         try:
-            install_library_defaults()  # also in this process: rdflib logs values it cannot convert
-            # Backstop behind the input and query gates: the only host itkg may reach is an
-            # endpoint the user named on this command line.
-            with network_guard([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
-                    signals_end_cleanly(), _standard_input(kwargs) as stdin_copy:
+            # The only host itkg may reach is an endpoint the user named on this command line.
+            with command_scope([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
+                    _standard_input(kwargs) as stdin_copy:
                 try:
                     return command(*args, **kwargs)
                 except ItkgError as error:  # name standard input as the user did
@@ -123,16 +120,19 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, mappings: tuple[Path, ...] = (), fhir_base: str | None = None,
                 unmapped_codes: Path | None = None, strict: bool = False, **kwargs: Any) -> Any:
-        from .fhir import hook
+        from .api import fhir_findings, fhir_reading
         progress = "quiet" in kwargs and not kwargs["quiet"] and sys.stderr.isatty()
-        from .processes import default_workers
-        workers = (kwargs.get("workers") or default_workers()) if "workers" in kwargs else 1
-        with hook.configured(mappings=mappings, base=fhir_base, strict=strict, progress=progress,
-                             workers=workers) as run:
+        workers = kwargs.get("workers") if "workers" in kwargs else 1
+        with fhir_reading(mappings=mappings, fhir_base=fhir_base, strict=strict, progress=progress,
+                          workers=workers) as run:
             try:
                 return command(*args, strict=strict, **kwargs)
             finally:
-                _fhir_report(run, unmapped_codes, kwargs.get("files", ()))
+                lines, unmapped = fhir_findings(run)
+                for line in lines:
+                    click.echo(f"itkg: FHIR: {line}", err=True)
+                if unmapped_codes is not None and unmapped is not None:
+                    atomic_write(unmapped_codes, unmapped, protect=tuple(kwargs.get("files", ())))
     for option in (
         click.option("--mappings", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
                      metavar="FILE", help="A site's SSSOM mapping file, added to the shipped one (repeatable)."),
@@ -149,19 +149,6 @@ def fhir_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _fhir_report(run: Any, unmapped_codes: Path | None, inputs: tuple[Path, ...]) -> None:
-    """Print what reading FHIR found; write the unmapped codes when asked."""
-    for report in run.reports:
-        for line in report.lines():
-            click.echo(f"itkg: FHIR: {line}", err=True)
-    if unmapped_codes is not None and run.reports:
-        from collections import Counter
-
-        from .fhir.reader import FhirReport
-        merged = FhirReport(unmapped=sum((r.unmapped for r in run.reports), Counter()))
-        atomic_write(unmapped_codes, merged.unmapped_tsv(), protect=tuple(inputs))
-
-
 def extension_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--extension", "extensions", multiple=True, metavar="FILE",
                         type=click.Path(dir_okay=False, path_type=Path),
@@ -170,16 +157,11 @@ def extension_option(command: Callable[..., Any]) -> Callable[..., Any]:
                              "change the rules: only extension files can.")(command)
 
 
-def _report_inputs(sources: tuple, *, no_patient_is_error: bool = False, ill_typed_kept: bool = False) -> None:
-    """Say on standard error what was set aside from each file, and when the inputs hold no
-    patient (contract §6): counts, files and lines only, never a value."""
-    from . import setaside
-    for line in setaside.notes(sources, ill_typed_kept=ill_typed_kept):
+def _notes(lines: Sequence[str]) -> None:
+    """Say on standard error what the API noted about the input (contract §6): what was set
+    aside from each file, an input with no patient (counts, files and lines, never a value)."""
+    for line in lines:
         click.echo(f"itkg: note: {printable(line)}", err=True)
-    if sources and not any(getattr(s, "holds_patient", True) for s in sources):
-        if no_patient_is_error:
-            raise InputError(", ".join(s.path for s in sources), setaside.NO_PATIENT)
-        click.echo(f"itkg: note: {setaside.NO_PATIENT}", err=True)
 
 
 def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -215,14 +197,11 @@ def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _client(endpoint: str, store_url: str | None, timeout: float, credentials: Path | None = None,
             endpoint_method: str = "auto", endpoint_max_rows: int | None = None,
             endpoint_max_mb: float | None = None) -> SparqlEndpoint:
-    """The endpoint client of one command: ``timeout`` is the deadline of the whole command's
-    traffic with the server, however many requests it takes and however slowly they are answered."""
-    from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, Credentials, SparqlEndpoint
-    return SparqlEndpoint(
-        endpoint, store_url=store_url, timeout=timeout, deadline=time.monotonic() + timeout,
-        method=endpoint_method, max_rows=endpoint_max_rows,
-        credentials=Credentials.from_file(credentials) if credentials is not None else None,
-        max_response_bytes=int(endpoint_max_mb * 2**20) if endpoint_max_mb else DEFAULT_MAX_RESPONSE_BYTES)
+    """The endpoint client of one command (:func:`itkg.api.connect`): ``timeout`` is the deadline
+    of the whole command's traffic with the server."""
+    from .api import connect
+    return connect(endpoint, store_url=store_url, timeout=timeout, credentials=credentials,
+                   method=endpoint_method, max_rows=endpoint_max_rows, max_mb=endpoint_max_mb)
 
 
 def timeout_option(default: float | None, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -232,7 +211,25 @@ def timeout_option(default: float | None, what: str) -> Callable[[Callable[..., 
 
 def workers_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-                        help="Processes that parse and decide large inputs (default: one per CPU).")(command)
+                        help="Processes that parse, decide or validate large inputs (default: one per CPU).")(command)
+
+
+_ENGINE_HELP = {
+    "decision": "Decision back-end: the native rule engine, or the contract's SPARQL queries in rdflib or "
+                "Oxigraph (with --endpoint: the endpoint). Every back-end gives the same rows and evidence.",
+    "sparql": "Local SPARQL back-end (ignored with --endpoint).",
+    "validation": "Validation back-end: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
+                  "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: turbo when installed, else Jena for "
+                  "inputs of 100,000 triples or more when it is installed, else pySHACL.",
+}
+_ENGINE_CHOICES = {"decision": names.LOCAL_DECISION_BACKENDS, "sparql": names.SPARQL_BACKENDS,
+                   "validation": names.VALIDATION_CHOICES}
+
+
+def engine_option(kind: str, default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--engine``: a back-end of ``kind``, by the one set of names (:data:`itkg.names.BACKENDS`)."""
+    return click.option("--engine", type=click.Choice(list(_ENGINE_CHOICES[kind])), default=default,
+                        show_default=True, help=_ENGINE_HELP[kind])
 
 
 def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -255,17 +252,6 @@ def _color(output: Path | None) -> bool:
     return output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _check_inputs(files: tuple[Path, ...], input_format: str | None) -> None:
-    """Fail early on a file that is missing or of an unknown type, before any work starts."""
-    from .loading import detect_format
-    from .fhir import is_fhir
-    for path in files:
-        if not is_fhir(path, input_format):
-            detect_format(path, input_format)
-        if not path.exists():
-            raise InputError(path, "no such file")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="itkg")
 def main() -> None:
@@ -279,8 +265,7 @@ def main() -> None:
               help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
                    "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
                    "and DetectedIssues.")
-@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
-              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@engine_option("decision", "native")
 @endpoint_options
 @timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
@@ -299,39 +284,17 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
     `itkg load`).
     """
     from . import api, render
-    from .knowledge import load_knowledge
-    from .loading import load
-    from .parallel import eligibility_rows
-    from .sparql import load_for_query
-    started = _dt.datetime.now(_dt.timezone.utc)
-    knowledge = load_knowledge(extensions=extensions)
-    sources: tuple = ()
     if endpoint:
-        if files:
-            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
         with _client(endpoint, store_url, timeout or ENDPOINT_TIMEOUT_S, **server) as client:
-            results = api.eligibility(None, endpoint=client, knowledge=knowledge)
+            run = api.eligibility_run(files or None, endpoint=client, extensions=extensions)
     else:
-        if not files:
-            raise InputError("<none>", "no input files given (or use --endpoint)")
-        _check_inputs(files, input_format)
-        if engine == "native":  # streamed into the rule engine's index, in parallel when large
-            # One run, then exit: the collector would walk the million rows (and find no cycles).
-            gc.disable()
-            results, sources = eligibility_rows(files, input_format=input_format, workers=workers,
-                                                knowledge=knowledge, checksums=fmt == "turtle",
-                                                progress=not quiet and sys.stderr.isatty(), strict=strict)
-        else:
-            # Oxigraph gets the files straight into its store: the data is held once.
-            data = load_for_query(files, input_format=input_format, strict=strict,
-                                  ontology=api._ontology(knowledge)) if engine == "oxigraph" else \
-                load(files, input_format=input_format, strict=strict)
-            sources = data.sources
-            results = api.eligibility(data, engine=engine, knowledge=knowledge, timeout=timeout)
-        _report_inputs(sources, no_patient_is_error=strict)
-    from .fhir import hook
-    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
-        results = hook.annotate(results, hook.LAST.notes)
+        # One run, then exit: the collector would walk the million rows (and find no cycles).
+        gc.disable()
+        run = api.eligibility_run(list(files), engine=engine, input_format=input_format, workers=workers,
+                                  timeout=timeout, strict=strict, extensions=extensions,
+                                  progress=not quiet and sys.stderr.isatty(), checksums=fmt == "turtle")
+    _notes(run.notes)
+    results = run.rows
     text: str | Iterator[str]
     if fmt == "json":  # hundreds of MB at a million patients: streamed into the output file
         text = render.eligibility_json_chunks(results)
@@ -339,12 +302,11 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
         text = render.eligibility_csv(results)
     elif fmt in ("cds-hooks", "fhir"):
         from . import render_fhir
-        text = render_fhir.cds_hooks(results, knowledge=knowledge) if fmt == "cds-hooks" else \
-            render_fhir.fhir_bundle(results, knowledge=knowledge)
+        text = render_fhir.cds_hooks(results, knowledge=run.knowledge) if fmt == "cds-hooks" else \
+            render_fhir.fhir_bundle(results, knowledge=run.knowledge)
     elif fmt == "turtle":
-        text = render.eligibility_turtle(results, knowledge=knowledge, sources=sources, started=started,
-                                         ended=_dt.datetime.now(_dt.timezone.utc),
-                                         software_version=__version__)
+        text = render.eligibility_turtle(results, knowledge=run.knowledge, sources=run.sources,
+                                         started=run.started, ended=run.ended, software_version=__version__)
     else:
         text = render.eligibility_table(results, color=_color(output))
     _emit(text, output, files + extensions)
@@ -354,12 +316,8 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 @files_argument
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
               show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Processes that validate the batches of large inputs (default: one per CPU).")
-@click.option("--engine", type=click.Choice(list(names.SHACL_BACKENDS)), default="auto", show_default=True,
-              help="SHACL engine: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
-                   "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: Jena for inputs of 100,000 "
-                   "triples or more when it is installed, else pySHACL.")
+@workers_option
+@engine_option("validation", "auto")
 @quiet_option
 @timeout_option(3600.0, "validation")
 @input_format_option
@@ -370,18 +328,15 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
              input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Validate FILES against the shapes (contract §4): exit 0 conforms, 1 violations, 2 bad input."""
     from . import api, render
-    from .loading import load
 
     def progress(done: int, total: int) -> None:
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
-    _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict_literals=False)
-    _report_inputs(data.sources, no_patient_is_error=strict, ill_typed_kept=True)
-    # Within a deadline, like the other commands; the ill-typed policy is the API's.
+    data = api.read(files, input_format=input_format, keep_ill_typed=True)  # validate reports each one
+    _notes(api.input_notes(data.sources, no_patient_is_error=strict, ill_typed_kept=True))
     report = api.validate(data, engine=engine, extensions=extensions, workers=workers, timeout=timeout,
-                          progress=None if quiet or not sys.stderr.isatty() else progress)
+                          strict=strict, progress=None if quiet or not sys.stderr.isatty() else progress)
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)
@@ -393,8 +348,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="table, SPARQL JSON results, or CSV.")
-@click.option("--engine", type=click.Choice(list(names.SPARQL_BACKENDS)), default="oxigraph", show_default=True,
-              help="Local SPARQL engine (ignored with --endpoint).")
+@engine_option("sparql", "oxigraph")
 @endpoint_options
 @timeout_option(300.0, "the query")
 @input_format_option
@@ -409,51 +363,21 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     SERVICE, FROM, FROM NAMED and updates are refused: a query can neither reach the network nor
     read other files.
     """
-    from . import render
-    from .resources import query_path
-    from .ordering import sort_result
-    from .sparql import QueryResult, gate, select_files
-    path = Path(query)
-    if not path.is_file():
-        try:
-            path = query_path(query)
-        except FileNotFoundError:
-            raise QueryError(f"{query}: no such query file, and no query of that name in queries/") from None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise InputError(path, "cannot read the query file") from None
-    from . import api, rulegen
-    from .knowledge import load_knowledge
-    knowledge = load_knowledge(extensions=extensions)
-    if extensions and not Path(query).is_file() and query in rulegen.QUERIES:
-        text = rulegen.query(query, knowledge)  # the generated query, with the site's rules
+    from . import api, render
     if endpoint:
-        if files:
-            raise InputError(files[0], "with --endpoint the data comes from the endpoint; give no files")
-        gate(text, str(path), timeout)  # within the deadline: see sparql.gate
         with _client(endpoint, store_url, timeout, **server) as client:
-            variables, rows = client.select(text)
-        result = QueryResult(tuple(variables), tuple(rows))
+            result = api.query(query, files, endpoint=client, timeout=timeout, extensions=extensions)
     else:
-        if not files:
-            raise InputError("<none>", "no input files given")
-        _check_inputs(files, input_format)
-        # Loaded in the query's child process, and for Oxigraph straight into its store: the data
-        # is held once (see select_files).
-        result = select_files(text, files, engine=cast("Engine", engine), input_format=input_format,
-                              timeout=timeout, source=str(path),  # gated there, within the deadline
-                              strict=strict, ontology=api._ontology(knowledge))
-        _report_inputs(result.sources)
-    # Sorted here, whatever ran it: a server's order is not to be trusted (see itkg.ordering).
-    result = sort_result(result, text)
+        result = api.query(query, files, engine=engine, input_format=input_format, timeout=timeout,
+                           strict=strict, extensions=extensions)
+        _notes(api.input_notes(result.sources))
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":
         out = render.query_csv(result)
     else:
         out = render.query_table(result, color=_color(output))
-    _emit(out, output, files + extensions + (path,))
+    _emit(out, output, files + extensions + (api.query_file(query),))
 
 
 @main.command()
@@ -469,14 +393,9 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
             output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
     from . import api, render
-    from .loading import load
-    _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict=strict)
-    _report_inputs(data.sources)
+    data = api.read(files, input_format=input_format, strict=strict)
+    _notes(api.input_notes(data.sources))
     explanation = api.explain(data, patient, extensions=extensions)
-    from .fhir import hook
-    if hook.LAST is not None:  # FHIR input: the evidence names the resources and codes
-        explanation = hook.annotate_explanation(explanation, hook.LAST.notes)
     text = render.explanation_json(explanation) if fmt == "json" else \
         render.explanation_text(explanation, color=_color(output))
     _emit(text, output, files + extensions)
@@ -499,28 +418,13 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patients: int, timeout: float,
            input_format: str | None, output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
     """Classify the patients in FILES with HermiT (OWL 2 DL) into the indications' defined classes."""
-    import json
-
     from . import api, render
-    from .loading import load
-    from .reasoning import agreement
-    _check_inputs(files, input_format)
-    data = load(files, input_format=input_format, strict=strict)
-    _report_inputs(data.sources)
+    data = api.read(files, input_format=input_format, strict=strict)
+    _notes(api.input_notes(data.sources))
     report = api.reason(data, timeout=timeout, max_patients=max_patients, extensions=extensions)
-    differences = []
-    if check_agreement:
-        rows = api.eligibility(data, extensions=extensions)
-        differences = agreement(report, {(r.patient, r.indication) for r in rows})
-    if fmt == "json":
-        payload = report.to_dict()
-        if check_agreement:
-            payload["agreement"] = {"agrees": not differences,
-                                    "differences": [d.to_dict() for d in differences]}
-        text = json.dumps(payload, indent=1) + "\n"
-    else:
-        text = render.reasoning_text(report, differences if check_agreement else None,
-                                     color=_color(output))
+    differences = api.agreement(data, report, extensions=extensions) if check_agreement else None
+    text = render.reasoning_json(report, differences) if fmt == "json" else \
+        render.reasoning_text(report, differences, color=_color(output))
     _emit(text, output, files + extensions)
     sys.exit(1 if differences else 0)
 
@@ -534,10 +438,8 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 def convert(files: tuple[Path, ...], output: Path, input_format: str | None, strict: bool = False) -> None:
     """Write the patient graph of FILES (FHIR R4 JSON, Bundles, NDJSON, Bulk export directories,
     and RDF) as contract §2 RDF, each record linked to the FHIR resource it came from."""
-    from .fhir.convert import convert as convert_files, output_format
-    output_format(output)
-    _check_inputs(files, input_format)
-    convert_files(files, output, input_format=input_format)
+    from . import api
+    api.convert(files, output, input_format=input_format)
     click.echo(f"itkg: wrote {output}", err=True)
 
 
@@ -545,8 +447,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
-@click.option("--engine", type=click.Choice(list(names.BACKENDS)), default="native", show_default=True,
-              help="native rule engine, or the contract's SPARQL queries in rdflib or Oxigraph.")
+@engine_option("decision", "native")
 @endpoint_options
 @timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
 @input_format_option
@@ -575,11 +476,10 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
     else:
         if not files:
             raise InputError("<none>", "no input files given (or use --endpoint)")
-        _check_inputs(files, input_format)
         written = api.report(list(files), output, engine=engine, input_format=input_format,
                              extensions=extensions, strict=strict, timeout=timeout,
                              max_listed=max_listed, max_details=max_details)
-        _report_inputs(written.sources)
+        _notes(api.input_notes(written.sources))
     click.echo(printable(f"itkg: wrote {written.output} ({written.size} bytes, {written.patients} patients, "
                          f"{written.rows} rows)" + (f" and every row to {written.csv}" if written.csv else "")),
                err=True)
@@ -605,48 +505,12 @@ def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, 
     are knowledge and are sent as they are; from every other file, which is patient data,
     statements about classes or itkg: terms are set aside and never sent (contract §6).
     """
-    from .loading import load, ntriples
-    _check_inputs(files, input_format)
-    ontology_files = tuple(path for path in files if _is_bundled_ontology(path))
-    patient_files = tuple(path for path in files if path not in ontology_files)
-    triples: list = []
-    if patient_files:
-        data = load(patient_files, input_format=input_format, strict=strict)
-        _report_inputs(data.sources)
-        triples = data.triples
-    knowledge = _knowledge_graph(ontology_files + extensions)
+    from . import api
     with _client(endpoint, store_url, timeout, credentials) as client:
-        client.upload(ntriples(triples), "application/n-triples", graph=graph_iri, replace=replace)
-        if len(knowledge):
-            client.upload(knowledge.serialize(format="nt", encoding="utf-8"), "application/n-triples",
-                          graph=graph_iri)
-    click.echo(f"Loaded {len(triples) + len(knowledge)} triples from {len(files) + len(extensions)} file(s).",
-               err=True)
-
-
-def _is_bundled_ontology(path: Path) -> bool:
-    """Whether ``path`` holds exactly itkg's own ontology (Turtle or RDF/XML)."""
-    import hashlib
-
-    from .resources import ontology_owl_path, ontology_path
-    try:
-        digest = hashlib.sha256(path.read_bytes()).digest()
-    except OSError:
-        return False
-    return any(digest == hashlib.sha256(own.read_bytes()).digest()
-               for own in (ontology_path(), ontology_owl_path()) if own.is_file())
-
-
-def _knowledge_graph(paths: tuple[Path, ...]) -> Any:
-    """Knowledge files (itkg's ontology, a site's extensions) in one rdflib graph, read with the
-    input gates and nothing set aside."""
-    import rdflib
-
-    from .knowledge import read_extension
-    graph = rdflib.Graph()
-    for path in paths:
-        graph += read_extension(path)
-    return graph
+        sent = api.upload(files, client, graph=graph_iri, replace=replace, input_format=input_format,
+                          strict=strict, extensions=extensions)
+    _notes(api.input_notes(sent.sources))
+    click.echo(f"Loaded {sent.triples} triples from {sent.files} file(s).", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

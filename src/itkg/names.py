@@ -16,16 +16,35 @@ EXTENSIONS: dict[str, str] = {
     ".jsonld": "jsonld", ".json": "jsonld", ".rdf": "rdfxml", ".owl": "rdfxml", ".xml": "rdfxml",
 }
 
-#: Back-ends that decide eligibility: the native rule engine, or the contract's SPARQL queries
-#: in one of the SPARQL back-ends. (A remote endpoint is chosen by giving its URL instead.)
-BACKENDS: tuple[str, ...] = ("native", "rdflib", "oxigraph")
+#: Every back-end, one vocabulary (``--engine``, ``engine=``, :mod:`itkg.backends`, the docs): its
+#: name and its kind. A *decision* back-end decides eligibility (contract §3) and implements
+#: :class:`itkg.backends.DecisionBackend`; a *validation* back-end judges the shapes (§4) and
+#: implements :class:`itkg.backends.ValidationBackend`. Every back-end of a kind gives the same
+#: results and the same evidence text.
+BACKENDS: dict[str, str] = {
+    "native": "decision", "rdflib": "decision", "oxigraph": "decision", "endpoint": "decision",
+    "pyshacl": "validation", "jena": "validation", "turbo": "validation",
+}
 
-#: The back-ends that run SPARQL locally (``itkg query``; eligibility through the queries).
-SPARQL_BACKENDS: tuple[str, ...] = ("rdflib", "oxigraph")
+#: The decision back-ends: the native rule engine, or the contract's SPARQL queries in rdflib, in
+#: Oxigraph or on a remote endpoint.
+DECISION_BACKENDS: tuple[str, ...] = tuple(n for n, kind in BACKENDS.items() if kind == "decision")
 
-#: SHACL back-ends for validation; ``auto`` picks Jena for large inputs when it is installed;
-#: ``turbo`` is pyshacl-turbo (the optional extra ``itkg[turbo]``).
-SHACL_BACKENDS: tuple[str, ...] = ("auto", "pyshacl", "jena", "turbo")
+#: The decision back-ends chosen by name (``--engine``); ``endpoint`` is chosen by giving its URL.
+LOCAL_DECISION_BACKENDS: tuple[str, ...] = tuple(n for n in DECISION_BACKENDS if n != "endpoint")
+
+#: The decision back-ends that run SPARQL locally (``itkg query``).
+SPARQL_BACKENDS: tuple[str, ...] = tuple(n for n in LOCAL_DECISION_BACKENDS if n != "native")
+
+#: The validation back-ends; ``turbo`` is pyshacl-turbo (the optional extra ``itkg[turbo]``).
+VALIDATION_BACKENDS: tuple[str, ...] = tuple(n for n, kind in BACKENDS.items() if kind == "validation")
+
+#: What ``validate --engine`` accepts: a validation back-end, or ``auto`` (itkg picks by size and
+#: by what is installed; :func:`itkg.validation.engine_for`).
+VALIDATION_CHOICES: tuple[str, ...] = ("auto", *VALIDATION_BACKENDS)
+
+#: The earlier name of :data:`VALIDATION_CHOICES` (kept for callers of 0.x).
+SHACL_BACKENDS = VALIDATION_CHOICES
 
 #: How queries are POSTed to an endpoint: ``direct`` (``application/sparql-query``), ``form``
 #: (URL-encoded), or ``auto`` (direct if the server answers it).

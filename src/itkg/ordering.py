@@ -11,6 +11,7 @@ before it, and the engine's order is kept among rows that tie on those.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal, InvalidOperation
 
 from rdflib.namespace import XSD
@@ -87,6 +88,6 @@ def sort_result(result: QueryResult, query: str) -> QueryResult:
     rows = list(result.rows)
     for name, descending in reversed(keys):  # stable sorts, least significant key first
         rows.sort(key=lambda row: _term_key(row.get(name)), reverse=descending)
-    return QueryResult(result.variables, tuple(rows))
+    return dataclasses.replace(result, rows=tuple(rows))  # the sources stay with the rows
 
 

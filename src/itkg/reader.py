@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import pyoxigraph as ox
 
@@ -46,6 +46,10 @@ from . import guards, setaside, vocab
 from .errors import InputError, InputTooLargeError, UnsafeInputError
 from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source,
                       checked_size, detect_format, format_name, ill_typed_error, parse_failure, read_checked)
+
+if TYPE_CHECKING:
+    from .fhir.index import FhirChunk
+    from .fhir.reader import FhirReport
 
 # -- names -----------------------------------------------------------------------------------------
 
@@ -206,6 +210,8 @@ class Checker:
         self._predicates: dict[ox.NamedNode, tuple[int, Any]] = {}
         self._types: dict[str, int] = {}
         self._objects: dict[object, Any] = {}
+        self._fact_predicates: dict[str, tuple[int, Any]] = {}
+        self._fact_literals: dict[tuple[str, str], Any] = {}
 
     def _predicate(self, predicate: ox.NamedNode) -> tuple[int, Any]:
         key = predicate if self._keys is None else self._keys.get(predicate)
@@ -295,11 +301,63 @@ class Checker:
                 report.schema_set_aside += 1
                 continue
             if type(value) is IllTyped:
-                report.note_ill_typed(predicate.value, obj)
+                report.note_ill_typed(predicate.value, *value)
                 if not keep_ill_typed:
                     continue
             if key is not None:
                 yield quad, subject_name, key, value
+        report.triples += count
+
+
+    def check_facts(self, facts: Iterable[tuple[str, str, Any]], report: "PieceReport") -> Iterator[Checked]:
+        """Facts mapped from another format (FHIR: subject and predicate IRIs as strings, the
+        object an IRI string or ``(lexical form, datatype)``), through the verdicts of
+        :meth:`check`: the same keys, counts and values as the same statements parsed as RDF."""
+        predicates, types, literals = self._fact_predicates, self._types, self._fact_literals
+        itkg, patient, keep_ill_typed = vocab.ITKG, vocab.PATIENT, self.keep_ill_typed
+        count = 0
+        for count, (subject, predicate, value) in enumerate(facts, 1):  # noqa: B007 - used after the loop
+            entry = predicates.get(predicate)
+            if entry is None:
+                entry = predicates[predicate] = self._predicate(ox.NamedNode(predicate))
+            verdict, key = entry
+            named = type(value) is str
+            if not named:
+                checked = literals.get(value)
+                if checked is None:
+                    checked = value if guards.is_valid_lexical(*value) else IllTyped(value)
+                    if len(literals) < _OBJECT_CACHE:
+                        literals[value] = checked
+                value = checked
+            if verdict:
+                if verdict == _IMPORTS:
+                    report.imports = True
+                    continue
+                if verdict == _SCHEMA:
+                    report.schema_set_aside += 1
+                    continue
+                if verdict == _TYPE:
+                    if named:
+                        kept = types.get(value)
+                        if kept is None:
+                            kept = types[value] = 2 if value == patient else int(
+                                setaside.is_schema_parts(None, vocab.RDF_TYPE, value))
+                        if kept == 1:
+                            report.schema_set_aside += 1
+                            continue
+                        if kept == 2 and not subject.startswith(itkg):
+                            report.holds_patient = True
+                elif not subject.startswith(itkg):
+                    report.holds_patient = True
+            if subject.startswith(itkg):
+                report.schema_set_aside += 1
+                continue
+            if type(value) is IllTyped:
+                report.note_ill_typed(predicate, *value)
+                if not keep_ill_typed:
+                    continue
+            if key is not None:
+                yield None, subject, key, value  # type: ignore[misc]
         report.triples += count
 
 
@@ -355,6 +413,8 @@ class Piece:
     limit: int = DEFAULT_MAX_BYTES
     #: the SHA-256 of the input when known before parsing (FHIR), else computed while reading
     sha256: str = ""
+    #: a chunk of FHIR input mapped straight into the rule engine's index (:mod:`itkg.fhir.index`)
+    fhir: FhirChunk | None = None
 
     @property
     def nbytes(self) -> int:
@@ -385,15 +445,18 @@ class PieceReport:
     anonymous: int = 0
     #: the SHA-256 of a whole file, when asked and read here
     sha256: str = ""
+    #: a FHIR piece: what reading it found, and the error that stopped it
+    fhir: FhirReport | None = None
+    fhir_error: InputError | None = None
 
-    def note_ill_typed(self, predicate: str, obj: ox.Literal) -> None:
+    def note_ill_typed(self, predicate: str, lexical: str, datatype: str) -> None:
         """Count an ill-typed literal (its predicate and datatype; its text only to find its line)."""
         if self.ill_typed is None:
-            self.ill_typed = guards.IllTypedLiteral(predicate, obj.datatype.value)
+            self.ill_typed = guards.IllTypedLiteral(predicate, datatype)
             self.ill_typed_lexicals = []
         self.ill_typed_count += 1
         if len(self.ill_typed_lexicals) < 20:  # type: ignore[arg-type]
-            self.ill_typed_lexicals.append(obj.value)  # type: ignore[union-attr]
+            self.ill_typed_lexicals.append(lexical)  # type: ignore[union-attr]
 
 
 class Untrusted(Exception):
@@ -406,16 +469,21 @@ class Untrusted(Exception):
 
 def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
          max_bytes: int = DEFAULT_MAX_BYTES, parts: int = 1,
-         min_piece_bytes: int = MIN_PIECE_BYTES) -> list[Piece]:
+         min_piece_bytes: int = MIN_PIECE_BYTES, fhir_facts: bool = False) -> list[Piece]:
     """The pieces to parse for ``paths``: each file whole, or N-Triples and Turtle files of at
     least twice ``min_piece_bytes`` cut into up to ``parts`` pieces of about equal size."""
     if not paths:
         raise InputError("<none>", "no input files given")
     pieces: list[Piece] = []
-    fhir = _fhir_pieces(paths, input_format, max_bytes)
+    chunks = _fhir_chunks(paths, input_format, max_bytes, parts, min_piece_bytes) if fhir_facts else {}
+    fhir = {} if fhir_facts else _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
         scope = f"f{file_index + 1}-" if len(paths) > 1 else ""
+        if path in chunks:  # FHIR R4, mapped to §2 facts straight into the index (itkg.fhir.index)
+            pieces += [Piece(len(pieces) + k, file=file_index, path=path, fmt=None, size=c.end - c.start,
+                             scope=scope, fhir=c, label="fhir") for k, c in enumerate(chunks[path])]
+            continue
         if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
             data, digest = fhir[path]
             pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=data, label="fhir",
@@ -466,31 +534,29 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
 def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
                  max_bytes: int) -> dict[Path, tuple[bytes, str]]:
     """The FHIR inputs among ``paths``, read together (references cross files), each as the
-    N-Triples of the facts it gave, with the SHA-256 of what was read. The FHIR reader's
-    triples enter the one stream here, checked like any other input's."""
+    N-Triples of the facts it gave, with the SHA-256 of what was read: for the sinks that keep
+    RDF terms, the FHIR reader's triples enter the one stream here, checked like any other
+    input's (its errors come before any other input's)."""
     from .fhir import hook
     fhir_paths, _ = hook.split(paths, input_format)
     if not fhir_paths:
         return {}
-    # eligibility_rows plans a run twice when it falls back to one process: read FHIR once
-    settings = hook.SETTINGS
-    key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
-           hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
-    # The cache lives as long as the command's FHIR settings (hook.configured), never longer: a
-    # file rewritten with the same size and time in a long-running process is read again.
-    cache = hook.LAST.cache if hook.LAST is not None else {}
-    if cache.get("key") != key:
-        graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
-        cache.clear()
-        cache.update(key=key, notes=dict(graph.notes),
-                           pieces={path: (graph.ntriples(index), digest)
-                                   for index, (path, _triples, digest) in enumerate(graph.files)})
-    elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
-        notes = cache["notes"]
-        assert isinstance(notes, dict)
-        hook.LAST.notes.update(notes)
-    return cache["pieces"]  # type: ignore[return-value]
+    graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
+    return {path: (graph.ntriples(index), digest) for index, (path, _triples, digest) in enumerate(graph.files)}
 
+
+def _fhir_chunks(paths: Sequence[str | Path], input_format: str | None, max_bytes: int, parts: int,
+                 min_piece_bytes: int) -> dict[Path, list[FhirChunk]]:
+    """The FHIR inputs among ``paths`` and their chunks, for the rule engine's index
+    (:func:`itkg.fhir.index.plan`; its errors, a missing or too large file, come before any
+    other input's)."""
+    from .fhir import hook
+    from .fhir.index import plan as fhir_plan
+    fhir_paths, _ = hook.split(paths, input_format)
+    if not fhir_paths:
+        return {}
+    chunks = fhir_plan(fhir_paths, parts=parts, min_piece_bytes=min_piece_bytes, max_bytes=max_bytes)
+    return dict(zip(fhir_paths, chunks))
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:
@@ -632,6 +698,16 @@ def parse_piece(piece: Piece, sink: Sink, *, on_read: Callable[[int], None] | No
     report = PieceReport(piece.number)
     if piece.error is not None:
         return report
+    if piece.fhir is not None:  # FHIR facts, for the index sink only (plan(fhir_facts=True))
+        builder: Any = sink
+        if builder.fhir is None:
+            from .fhir.index import FhirIndexer
+            builder.fhir = FhirIndexer(builder, piece.fhir.job)
+        try:
+            builder.fhir.read(piece.fhir, report, on_read)
+        except InputError as error:
+            report.fhir_error = error
+        return report
     assert piece.fmt is not None
     reader = None if piece.data is not None else _PieceReader(piece, on_read, should_stop, checksum)
     namer = namer_for(piece)
@@ -668,6 +744,8 @@ def fatal_after(pieces: Sequence[Piece], report: PieceReport, strict: bool = Fal
     """The last piece number whose report can still matter once ``report`` is in (later pieces
     may be skipped), or None when ``report`` found nothing that will be raised."""
     piece = pieces[report.number]
+    if report.fhir_error is not None:
+        return -1  # one process reads the run again, to report the first error with its line
     if piece.error is not None or report.failure is not None:
         return report.number
     if report.imports or report.triple_terms or (strict and report.ill_typed is not None):
@@ -690,6 +768,8 @@ def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport], strict: bo
             if piece.error is not None:
                 raise piece.error
             report = reports.get(piece.number)
+            if report is not None and report.fhir_error is not None:
+                raise report.fhir_error
             if report is None or report.stopped:
                 raise Untrusted("a piece that matters was not parsed to its end")
             if piece.context is not None:
@@ -774,8 +854,12 @@ def sources_of(pieces: Sequence[Piece], reports: dict[int, PieceReport], *,
         file_reports = [reports[p.number] for p in file_pieces]
         digest = first.sha256 or file_reports[0].sha256
         if checksums and not digest:
-            digest = hashlib.sha256(first.data).hexdigest() if first.data is not None \
-                else file_sha256(first.path)
+            if first.fhir is not None:
+                from .streaming import fhir_sha256
+                digest = fhir_sha256(first.path)
+            else:
+                digest = hashlib.sha256(first.data).hexdigest() if first.data is not None \
+                    else file_sha256(first.path)
         lines = _lines(file_pieces, file_reports)
         sources.append(Source(str(first.path), digest, first.label,
                               sum(r.triples for r in file_reports),

@@ -372,6 +372,14 @@ def query_json(result: QueryResult) -> str:
 # -- reason --------------------------------------------------------------------------------------
 
 
+def reasoning_json(report: "ReasoningReport", differences: "Sequence[Disagreement] | None" = None) -> str:
+    """HermiT's verdict as JSON (:meth:`ReasoningReport.to_dict`), with the agreement when checked."""
+    payload = report.to_dict()
+    if differences is not None:
+        payload["agreement"] = {"agrees": not differences, "differences": [d.to_dict() for d in differences]}
+    return json.dumps(payload, indent=1) + "\n"
+
+
 def reasoning_text(report: "ReasoningReport", differences: "Sequence[Disagreement] | None" = None, *,
                    color: bool = False) -> str:
     """HermiT's verdict: consistency, unsatisfiable classes, which patients each indication's

@@ -530,8 +530,8 @@ def report(data: PatientData | str | os.PathLike[str] | Sequence[str | os.PathLi
     """
     from . import __version__, names, setaside
 
-    if engine not in names.BACKENDS:
-        raise InputError("<engine>", f"unknown engine; use one of {', '.join(names.BACKENDS)}")
+    if engine not in names.LOCAL_DECISION_BACKENDS:
+        raise InputError("<engine>", f"unknown engine; use one of {', '.join(names.LOCAL_DECISION_BACKENDS)}")
     if knowledge is not None and extensions:
         raise InputError("<extensions>", "give either knowledge or extensions, not both")
     started = _dt.datetime.now(_dt.timezone.utc)

@@ -45,6 +45,8 @@ class QueryResult:
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
     #: The files the data came from (with what was set aside from them), when the query loaded them.
     sources: tuple = field(default=(), compare=False)
+    #: What reading FHIR input found (:class:`itkg.fhir.reader.FhirReport`), when the query loaded it.
+    fhir_reports: tuple = field(default=(), compare=False)
 
 
 def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
@@ -173,21 +175,27 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
-    def loaded() -> tuple[QueryData]:
-        if engine == "oxigraph":
-            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                   strict=strict, ontology=ontology),)
-        return (load(files, input_format=input_format, strict=strict),)
+    from .fhir import hook
+
+    def loaded() -> tuple[QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
+                              ontology=ontology) if engine == "oxigraph" else \
+            load(files, input_format=input_format, strict=strict)
+        return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
 
     if timeout is None:
         return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-    return run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
+        hook.LAST.reports.extend(result.fhir_reports)
+    return result
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
-                data: QueryData) -> QueryResult:
+                data: QueryData, fhir_reports: tuple = ()) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
-    return replace(result, sources=data.sources if data is not None else ())
+    return replace(result, sources=data.sources if data is not None else (), fhir_reports=fhir_reports)
 
 
 def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:

@@ -8,16 +8,19 @@ straight into a :class:`~itkg.engine.PatientIndex`, and everything else is dropp
 
 Large N-Triples and Turtle files are cut into pieces so that several processes can parse one
 file (:mod:`itkg.parallel`); the planning, cutting and checking live in :mod:`itkg.reader` and are
-re-exported here for the population path.
+re-exported here for the population path. FHIR input comes here as facts mapped straight from the
+resources (:mod:`itkg.fhir.index`), through the same checker (:meth:`IndexBuilder.add_facts`).
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
@@ -25,10 +28,15 @@ from . import vocab
 from .engine import PatientIndex
 from .loading import DEFAULT_MAX_BYTES, Source
 from .reader import (MIN_PIECE_BYTES, Checked, Checker, Namer, Piece, PieceReport, Untrusted, _PieceReader, fatal_after,
-                     file_sha256, parse_piece, plan, read, resolve, sources_of)
+                     file_sha256, parse_piece, plan, resolve, sources_of)
+
+if TYPE_CHECKING:
+    from .fhir.index import FhirIndexer
+    from .fhir.reader import FhirReport
 
 __all__ = ["MIN_PIECE_BYTES", "IndexBuilder", "Piece", "PieceReport", "Untrusted", "_PieceReader", "build_index",
-           "fatal_after", "file_sha256", "gc_paused", "parse_piece", "plan", "resolve", "sources_of"]
+           "fatal_after", "fhir_sha256", "file_sha256", "finish_fhir", "first_reports", "gc_paused", "parse_piece",
+           "plan", "resolve", "sources_of"]
 
 _INDEXED = {ox.NamedNode(p): sys.intern(p) for p in vocab.INDEXED_PREDICATES}
 
@@ -57,6 +65,14 @@ class IndexBuilder:
         self.index = index if index is not None else PatientIndex(predicates)
         indexed = _INDEXED if predicates is None else {ox.NamedNode(p): sys.intern(p) for p in predicates}
         self.checker = Checker(keys=indexed)
+        #: the FHIR reading of this builder's pieces, once it has one (:mod:`itkg.fhir.index`)
+        self.fhir: FhirIndexer | None = None
+
+    def add_facts(self, facts: Iterable[tuple[str, str, Any]], report: PieceReport) -> None:
+        """Index mapped facts (:data:`itkg.fhir.reader.Fact`: IRIs as valid IRI strings, literals
+        as ``(lexical form, datatype)``) through the same checker as parsed triples: the same
+        values in the index, the same counts in ``report``."""
+        self.add(self.checker.check_facts(facts, report), Namer(), report)
 
     def add(self, quads: Iterable[Checked], namer: Namer, report: PieceReport) -> None:
         """Index the checked triples (their plain names and values are the checker's)."""
@@ -90,8 +106,58 @@ def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
     >>> len(index.patients()), sources[0].format
     (5, 'turtle')
     """
+    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True)
     builder = IndexBuilder(predicates=predicates)
+    reports: dict[int, PieceReport] = {}
+    fhir = [p for p in pieces if p.fhir is not None]
     with gc_paused():
-        sources = read(paths, builder, input_format=input_format, max_bytes=max_bytes, strict=strict,
-                       checksums=checksums, on_read=on_read)
-    return builder.index, sources
+        # FHIR first: its inputs are read together (references cross files), and its errors
+        # come before any RDF file's, as itkg.load reports them.
+        for piece in [*fhir, *(p for p in pieces if p.fhir is None)]:
+            reports[piece.number] = parse_piece(piece, builder, on_read=on_read, checksum=checksums)
+            # One piece per file here: resolving now raises this file's problem before the next
+            # file is read, as itkg.load does.
+            resolve([piece], {piece.number: reports[piece.number]}, strict)
+            if fhir and piece is fhir[-1]:
+                finish_fhir(builder, fhir, reports)
+    return builder.index, sources_of(pieces, reports, checksums=checksums)
+
+
+def finish_fhir(builder: IndexBuilder, fhir: Sequence[Piece], reports: dict[int, PieceReport],
+                final: FhirReport | None = None) -> None:
+    """After every FHIR piece, in one process: what crosses chunks (:mod:`itkg.fhir.index`),
+    then the report and the records' notes for the command (:data:`itkg.fhir.hook.LAST`). With
+    ``final``, the main process of a parallel run has finished already (then notes stay with
+    the workers, which annotate their rows)."""
+    from .fhir import hook
+    from .fhir.index import run_report
+    assert builder.fhir is not None
+    alone = final is None
+    if final is None:
+        final = builder.fhir.finish(first_reports(fhir, reports))
+    report = run_report((reports[p.number].fhir for p in fhir), final)
+    if hook.LAST is not None:
+        hook.LAST.reports.append(report)
+        if alone:
+            hook.LAST.notes.update(builder.fhir.reader.notes)
+
+
+def first_reports(fhir: Sequence[Piece], reports: dict[int, PieceReport]) -> list[PieceReport]:
+    """The report of each FHIR input's first piece (what finishing adds counts there)."""
+    first: dict[int, PieceReport] = {}
+    for piece in fhir:
+        assert piece.fhir is not None
+        first.setdefault(piece.fhir.out, reports[piece.number])
+    return [first[out] for out in sorted(first)]
+
+
+def fhir_sha256(path: Path) -> str:
+    """The SHA-256 checksum of a FHIR input, as :func:`itkg.load` gives it: of the file, or of a
+    Bulk export directory's ``*.ndjson`` files in name order, one after the other."""
+    from .fhir.index import files_of
+    digest = hashlib.sha256()
+    for file in files_of(path):
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()

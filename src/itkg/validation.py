@@ -51,7 +51,7 @@ BATCH_TRIPLES = 20_000
 #: a quarter of Jena's time at 10,000 patients and a fifth of pySHACL's, but only drew level with
 #: Jena at 100,000 patients (1.6 million triples), where Jena's two worker processes use both
 #: cores and turbo's threads share the GIL for part of each batch.
-ENGINES = names.SHACL_BACKENDS
+ENGINES = names.VALIDATION_CHOICES
 AUTO_JENA_TRIPLES = 100_000
 AUTO_TURBO_MAX_TRIPLES = 1_000_000
 
@@ -108,16 +108,18 @@ def _bundled_shapes() -> rdflib.Graph:
 
 def shapes_graph(knowledge: Knowledge | None = None) -> rdflib.Graph:
     """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it). With a ``knowledge``
-    that has extension files, the planned-therapy shapes are generated anew from its rules
-    (:func:`itkg.rulegen.planned_therapy_shapes`), so a site's prerequisite is checked too."""
+    that has extension files, the generated shapes (:data:`itkg.shapegen.GENERATED`: the
+    planned-therapy and vocabulary shapes) are made anew from its rules, so a site's
+    prerequisite is checked, and its own therapy classes and outcomes are known, too."""
     if knowledge is None or not knowledge.extended:
         return _bundled_shapes()
-    from .rulegen import planned_therapy_shapes
+    from .shapegen import GENERATED
     graph = rdflib.Graph()
     for path in shapes_paths():
-        if path.name != "planned-therapy.ttl":
+        if path.name not in GENERATED:
             graph.parse(path, format="turtle")
-    graph.parse(data=planned_therapy_shapes(knowledge), format="turtle")
+    for generate in GENERATED.values():
+        graph.parse(data=generate(knowledge), format="turtle")
     return graph
 
 
