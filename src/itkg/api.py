@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence, Union, cast
 
 import rdflib
 
-from . import names, processes
+from . import names, nodenames, processes
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, ItkgError, QueryError, ValidationEngineError
@@ -390,7 +390,7 @@ def validate(data: DataLike, *, engine: str = "auto",
         bad = find_ill_typed(data.triples)
         if bad:
             raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
-    return report
+    return nodenames.readable_report(report, data.sources)
 
 
 def read(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, input_format: str | None = None,
@@ -411,7 +411,10 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
             fhir_base: str | None = None) -> PatientExplanation:
     """Every indication of the ontology, met or not, for one patient, criterion by criterion.
 
-    :param patient: the patient's IRI (or ``_:id`` for a blank node).
+    :param patient: the patient's IRI; for a blank node, its label as written (``_:p1``, with
+        its file when several files hold one: ``_:p1 (b.ttl)``) or the id itkg gives it in rows
+        (``_:_3``, ``_:f2-p1``; see :mod:`itkg.nodenames`). The evidence names blank-node records
+        as written, with file and line.
     :param strict: refuse input with an ill-typed value instead of setting it aside.
     :raises InputError: when no patient with that identifier is in the data.
     """
@@ -423,10 +426,9 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
         patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
             else _data(data)
     index = PatientIndex.from_triples(patient_data.triples, knowledge.indexed_predicates())
-    if not index.is_patient(patient):
-        raise InputError(",".join(s.path for s in patient_data.sources) or "<graph>",
-                         "no such patient in the input")
-    explanation = RuleEngine(knowledge, index).explain(patient)
+    patient = nodenames.find_patient(patient, patient_data.sources, index.is_patient)
+    explanation = nodenames.readable_explanation(RuleEngine(knowledge, index).explain(patient),
+                                                 patient_data.sources)
     notes = {**(outer.notes if outer is not None else {}), **run.notes}
     # FHIR input: the evidence names the resources and codes
     return hook.annotate_explanation(explanation, notes) if notes else explanation

@@ -70,6 +70,10 @@ class ValidationResult:
     shape: str | None = field(default=None, compare=False)
     #: The patient whose record the focus node is (contract §6), or None when the focus is not a record.
     patient: str | None = field(default=None, compare=False)
+    #: The focus node and the patient as people find them in the input (a blank node as written,
+    #: with file and line: :mod:`itkg.nodenames`); None: as their ids.
+    focus_text: str | None = field(default=None, compare=False)
+    patient_text: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         found = {"focus": self.focus, "severity": self.severity, "path": self.path,
@@ -83,7 +87,7 @@ class ValidationResult:
         """The message for people, naming the patient of a record-level result first."""
         if self.patient is None or self.message.startswith("Patient "):
             return self.message
-        return f"Patient {self.patient}: {self.message}"
+        return f"Patient {self.patient_text or self.patient}: {self.message}"
 
 
 @dataclass(frozen=True)
