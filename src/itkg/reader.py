@@ -27,7 +27,7 @@ written without a label (``[ ... ]``, a collection, a JSON-LD node object withou
 RDF/XML node without ``rdf:nodeID``) is numbered in the order the parser meets it in its file
 (``_1``, ``_2``, ...) instead of getting the parser's fresh random id. With several files every
 name gets the file's number (``f2-p1``), so equal labels in different files stay different
-nodes. Two runs, and every engine, give the same names; :mod:`itkg.names_display` words them for
+nodes. Two runs, and every engine, give the same names; :mod:`itkg.nodenames` words them for
 people (label as written, file and line).
 """
 
@@ -267,16 +267,22 @@ class Checker:
                 if type(subject) is named:
                     subject_name = subject.value
                     aside_subject = subject_name.startswith(itkg)
+                    if statements:
+                        namer.subject(subject_name)
                 else:
                     label = subject.value
                     if renames:
                         found = recent.get(label)
-                        subject_name = "_:" + (found if found is not None else name(label))
+                        if found is not None:  # an unlabelled node of the statement under way
+                            subject_name = "_:" + found
+                        else:
+                            numbered = namer.anonymous
+                            subject_name = "_:" + name(label)
+                            if statements and namer.anonymous == numbered:  # not a new unlabelled node
+                                namer.subject(subject_name)
                     else:
                         subject_name = plain + label if label[0] != "_" else plain + "_" + label
                     aside_subject = False
-                if statements:
-                    namer.subject(subject_name)
             if verdict:
                 if verdict == _IMPORTS:
                     report.imports = True
