@@ -391,7 +391,10 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
             output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
-    """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
+    """Explain, for PATIENT in FILES, every indication: met or not, and why.
+
+    PATIENT is an IRI, or a blank node by its label as written (_:p1; with several files, as
+    "_:p1 (b.ttl)") or by the id itkg prints (_:_3, _:f2-p1)."""
     from . import api, render
     data = api.read(files, input_format=input_format, strict=strict)
     _notes(api.input_notes(data.sources))
