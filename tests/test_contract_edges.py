@@ -21,6 +21,7 @@ one patient per case, so the module stays fast.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -478,3 +479,16 @@ def test_an_ill_typed_value_does_not_stop_a_run(files: dict[str, Path]) -> None:
         assert strict.returncode == 2 and f"{path.name}:11:" in strict.stderr and "2026-02-30" not in strict.stderr
     done = invoke("validate", "--format", "json", path)
     assert done.returncode == 1 and '"https://w3id.org/itkg/consentDate"' in done.stdout
+
+
+@pytest.mark.parametrize("engine", ["native", "rdflib", "oxigraph"])
+def test_the_command_line_where_nobody_is_indicated(files: dict[str, Path], engine: str) -> None:
+    """Issue 8: ``itkg eligibility --engine rdflib`` failed with an internal error (KeyError) and the
+    queries gave an empty row on inputs where no patient meets an indication."""
+    for case in NOBODY:
+        done = invoke("eligibility", "--engine", engine, "--format", "json", files[case.id])
+        assert (done.returncode, json.loads(done.stdout)) == (0, {"results": []}), (case.id, done.stderr)
+    if engine != "native":
+        for name in ("eligible-therapies", "eligibility-status"):
+            done = invoke("query", name, "--engine", engine, "--format", "json", files["outcome-outside-the-five"])
+            assert done.returncode == 0 and json.loads(done.stdout)["results"]["bindings"] == [], name

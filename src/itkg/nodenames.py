@@ -76,18 +76,21 @@ def written(name: str, sources: Sequence[Source]) -> Written | None:
 
 
 class _Lines:
-    """A file for pyoxigraph, a line at a time, counting lines (so that each triple the parser
-    gives is known to end on the line last read)."""
+    """A file for pyoxigraph, a line at a time (never more than the parser asks for: a long line
+    comes in parts), counting lines, so that each triple the parser gives is known to end on the
+    line last read."""
 
     def __init__(self, handle: IO[bytes]) -> None:
-        self._handle, self.line, self._first = handle, 0, True
+        self._handle, self.line, self._first, self._at_start = handle, 0, True, True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._handle.readline()
+        data = self._handle.readline(size if size > 0 else -1)
         if self._first:
             self._first, data = False, skip_bom(data)
         if data:
-            self.line += 1
+            if self._at_start:
+                self.line += 1
+            self._at_start = data.endswith(b"\n")
         return data
 
 

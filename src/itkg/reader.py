@@ -322,7 +322,11 @@ class Checker:
         predicates, types, literals = self._fact_predicates, self._types, self._fact_literals
         itkg, patient, keep_ill_typed = vocab.ITKG, vocab.PATIENT, self.keep_ill_typed
         count = 0
+        last: object = None
+        aside = False
         for count, (subject, predicate, value) in enumerate(facts, 1):  # noqa: B007 - used after the loop
+            if subject is not last:  # a record's facts come together
+                last, aside = subject, subject.startswith(itkg)
             entry = predicates.get(predicate)
             if entry is None:
                 entry = predicates[predicate] = self._predicate(ox.NamedNode(predicate))
@@ -351,11 +355,11 @@ class Checker:
                         if kept == 1:
                             report.schema_set_aside += 1
                             continue
-                        if kept == 2 and not subject.startswith(itkg):
+                        if kept == 2 and not aside:
                             report.holds_patient = True
-                elif not subject.startswith(itkg):
+                elif not aside:
                     report.holds_patient = True
-            if subject.startswith(itkg):
+            if aside:
                 report.schema_set_aside += 1
                 continue
             if type(value) is IllTyped:

@@ -134,20 +134,27 @@ def _lines_before(path: Path, position: int) -> int:
 
 
 class _Sink:
-    """Where the facts of one FHIR input go: the builder's index, counted in ``report``."""
+    """Where the facts of one FHIR input go: the builder's index, counted in ``report``; they
+    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes)."""
 
-    __slots__ = ("builder", "report")
+    __slots__ = ("builder", "report", "facts", "append")
 
     def __init__(self, builder: IndexBuilder) -> None:
         self.builder = builder
         self.report: PieceReport | None = None
-
-    def append(self, fact: Fact) -> None:
-        self.extend((fact,))
+        self.facts: list[Fact] = []
+        self.append = self.facts.append
 
     def extend(self, facts: Iterable[Fact]) -> None:
-        assert self.report is not None
-        self.builder.add_facts(facts, self.report)
+        self.facts += facts
+        if len(self.facts) > 8192:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.facts:
+            assert self.report is not None
+            self.builder.add_facts(self.facts, self.report)
+            self.facts.clear()
 
 
 def _hashes(items: Iterable[object]) -> bytes:
@@ -176,20 +183,26 @@ class FhirIndexer:
     def read(self, chunk: FhirChunk, report: PieceReport, on_read: Callable[[int], None] | None) -> None:
         """Map one chunk into the index; its counts go into ``report``. Raises the input's error."""
         reader = self.reader
+        self._flush()
         self.sinks[chunk.out].report = report
         reader.report = report.fhir = FhirReport()
         reader.on_read = on_read
         if not chunk.ndjson:
             reader._read_file(chunk.file, chunk.out, None)
-            return
-        try:
-            with chunk.file.open("rb") as handle:
-                handle.seek(chunk.start)
-                data = handle.read(chunk.end - chunk.start)
-        except OSError as error:
-            raise InputError(chunk.file, f"cannot read file ({error.strerror or type(error).__name__})") from None
-        first = _lines_before(chunk.file, chunk.start) + 1 if chunk.start else 1
-        reader.read_lines(data, chunk.file, chunk.out, first)
+        else:
+            try:
+                with chunk.file.open("rb") as handle:
+                    handle.seek(chunk.start)
+                    data = handle.read(chunk.end - chunk.start)
+            except OSError as error:
+                raise InputError(chunk.file, f"cannot read file ({error.strerror or type(error).__name__})") from None
+            first = _lines_before(chunk.file, chunk.start) + 1 if chunk.start else 1
+            reader.read_lines(data, chunk.file, chunk.out, first)
+        self._flush()
+
+    def _flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
 
     # -- one process ----------------------------------------------------------------------------
 
@@ -200,9 +213,11 @@ class FhirIndexer:
         reader = self.reader
         reader.report = self.final_report
         reader.finish()
+        self._flush()
         return self.final_report
 
     def _route(self, first_reports: Sequence[PieceReport]) -> None:
+        self._flush()
         for sink, report in zip(self.sinks, first_reports):
             sink.report = report
 
@@ -223,6 +238,7 @@ class FhirIndexer:
             for iri, out in nodes:
                 self.sinks[out].extend([(iri, etiology, _iri(e)) for e in local])
                 self._linked[iri] = local
+        self._flush()
 
     def export(self) -> dict[str, Any]:
         """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
@@ -298,6 +314,7 @@ class FhirIndexer:
                     missing = sorted(etiologies.get(patient, set()).difference(linked))
                     if missing:
                         self.sinks[out].extend([(iri, etiology, _iri(e)) for e in missing])
+        self._flush()
         for state in states:
             self.final_report = _merged([self.final_report, state["report"]])
 

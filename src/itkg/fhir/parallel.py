@@ -161,7 +161,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
         _JOB.clear()
     if any(r is None for r in results):
         return None
-    seen: set[tuple[str, str]] = set()
+    seen: set[str | tuple[str, str]] = set()
     for result in results:
         assert result is not None
         if not seen.isdisjoint(result["seen"]):

@@ -48,8 +48,9 @@ DEFAULT_BASE = "https://fhir.invalid/"
 MAX_LINE_BYTES = 64 * 1024**2
 _SNIFF_BYTES = 64 * 1024
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-#: Texts with fewer brackets than this cannot nest deeper than json allows (about 1,000 levels).
-_ORJSON_MAX_BRACKETS = 256
+#: Texts with fewer brackets than this (or shorter than twice this: each level takes two bytes)
+#: nest less deeply than json allows (the recursion limit, 1,000 levels, less the caller's frames).
+_ORJSON_MAX_DEPTH = 512
 DCTERMS_IDENTIFIER = "http://purl.org/dc/terms/identifier"
 RDFS_SEE_ALSO = "http://www.w3.org/2000/01/rdf-schema#seeAlso"
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
@@ -187,6 +188,8 @@ class _Scope:
 class _ResourceContext:
     """:class:`rules.Context` for one resource: its contained resources and its Bundle."""
 
+    __slots__ = ("reader", "resource", "scope", "final", "_seen")
+
     def __init__(self, reader: FhirReader, resource: dict, scope: _Scope | None, final: bool) -> None:
         self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
         #: a concept's codings, by the concept's id (the rules ask for its terms, codes and IRIs)
@@ -255,6 +258,14 @@ class _ResourceContext:
 
 #: What a coding means: the terms it decides, its name for the evidence, its IRI.
 _Code = tuple[frozenset[str], str, str]
+
+
+def _plain(path: str) -> bool:
+    """Whether ``path`` holds only ASCII letters, digits, ``-``, ``.`` and ``/`` (and something)."""
+    if path.isalnum():
+        return path.isascii()
+    path = path.replace("/", "").replace("-", "").replace(".", "")
+    return path.isascii() and path.isalnum()
 
 
 def _type_id(ref: str) -> tuple[str, str] | None:
@@ -326,7 +337,8 @@ class FhirReader:
         self.report = FhirReport()
         self.medications: dict[str, Any] = {}
         self.notes: dict[str, str] = {}
-        self._seen: set[tuple[str, str]] = set()
+        #: ``Type/id`` of every resource read (see :meth:`_resource`)
+        self._seen: set[str | tuple[str, str]] = set()
         self._patients: set[str] = set()
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
@@ -335,6 +347,7 @@ class FhirReader:
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
+        self._names: dict[str, str] = {}
         #: per input path, where its facts go: a list, or the rule engine's index (:mod:`itkg.fhir.index`)
         self._out: list[Any] = []
         self.on_read: Callable[[int], None] | None = None
@@ -491,25 +504,30 @@ class FhirReader:
     def _resource(self, resource: Any, scope: _Scope | None, out: int, where: str | None, path: Path,
                   line: int | None, url: str | None = None) -> None:
         """Map one resource; ``where`` names it in the report (default: ``path:line``)."""
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        kind = resource.get("resourceType") if type(resource) is dict else None
+        if type(kind) is not str:
             self._refuse_or_note(where, "not a FHIR resource (no resourceType)", path, line)
             return
-        kind = resource["resourceType"]
-        why = rules.not_r4(resource)
-        if why is not None:
-            self._refuse_or_note(where, why, path, line)
-            return
+        if kind in rules.NOT_R4:
+            why = rules.not_r4(resource)
+            if why is not None:
+                self._refuse_or_note(where, why, path, line)
+                return
         if kind == "Bundle":
             self._bundle(resource, out, where or f"{path}:{line}", path, line)
             return
         self.report.resources[kind] += 1
-        rid = resource.get("id") if isinstance(resource.get("id"), str) else None
-        if rid is not None:
-            if (kind, rid) in self._seen:
+        rid = resource.get("id")
+        if type(rid) is not str:
+            rid = None
+        else:
+            # one string (its hash is kept); a type with "/" (not FHIR's) keeps the pair apart
+            key: str | tuple[str, str] = kind + "/" + rid if "/" not in kind else (kind, rid)
+            if key in self._seen:
                 self.report.duplicates += 1
                 self.report.first_duplicate = self.report.first_duplicate or where or f"{path}:{line}"
                 return
-            self._seen.add((kind, rid))
+            self._seen.add(key)
         if kind == "Medication":
             if rid is not None:
                 self.medications.setdefault(rid, resource.get("code"))
@@ -548,15 +566,17 @@ class FhirReader:
         return self.base + "Patient/" + key[1]
 
     def _record_iri(self, resource: dict, url: str | None) -> str:
+        """The record's name, a valid IRI (:func:`_valid`)."""
         if url is not None and url.startswith(("http://", "https://")):
-            return url
+            return _valid(url)
         rid = resource.get("id")
         if isinstance(rid, str) and rid:
-            return f"{self.base}{resource['resourceType']}/{rid}"
+            iri = f"{self.base}{resource['resourceType']}/{rid}"
+            return iri if self._base_ok and _plain(rid) else _valid(iri)
         if url is not None and ":" in url:
-            return url
+            return _valid(url)
         self._anonymous += 1
-        return f"{self.base}{resource['resourceType']}/_itkg-{self.anonymous_prefix}{self._anonymous}"
+        return _valid(f"{self.base}{resource['resourceType']}/_itkg-{self.anonymous_prefix}{self._anonymous}")
 
     def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool) -> None:
         kind = resource["resourceType"]
@@ -581,12 +601,17 @@ class FhirReader:
 
     def _valid(self, iri: str) -> str:
         """:func:`_valid`, without its cost for the usual names: the base (checked once) then a
-        path of letters, digits, ``-``, ``.`` and ``/`` (a FHIR id is ``[A-Za-z0-9.-]{1,64}``)."""
-        if self._base_ok and iri.startswith(self.base):
-            tail = iri[len(self.base):].replace("/", "").replace("-", "").replace(".", "")
-            if tail.isascii() and tail.isalnum():
-                return iri
-        return _valid(iri)
+        path of letters, digits, ``-``, ``.`` and ``/`` (a FHIR id is ``[A-Za-z0-9.-]{1,64}``);
+        a patient's name, which repeats, is remembered."""
+        found = self._names.get(iri)
+        if found is not None:
+            return found
+        found = iri
+        if not (self._base_ok and iri.startswith(self.base) and _plain(iri[len(self.base):])):
+            found = _valid(iri)
+        if len(self._names) < 1 << 16:
+            self._names[iri] = found
+        return found
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
         subject = self._valid(patient)
@@ -594,7 +619,7 @@ class FhirReader:
         if link == vocab.PLANNED_THERAPY:
             self._out[out].extend([(subject, link, _iri(t)) for t in sorted(record.types)])
             return
-        iri = self._valid(self._record_iri(resource, url))
+        iri = self._record_iri(resource, url)
         rdf_type = vocab.RDF_TYPE
         facts: list[Fact] = [(subject, link, iri)]
         facts += [(iri, rdf_type, _iri(t)) for t in sorted(record.types)]
@@ -640,7 +665,7 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
     # orjson first: four times faster. What it refuses (lone surrogates, NaN, numbers beyond a
     # double, a byte order mark, bad UTF-8...) goes on to json, which accepts or refuses it exactly
     # as before. orjson nests deeper than json: a text with many brackets goes to json too.
-    if data.count(b"{") + data.count(b"[") < _ORJSON_MAX_BRACKETS:
+    if len(data) < 2 * _ORJSON_MAX_DEPTH or data.count(b"{") + data.count(b"[") < _ORJSON_MAX_DEPTH:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
