@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import pyoxigraph as ox
 import pyshacl
@@ -344,7 +344,7 @@ def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology:
 def engine_for(data: PatientData, engine: str = "auto") -> str:
     """The back-end :func:`validate` uses for ``data``: ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
     if engine not in ENGINES:
-        raise ValueError(f"unknown SHACL engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "auto":
         size = len(data.triples)
         if turbo.available() and (size < AUTO_TURBO_MAX_TRIPLES or not jena.available()):
@@ -374,33 +374,69 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None =
     (False, ['https://example.org/patient/dev'])
     """
     chosen = engine_for(data, engine)
+    backend = BACKENDS[chosen]()
     if chosen == "turbo":
         turbo.require()  # a missing engine is an error before the partitioning, not after
     if batch_triples is None:
-        batch_triples = turbo.BATCH_TRIPLES if chosen == "turbo" else BATCH_TRIPLES
+        batch_triples = backend.batch_triples
     extended = knowledge is not None and knowledge.extended
     shapes = shapes_graph(knowledge)
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
     plan = _plan(data, batch_triples, shapes, ontology)
-    if chosen == "jena":
-        return _naming_patients(_merged(_in_jena(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
-    if chosen == "turbo":
-        return _naming_patients(_merged(_in_turbo(plan, max(1, min(workers, len(plan))), progress, shapes, ontology)), data)
-    context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
-                       frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
-    workers = max(1, min(workers, len(plan)))
-    if workers > 1:
-        return _naming_patients(_merged(_in_processes(plan, workers, context, progress)), data)
-    _enter(context)
-    try:
-        done = []
-        for index, batch in enumerate(plan.batches):
-            done.append(_validate_batch(batch, index == 0))
-            if progress:
-                progress(index + 1, len(plan))
-        return _naming_patients(_merged(done), data)
-    finally:
-        _enter(None)
+    batches = backend.judge(plan, workers=max(1, min(workers, len(plan))), progress=progress, shapes=shapes,
+                            ontology=ontology, extended=extended)
+    return _naming_patients(_merged(batches), data)
+
+
+class PyShacl:
+    """pySHACL (:class:`itkg.backends.ValidationBackend`): batches in this process, or in
+    ``workers`` spawned processes."""
+
+    name: ClassVar[str] = "pyshacl"
+    batch_triples = BATCH_TRIPLES
+
+    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
+              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
+        context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
+                           frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
+        if workers > 1:
+            return _in_processes(plan, workers, context, progress)
+        _enter(context)
+        try:
+            done = []
+            for index, batch in enumerate(plan.batches):
+                done.append(_validate_batch(batch, index == 0))
+                if progress:
+                    progress(index + 1, len(plan))
+            return done
+        finally:
+            _enter(None)
+
+
+class Jena:
+    """Apache Jena SHACL (:mod:`itkg.jena`): batches in ``workers`` Java processes."""
+
+    name: ClassVar[str] = "jena"
+    batch_triples = BATCH_TRIPLES
+
+    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
+              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
+        return _in_jena(plan, workers, progress, shapes, ontology)
+
+
+class Turbo:
+    """pyshacl-turbo (:mod:`itkg.turbo`): small batches in ``workers`` threads of this process."""
+
+    name: ClassVar[str] = "turbo"
+    batch_triples = turbo.BATCH_TRIPLES
+
+    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
+              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
+        return _in_turbo(plan, workers, progress, shapes, ontology)
+
+
+#: The validation back-ends by name (:data:`itkg.names.VALIDATION_BACKENDS`).
+BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo]] = {b.name: b for b in (PyShacl, Jena, Turbo)}
 
 
 def _in_processes(plan: Partition, workers: int, context: _Context,
