@@ -474,7 +474,7 @@ def _verdict_word(ok: bool | None) -> str:
 
 def targets(run: Run) -> list[tuple[str, str, str]]:
     """Each target of docs/performance.md with the measured figure and met / not met."""
-    ok = lambda m: m is not None and m["status"] == "ok"  # noqa: E731
+    ok = lambda m: m is not None and m["status"] == "ok"
     rows: list[tuple[str, str, str]] = []
     elig = {m["size"]: m for m in run.measurements if m["tool"] == "itkg eligibility"}
     ref = {m["size"]: m for m in run.measurements if m["tool"] == "reference (pyoxigraph + dicts)"}
@@ -510,6 +510,16 @@ def targets(run: Run) -> list[tuple[str, str, str]]:
                  f"CPU {vbig['cpu_s']:.0f} s / wall {vbig['wall_s']:.0f} s = {vbig['cpu_s'] / vbig['wall_s']:.2f}"
                  if ok(vbig) else _fig(vbig),
                  _verdict_word(None if vbig is None else ok(vbig) and vbig["cpu_s"] / vbig["wall_s"] > 1.2)))
+    # issue 12: the second round's targets at 1M
+    rows.append(("issue 12: itkg validate, 1M patients: <= 60 s", _fig(vbig),
+                 _verdict_word(None if vbig is None else ok(vbig) and vbig["wall_s"] <= 60)))
+    rows.append(("issue 12: itkg validate, 1M patients: <= 4 GB peak", _fig(vbig),
+                 _verdict_word(None if vbig is None else ok(vbig) and vbig["peak_mb"] <= 4096)))
+    rows.append(("issue 12: itkg eligibility, 1M patients: <= 2 GB peak", _fig(big),
+                 _verdict_word(None if big is None else ok(big) and big["peak_mb"] <= 2048)))
+    qbig = run.find("itkg query eligible-therapies --engine oxigraph", 1_000_000)
+    rows.append(("issue 12: itkg query --engine oxigraph, 1M patients: <= 8 GB peak", _fig(qbig),
+                 _verdict_word(None if qbig is None else ok(qbig) and qbig["peak_mb"] <= 8192)))
     verdicts = [c for c in run.checks if c["check"] == "itkg validate verdict = plain pySHACL verdict"]
     rows.append(("itkg validate verdicts = plain pySHACL where it finishes",
                  ", ".join(f"{c['size']:,}: {'same' if c['agree'] else 'DIFFERENT'}" for c in verdicts)
@@ -586,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason-sizes", type=_ints, default=[1_000, 5_000, 10_000],
                         help="patients for itkg reason (HermiT), comma-separated")
     parser.add_argument("--only", type=_groups, default=list(GROUPS), help=f"groups: {','.join(GROUPS)}")
+    parser.add_argument("--tools", default="",
+                        help="only these tools, by their exact names, comma-separated (e.g. 'itkg validate' "
+                             "for a 1M run without the baselines)")
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "results.json")
     parser.add_argument("--append", action="store_true",
                         help="keep the other measurements already in --out (same tool and size are replaced)")
@@ -610,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"itkg benchmarks at {settings['commit']} on {run.machine['nproc']} cores, "
           f"{run.machine['cpu_model']}, {run.machine['memory_gb']} GB", flush=True)
     chosen = [t for t in TOOLS if t.group in args.only]
+    if args.tools:
+        names = {name.strip() for name in args.tools.split(",") if name.strip()}
+        unknown = names - {t.name for t in TOOLS}
+        if unknown:
+            parser.error(f"unknown tool(s): {', '.join(sorted(unknown))}")
+        chosen = [t for t in chosen if t.name in names]
     sizes = sorted(set(args.sizes) | (set(args.reason_sizes) if "reason" in args.only else set()))
     for size in sizes:
         tools = [t for t in chosen if size in (args.reason_sizes if t.group == "reason" else args.sizes)]

@@ -8,9 +8,11 @@ row). Every path must give that answer:
 * ``rdflib`` / ``oxigraph``: :func:`itkg.eligibility` with the SPARQL engines;
 * ``plain-rdflib`` / ``plain-oxigraph``: ``queries/eligibility-status.rq`` and
   ``eligible-therapies.rq`` as any user runs them, over the ontology and the file as written;
-* ``endpoint``: ``itkg load`` into a real Oxigraph server on 127.0.0.1, then the queries there;
-* ``pyshacl`` / ``jena``: ``validate``, whose planned-therapy shapes fire exactly when the planned
-  therapy does not qualify;
+* ``endpoint``: the ``itkg load`` command into a real Oxigraph server on 127.0.0.1, then the
+  queries there (and nothing set aside reaches the server);
+* ``pyshacl`` / ``jena`` / ``turbo``: ``validate``, whose planned-therapy shapes fire exactly when
+  the planned therapy does not qualify, and whose record shapes report exactly the case's faulty
+  record values (``Case.reports``), each result naming the patient;
 * ``explain``: the explanation of the patient's indication.
 
 The expensive paths (the server, the two SHACL engines) run once over all cases together, with
@@ -19,6 +21,7 @@ one patient per case, so the module stays fast.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,7 +29,7 @@ from typing import Any, Iterator
 import pyoxigraph as ox
 import pytest
 import _oxigraph_server
-from support import run_itkg
+from support import invoke, run_itkg
 import rdflib
 
 import itkg
@@ -64,7 +67,8 @@ class Case:
     """One edge: the patient's triples (after ``ex:<id>``), and its status (``None``: no row).
     ``raw`` is False when the file as written is not what any rules engine may see (schema
     statements: itkg's loaders set them aside, a user's plain engine cannot). ``planned_violates``
-    overrides what the planned-therapy shapes must say (default: status != qualifies)."""
+    overrides what the planned-therapy shapes must say (default: status != qualifies); ``reports``
+    are the record properties whose values ``validate`` must report (contract 1.1 §6)."""
 
     id: str
     body: str
@@ -72,6 +76,8 @@ class Case:
     raw: bool = True
     planned_violates: bool | None = None
     extra: str = ""
+    #: the record properties (local names) whose values ``validate`` reports for this patient
+    reports: tuple[str, ...] = ()
 
     @property
     def patient(self) -> str:
@@ -90,7 +96,8 @@ CASES = [
     Case("date-datetime-counts", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
          + consent("itkg:ConsentRefused", '"2026-03-02T09:00:00"^^xsd:dateTime') + GOOD_CSF, "excluded"),
     Case("date-plain-string-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
-         + consent("itkg:ConsentRefused", '"2026-03-05"') + GOOD_CSF, "qualifies"),
+         + consent("itkg:ConsentRefused", '"2026-03-05"') + GOOD_CSF, "qualifies",
+         reports=("consentDate",)),
     Case("date-timezones-same-day-tie", INDICATED
          + consent("itkg:ConsentGranted", '"2026-03-02T23:30:00-05:00"^^xsd:dateTime')
          + consent("itkg:ConsentRefused", '"2026-03-02+14:00"^^xsd:date') + GOOD_CSF, "excluded"),
@@ -98,11 +105,14 @@ CASES = [
          + consent("itkg:ConsentGranted", '"2026-03-03T01:00:00+14:00"^^xsd:dateTime')
          + consent("itkg:ConsentRefused", '"2026-03-02T20:00:00-10:00"^^xsd:dateTime') + GOOD_CSF, "qualifies"),
     Case("date-ill-typed-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
-         + consent("itkg:ConsentRefused", '"2026-02-30"^^xsd:date') + GOOD_CSF, "qualifies"),
+         + consent("itkg:ConsentRefused", '"2026-02-30"^^xsd:date') + GOOD_CSF, "qualifies",
+         reports=("consentDate",)),
     Case("date-five-digit-year-is-undated", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
-         + consent("itkg:ConsentRefused", '"12026-01-01"^^xsd:date') + GOOD_CSF, "qualifies"),
+         + consent("itkg:ConsentRefused", '"12026-01-01"^^xsd:date') + GOOD_CSF, "qualifies",
+         reports=("consentDate",)),
     Case("date-year-0000-is-undated", INDICATED + consent("itkg:ConsentGranted", '"0001-01-01"^^xsd:date')
-         + consent("itkg:ConsentRefused", '"0000-12-31"^^xsd:date') + GOOD_CSF, "qualifies"),
+         + consent("itkg:ConsentRefused", '"0000-12-31"^^xsd:date') + GOOD_CSF, "qualifies",
+         reports=("consentDate",)),
     Case("date-undated-older-than-dated", INDICATED + consent("itkg:ConsentRefused")
          + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date') + GOOD_CSF, "qualifies"),
     # -- ties ----------------------------------------------------------------------------------
@@ -110,16 +120,26 @@ CASES = [
          + consent("itkg:ConsentWithdrawn", '"2026-03-01"^^xsd:date') + GOOD_CSF, "excluded"),
     Case("tie-within-one-record", INDICATED
          + '  itkg:hasConsent [ a itkg:InformedConsent ; itkg:consentStatus itkg:ConsentGranted , itkg:ConsentRefused ;'
-           ' itkg:coversTherapy itkg:IntrathecalTherapy ] ;\n' + GOOD_CSF, "excluded"),
+           ' itkg:coversTherapy itkg:IntrathecalTherapy ] ;\n' + GOOD_CSF, "excluded",
+         reports=("consentStatus",)),
     Case("tie-csf-good-and-impaired", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
          + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation ; itkg:assessmentDate "2026-02-01"^^xsd:date ] ,'
            ' [ itkg:finding itkg:ImpairedCSFCirculation ; itkg:assessmentDate "2026-02-01T08:00:00Z"^^xsd:dateTime ] .\n',
          "excluded"),
+    Case("tie-within-one-csf-assessment", INDICATED + consent("itkg:ConsentGranted")
+         + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation , itkg:ImpairedCSFCirculation ] .\n',
+         "excluded", reports=("finding",)),
+    Case("treatment-with-several-outcomes-meets-when-any-does", INDICATED.replace(
+        "itkg:hasOutcome itkg:SevereSideEffects", "itkg:hasOutcome itkg:AdequateResponse , itkg:SevereSideEffects")
+         + consent("itkg:ConsentGranted") + GOOD_CSF, "qualifies", reports=("hasOutcome",)),
     Case("tie-undated-records", INDICATED + consent("itkg:ConsentGranted") + consent("itkg:ConsentRefused")
          + GOOD_CSF, "excluded"),
     # -- records known by their link -------------------------------------------------------------
     Case("untyped-records", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date', typed=False)
          + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation ] .\n', "qualifies"),
+    Case("untyped-consent-without-a-decision", INDICATED
+         + '  itkg:hasConsent [ itkg:coversTherapy itkg:IntrathecalTherapy ] ;\n' + GOOD_CSF, "pending",
+         reports=("consentStatus",)),
     Case("consent-to-another-therapy-does-not-count", INDICATED
          + consent("itkg:ConsentGranted", covers="itkg:IntrathecalBaclofenTherapy") + GOOD_CSF, "pending"),
     # -- plans ----------------------------------------------------------------------------------
@@ -130,11 +150,38 @@ CASES = [
         "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy itkg:IntrathecalTherapy")
          + consent("itkg:ConsentGranted", covers="itkg:IntrathecalAnalgesicTherapy") + GOOD_CSF, "qualifies",
          planned_violates=True),
+    Case("plan-of-intrathecal-therapy-with-consent-to-it", INDICATED.replace(
+        "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy itkg:IntrathecalTherapy")
+         + consent("itkg:ConsentGranted") + GOOD_CSF, "qualifies"),
+    Case("plan-as-instance-of-intrathecal-therapy-needs-consent-to-it", INDICATED.replace(
+        "itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy", "itkg:plannedTherapy [ a itkg:IntrathecalTherapy ]")
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalAnalgesicTherapy") + GOOD_CSF, "qualifies",
+         planned_violates=True),
     # -- values outside the vocabulary -------------------------------------------------------------
     Case("unknown-status-on-the-latest-record", INDICATED + consent("itkg:ConsentGranted", '"2026-03-01"^^xsd:date')
-         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "pending"),
+         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "pending",
+         reports=("consentStatus",)),
     Case("unknown-status-tied-with-a-grant", INDICATED + consent("itkg:ConsentGranted", '"2026-03-02"^^xsd:date')
-         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "qualifies"),
+         + consent("ex:Maybe", '"2026-03-02"^^xsd:date') + GOOD_CSF, "qualifies",
+         reports=("consentStatus",)),
+    Case("csf-finding-outside-the-vocabulary", INDICATED + consent("itkg:ConsentGranted")
+         + '  itkg:hasCSFAssessment [ itkg:finding itkg:GoodCSFCirculation ; itkg:assessmentDate "2026-02-01"^^xsd:date ] ,'
+           ' [ itkg:finding ex:Unclear ; itkg:assessmentDate "2026-02-02"^^xsd:date ] .\n', "pending",
+         reports=("finding",)),
+    Case("consent-covers-an-oral-drug", INDICATED + consent("itkg:ConsentGranted", covers="itkg:OralOpioidTherapy")
+         + GOOD_CSF, "pending", reports=("coversTherapy",)),
+    Case("consent-covers-an-unknown-iri", INDICATED + consent("itkg:ConsentGranted", covers="ex:SomeTherapy")
+         + GOOD_CSF, "pending", reports=("coversTherapy",)),
+    Case("consent-covers-a-known-and-an-unknown-therapy", INDICATED
+         + consent("itkg:ConsentGranted", covers="itkg:IntrathecalTherapy , ex:SomeTherapy") + GOOD_CSF, "qualifies",
+         reports=("coversTherapy",)),
+    Case("outcome-outside-the-five", '  itkg:hasCondition [ a itkg:CancerPain ] ;\n'
+         '  itkg:receivedTreatment [ a itkg:OralOpioidTherapy ; itkg:hasOutcome ex:Intolerable ] ;\n'
+         '  itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy ;\n' + consent("itkg:ConsentGranted") + GOOD_CSF,
+         None, reports=("hasOutcome",)),
+    Case("non-severe-spasticity-indicates-nothing", '  itkg:hasCondition [ a itkg:Spasticity ] ;\n'
+         '  itkg:receivedTreatment [ a itkg:OralBaclofenTherapy ; itkg:hasOutcome itkg:NoResponseAtMaximumDose ] ;\n'
+         '  itkg:plannedTherapy itkg:IntrathecalBaclofenTherapy ;\n' + consent("itkg:ConsentGranted") + GOOD_CSF, None),
     Case("unknown-condition-class-indicates-nothing", '  itkg:hasCondition [ a <http://snomed.info/id/1234> ] ;\n'
          '  itkg:plannedTherapy itkg:IntrathecalAnalgesicTherapy ;\n' + consent("itkg:ConsentGranted") + GOOD_CSF,
          None),
@@ -150,6 +197,7 @@ CASES = [
          extra="ex:MyCancerPain rdfs:subClassOf itkg:CancerPain .\n"),
 ]
 BY_ID = {case.id: case for case in CASES}
+SHACL_ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"]
 NOBODY = [case for case in CASES if case.status is None]
 
 
@@ -225,15 +273,90 @@ def test_explain(files: dict[str, Path], case: Case) -> None:
     assert [r.status for r in results if r is not None] == ([case.status] if case.status else [])
 
 
+# -- words a clinician reads (issue 8): ties, contradictory values, dates as written ---------------
+
+#: case -> (prerequisite, what its reason says): what tied and which rule decided, a record with
+#: several values, and the calendar day as written (2026-03-02T23:30:00-05:00 is 3 March in UTC,
+#: 2026-03-02+14:00 is 1 March; both are 2 March as written).
+WORDING = {
+    "tie-csf-good-and-impaired": ("csf-circulation", (
+        "2 records on 2026-02-01", "stating good CSF circulation and impaired CSF circulation",
+        ": impaired CSF circulation wins a tie")),
+    "tie-within-one-csf-assessment": ("csf-circulation", (
+        "(undated) states good CSF circulation and impaired CSF circulation, a tie within one record",
+        ": impaired CSF circulation wins a tie")),
+    "tie-within-one-record": ("informed-consent", (
+        "states consent granted and consent refused, a tie within one record", ": consent refused wins a tie")),
+    "date-timezones-same-day-tie": ("informed-consent", ("2 records on 2026-03-02", ": consent refused wins a tie")),
+    "date-timezone-does-not-move-the-day": ("informed-consent", ("(2026-03-03): consent granted",)),
+}
+#: The SPARQL engines word their evidence apart until it is the rule engine's (helper door4's change):
+#: strict, so the marks fail, to be removed, the day it lands.
+_SPARQL_WORDING = pytest.mark.xfail(strict=True, reason="SPARQL engines' evidence text is not the rule engine's yet")
+
+
+def _reason(rows: list[Any], patient: str, code: str) -> str:
+    (row,) = [r for r in rows if r.patient == patient and r.therapy == ANALGESIC]
+    (check,) = [c for c in row.prerequisites if c.code == code]
+    assert f"{code}: {check.reason}" in row.evidence
+    return check.reason
+
+
+@pytest.mark.parametrize("path", ["native", "stream", "explain", pytest.param("rdflib", marks=_SPARQL_WORDING),
+                                  pytest.param("oxigraph", marks=_SPARQL_WORDING)])
+@pytest.mark.parametrize("case_id", sorted(WORDING))
+def test_the_reason_says_what_tied_and_keeps_the_day_as_written(files: dict[str, Path], case_id: str,
+                                                                path: str) -> None:
+    case, (code, words) = BY_ID[case_id], WORDING[case_id]
+    if path == "stream":
+        rows = eligibility_rows([files[case_id]], workers=1)[0]
+    elif path == "explain":
+        rows = [i.result for i in itkg.explain(files[case_id], case.patient).indications if i.result is not None]
+    else:
+        rows = itkg.eligibility(files[case_id], engine=path)
+    reason = _reason(rows, case.patient, code)
+    assert all(w in reason for w in words), reason
+
+
+@pytest.mark.parametrize("engine", SHACL_ENGINES)
+def test_the_planned_therapy_messages_keep_the_day_as_written(validated: dict[str, Any], engine: str,
+                                                              request: pytest.FixtureRequest) -> None:
+    messages = {r.focus: r.message for r in _report(validated, engine, request).results
+                if r.path == ITKG + "plannedTherapy"}
+    assert messages[BY_ID["date-timezones-same-day-tie"].patient].endswith(
+        "the latest informed consent covering it (2026-03-02) records consent refused")
+    assert messages[BY_ID["tie-csf-good-and-impaired"].patient].endswith(
+        "the latest CSF circulation assessment (2026-02-01) records impaired CSF circulation")
+
+
+def test_recorded_non_severe_spasticity_is_worded_as_such(files: dict[str, Path]) -> None:
+    case = BY_ID["non-severe-spasticity-indicates-nothing"]
+    (spasticity,) = [i for i in itkg.explain(files[case.id], case.patient).indications
+                     if i.indication == ITKG + "SevereSpasticityIndication"]
+    assert not spasticity.met
+    (failed,) = [c.failed for c in spasticity.criteria]
+    assert any(f.startswith("spasticity diagnosis ") and f.endswith(" is recorded, but not as severe spasticity")
+               for f in failed), failed
+    assert "no severe spasticity diagnosis" not in failed
+    done = invoke("explain", case.patient, files[case.id])
+    assert done.returncode == 0 and "is recorded, but not as severe spasticity" in done.stdout, done.stdout
+
+
 # -- all cases at once: the endpoint and the SHACL engines -------------------------------------------
 
 @pytest.fixture(scope="module")
 def endpoint_rows(files: dict[str, Path]) -> Iterator[list[Any]]:
-    """``itkg load`` of every case into one real Oxigraph server, then the contract's queries there."""
+    """The ``itkg load`` command sends the ontology and every case to one real Oxigraph server; the
+    contract's queries then run there. The schema statements of the patient files never arrive."""
     with _oxigraph_server.OxigraphServer() as server, SparqlEndpoint(server.query_url) as client:
-        client.upload(ontology_path().read_bytes(), "text/turtle")
-        data = itkg.load([files[c.id] for c in CASES])  # what `itkg load` sends: schema set aside
-        client.upload(ox.serialize(data.triples, format=ox.RdfFormat.N_TRIPLES), "application/n-triples")
+        loaded = invoke("load", ontology_path(), *[files[c.id] for c in CASES], "--endpoint", server.query_url)
+        assert loaded.returncode == 0, loaded.stderr
+        assert "set aside 2 statements" in loaded.stderr
+        for sent in ("itkg:IntrathecalAnalgesicTherapy rdfs:subClassOf itkg:IntrathecalBaclofenTherapy",
+                     "itkg:RefractoryCancerPainCriterion itkg:requiresOutcomeOf itkg:AdequateResponse",
+                     "<https://example.org/edge/MyCancerPain> rdfs:subClassOf itkg:CancerPain"):
+            assert not client.ask(f"PREFIX itkg: <{ITKG}> PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>"
+                                  f" ASK {{ {sent} }}"), sent
         yield itkg.eligibility(None, endpoint=client)
 
 
@@ -244,25 +367,71 @@ def test_endpoint(endpoint_rows: list[Any], case: Case) -> None:
 
 
 @pytest.fixture(scope="module")
-def validated(files: dict[str, Path], request: pytest.FixtureRequest) -> dict[str, Any]:
+def validated(files: dict[str, Path]) -> dict[str, Any]:
+    """Each SHACL engine's report over every case (one run each); an engine that is not installed
+    is left out here and skipped or failed by its fixture in the tests."""
+    from itkg import jena, turbo
     data = itkg.load([files[c.id] for c in CASES], strict_literals=False)
     reports = {"pyshacl": itkg.validate(data, engine="pyshacl")}
-    from itkg import jena
     if jena.available():
         reports["jena"] = itkg.validate(data, engine="jena")
+    if turbo.available():
+        reports["turbo"] = itkg.validate(data, engine="turbo")
     return reports
 
 
-@pytest.mark.parametrize("engine", ["pyshacl", pytest.param("jena", marks=pytest.mark.java)])
+def _report(validated: dict[str, Any], engine: str, request: pytest.FixtureRequest) -> Any:
+    if engine != "pyshacl":
+        request.getfixturevalue(f"{engine}_required")
+    return validated[engine]
+
+
+@pytest.mark.parametrize("engine", SHACL_ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_validate(validated: dict[str, Any], case: Case, engine: str, request: pytest.FixtureRequest) -> None:
-    if engine == "jena":
-        request.getfixturevalue("jena_required")
-    planned = [r for r in validated[engine].results
+    planned = [r for r in _report(validated, engine, request).results
                if r.focus == case.patient and r.path == ITKG + "plannedTherapy"]
     expected = case.violates and case.status is not None
     assert bool(planned) == expected, planned
     assert all(case.patient in r.message for r in planned)
+
+
+@pytest.mark.parametrize("engine", SHACL_ENGINES)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_validate_reports_the_faulty_record_values(validated: dict[str, Any], case: Case, engine: str,
+                                                   request: pytest.FixtureRequest) -> None:
+    """Contract 1.1 §6: ``validate`` reports a date that does not date its record, a record with
+    several values, a status or finding outside the vocabulary, an outcome outside the five and a
+    ``coversTherapy`` that is not an intrathecal therapy class - and nothing else - each result
+    naming the patient whose record it is."""
+    results = [r for r in _report(validated, engine, request).results
+               if r.patient == case.patient and r.path != ITKG + "plannedTherapy"]
+    assert {(r.path or "").removeprefix(ITKG) for r in results} == set(case.reports), results
+    assert all(r.text.startswith(f"Patient {case.patient}: ") for r in results)
+    assert all(r.to_dict()["patient"] == case.patient for r in results)
+
+
+@pytest.mark.parametrize("engine", SHACL_ENGINES)
+def test_every_violation_names_its_patient(validated: dict[str, Any], engine: str,
+                                           request: pytest.FixtureRequest) -> None:
+    """No result of any case is about a record without naming its patient (contract 1.1 §6)."""
+    patients = {case.patient for case in CASES}
+    results = _report(validated, engine, request).results
+    assert results
+    for result in results:
+        assert result.focus in patients or result.patient in patients, result
+        assert result.text.startswith("Patient "), result.text
+
+
+def test_the_vocabulary_messages_say_what_is_wrong(validated: dict[str, Any]) -> None:
+    """In words a clinician reads: which kind of record, and what it may hold instead."""
+    messages = {r.path: r.message for r in validated["pyshacl"].results
+                if r.patient in (BY_ID["consent-covers-an-oral-drug"].patient, BY_ID["outcome-outside-the-five"].patient)}
+    assert messages == {
+        ITKG + "coversTherapy": "The informed consent record names a therapy it covers that is not intrathecal "
+                                "therapy or one of its kinds (intrathecal analgesic therapy, intrathecal baclofen therapy).",
+        ITKG + "hasOutcome": "The prior treatment records an outcome other than adequate response, inadequate pain "
+                             "relief, severe side effects, treatment failure or no response at maximum dose."}
 
 
 # -- what is set aside, and inputs without a patient ----------------------------------------------
@@ -305,3 +474,31 @@ def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> 
     for command in (["eligibility", "--strict"], ["validate", "--strict"]):
         done = cli(*command)
         assert done.returncode == 2 and "itkg: error:" in done.stderr and "holds no patient" in done.stderr
+
+
+def test_an_ill_typed_value_does_not_stop_a_run(files: dict[str, Path]) -> None:
+    """eligibility, query and explain set the value aside, say how many with the line (never the
+    value) and go on; --strict refuses; validate reports the value (contract 1.1 §6)."""
+    path, case = files["date-ill-typed-is-undated"], BY_ID["date-ill-typed-is-undated"]
+    for command in (["eligibility"], ["query", "eligibility-status"], ["explain", case.patient]):
+        done = invoke(*command, "--format", "json", path)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "set aside 1 ill-typed value (line 11)" in done.stderr and "2026-02-30" not in done.stderr, command
+        assert case.patient in done.stdout, command
+        strict = invoke(*command, "--strict", path)
+        assert strict.returncode == 2 and f"{path.name}:11:" in strict.stderr and "2026-02-30" not in strict.stderr
+    done = invoke("validate", "--format", "json", path)
+    assert done.returncode == 1 and '"https://w3id.org/itkg/consentDate"' in done.stdout
+
+
+@pytest.mark.parametrize("engine", ["native", "rdflib", "oxigraph"])
+def test_the_command_line_where_nobody_is_indicated(files: dict[str, Path], engine: str) -> None:
+    """Issue 8: ``itkg eligibility --engine rdflib`` failed with an internal error (KeyError) and the
+    queries gave an empty row on inputs where no patient meets an indication."""
+    for case in NOBODY:
+        done = invoke("eligibility", "--engine", engine, "--format", "json", files[case.id])
+        assert (done.returncode, json.loads(done.stdout)) == (0, {"results": []}), (case.id, done.stderr)
+    if engine != "native":
+        for name in ("eligible-therapies", "eligibility-status"):
+            done = invoke("query", name, "--engine", engine, "--format", "json", files["outcome-outside-the-five"])
+            assert done.returncode == 0 and json.loads(done.stdout)["results"]["bindings"] == [], name

@@ -139,7 +139,8 @@ def worker(jena_required: None) -> Iterator[jena.JenaWorker]:
 
 def jena_judge(worker: jena.JenaWorker, triples: list[ox.Triple]) -> validation.ValidationReport:
     """Jena's report on ``triples`` as one batch, through the partitioned path's own function."""
-    return validation._merged([validation._jena_batch(worker.validate(triples), triples, True, frozenset())])
+    own = {t.subject for t in triples}  # the batch's local subjects
+    return validation._merged([validation._jena_batch(worker.validate(triples), own, True, frozenset())])
 
 
 def turbo_judge(triples: list[ox.Triple]) -> validation.ValidationReport:

@@ -97,7 +97,12 @@ def test_validate_checks_the_site_prerequisite_of_a_planned_therapy() -> None:
     planned = {(r.focus, r.value) for r in report.results if r.path == ITKG + "plannedTherapy"}
     assert [f for f, _ in planned] == [LM + "lm-no-cytology"]
     assert any("no CSF cytology (example) is recorded" in r.message for r in report.results)
-    assert itkg.validate(PATIENTS, engine="pyshacl").conforms  # the ontology alone knows no cytology
+    assert not [r for r in report.results if r.path == ITKG + "coversTherapy"]  # the site's therapy is known
+    # The ontology alone knows no cytology prerequisite, and no intrathecal chemotherapy: a consent
+    # to it names a therapy that is not intrathecal (contract 1.1 §6), and nothing else is reported.
+    alone = itkg.validate(PATIENTS, engine="pyshacl")
+    assert {(r.path, r.shape) for r in alone.results} == {
+        (ITKG + "coversTherapy", "https://w3id.org/itkg/shapes/InformedConsentScopeValueShape")}
 
 
 def test_the_command_line_takes_extensions() -> None:

@@ -414,6 +414,29 @@ def test_unmapped_codes_are_counted_by_system_and_code_never_by_patient(tmp_path
     assert "code(s) are mapped to no itkg term" in result.stderr
 
 
+@pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
+def test_query_reports_what_reading_fhir_found_as_eligibility_does(tmp_path: Path, engine: str) -> None:
+    # Regression: itkg query read FHIR in its deadline child and printed nothing of the report.
+    resources = [F.patient(), F.condition("c1", SCT, "111111"), F.condition("c2", SCT, "111111", pid="p2"),
+                 F.condition("c3", "https://hospital.example/codes", "LOCAL-9"), *F.cancer_patient("p3"),
+                 {"resourceType": "Consent", "id": "r5", "decision": "permit", "patient": F.ref("Patient/p1")}]
+    path = F.write_ndjson(tmp_path / "in.ndjson", resources)
+    reports = {}
+    for command in (["eligibility", str(path)], ["query", "eligible-therapies", str(path), "--engine", engine]):
+        out = tmp_path / f"{command[0]}.tsv"
+        result = CliRunner().invoke(main, [*command, "--format", "csv", "--unmapped-codes", str(out)])
+        assert result.exit_code == 0, result.output
+        reports[command[0]] = ([line for line in result.stderr.splitlines() if line.startswith("itkg: FHIR: ")],
+                               out.read_text(encoding="utf-8"))
+        for secret in (F.SECRET_NAME, F.SECRET_BIRTH, F.SECRET_MRN, "p2"):
+            assert secret not in result.stderr and secret not in reports[command[0]][1]
+    lines, tsv = reports["query"]
+    assert (lines, tsv) == reports["eligibility"]
+    assert any("2 code(s) are mapped to no itkg term (3 occurrences)" in line for line in lines)
+    assert any("a Consent with 'decision' is not FHIR R4" in line for line in lines)
+    assert f"{SCT}\t111111\t2" in tsv.splitlines()
+
+
 def test_site_mappings_from_the_cli_and_the_api(tmp_path: Path) -> None:
     site = tmp_path / "site.sssom.tsv"
     site.write_text("# curie_map:\n#   HOSP: https://hospital.example/codes/\n"

@@ -302,3 +302,55 @@ def test_cli_workers_give_the_same_json(tmp_path: Path, engine: str, request: py
                        for r in json.loads(run.stdout)["results"])
 
     assert results(runs[0]) == results(runs[1]) and results(runs[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Populations read into a spool (itkg.validation.read), never held as Python triples
+# ------------------------------------------------------------------------------------------------
+
+
+def without_blank_labels(verdict: Verdict) -> Verdict:
+    """The verdict with blank-node labels reduced to ``_:`` (each load names blank nodes afresh)."""
+    def plain(value: object) -> object:
+        return "_:" if isinstance(value, str) and value.startswith("_:") else value
+    return verdict[0], Counter({tuple(plain(v) for v in key): n for key, n in verdict[1].items()})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_spooled_population_gives_the_loaded_populations_results(tmp_path: Path, population: PatientData,
+                                                                     engine: str,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """Read into a spool or loaded as Python triples (which the tests above hold to whole-graph
+    pySHACL), the same file gives the same report, in one and two workers."""
+    from itkg.validation import read
+    path = tmp_path / "population.nt"
+    path.write_bytes(ox.serialize(population.triples, format=ox.RdfFormat.N_TRIPLES))
+    loaded = load(path, strict_literals=False)
+    expected = without_blank_labels(partitioned(loaded, 1, 500, needs(engine, request)))
+    spool, sources = read([path])
+    try:
+        assert len(spool) == len(loaded.triples) == sources[0].triples - sources[0].schema_set_aside
+        for workers in (1, 2):
+            assert without_blank_labels(partitioned(spool, workers, 500, engine)) == expected  # type: ignore[arg-type]
+    finally:
+        spool.close()
+
+
+def test_the_spool_gives_back_each_triple_as_written(tmp_path: Path) -> None:
+    from itkg.partition import Spool
+    s, p = ex("s"), ex("p")
+    triples = [ox.Triple(s, p, ox.Literal(text)) for text in ("a\nb", "ü \"q\" \\", "x")]
+    triples += [ox.Triple(ox.BlankNode("b1"), p, ox.Literal("t", language="de")), ox.Triple(s, TYPE, ox.BlankNode("b1"))]
+    spool = Spool()
+    try:
+        spool.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples[:2])
+        spool.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples[2:])
+        spool.finish()
+        assert spool.triples(range(len(triples))) == triples
+        for subset in ([0], [1, 2], [0, 2, 4], [3, 4], []):
+            assert spool.triples(subset) == [triples[i] for i in subset]
+        # nodes are numbered as they come (predicates are not): s is 0, _:b1 is 1
+        assert list(spool.subjects) == [0, 0, 0, 1, 0] and list(spool.objects)[3:] == [-1, 1]
+        assert spool.classes == {1}  # the object of rdf:type
+    finally:
+        spool.close()

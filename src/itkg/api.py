@@ -35,11 +35,12 @@ from .loading import PatientData, PatientStore, Source, ill_typed_error, load
 from .reasoning import DEFAULT_JAVA_MEMORY_MB, Disagreement, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import (EligibilityResult, PatientExplanation)
+from .results import EligibilityResult, PatientExplanation
 from .backends import Input, as_paths, decision_backend
 from .backends import _ontology
 from .sparql import ENGINES, Engine as SparqlEngine, QueryResult
-from .validation import ValidationReport, validate as _validate
+from .partition import Spool
+from .validation import ValidationReport, ill_typed, read as read_population, validate as _validate
 
 #: What the API functions accept as patient data.
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
@@ -268,13 +269,16 @@ def _knowledge(knowledge: Knowledge | None, extensions: Sequence[str | os.PathLi
 def validate(data: DataLike, *, engine: str = "auto",
              extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
              workers: int | None = None, progress: Callable[[int, int], None] | None = None,
-             timeout: float | None = None, strict: bool = False) -> ValidationReport:
+             timeout: float | None = None, strict: bool = False,
+             on_read: Callable[[tuple[Source, ...]], None] | None = None) -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
     A path is loaded without rejecting ill-typed literals, so that the shapes report those they
     check (the contract's dates) as violations. An ill-typed literal the shapes do not check is
     still bad input: it raises :class:`~itkg.errors.IllTypedLiteralError` rather than letting the
-    data conform (and it is never rewritten).
+    data conform (and it is never rewritten). Paths are read into a temporary file, never held as
+    Python triples (:func:`itkg.validation.read`); with a ``timeout``, only in the child process
+    that validates, so that no process holds them twice.
 
     :param engine: ``"pyshacl"``, ``"jena"`` (Apache Jena SHACL, same verdicts, for populations),
         ``"turbo"`` (pyshacl-turbo, same verdicts, no Java; ``pip install 'itkg[turbo]'``) or
@@ -285,33 +289,72 @@ def validate(data: DataLike, *, engine: str = "auto",
     :param workers: processes for the batches of large inputs (default: one per CPU).
     :param progress: called with (batches done, batches) after each batch.
     :param timeout: seconds; the validation then runs in a child process killed at the deadline
-        (:class:`~itkg.errors.ValidationEngineError`).
+        (:class:`~itkg.errors.ValidationEngineError`), which starts once the files are read.
     :param strict: refuse input with no patient (:class:`~itkg.errors.InputError`).
+    :param on_read: called with the sources once files are read (in that child, with a
+        ``timeout``), e.g. to show :func:`input_notes`; an :class:`~itkg.errors.ItkgError` it
+        raises ends the validation.
     """
-    paths = as_paths(data)
-    if paths is not None:
-        data = read(paths, input_format=input_format, keep_ill_typed=True)
-    elif not isinstance(data, PatientData):
-        data = load(data, strict_literals=False)
-    input_notes(data.sources, no_patient_is_error=strict)
     if engine not in VALIDATION_CHOICES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(VALIDATION_CHOICES)}")
-    run = functools.partial(_validate, engine=engine,
-                            knowledge=load_knowledge(extensions=extensions) if extensions else None,
+    knowledge = load_knowledge(extensions=extensions) if extensions else None
+    run = functools.partial(_validate, engine=engine, knowledge=knowledge,
                             workers=processes.default_workers() if workers is None else workers,
                             progress=progress)
+
+    def noted(sources: tuple[Source, ...]) -> None:
+        input_notes(sources, no_patient_is_error=strict)
+        if on_read is not None:
+            on_read(sources)
+
+    paths = as_paths(data)
+    if paths is None:
+        loaded = data if isinstance(data, PatientData) else load(data, strict_literals=False)
+        noted(loaded.sources)
+        if timeout is None:
+            report = run(loaded)
+        else:  # pySHACL cannot be interrupted from inside: the validation runs in a child killed in time
+            report = _with_deadline(run, (loaded,), timeout)
+        if report.conforms:
+            bad = find_ill_typed(loaded.triples)
+            if bad:
+                raise ill_typed_error(Path(", ".join(s.path for s in loaded.sources)), bad[0], len(bad))
+        return report
+    check_inputs(paths, input_format)
+
+    def read_files() -> tuple[Spool, tuple[Source, ...]]:
+        spool, sources = read_population(paths, input_format=input_format, knowledge=knowledge)
+        try:
+            noted(sources)
+        except BaseException:
+            spool.close()
+            raise
+        return spool, sources
+
+    def checked(spool: Spool, sources: tuple[Source, ...]) -> ValidationReport:
+        try:
+            report = run(spool)
+            if report.conforms:
+                bad = ill_typed(spool, sources)
+                if bad:
+                    raise ill_typed_error(Path(", ".join(s.path for s in sources)), bad[0], len(bad))
+            return report
+        finally:
+            spool.close()
+
     if timeout is None:
-        report = run(data)
-    else:  # pySHACL cannot be interrupted from inside: the validation runs in a child killed in time
-        report = processes.call_with_deadline(
-            run, (data,), timeout, passes=(ItkgError,),
-            timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
-            failed=lambda kind: ValidationEngineError(f"validation failed ({kind})"))
-    if report.conforms:
-        bad = find_ill_typed(data.triples)
-        if bad:
-            raise ill_typed_error(Path(", ".join(s.path for s in data.sources)), bad[0], len(bad))
-    return report
+        return checked(*read_files())
+    return _with_deadline(checked, (), timeout, prepare=read_files)
+
+
+def _with_deadline(function: Callable[..., ValidationReport], args: tuple, timeout: float, *,
+                   prepare: Callable[[], tuple] | None = None) -> ValidationReport:
+    """``function(*args)`` in a child process killed after ``timeout`` seconds (see
+    :func:`itkg.processes.call_with_deadline`; ``prepare`` runs there first, before the deadline)."""
+    return cast(ValidationReport, processes.call_with_deadline(
+        function, args, timeout, prepare=prepare, passes=(ItkgError,),
+        timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
+        failed=lambda kind: ValidationEngineError(f"validation failed ({kind})")))
 
 
 def read(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, input_format: str | None = None,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .engine import PatientIndex
     from .knowledge import Knowledge
     from .loading import PatientData, PatientStore, Source
-    from .partition import Partition
+    from .partition import Numbering, Plan
     from .sparql import QueryResult
 
 #: What a decision back-end is given: patient files, loaded data, a store loaded for Oxigraph,
@@ -65,8 +65,9 @@ class ValidationBackend(Protocol):
     #: local triples per batch that suit this back-end
     batch_triples: int
 
-    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
-              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[Any]:
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[Any]:
         ...
 
 

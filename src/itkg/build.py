@@ -5,7 +5,8 @@ One command for the whole rules build, in order:
 1. the OWL defined class of each indication, between the markers in ``ontology/itkg.ttl``
    (:func:`itkg.rulegen.owl_classes`);
 2. the four status queries of ``queries/`` (:func:`itkg.rulegen.query`);
-3. ``shapes/planned-therapy.ttl`` (:func:`itkg.rulegen.planned_therapy_shapes`);
+3. ``shapes/planned-therapy.ttl`` (:func:`itkg.rulegen.planned_therapy_shapes`) and
+   ``shapes/vocabulary.ttl`` (:func:`itkg.shapegen.vocabulary_shapes`);
 4. ``ontology/itkg.owl`` and ``docs/ontology/index.html`` from the Turtle, and its SSSOM
    cross-references (:mod:`itkg.build_owl`, which can still be run alone).
 
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import build_owl, rulegen
+from . import build_owl, rulegen, shapegen
 from .knowledge import Knowledge
 from .resources import data_root
 
@@ -43,7 +44,8 @@ def targets(root: Path) -> dict[Path, str]:
     found: dict[Path, str] = {ttl: rebuilt}
     for name in rulegen.QUERIES:
         found[root / "queries" / f"{name}.rq"] = rulegen.query(name, knowledge)
-    found[root / "shapes" / "planned-therapy.ttl"] = rulegen.planned_therapy_shapes(knowledge)
+    for name, generate in shapegen.GENERATED.items():
+        found[root / "shapes" / name] = generate(knowledge)
     return found
 
 

@@ -333,10 +333,12 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
         if total > 1 and (done == total or done % max(1, total // 10) == 0):
             click.echo(f"itkg: validated {done} of {total} batches", err=True)
 
-    data = api.read(files, input_format=input_format, keep_ill_typed=True)  # validate reports each one
-    _notes(api.input_notes(data.sources, no_patient_is_error=strict, ill_typed_kept=True))
-    report = api.validate(data, engine=engine, extensions=extensions, workers=workers, timeout=timeout,
-                          strict=strict, progress=None if quiet or not sys.stderr.isatty() else progress)
+    # Within a deadline, like the other commands; the files are read in the deadline's child only
+    # (and its notes shown from there), and the ill-typed policy is the API's.
+    report = api.validate(list(files), engine=engine, extensions=extensions, workers=workers, timeout=timeout,
+                          input_format=input_format, strict=strict,
+                          progress=None if quiet or not sys.stderr.isatty() else progress,
+                          on_read=lambda sources: _notes(api.input_notes(sources, ill_typed_kept=True)))
     text = {"json": render.validation_json, "turtle": render.validation_turtle}.get(
         fmt, render.validation_text)(report)
     _emit(text, output, files + extensions)

@@ -183,9 +183,9 @@ class JenaWorker:
         return ValidationEngineError(
             "the Jena SHACL worker stopped" + (f" (exit status {code})" if code is not None else ""))
 
-    def validate(self, batch: Iterable[ox.Triple]) -> list[RawResult]:
-        """The results Jena finds in base ∪ ``batch``."""
-        data = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
+    def validate(self, batch: Iterable[ox.Triple] | bytes) -> list[RawResult]:
+        """The results Jena finds in base ∪ ``batch`` (triples, or their N-Triples bytes)."""
+        data = batch if isinstance(batch, bytes) else ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES)
         assert data is not None  # no output given: the bytes are returned
         self._send(data)
         stdout = self._pipe(self._process.stdout)

@@ -14,6 +14,8 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
    every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
 4. The main process fetches the triples of the deferred patients and their records from every
    worker, merges them and decides those patients itself.
+5. Only then, every index dropped, do the workers send their rows (an index is most of a
+   worker's memory, and rows travelling beside it made the peak).
 
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+from collections import ChainMap
 import multiprocessing.connection
 import signal
 from array import array
@@ -39,7 +42,8 @@ from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
 from .results import EligibilityResult, PrerequisiteCheck
 from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
-                        fatal_after, gc_paused, parse_piece, plan, resolve, sources_of)
+                        fatal_after, finish_fhir, first_reports, gc_paused, parse_piece, plan, resolve,
+                        sources_of)
 
 #: Patients decided between two updates of the progress counters.
 _BATCH = 2048
@@ -170,10 +174,16 @@ class _Parser:
 
 
 def _assign(pieces: Sequence[Piece], workers: int) -> list[list[int]]:
-    """Piece numbers per worker, balancing bytes, each list in input order."""
+    """Piece numbers per worker, balancing bytes, each list in input order. A FHIR chunk goes to
+    the worker its part names (:mod:`itkg.fhir.index`: part *k* of every file to worker *k*)."""
     load = [0] * workers
     assigned: list[list[int]] = [[] for _ in range(workers)]
-    for piece in sorted(pieces, key=lambda p: -p.nbytes):
+    for piece in pieces:
+        if piece.fhir is not None:
+            worker = piece.fhir.part % workers
+            load[worker] += max(piece.nbytes, 1)
+            assigned[worker].append(piece.number)
+    for piece in sorted((p for p in pieces if p.fhir is None), key=lambda p: -p.nbytes):
         worker = load.index(min(load))
         load[worker] += max(piece.nbytes, 1)
         assigned[worker].append(piece.number)
@@ -193,6 +203,31 @@ class _Run:
         self.stop = context.RawValue("q", len(pieces))
         self.lock = context.Lock()
         self.children: list[processes.Child] = []
+        #: notes on FHIR records fetched from the workers with the deferred patients' triples
+        self.fetched_notes: dict[str, str] = {}
+
+    def _finish_fhir(self, builder: IndexBuilder, reports: dict[int, PieceReport],
+                     states: list[dict[str, Any]]) -> None:
+        """FHIR input: start again in one process after an error (it reports the first, with
+        its line), else finish what crosses the workers' chunks (:mod:`itkg.fhir.index`)."""
+        fhir = [p for p in self.pieces if p.fhir is not None]
+        if not fhir:
+            return
+        if any(r.fhir_error is not None for r in reports.values()) or any(p.number not in reports for p in fhir):
+            raise Untrusted("an error in FHIR input")
+        if builder.fhir is None:
+            from .fhir.index import FhirIndexer
+            assert fhir[0].fhir is not None
+            builder.fhir = FhirIndexer(builder, fhir[0].fhir.job)
+            builder.fhir.finish_local()
+
+        def ask(medications: set[str], patients: set[str]) -> list[tuple[dict, dict]]:
+            for conn in self._conns():
+                conn.send(("fhir-lookup", medications, patients))
+            return [self._receive(conn) for conn in self._conns()]
+
+        builder.fhir.finish_main(states, ask, first_reports(fhir, reports))
+        finish_fhir(builder, fhir, reports, builder.fhir.final_report)
 
     def rows(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
         try:
@@ -212,28 +247,43 @@ class _Run:
                          self.knowledge.indexed_predicates())
         with gc_paused():
             reports = parser.run(self.meter.on_read(0))
-            index = parser.builder.index
+            builder = parser.builder
+            index = builder.index
+            if builder.fhir is not None:
+                builder.fhir.finish_local()
             axioms = list(index.subclass_axioms)
-            hashes = [_subject_hashes(index)]
+            hashes = [b""]
             self.meter.patients = _patient_count(index)
+            states = []
             for conn in self._conns():
-                child_reports, child_axioms, child_hashes, patients = self._receive(conn)
+                child_reports, child_axioms, child_hashes, patients, state = self._receive(conn)
                 reports.update(child_reports)
                 axioms += child_axioms
                 hashes.append(child_hashes)
                 self.meter.patients += patients
+                if state is not None:
+                    states.append(state)
+            self._finish_fhir(builder, reports, states)
             resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
+            hashes[0] = _subject_hashes(index)  # with what finishing FHIR added
             for worker, conn in enumerate(self._conns(), 1):
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
             for conn in self._conns():
-                packed, child_deferred = self._receive(conn)
-                rows += map(_unpack, packed)
-                deferred += child_deferred
+                deferred += self._receive(conn)
             rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            # Every patient is decided: the indexes (most of the memory) go before the rows travel.
+            del index
+            builder.index = PatientIndex(self.knowledge.indexed_predicates())
+            theirs: list[EligibilityResult] = []  # annotated by the workers (FHIR input)
             for conn in self._conns():
-                conn.send(("done",))
+                conn.send(("rows",))
+                theirs += map(_unpack, self._receive(conn))
+            if builder.fhir is not None:  # the evidence names the FHIR resources and codes
+                from .fhir.hook import annotate
+                rows = annotate(rows, ChainMap(builder.fhir.notes(self.fetched_notes), builder.fhir.reader.notes))
+            rows += theirs
             rows.sort(key=_sort_key)
         return rows, sources_of(self.pieces, reports, checksums=checksums)
 
@@ -261,7 +311,9 @@ class _Run:
                 conn.send(("fetch", batch))
             merged.merge(index.take(batch))
             for conn in self._conns():
-                merged.merge(self._receive(conn))
+                fragment, notes = self._receive(conn)
+                merged.merge(fragment)
+                self.fetched_notes.update(notes)
 
     def _conns(self) -> list[multiprocessing.connection.Connection]:
         return [child.conn for child in self.children]
@@ -292,18 +344,33 @@ class _Run:
                              self.knowledge.indexed_predicates())
             with gc_paused():
                 reports = parser.run(self.meter.on_read(worker))
+                fhir = parser.builder.fhir
+                if fhir is not None:
+                    fhir.finish_local()
                 index = parser.builder.index
-                conn.send((reports, index.subclass_axioms, _subject_hashes(index), _patient_count(index)))
+                conn.send((reports, index.subclass_axioms, _subject_hashes(index), _patient_count(index),
+                           fhir.export() if fhir is not None else None))
                 while True:
                     message = conn.recv()
                     if message[0] == "decide":
                         _, packed_others, axioms = message
                         rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(packed_others),
                                                  lambda n: self.meter.decided(worker, n))
-                        conn.send(([_pack(r) for r in rows], deferred))
-                        del rows
+                        if fhir is not None:  # the evidence names the FHIR resources and codes
+                            from .fhir.hook import annotate
+                            rows = annotate(rows, fhir.reader.notes)
+                        conn.send(deferred)
                     elif message[0] == "fetch":
-                        conn.send(index.fragment(message[1]))
+                        notes = fhir.reader.notes if fhir is not None else {}
+                        conn.send((index.fragment(message[1]), {n: notes[n] for n in message[1] if n in notes}))
+                    elif message[0] == "fhir-lookup":
+                        assert fhir is not None
+                        conn.send(fhir.lookup(message[1], message[2]))
+                    elif message[0] == "rows":  # the last message: the index is not needed any more
+                        del index
+                        parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
+                        conn.send([_pack(r) for r in rows])
+                        return
                     else:
                         return
         except (EOFError, BrokenPipeError):

@@ -31,9 +31,11 @@ against whole-graph pySHACL.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from array import array
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import pyoxigraph as ox
 import rdflib
@@ -92,30 +94,125 @@ def target_object_predicates(shapes: rdflib.Graph) -> set[ox.NamedNode]:
             if isinstance(p, rdflib.URIRef)}
 
 
-def partition(triples: Sequence[ox.Triple], hubs: set[Node],
-              object_targets: set[ox.NamedNode], batch_triples: int) -> Partition:
-    """Cut ``triples`` into shared triples and batches of about ``batch_triples`` local triples.
+# -- numbering ------------------------------------------------------------------------------------
 
-    ``hubs`` and ``object_targets`` come from :func:`fixed_hubs` and :func:`target_object_predicates`;
-    ``hubs`` is not modified.
+#: Flags of a triple (:attr:`Numbering.flags`).
+IS_TYPE, IS_SUBCLASS, TARGETS_OBJECT, LINKS_RECORD = 1, 2, 4, 8
+
+
+class Numbering:
+    """The numbers the partitioning reads, one entry per triple, in input order: the node number
+    of the subject, that of the object (-1 for a literal), and flags (:data:`IS_TYPE` ...).
+
+    Why numbers: a million patients are sixteen million triples, about 400 bytes each as Python
+    objects; as numbers they take about 20 bytes each, plus one entry per distinct node.
+    ``record_links`` are the predicates from a patient to its records (contract §2), flagged so
+    that results can name the patient of a record without the triples.
     """
-    # Pass 1: number the subjects; find the classes.
-    number: dict[Node, int] = {}
-    classes: set[Node] = set()
-    for s, p, o in triples:
-        if s not in number:
-            number[s] = len(number)
-        if p == _RDF_TYPE:
-            if not isinstance(o, ox.Literal):
-                classes.add(o)
-        elif p == _SUBCLASS_OF:
-            classes.add(s)
-            if not isinstance(o, ox.Literal):
-                classes.add(o)
-    hub_numbers = {number[h] for h in hubs.union(classes) if h in number}
 
-    # Pass 2: union-find over local triples; mark shared ones.
-    parent = array("q", range(len(number)))
+    def __init__(self, object_targets: Iterable[ox.NamedNode] = (),
+                 record_links: Iterable[ox.NamedNode] = (), source: Sequence[ox.Triple] = ()) -> None:
+        #: the triples numbered, when they are in memory (:class:`Spool` keeps them in a file)
+        self.source = source
+        self.numbers: dict[Node, int] = {}
+        self.terms: list[Node] = []
+        self.subjects = array("q")
+        self.objects = array("q")
+        self.flags = bytearray()
+        self.is_subject = bytearray()
+        self.classes: set[int] = set()
+        self._flags_of: dict[ox.NamedNode, int] = {_RDF_TYPE: IS_TYPE, _SUBCLASS_OF: IS_SUBCLASS}
+        for predicate in object_targets:
+            self._flags_of[predicate] = self._flags_of.get(predicate, 0) | TARGETS_OBJECT
+        for predicate in record_links:
+            self._flags_of[predicate] = self._flags_of.get(predicate, 0) | LINKS_RECORD
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+    def add(self, triples: Iterable[ox.Triple | ox.Quad]) -> None:
+        """Number the nodes of ``triples`` (RDF 1.2 triple terms refused by the loaders before)."""
+        numbers, terms, is_subject, classes = self.numbers, self.terms, self.is_subject, self.classes
+        get, flags_of, literal = numbers.get, self._flags_of.get, ox.Literal
+        subjects, objects, flags = self.subjects, self.objects, self.flags
+        for triple in triples:
+            s, o = triple.subject, triple.object
+            sn = get(s)  # type: ignore[arg-type]
+            if sn is None:
+                sn = numbers[s] = len(terms)  # type: ignore[index]
+                terms.append(s)  # type: ignore[arg-type]
+                is_subject.append(1)
+            elif not is_subject[sn]:
+                is_subject[sn] = 1
+            on: int | None
+            if type(o) is literal:
+                on = -1
+            else:
+                on = get(o)  # type: ignore[arg-type]
+                if on is None:
+                    on = numbers[o] = len(terms)  # type: ignore[index]
+                    terms.append(o)  # type: ignore[arg-type]
+                    is_subject.append(0)
+            flag = flags_of(triple.predicate, 0)
+            if flag & IS_TYPE:
+                if on >= 0:
+                    classes.add(on)
+            elif flag & IS_SUBCLASS:
+                classes.add(sn)
+                if on >= 0:
+                    classes.add(on)
+            subjects.append(sn)
+            objects.append(on)
+            flags.append(flag)
+
+    def lines(self, indices: Iterable[int]) -> bytes:
+        """The N-Triples text of the triples numbered ``indices``."""
+        source = self.source
+        return ox.serialize([source[i] for i in indices], format=ox.RdfFormat.N_TRIPLES) or b""
+
+    def triples(self, indices: Iterable[int]) -> list[ox.Triple]:
+        """The triples numbered ``indices``."""
+        source = self.source
+        return [source[i] for i in indices]
+
+    def hub_numbers(self, hubs: Iterable[Node]) -> bytearray:
+        """One byte per node, 1 for a hub: ``hubs``, the classes, and every node that is the
+        subject of no triple (see the module docstring)."""
+        hub = self.is_subject.translate(_NOT)
+        for node in hubs:
+            number = self.numbers.get(node)
+            if number is not None:
+                hub[number] = 1
+        for number in self.classes:
+            hub[number] = 1
+        return hub
+
+
+_NOT = bytes([1, 0]) + bytes(254)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A partition as triple numbers: shared triples, batches, and the node numbers of the local
+    subjects of shared triples (see :class:`Partition`)."""
+
+    shared: array
+    batches: list[array]
+    replicated: frozenset[int]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan:
+    """Cut the numbered triples into shared triples and batches of about ``batch_triples`` local
+    triples (``hubs`` from :func:`fixed_hubs`)."""
+    hub = numbering.hub_numbers(hubs)
+    subjects, objects, flags = numbering.subjects, numbering.objects, numbering.flags
+    count = len(subjects)
+
+    # Union-find over local triples; mark shared ones.
+    parent = array("q", range(len(numbering.terms)))
 
     def find(x: int) -> int:
         root = x
@@ -125,37 +222,35 @@ def partition(triples: Sequence[ox.Triple], hubs: set[Node],
             parent[x], x = root, parent[x]
         return root
 
-    piece = array("q", bytes(8 * len(triples)))  # subject number, or _SHARED
-    targeting: list[int] = []  # triples that make a hub or a literal a focus node
-    for i, (s, p, o) in enumerate(triples):
-        sn = number[s]
-        if sn in hub_numbers:
+    piece = array("q", bytes(8 * count))  # subject number, or _SHARED
+    targeting = array("q")  # triples that make a hub or a literal a focus node
+    for i, (sn, on, flag) in enumerate(zip(subjects, objects, flags)):
+        if hub[sn]:
             piece[i] = _SHARED
             continue
         piece[i] = sn
-        on = None if isinstance(o, ox.Literal) else number.get(o)
-        if on is not None and on not in hub_numbers:
+        if on >= 0 and not hub[on]:
             a, b = find(sn), find(on)
             if a != b:
                 parent[max(a, b)] = min(a, b)
-        elif p in object_targets:
+        elif flag & TARGETS_OBJECT:
             targeting.append(i)
 
     # Pieces that shared triples point into are shared too (one step suffices: a piece is closed).
     shared_roots: set[int] = set()
-    for i, (_, _, o) in enumerate(triples):
-        if piece[i] == _SHARED and not isinstance(o, ox.Literal):
-            on = number.get(o)
-            if on is not None and on not in hub_numbers:
-                shared_roots.add(find(on))
+    for i, on in enumerate(objects):
+        if on >= 0 and piece[i] == _SHARED and not hub[on]:
+            shared_roots.add(find(on))
 
     # Pack pieces into batches in order of first appearance, keeping the input's locality.
     sizes: dict[int, int] = {}
-    for i in range(len(triples)):
+    for i in range(count):
         if piece[i] != _SHARED:
             root = find(piece[i])
-            piece[i] = _SHARED if root in shared_roots else root
-            if root not in shared_roots:
+            if root in shared_roots:
+                piece[i] = _SHARED
+            else:
+                piece[i] = root
                 sizes[root] = sizes.get(root, 0) + 1
     batch_of: dict[int, int] = {}
     current = filled = 0
@@ -164,18 +259,93 @@ def partition(triples: Sequence[ox.Triple], hubs: set[Node],
             current, filled = current + 1, 0
         batch_of[root] = current
         filled += size
-    shared: list[ox.Triple] = []
-    batches: list[list[ox.Triple]] = [[] for _ in range(current + 1)]
-    for i, triple in enumerate(triples):
+    del sizes
+    shared = array("q")
+    batches = [array("q") for _ in range(current + 1)]
+    for i in range(count):
         if piece[i] == _SHARED:
-            shared.append(triple)
+            shared.append(i)
         else:
-            batches[batch_of[piece[i]]].append(triple)
-    replicated: set[Node] = set()
+            batches[batch_of[piece[i]]].append(i)
+    replicated: set[int] = set()
     for i in targeting:
         if piece[i] != _SHARED:  # also stays local, in its own batch
-            shared.append(triples[i])
-            subject = triples[i].subject
-            if not isinstance(subject, ox.Triple):  # the loaders refuse triple terms
-                replicated.add(subject)
-    return Partition(shared, batches, frozenset(replicated))
+            shared.append(i)
+            replicated.add(subjects[i])
+    return Plan(shared, batches, frozenset(replicated))
+
+
+def partition(triples: Sequence[ox.Triple], hubs: set[Node],
+              object_targets: set[ox.NamedNode], batch_triples: int) -> Partition:
+    """Cut ``triples`` into shared triples and batches of about ``batch_triples`` local triples.
+
+    ``hubs`` and ``object_targets`` come from :func:`fixed_hubs` and :func:`target_object_predicates`;
+    ``hubs`` is not modified.
+    """
+    numbering = Numbering(object_targets)
+    numbering.add(triples)
+    cut = plan(numbering, hubs, batch_triples)
+    return Partition([triples[i] for i in cut.shared], [[triples[i] for i in batch] for batch in cut.batches],
+                     frozenset(numbering.terms[n] for n in cut.replicated))
+
+
+# -- the spool ------------------------------------------------------------------------------------
+
+class Spool(Numbering):
+    """Checked triples kept as N-Triples lines in an unnamed temporary file, numbered as they come.
+
+    A duck-typed target for :func:`itkg.loading.load_store` (it calls :meth:`extend` with each
+    checked batch), so a population is read with the loader's checks and errors and never held
+    as Python triples; batches go to the engines as the bytes of their lines (:meth:`lines`).
+    The file has no name (it disappears with the process, even one killed at its deadline).
+    """
+
+    def __init__(self, object_targets: Iterable[ox.NamedNode] = (),
+                 record_links: Iterable[ox.NamedNode] = ()) -> None:
+        super().__init__(object_targets, record_links)
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.starts = array("q")
+        self._end = 0
+
+    def extend(self, quads: Iterable[ox.Quad | ox.Triple]) -> None:
+        """Append a batch of checked triples (the loader's call)."""
+        batch: list[Any] = list(quads)
+        if not batch:
+            return
+        text = ox.serialize(batch, format=ox.RdfFormat.N_TRIPLES) or b""
+        starts, find, position, end = self.starts, text.find, 0, len(text)
+        while position < end:
+            starts.append(self._end + position)
+            position = find(b"\n", position) + 1
+        if len(starts) != len(self.subjects) + len(batch):
+            raise ValueError("N-Triples serialization gave a line count that is not the triple count")
+        self.file.write(text)
+        self._end += end
+        self.add(batch)
+
+    def finish(self) -> None:
+        """Make what was written readable (call once the loader has returned)."""
+        self.file.flush()
+
+    def lines(self, indices: Iterable[int]) -> bytes:
+        """The N-Triples text of the triples numbered ``indices`` (ascending), read in runs."""
+        starts, fd, end, chunks = self.starts, self.file.fileno(), self._end, []
+        first = last = -2
+        for i in indices:
+            if i != last + 1:
+                if first >= 0:
+                    chunks.append(os.pread(fd, (starts[last + 1] if last + 1 < len(starts) else end)
+                                           - starts[first], starts[first]))
+                first = i
+            last = i
+        if first >= 0:
+            chunks.append(os.pread(fd, (starts[last + 1] if last + 1 < len(starts) else end) - starts[first],
+                                   starts[first]))
+        return b"".join(chunks)
+
+    def triples(self, indices: Iterable[int]) -> list[ox.Triple]:
+        """The triples numbered ``indices``, parsed back from their lines (blank-node labels kept)."""
+        return [quad.triple for quad in ox.parse(self.lines(indices), format=ox.RdfFormat.N_TRIPLES)]
+
+    def close(self) -> None:
+        self.file.close()

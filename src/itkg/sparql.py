@@ -16,6 +16,7 @@ that the parent never holds them (see there why that matters).
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
@@ -45,6 +46,8 @@ class QueryResult:
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
     #: The files the data came from (with what was set aside from them), when the query loaded them.
     sources: tuple = field(default=(), compare=False)
+    #: What reading FHIR input found (:class:`itkg.fhir.reader.FhirReport`), when the query loaded it.
+    fhir_reports: tuple = field(default=(), compare=False)
 
 
 def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
@@ -53,18 +56,40 @@ def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
     return [ox.Quad(*to_oxigraph_triple(t)) for t in graph]
 
 
+class _BulkTarget:
+    """A store that :func:`itkg.loading.load_store` fills with ``bulk_extend`` (sorted files
+    written straight to disk) instead of one in-memory transaction per batch."""
+
+    def __init__(self, store: ox.Store) -> None:
+        self.store = store
+
+    def extend(self, quads: Any) -> None:
+        self.store.bulk_extend(quads)
+
+
 def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                    input_format: str | None = None,
                    with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
-                   strict: bool = False, ontology: rdflib.Graph | None = None) -> PatientStore:
+                   strict: bool = False, ontology: rdflib.Graph | None = None,
+                   directory: str | os.PathLike[str] | None = None) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
-    ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once."""
-    store = ox.Store()
+    ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once.
+
+    :param directory: an empty private folder (the caller removes it) for a store on disk,
+        loaded in bulk: a population's store then lives in files rather than in memory (a
+        million patients took 9.2 GB in memory). By default the store is in memory.
+    """
+    store = ox.Store() if directory is None else ox.Store(str(directory))
     if with_ontology:
         store.extend(_ontology_quads(ontology))
-    return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                      with_ontology=with_ontology, strict=strict)
+    if directory is None:
+        return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
+                          with_ontology=with_ontology, strict=strict)
+    loaded = load_store(files, input_format=input_format, max_bytes=max_bytes,
+                        store=_BulkTarget(store),  # type: ignore[arg-type]  # duck-typed: extend only
+                        with_ontology=with_ontology, strict=strict)
+    return replace(loaded, store=store)
 
 
 def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
@@ -173,21 +198,31 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     if engine not in _RUNNERS:
         raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
 
-    def loaded() -> tuple[QueryData]:
-        if engine == "oxigraph":
-            return (load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                   strict=strict, ontology=ontology),)
-        return (load(files, input_format=input_format, strict=strict),)
+    from .fhir import hook
 
-    if timeout is None:
-        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-    return run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
+    # when the child is killed at the deadline).
+    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
+
+        def loaded() -> tuple[QueryData, tuple]:
+            before = len(hook.LAST.reports) if hook.LAST is not None else 0
+            data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
+                                  ontology=ontology, directory=directory) if engine == "oxigraph" else \
+                load(files, input_format=input_format, strict=strict)
+            return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
+
+        if timeout is None:
+            return _run_loaded(engine, text, with_ontology, ontology, *loaded())
+        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
+        hook.LAST.reports.extend(result.fhir_reports)
+    return result
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
-                data: QueryData) -> QueryResult:
+                data: QueryData, fhir_reports: tuple = ()) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
-    return replace(result, sources=data.sources if data is not None else ())
+    return replace(result, sources=data.sources if data is not None else (), fhir_reports=fhir_reports)
 
 
 def gate(text: str, source: str = "<query>", timeout: float | None = None) -> None:

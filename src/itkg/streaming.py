@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import pyoxigraph as ox
 
@@ -40,6 +40,10 @@ from .engine import PatientIndex
 from .errors import InputError, UnsafeInputError
 from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source, checked_size,
                       detect_format, format_name, ill_typed_error, parse_failure, read_checked)
+
+if TYPE_CHECKING:
+    from .fhir.index import FhirChunk, FhirIndexer
+    from .fhir.reader import FhirReport
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.
 MIN_PIECE_BYTES = 16 * 1024**2
@@ -102,6 +106,8 @@ class Piece:
     data: bytes | None = None
     size: int = 0
     error: InputError | None = None
+    #: a piece of FHIR input (:mod:`itkg.fhir.index`): mapped straight into the index
+    fhir: FhirChunk | None = None
 
     @property
     def nbytes(self) -> int:
@@ -128,6 +134,9 @@ class PieceReport:
     schema_set_aside: int = 0
     holds_patient: bool = False
     turtle_state: tuple[dict[str, str], str | None] | None = None
+    #: a FHIR piece: what reading it found, and the error that stopped it
+    fhir: FhirReport | None = None
+    fhir_error: InputError | None = None
 
 
 class Untrusted(Exception):
@@ -146,13 +155,13 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     if not paths:
         raise InputError("<none>", "no input files given")
     pieces: list[Piece] = []
-    fhir = _fhir_pieces(paths, input_format, max_bytes)
+    fhir = _fhir_chunks(paths, input_format, max_bytes, parts, min_piece_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
         scope = f"f{file_index + 1}-" if len(paths) > 1 else ""
-        if path in fhir:  # FHIR R4 JSON, mapped to §2 triples (itkg.fhir): parsed as N-Triples
-            pieces.append(Piece(len(pieces), fmt=ox.RdfFormat.N_TRIPLES, data=fhir[path],
-                                size=len(fhir[path]), file=file_index, path=path, scope=scope))
+        if path in fhir:  # FHIR R4 JSON, mapped to §2 facts straight into the index (itkg.fhir.index)
+            pieces += [Piece(len(pieces) + k, file=file_index, path=path, fmt=None, size=c.end - c.start,
+                             scope=scope, fhir=c) for k, c in enumerate(fhir[path])]
             continue
         try:
             fmt = detect_format(path, input_format)
@@ -193,33 +202,17 @@ def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
     return pieces
 
 
-def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
-                 max_bytes: int) -> dict[Path, bytes]:
-    """The FHIR inputs among ``paths``, read together (references cross files), each as the
-    N-Triples of the facts it gave."""
+def _fhir_chunks(paths: Sequence[str | Path], input_format: str | None, max_bytes: int, parts: int,
+                 min_piece_bytes: int) -> dict[Path, list[FhirChunk]]:
+    """The FHIR inputs among ``paths`` and their chunks (:func:`itkg.fhir.index.plan`; its
+    errors, a missing or too large file, come before any other input's)."""
     from .fhir import hook
+    from .fhir.index import plan as fhir_plan
     fhir_paths, _ = hook.split(paths, input_format)
     if not fhir_paths:
         return {}
-    # eligibility_rows plans a run twice when it falls back to one process: read FHIR once
-    settings = hook.SETTINGS
-    key = (tuple(fhir_paths), max_bytes, settings.mappings, settings.base, settings.strict,
-           hook.stamp([*fhir_paths, *map(Path, settings.mappings)]))
-    # The cache lives as long as the command's FHIR settings (hook.configured), never longer: a
-    # file rewritten with the same size and time in a long-running process is read again.
-    cache = hook.LAST.cache if hook.LAST is not None else {}
-    if cache.get("key") != key:
-        graph, _sources = hook.read_fhir(fhir_paths, max_bytes)
-        cache.clear()
-        cache.update(key=key, notes=dict(graph.notes),
-                           pieces={path: graph.ntriples(index)
-                                   for index, (path, _triples, _digest) in enumerate(graph.files)})
-    elif hook.LAST is not None:  # read before, in this process: the evidence still names the resources
-        notes = cache["notes"]
-        assert isinstance(notes, dict)
-        hook.LAST.notes.update(notes)
-    return cache["pieces"]  # type: ignore[return-value]
-
+    chunks = fhir_plan(fhir_paths, parts=parts, min_piece_bytes=min_piece_bytes, max_bytes=max_bytes)
+    return dict(zip(fhir_paths, chunks))
 
 
 def _cut_points(path: Path, fmt: ox.RdfFormat, size: int, count: int) -> list[int]:
@@ -356,6 +349,9 @@ class IndexBuilder:
         self._objects: dict[object, object] = {}
         self._schema_types: dict[object, bool] = {}
         self._schema_predicates: dict[object, bool] = {}
+        self._indexed_names = {p.value: name for p, name in self._indexed.items()}
+        #: the FHIR reading of this builder's pieces, once it has one (:mod:`itkg.fhir.index`)
+        self.fhir: FhirIndexer | None = None
 
     def add(self, quads: Iterable[ox.Quad], scope: str, report: PieceReport) -> None:
         """Index ``quads``; blank node labels get the prefix ``scope``. What is wrong with them
@@ -422,6 +418,65 @@ class IndexBuilder:
                 values.append(value)
         report.triples += count
 
+    def add_facts(self, facts: Iterable[tuple[str, str, object]], report: PieceReport) -> None:
+        """Index mapped facts (:data:`itkg.fhir.reader.Fact`: IRIs as valid IRI strings,
+        literals as ``(lexical form, datatype)``) exactly as :meth:`add` indexes the same
+        statements parsed as RDF: the same values in the index, the same counts in ``report``."""
+        nodes, indexed, schema_types = self.index.nodes, self._indexed_names, self._schema_types
+        links, rdf_type = setaside.PATIENT_LINKS, sys.intern(vocab.RDF_TYPE)
+        itkg, patient, valid = vocab.ITKG, vocab.PATIENT, guards.is_valid_lexical
+        last: object = None
+        aside = False
+        props: dict[str, list] | None = None
+        count = 0
+        for subject, predicate, obj in facts:
+            count += 1
+            if type(obj) is tuple and not valid(obj[0], obj[1]):
+                if report.ill_typed is None:
+                    report.ill_typed = guards.IllTypedLiteral(predicate, obj[1])
+                    report.ill_typed_lexicals = []
+                report.ill_typed_count += 1
+                if len(report.ill_typed_lexicals) < 20:  # type: ignore[arg-type]
+                    report.ill_typed_lexicals.append(obj[0])  # type: ignore[union-attr]
+                continue
+            name = indexed.get(predicate)
+            if name is None:  # as :meth:`_other`
+                if predicate == OWL_IMPORTS:
+                    report.imports = True
+                verdict = self._schema_predicates.get(predicate)
+                if verdict is None:
+                    verdict = self._schema_predicates[predicate] = setaside.is_schema_parts(None, predicate, None)
+                if verdict or subject.startswith(itkg):
+                    report.schema_set_aside += 1
+                continue
+            if subject is not last:  # a record's facts come together: its node is found once
+                last, aside, props = subject, subject.startswith(itkg), None
+            if aside:
+                report.schema_set_aside += 1
+                continue
+            if name is rdf_type:
+                verdict = schema_types.get(obj)
+                if verdict is None:
+                    verdict = schema_types[obj] = isinstance(obj, str) and \
+                        setaside.is_schema_parts(None, rdf_type, obj)
+                if verdict:
+                    report.schema_set_aside += 1
+                    continue
+                if obj == patient:
+                    report.holds_patient = True
+            elif name in links:
+                report.holds_patient = True
+            if props is None:
+                props = nodes.get(subject)
+                if props is None:
+                    props = nodes[subject] = {}
+            values = props.get(name)
+            if values is None:
+                props[name] = [obj]
+            else:
+                values.append(obj)
+        report.triples += count
+
     def _object_value(self, quad: ox.Quad, obj: object, scope: str, report: PieceReport) -> object:
         """An object as the index stores it (IRI, ``_:label`` or ``(lexical, datatype)``), after
         checking a literal against its datatype; IRIs and valid literals are remembered. An
@@ -468,6 +523,15 @@ def parse_piece(piece: Piece, builder: IndexBuilder, *, on_read: Callable[[int],
     report = PieceReport(piece.number)
     if piece.error is not None:
         return report
+    if piece.fhir is not None:
+        if builder.fhir is None:
+            from .fhir.index import FhirIndexer
+            builder.fhir = FhirIndexer(builder, piece.fhir.job)
+        try:
+            builder.fhir.read(piece.fhir, report, on_read)
+        except InputError as error:
+            report.fhir_error = error
+        return report
     assert piece.fmt is not None
     reader = None if piece.data is not None else _PieceReader(piece, on_read, should_stop)
     try:
@@ -495,6 +559,8 @@ def fatal_after(pieces: Sequence[Piece], report: PieceReport, strict: bool = Fal
     """The last piece number whose report can still matter once ``report`` is in (later pieces
     may be skipped), or None when ``report`` found nothing that will be raised."""
     piece = pieces[report.number]
+    if report.fhir_error is not None:
+        return -1  # one process reads the run again, to report the first error with its line
     if piece.error is not None or report.failure is not None:
         return report.number
     if report.imports or report.triple_terms or (strict and report.ill_typed is not None):
@@ -517,6 +583,8 @@ def resolve(pieces: Sequence[Piece], reports: dict[int, PieceReport], strict: bo
             if piece.error is not None:
                 raise piece.error
             report = reports.get(piece.number)
+            if report is not None and report.fhir_error is not None:
+                raise report.fhir_error
             if report is None or report.stopped:
                 raise Untrusted("a piece that matters was not parsed to its end")
             if piece.context is not None:
@@ -583,13 +651,46 @@ def build_index(paths: Sequence[str | Path], *, input_format: str | None = None,
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes)
     builder = IndexBuilder(predicates=predicates)
     reports: dict[int, PieceReport] = {}
+    fhir = [p for p in pieces if p.fhir is not None]
     with gc_paused():
-        for piece in pieces:
+        # FHIR first: its inputs are read together (references cross files), and its errors
+        # come before any RDF file's, as itkg.load reports them.
+        for piece in [*fhir, *(p for p in pieces if p.fhir is None)]:
             reports[piece.number] = parse_piece(piece, builder, on_read=on_read)
             # One piece per file here: resolving now raises this file's problem before the next
             # file is read, as itkg.load does.
             resolve([piece], {piece.number: reports[piece.number]}, strict)
+            if fhir and piece is fhir[-1]:
+                finish_fhir(builder, fhir, reports)
     return builder.index, sources_of(pieces, reports, checksums=checksums)
+
+
+def finish_fhir(builder: IndexBuilder, fhir: Sequence[Piece], reports: dict[int, PieceReport],
+                final: FhirReport | None = None) -> None:
+    """After every FHIR piece, in one process: what crosses chunks (:mod:`itkg.fhir.index`),
+    then the report and the records' notes for the command (:data:`itkg.fhir.hook.LAST`). With
+    ``final``, the main process of a parallel run has finished already (then notes stay with
+    the workers, which annotate their rows)."""
+    from .fhir import hook
+    from .fhir.index import run_report
+    assert builder.fhir is not None
+    alone = final is None
+    if final is None:
+        final = builder.fhir.finish(first_reports(fhir, reports))
+    report = run_report((reports[p.number].fhir for p in fhir), final)
+    if hook.LAST is not None:
+        hook.LAST.reports.append(report)
+        if alone:
+            hook.LAST.notes.update(builder.fhir.reader.notes)
+
+
+def first_reports(fhir: Sequence[Piece], reports: dict[int, PieceReport]) -> list[PieceReport]:
+    """The report of each FHIR input's first piece (what finishing adds counts there)."""
+    first: dict[int, PieceReport] = {}
+    for piece in fhir:
+        assert piece.fhir is not None
+        first.setdefault(piece.fhir.out, reports[piece.number])
+    return [first[out] for out in sorted(first)]
 
 
 def sources_of(pieces: Sequence[Piece], reports: dict[int, PieceReport], *,
@@ -602,16 +703,30 @@ def sources_of(pieces: Sequence[Piece], reports: dict[int, PieceReport], *,
         first = file_pieces[0]
         digest = ""
         if checksums:
-            digest = hashlib.sha256(first.data).hexdigest() if first.data is not None \
+            digest = fhir_sha256(first.path) if first.fhir is not None \
+                else hashlib.sha256(first.data).hexdigest() if first.data is not None \
                 else file_sha256(first.path)
         file_reports = [reports[p.number] for p in file_pieces]
         lines = _lines(file_pieces, file_reports)
-        sources.append(Source(str(first.path), digest, format_name(first.fmt),  # type: ignore[arg-type]
+        sources.append(Source(str(first.path), digest, "fhir" if first.fhir is not None
+                              else format_name(first.fmt),  # type: ignore[arg-type]
                               sum(r.triples for r in file_reports),
                               sum(r.schema_set_aside for r in file_reports),
                               sum(r.ill_typed_count for r in file_reports), lines,
                               any(r.holds_patient for r in file_reports)))
     return tuple(sources)
+
+
+def fhir_sha256(path: Path) -> str:
+    """The SHA-256 checksum of a FHIR input, as :func:`itkg.load` gives it: of the file, or of a
+    Bulk export directory's ``*.ndjson`` files in name order, one after the other."""
+    from .fhir.index import files_of
+    digest = hashlib.sha256()
+    for file in files_of(path):
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

@@ -64,10 +64,10 @@ class TurboValidator:
     is shared between concurrent validations.
     """
 
-    def __init__(self, shapes: rdflib.Graph, base: Iterable[ox.Triple]) -> None:
+    def __init__(self, shapes: rdflib.Graph, base: Iterable[ox.Triple] | bytes) -> None:
         self._turbo = require()
         self._shapes = shapes
-        self._base = ntriples(base).decode("utf-8")
+        self._base = (base if isinstance(base, bytes) else ntriples(base)).decode("utf-8")
         self._local = threading.local()
 
     def _program(self) -> Any:

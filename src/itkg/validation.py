@@ -18,13 +18,15 @@ parsing it took longer than answering it.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence, Sized
+import os
 
 import pyoxigraph as ox
 import pyshacl
@@ -35,8 +37,10 @@ from rdflib.plugins.sparql import prepareQuery
 from . import jena, names, processes, turbo
 from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
-from .loading import PatientData, node_id, ntriples, to_rdflib
-from .partition import Node, Partition, fixed_hubs, is_partitionable, partition, target_object_predicates
+from .guards import IllTypedLiteral, find_ill_typed
+from .loading import DEFAULT_MAX_BYTES, PatientData, Source, load_store, node_id, to_rdflib
+from .partition import (LINKS_RECORD, Node, Numbering, Plan, Spool, fixed_hubs, is_partitionable, plan,
+                        target_object_predicates)
 from .resources import shapes_paths
 
 #: Local triples per batch: small enough that a SPARQL constraint's cost stays flat, large enough
@@ -108,16 +112,18 @@ def _bundled_shapes() -> rdflib.Graph:
 
 def shapes_graph(knowledge: Knowledge | None = None) -> rdflib.Graph:
     """Every ``shapes/*.ttl`` file in one graph (shared: do not modify it). With a ``knowledge``
-    that has extension files, the planned-therapy shapes are generated anew from its rules
-    (:func:`itkg.rulegen.planned_therapy_shapes`), so a site's prerequisite is checked too."""
+    that has extension files, the generated shapes (:data:`itkg.shapegen.GENERATED`: the
+    planned-therapy and vocabulary shapes) are made anew from its rules, so a site's
+    prerequisite is checked, and its own therapy classes and outcomes are known, too."""
     if knowledge is None or not knowledge.extended:
         return _bundled_shapes()
-    from .rulegen import planned_therapy_shapes
+    from .shapegen import GENERATED
     graph = rdflib.Graph()
     for path in shapes_paths():
-        if path.name != "planned-therapy.ttl":
+        if path.name not in GENERATED:
             graph.parse(path, format="turtle")
-    graph.parse(data=planned_therapy_shapes(knowledge), format="turtle")
+    for generate in GENERATED.values():
+        graph.parse(data=generate(knowledge), format="turtle")
     return graph
 
 
@@ -274,13 +280,14 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     if isinstance(local, bytes):
         local = [quad.triple for quad in ox.parse(local, format=ox.RdfFormat.N_TRIPLES)]
     report = _pyshacl(_graph_of(local, _CONTEXT.shared), _CONTEXT.shapes, _CONTEXT.ontology)
-    return _owned_results(report, local, first, _CONTEXT.replicated)
-
-
-def _owned_results(report: rdflib.Graph, local: Sequence[ox.Triple], first: bool,
-                   replicated: frozenset[rdflib.term.Node]) -> _Batch:
-    """The results of an rdflib SHACL report that this batch owns, with their report triples."""
     own = {to_rdflib(s) for s in {t.subject for t in local}}  # no RDF-star here (the loaders refuse it)
+    return _owned_results(report, own, first, _CONTEXT.replicated)
+
+
+def _owned_results(report: rdflib.Graph, own: set[rdflib.term.Identifier], first: bool,
+                   replicated: frozenset[rdflib.term.Node]) -> _Batch:
+    """The results of an rdflib SHACL report that this batch owns (its local subjects are
+    ``own``), with their report triples."""
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
@@ -315,18 +322,20 @@ _RECORD_LINKS = frozenset(ITKG_NS + name for name in (
     "hasCondition", "receivedTreatment", "hasConsent", "hasCSFAssessment", "plannedTherapy"))
 
 
-def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationReport:
+def _naming_patients(report: ValidationReport, data: Numbering) -> ValidationReport:
     """Name the patient of every result about a record (contract §6: "messages name the
     patient"): :attr:`ValidationResult.patient`, which the text and JSON outputs show
     (``Patient <p>: The informed consent record ...``). The SHACL message itself stays the
     engine's, so the pySHACL and Jena reports stay comparable; the same whichever engine ran."""
     foci = {r.focus for r in report.results}
     owners: dict[str, set[str]] = {}
-    for triple in data.triples:
-        if triple.predicate.value in _RECORD_LINKS and not isinstance(triple.object, ox.Literal):
-            record = node_id(triple.object)
-            if record in foci:
-                owners.setdefault(record, set()).add(node_id(triple.subject))
+    terms, subjects, objects = data.terms, data.subjects, data.objects
+    if foci:
+        for i, flag in enumerate(data.flags):
+            if flag & LINKS_RECORD and objects[i] >= 0:
+                record = node_id(terms[objects[i]])
+                if record in foci:
+                    owners.setdefault(record, set()).add(node_id(terms[subjects[i]]))
     if not owners:
         return report
     results = [replace(r, patient=", ".join(sorted(owners[r.focus]))) if r.focus in owners else r
@@ -334,26 +343,41 @@ def _naming_patients(report: ValidationReport, data: PatientData) -> ValidationR
     return ValidationReport(report.conforms, tuple(results), report.graph)
 
 
-def _plan(data: PatientData, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Partition:
+#: The record links as predicates (for :class:`~itkg.partition.Numbering`).
+_RECORD_LINK_NODES = tuple(ox.NamedNode(iri) for iri in sorted(_RECORD_LINKS))
+
+
+def _numbered(data: PatientData | Numbering, shapes: rdflib.Graph) -> Numbering:
+    if isinstance(data, Numbering):
+        return data
+    numbering = Numbering(target_object_predicates(shapes), _RECORD_LINK_NODES, source=data.triples)
+    numbering.add(data.triples)
+    return numbering
+
+
+def _plan(data: Numbering, batch_triples: int, shapes: rdflib.Graph, ontology: rdflib.Graph) -> Plan:
     if not is_partitionable(shapes):
-        return Partition([], [data.triples], frozenset())
-    return partition(data.triples, fixed_hubs(ontology, shapes),
-                     target_object_predicates(shapes), batch_triples)
+        return Plan(array("q"), [array("q", range(len(data)))], frozenset())
+    cut = plan(data, fixed_hubs(ontology, shapes), batch_triples)
+    if isinstance(data, Spool):
+        data.numbers = {}  # the largest structure, read by the partitioning only
+    return cut
 
 
-def engine_for(data: PatientData, engine: str = "auto") -> str:
-    """The back-end :func:`validate` uses for ``data``: ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
+def engine_for(data: Sized, engine: str = "auto") -> str:
+    """The back-end :func:`validate` uses for ``data`` (what :func:`itkg.load` or :func:`read`
+    returned): ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
     if engine not in ENGINES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "auto":
-        size = len(data.triples)
+        size = len(data)
         if turbo.available() and (size < AUTO_TURBO_MAX_TRIPLES or not jena.available()):
             return "turbo"
         return "jena" if size >= AUTO_JENA_TRIPLES and jena.available() else "pyshacl"
     return engine
 
 
-def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None = None,
+def validate(data: PatientData | Numbering, *, workers: int = 1, batch_triples: int | None = None,
              progress: Callable[[int, int], None] | None = None, engine: str = "auto",
              knowledge: Knowledge | None = None) -> ValidationReport:
     """Validate ontology ∪ ``data`` against the shapes (``inference="none"``).
@@ -382,10 +406,11 @@ def validate(data: PatientData, *, workers: int = 1, batch_triples: int | None =
     extended = knowledge is not None and knowledge.extended
     shapes = shapes_graph(knowledge)
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
-    plan = _plan(data, batch_triples, shapes, ontology)
-    batches = backend.judge(plan, workers=max(1, min(workers, len(plan))), progress=progress, shapes=shapes,
-                            ontology=ontology, extended=extended)
-    return _naming_patients(_merged(batches), data)
+    numbering = _numbered(data, shapes)
+    cut = _plan(numbering, batch_triples, shapes, ontology)
+    batches = backend.judge(numbering, cut, workers=max(1, min(workers, len(cut))), progress=progress,
+                            shapes=shapes, ontology=ontology, extended=extended)
+    return _naming_patients(_merged(batches), numbering)
 
 
 class PyShacl:
@@ -395,19 +420,20 @@ class PyShacl:
     name: ClassVar[str] = "pyshacl"
     batch_triples = BATCH_TRIPLES
 
-    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
-              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
-        context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in plan.shared],
-                           frozenset(to_rdflib(n) for n in plan.replicated), ontology if extended else None)
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in numbering.triples(cut.shared)],
+                           frozenset(to_rdflib(numbering.terms[n]) for n in cut.replicated), ontology if extended else None)
         if workers > 1:
-            return _in_processes(plan, workers, context, progress)
+            return _in_processes(numbering, cut, workers, context, progress)
         _enter(context)
         try:
             done = []
-            for index, batch in enumerate(plan.batches):
-                done.append(_validate_batch(batch, index == 0))
+            for index, batch in enumerate(cut.batches):
+                done.append(_validate_batch(numbering.triples(batch), index == 0))
                 if progress:
-                    progress(index + 1, len(plan))
+                    progress(index + 1, len(cut))
             return done
         finally:
             _enter(None)
@@ -419,9 +445,10 @@ class Jena:
     name: ClassVar[str] = "jena"
     batch_triples = BATCH_TRIPLES
 
-    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
-              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
-        return _in_jena(plan, workers, progress, shapes, ontology)
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        return _in_jena(numbering, cut, workers, progress, shapes, ontology)
 
 
 class Turbo:
@@ -430,16 +457,46 @@ class Turbo:
     name: ClassVar[str] = "turbo"
     batch_triples = turbo.BATCH_TRIPLES
 
-    def judge(self, plan: Partition, *, workers: int, progress: Callable[[int, int], None] | None,
-              shapes: rdflib.Graph, ontology: rdflib.Graph, extended: bool) -> list[_Batch]:
-        return _in_turbo(plan, workers, progress, shapes, ontology)
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        return _in_turbo(numbering, cut, workers, progress, shapes, ontology)
 
 
 #: The validation back-ends by name (:data:`itkg.names.VALIDATION_BACKENDS`).
 BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo]] = {b.name: b for b in (PyShacl, Jena, Turbo)}
 
 
-def _in_processes(plan: Partition, workers: int, context: _Context,
+def read(paths: Sequence[str | os.PathLike[str]], *, input_format: str | None = None,
+         max_bytes: int = DEFAULT_MAX_BYTES, knowledge: Knowledge | None = None) -> tuple[Spool, tuple[Source, ...]]:
+    """Read patient files for :func:`validate`, with the checks and errors of :func:`itkg.load`
+    (ill-typed literals kept, for the shapes to report): the checked triples go to a
+    :class:`~itkg.partition.Spool`, so a population is never held as Python triples (a million
+    patients are about 6 GB as such). The caller closes the spool."""
+    spool = Spool(target_object_predicates(shapes_graph(knowledge)), _RECORD_LINK_NODES)
+    try:
+        loaded = load_store(paths, input_format=input_format, max_bytes=max_bytes, strict_literals=False,
+                            store=spool)  # type: ignore[arg-type]  # a duck-typed store: see Spool
+        spool.finish()
+    except BaseException:
+        spool.close()
+        raise
+    return spool, loaded.sources
+
+
+def ill_typed(spool: Spool, sources: Sequence[Source]) -> list[IllTypedLiteral]:
+    """The ill-typed literals of what :func:`read` read (``find_ill_typed`` over the spool, read
+    back in batches; skipped when the loader counted none in RDF files)."""
+    if not any(s.ill_typed or s.format == "fhir" for s in sources):
+        return []
+    found: list[IllTypedLiteral] = []
+    step = 100_000
+    for start in range(0, len(spool), step):
+        found += find_ill_typed(spool.triples(range(start, min(start + step, len(spool)))))
+    return found
+
+
+def _in_processes(data: Numbering, plan: Plan, workers: int, context: _Context,
                   progress: Callable[[int, int], None] | None) -> list[_Batch]:
     """Batches in ``workers`` fresh processes, at most two per worker in flight (bounded memory).
 
@@ -450,7 +507,7 @@ def _in_processes(plan: Partition, workers: int, context: _Context,
     failed = True
     try:
         done = _windowed(lambda index: pool.submit(
-            _validate_batch, ntriples(plan.batches[index]), index == 0),
+            _validate_batch, data.lines(plan.batches[index]), index == 0),
             len(plan), workers, progress)
         failed = False
         return done
@@ -483,10 +540,10 @@ def _windowed(submit: Callable[[int], Future[_Batch]], count: int, workers: int,
     return done
 
 
-def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bool,
+def _jena_batch(raw: list[jena.RawResult], own: set[Node], first: bool,
                 replicated: frozenset[Node]) -> _Batch:
-    """The results of one Jena batch, owned as :func:`_validate_batch` owns pySHACL's, as report triples."""
-    own = {t.subject for t in local}
+    """The results of one Jena batch (whose local subjects are ``own``), owned as
+    :func:`_validate_batch` owns pySHACL's, as report triples."""
     results: list[ValidationResult] = []
     triples: list[_Triple] = []
     for focus, path, value, shape, severity, component, message in raw:
@@ -512,25 +569,33 @@ def _jena_batch(raw: list[jena.RawResult], local: Sequence[ox.Triple], first: bo
     return _Batch(results, triples)
 
 
-def _in_jena(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+def _own(data: Numbering, batch: Sequence[int]) -> set[Node]:
+    """The local subjects of a batch."""
+    terms, subjects = data.terms, data.subjects
+    return {terms[subjects[i]] for i in batch}
+
+
+def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
              shapes_graph_: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by ``workers`` Jena processes, fed by as many threads (each waits on its pipe)."""
     shapes = shapes_graph_.serialize(format="nt", encoding="utf-8")
-    base = (ontology.serialize(format="nt", encoding="utf-8")
-            + ntriples(plan.shared))
+    base = ontology.serialize(format="nt", encoding="utf-8") + data.lines(plan.shared)
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
+    replicated = frozenset(data.terms[n] for n in plan.replicated)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
         for worker in pool.workers:
             idle.put(worker)
 
         def judge(index: int) -> _Batch:
+            batch = plan.batches[index]
+            local = data.lines(batch)
             worker = idle.get()
             try:
-                raw = worker.validate(plan.batches[index])
+                raw = worker.validate(local)
             finally:
                 idle.put(worker)
-            return _jena_batch(raw, plan.batches[index], index == 0, plan.replicated)
+            return _jena_batch(raw, _own(data, batch), index == 0, replicated)
 
         with ThreadPoolExecutor(workers) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
@@ -542,15 +607,17 @@ def _ontology_triples(ontology: rdflib.Graph) -> list[ox.Triple]:
     return [quad.triple for quad in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
 
 
-def _in_turbo(plan: Partition, workers: int, progress: Callable[[int, int], None] | None,
+def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
               shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
-    validator = turbo.TurboValidator(shapes, _ontology_triples(ontology) + list(plan.shared))
-    replicated = frozenset(to_rdflib(n) for n in plan.replicated)
+    ontology_text = ox.serialize(_ontology_triples(ontology), format=ox.RdfFormat.N_TRIPLES) or b""
+    validator = turbo.TurboValidator(shapes, ontology_text + data.lines(plan.shared))
+    replicated = frozenset(to_rdflib(data.terms[n]) for n in plan.replicated)
 
     def judge(index: int) -> _Batch:
-        local = plan.batches[index]
-        return _owned_results(validator.validate(local), local, index == 0, replicated)
+        batch = plan.batches[index]
+        own = {to_rdflib(s) for s in _own(data, batch)}
+        return _owned_results(validator.validate(data.lines(batch)), own, index == 0, replicated)
 
     with ThreadPoolExecutor(workers) as threads:
         return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +39,6 @@ class Run:
 
     reports: list[FhirReport] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
-    #: what :func:`itkg.streaming.plan` read, for a second plan of the same run (never longer)
-    cache: dict[str, object] = field(default_factory=dict)
 
 
 SETTINGS = Settings()
@@ -104,7 +102,7 @@ def read_fhir(paths: Sequence[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> tupl
 _RECORD = re.compile(r"<([^<>\s]+)>")
 
 
-def annotate_text(text: str, notes: dict[str, str]) -> str:
+def annotate_text(text: str, notes: Mapping[str, str]) -> str:
     """``text`` with every record IRI in it followed by the FHIR resource and codes it came from."""
     def note(match: re.Match[str]) -> str:
         found = notes.get(match.group(1))
@@ -136,7 +134,7 @@ def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str])
     return dataclasses.replace(explanation, indications=tuple(indications))
 
 
-def annotate(results: Sequence[EligibilityResult], notes: dict[str, str]) -> list[EligibilityResult]:
+def annotate(results: Sequence[EligibilityResult], notes: Mapping[str, str]) -> list[EligibilityResult]:
     """``results`` with every record IRI in the evidence followed by the FHIR resource and codes
     it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
     if not notes:

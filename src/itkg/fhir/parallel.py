@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet
-from .reader import FhirGraph, FhirReader, FhirReport
+from .reader import Fact, FhirGraph, FhirReader, FhirReport, to_triple
 
 #: Chunks are at least this large; inputs smaller than two chunks are read in one process.
 MIN_CHUNK_BYTES = 16 * 1024**2
@@ -100,7 +100,7 @@ def _work(chunk: _Chunk) -> dict[str, Any] | None:
     reader = FhirReader(base=_JOB["base"], mappings=_JOB["mappings"], knowledge=_JOB["knowledge"],
                         strict=_JOB["strict"], max_bytes=_JOB["max_bytes"])
     reader.anonymous_prefix = f"{chunk.number}-"
-    out: list[list[ox.Triple]] = [[] for _ in range(_JOB["paths"])]
+    out: list[list[Fact]] = [[] for _ in range(_JOB["paths"])]
     reader._out = out
     try:
         if chunk.ndjson:
@@ -113,7 +113,8 @@ def _work(chunk: _Chunk) -> dict[str, Any] | None:
     except (InputError, RecursionError, MemoryError):
         return None
     return {
-        "blob": ox.serialize(out[chunk.out], format=ox.RdfFormat.N_TRIPLES) or b"" if out[chunk.out] else b"",
+        "blob": ox.serialize([to_triple(f) for f in out[chunk.out]], format=ox.RdfFormat.N_TRIPLES) or b""
+        if out[chunk.out] else b"",
         "notes": reader.notes, "report": reader.report, "seen": reader._seen,
         "medications": reader.medications, "patients": reader._patients, "pending": reader._pending,
         "spastic": dict(reader._spastic), "etiologies": dict(reader._etiologies),
@@ -160,7 +161,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
         _JOB.clear()
     if any(r is None for r in results):
         return None
-    seen: set[tuple[str, str]] = set()
+    seen: set[str | tuple[str, str]] = set()
     for result in results:
         assert result is not None
         if not seen.isdisjoint(result["seen"]):
@@ -187,7 +188,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
         for patient, found in result["treatments"].items():
             reader._treatments[patient] += found
     reader.report = _merge_reports([r["report"] for r in results if r is not None])
-    reader._finish()
+    reader.finish()
     digests = []
     for path in inputs:
         digest = hashlib.sha256()

@@ -13,7 +13,6 @@ calls :data:`RULES` and turns each record into triples.
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,12 +81,10 @@ PATIENT_ELEMENT = {"Condition": "subject", "MedicationStatement": "subject",
                    "Procedure": "subject", "Consent": "patient", "Observation": "subject",
                    "ServiceRequest": "subject", "AllergyIntolerance": "patient"}
 
-_DATE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
-
 
 # -- what a rule returns -------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """The §2 record one resource gives: ``link`` from the patient to ``node`` (a record, or for
     ``plannedTherapy`` the therapy classes in ``types``), its types and property values, and the
@@ -176,14 +173,16 @@ def _snomed_codes(concept: Any) -> set[str]:
 def date_of(value: Any) -> str | None:
     """The calendar day of a FHIR date or dateTime (``2026-03-02T10:00:00+01:00`` → ``2026-03-02``),
     as written; None for partial dates (``2026-03``) and anything else."""
-    if isinstance(value, str):
-        match = _DATE.match(value)
-        if match and (len(value) == 10 or value[10] == "T"):
+    # YYYY-MM-DD in ASCII digits, then the end or a time: string tests, no pattern per resource
+    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-" \
+            and (len(value) == 10 or value[10] == "T"):
+        digits = value[:4] + value[5:7] + value[8:10]
+        if digits.isascii() and digits.isdigit():
             try:  # a day that exists (2026-02-30 does not): else undated, never an ill-typed value
-                _dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+                _dt.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
             except ValueError:
                 return None
-            return match.group(0)
+            return value[:10]
     return None
 
 

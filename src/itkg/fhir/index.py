@@ -1,0 +1,356 @@
+"""FHIR input straight into the rule engine's index: the decision path of ``itkg eligibility``.
+
+The reader (:mod:`itkg.fhir.reader`, with the mapping of :mod:`itkg.fhir.rules`) turns resources
+into facts, plain ``(subject, predicate, object)`` tuples. For ``load`` and ``convert`` those
+become RDF triples; on the decision path they go into a :class:`~itkg.engine.PatientIndex`
+through :meth:`itkg.streaming.IndexBuilder.add_facts`, with the checks every parsed triple gets
+and the same counts, but with no RDF term, no N-Triples text and no second parse in between.
+
+Pieces. :func:`plan` cuts a FHIR input (a file, or a Bulk export directory of ``*.ndjson``
+files) like :func:`itkg.streaming.plan` cuts RDF files: when the FHIR input is large, every NDJSON
+file is cut at line starts into ``parts`` chunks of about equal size, and chunk *k* of every file
+is read by worker *k*. A Bulk export lists each patient's resources at about the same place in
+every file, so a worker holds most of its patients whole and decides them itself
+(:mod:`itkg.parallel`). Other JSON files (a Bundle) are read whole.
+
+What crosses chunks is finished by the main process, with one process's result as the
+reference: a worker resolves what it can (medications it has read, the etiologies it holds) and
+reports the rest (:meth:`FhirIndexer.export`); the main process asks the workers for the
+medications and treatments it still needs and adds the facts that only the whole input gives
+(:meth:`FhirIndexer.finish_main`). Its own index then holds those facts, so the patients they
+touch are decided by it over every worker's triples. When the result could differ from one
+process's (a resource type and id, or a patient, read by two workers; a record without id,
+whose name counts records in input order; any error, which one process reports with its exact
+line), the run starts again in one process (:class:`itkg.streaming.Untrusted`).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import vocab
+from ..errors import InputError
+from ..knowledge import Knowledge, load_knowledge
+from ..loading import checked_size
+from ..mappings import MappingSet, load_mappings
+from .reader import Fact, FhirReader, FhirReport, _iri, _type_id
+
+if TYPE_CHECKING:
+    from ..streaming import IndexBuilder, PieceReport
+
+
+@dataclass(frozen=True, eq=False)
+class FhirJob:
+    """What every FHIR piece of one plan is read with: made before workers fork (inherited)."""
+
+    base: str
+    mappings: MappingSet
+    strict: bool
+    max_bytes: int
+    #: how many FHIR inputs the run has (the reader keeps one output per input)
+    inputs: int
+    knowledge: Knowledge
+
+
+@dataclass(frozen=True)
+class FhirChunk:
+    """One FHIR piece: the bytes ``[start, end)`` of ``file`` (NDJSON cut at line starts, or a
+    whole file), of FHIR input number ``out``, for worker ``part``."""
+
+    job: FhirJob
+    out: int
+    file: Path
+    start: int
+    end: int
+    ndjson: bool
+    part: int
+
+
+def files_of(path: Path) -> list[Path]:
+    """The files a FHIR input is read from: a directory's ``*.ndjson`` files by name (a Bulk
+    export), else the file itself."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file())
+        if not files:
+            raise InputError(path, "a directory is read as a FHIR Bulk export, and it holds no *.ndjson file")
+        return files
+    return [path]
+
+
+def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: int) -> list[list[FhirChunk]]:
+    """The chunks of each FHIR input, in input order (see the module). Raises what reading the
+    inputs would raise first: a missing or too large file, a directory with no NDJSON file."""
+    from . import hook
+    settings = hook.SETTINGS
+    job = FhirJob(base=settings.base, mappings=load_mappings(settings.mappings), strict=settings.strict,
+                  max_bytes=max_bytes, inputs=len(paths), knowledge=load_knowledge())
+    sized = [[(file, checked_size(file, max_bytes)) for file in files_of(path)] for path in paths]
+    cut = parts > 1 and sum(size for files in sized for _, size in files) >= 2 * min_piece_bytes
+    chunks: list[list[FhirChunk]] = []
+    for out, files in enumerate(sized):
+        mine: list[FhirChunk] = []
+        for file, size in files:
+            ndjson = file.suffix.lower() in (".ndjson", ".jsonl")
+            bounds = [0]
+            if cut and ndjson:
+                for k in range(1, parts):
+                    start = _line_start_after(file, max(size * k // parts, bounds[-1]))
+                    if start is not None and bounds[-1] < start < size:
+                        bounds.append(start)
+            bounds.append(size)
+            mine += [FhirChunk(job, out, file, bounds[k], bounds[k + 1], ndjson, k) for k in range(len(bounds) - 1)]
+        chunks.append(mine)
+    return chunks
+
+
+def _line_start_after(path: Path, position: int) -> int | None:
+    with path.open("rb") as handle:
+        handle.seek(position)
+        while True:
+            block = handle.read(1 << 20)
+            if not block:
+                return None
+            newline = block.find(b"\n")
+            if newline >= 0:
+                return position + newline + 1
+            position += len(block)
+
+
+def _lines_before(path: Path, position: int) -> int:
+    lines = 0
+    with path.open("rb") as handle:
+        while position > 0:
+            block = handle.read(min(1 << 20, position))
+            if not block:
+                break
+            lines += block.count(b"\n")
+            position -= len(block)
+    return lines
+
+
+class _Sink:
+    """Where the facts of one FHIR input go: the builder's index, counted in ``report``; they
+    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes)."""
+
+    __slots__ = ("builder", "report", "facts", "append")
+
+    def __init__(self, builder: IndexBuilder) -> None:
+        self.builder = builder
+        self.report: PieceReport | None = None
+        self.facts: list[Fact] = []
+        self.append = self.facts.append
+
+    def extend(self, facts: Iterable[Fact]) -> None:
+        self.facts += facts
+        if len(self.facts) > 8192:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.facts:
+            assert self.report is not None
+            self.builder.add_facts(self.facts, self.report)
+            self.facts.clear()
+
+
+def _hashes(items: Iterable[object]) -> bytes:
+    """Hashes of ``items``, packed (forked processes share the hash seed)."""
+    return array("q", map(hash, items)).tobytes()
+
+
+class FhirIndexer:
+    """One process's FHIR reading into its :class:`~itkg.streaming.IndexBuilder`: one reader for
+    all the chunks the process reads, in input order."""
+
+    def __init__(self, builder: IndexBuilder, job: FhirJob) -> None:
+        self.job = job
+        self.reader = FhirReader(base=job.base, mappings=job.mappings, knowledge=job.knowledge,
+                                 strict=job.strict, max_bytes=job.max_bytes)
+        self.sinks = [_Sink(builder) for _ in range(job.inputs)]
+        self.reader._out = self.sinks
+        #: what finishing found (pending medications mapped, outcomes): counted after the pieces'
+        self.final_report = FhirReport()
+        #: per spasticity record: the etiologies this process linked it to
+        self._linked: dict[str, tuple[str, ...]] = {}
+        #: notes on records that only the whole input gives (a record's outcome from an
+        #: intolerance read by another worker), added to the record's note where it is decided
+        self.note_suffixes: dict[str, str] = {}
+
+    def read(self, chunk: FhirChunk, report: PieceReport, on_read: Callable[[int], None] | None) -> None:
+        """Map one chunk into the index; its counts go into ``report``. Raises the input's error."""
+        reader = self.reader
+        self._flush()
+        self.sinks[chunk.out].report = report
+        reader.report = report.fhir = FhirReport()
+        reader.on_read = on_read
+        if not chunk.ndjson:
+            reader._read_file(chunk.file, chunk.out, None)
+        else:
+            try:
+                with chunk.file.open("rb") as handle:
+                    handle.seek(chunk.start)
+                    data = handle.read(chunk.end - chunk.start)
+            except OSError as error:
+                raise InputError(chunk.file, f"cannot read file ({error.strerror or type(error).__name__})") from None
+            first = _lines_before(chunk.file, chunk.start) + 1 if chunk.start else 1
+            reader.read_lines(data, chunk.file, chunk.out, first)
+        self._flush()
+
+    def _flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    # -- one process ----------------------------------------------------------------------------
+
+    def finish(self, first_reports: Sequence[PieceReport]) -> FhirReport:
+        """Finish as :meth:`FhirReader.read` does (this process read every chunk); the facts
+        this adds count in each input's first piece. Returns the run's report."""
+        self._route(first_reports)
+        reader = self.reader
+        reader.report = self.final_report
+        reader.finish()
+        self._flush()
+        return self.final_report
+
+    def _route(self, first_reports: Sequence[PieceReport]) -> None:
+        self._flush()
+        for sink, report in zip(self.sinks, first_reports):
+            sink.report = report
+
+    # -- several processes: a worker ---------------------------------------------------------------
+
+    def finish_local(self) -> None:
+        """What a worker can finish alone: the medications it read after the resources that
+        name them, and the etiologies of its spasticity records that it holds. The rest is left
+        for :meth:`finish_main`."""
+        reader = self.reader
+        reader.report = self.final_report
+        pending, reader._pending = reader._pending, []
+        for resource, scope, out, url in pending:
+            reader._map(resource, scope, out, url or None, final=False)
+        etiology = vocab.ITKG + "hasEtiology"
+        for patient, nodes in reader._spastic.items():
+            local = tuple(sorted(reader._etiologies.get(patient, ())))
+            for iri, out in nodes:
+                self.sinks[out].extend([(iri, etiology, _iri(e)) for e in local])
+                self._linked[iri] = local
+        self._flush()
+
+    def export(self) -> dict[str, Any]:
+        """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
+        reader = self.reader
+        return {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+                "anonymous": reader._anonymous, "pending": reader._pending,
+                "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
+                            for patient, nodes in reader._spastic.items()},
+                "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
+                "report": self.final_report}
+
+    def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
+        """The Medications (codes) and the received treatments of patients this worker read."""
+        reader = self.reader
+        return ({m: reader.medications[m] for m in medications if m in reader.medications},
+                {p: reader._treatments[p] for p in patients if p in reader._treatments})
+
+    # -- several processes: the main process ---------------------------------------------------------
+
+    def finish_main(self, states: list[dict[str, Any]], ask: Callable[[set[str], set[str]], list[tuple[dict, dict]]],
+                    first_reports: Sequence[PieceReport]) -> None:
+        """Finish the run in the main process (its own :meth:`finish_local` done), given the
+        workers' :meth:`export`\\ s in worker order and ``ask``, which sends a :meth:`lookup` to
+        every worker. Raises :class:`~itkg.streaming.Untrusted` when one process could differ."""
+        from ..streaming import Untrusted
+        reader = self.reader
+        mine = self.export()
+        everyone = [mine, *states]
+        for name in ("seen", "patients"):
+            hashes: set[int] = set()
+            for state in everyone:
+                packed = array("q")
+                packed.frombytes(state[name])
+                if not hashes.isdisjoint(packed):
+                    raise Untrusted("a FHIR resource type and id, or a patient, read by two workers")
+                hashes.update(packed)
+            del hashes
+        if sum(bool(s["anonymous"]) for s in everyone) and len(everyone) > 1:
+            raise Untrusted("FHIR records without id are numbered in input order")
+        pending = [p for state in everyone for p in state["pending"]]
+        intolerant = {patient for state in everyone for patient in state["intolerances"]}
+        wanted = {ref[1] for resource, *_ in pending
+                  if (ref := _medication_key(resource)) is not None and ref[1] not in reader.medications}
+        if wanted or intolerant:
+            for medications, treatments in ask(wanted, intolerant):
+                for rid, code in medications.items():
+                    reader.medications.setdefault(rid, code)
+                for patient, records in treatments.items():
+                    reader._treatments[patient] += records
+        self._route(first_reports)
+        reader.report = self.final_report
+        for resource, scope, out, url in pending:  # one process maps these at its end, too
+            reader._map(resource, scope, out, url or None, final=True)
+        reader._intolerances = defaultdict(list)
+        for state in everyone:
+            for patient, drugs in state["intolerances"].items():
+                reader._intolerances[patient] += drugs
+        severe = vocab.ITKG + "SevereSideEffects"
+        for patient, intolerances in reader._intolerances.items():
+            for iri, out, classes in reader._treatments.get(patient, ()):
+                sources = sorted({name for drugs, name in intolerances if drugs & classes})
+                if sources:
+                    self.sinks[out].append((iri, vocab.HAS_OUTCOME, severe))
+                    self.note_suffixes[iri] = ", severe side effects from " + " and ".join(sources)
+        etiologies: dict[str, set[str]] = defaultdict(set)
+        for state in everyone:
+            for patient, causes in state["etiologies"].items():
+                etiologies[patient] |= causes
+        etiology = vocab.ITKG + "hasEtiology"
+        for state in everyone:
+            for patient, nodes in state["spastic"].items():
+                for iri, out, linked in nodes:
+                    missing = sorted(etiologies.get(patient, set()).difference(linked))
+                    if missing:
+                        self.sinks[out].extend([(iri, etiology, _iri(e)) for e in missing])
+        self._flush()
+        for state in states:
+            self.final_report = _merged([self.final_report, state["report"]])
+
+    def notes(self, found: dict[str, str]) -> dict[str, str]:
+        """Notes on records (``found``, from any worker) with what finishing added to them."""
+        for iri, suffix in self.note_suffixes.items():
+            found[iri] = (found.get(iri) or self.reader.notes.get(iri) or iri) + suffix
+        return found
+
+
+def _medication_key(resource: dict) -> tuple[str, str] | None:
+    """``("Medication", id)`` of the Medication a pending resource names."""
+    reference = resource.get("medicationReference")
+    ref = reference.get("reference") if isinstance(reference, dict) else None
+    key = _type_id(ref) if isinstance(ref, str) and not ref.startswith("#") else None
+    return key if key is not None and key[0] == "Medication" else None
+
+
+def _merged(reports: Sequence[FhirReport]) -> FhirReport:
+    """One report of several, in input order: what one reader reading them in turn would say."""
+    merged = FhirReport()
+    for report in reports:
+        merged.resources.update(report.resources)
+        merged.skipped_types.update(report.skipped_types)
+        merged.not_counted.update(report.not_counted)
+        merged.unmapped.update(report.unmapped)
+        merged.not_r4 += report.not_r4
+        merged.not_r4_count += report.not_r4_count
+        merged.duplicates += report.duplicates
+        merged.first_duplicate = merged.first_duplicate or report.first_duplicate
+        merged.no_patient += report.no_patient
+        merged.unresolved_medications += report.unresolved_medications
+    merged.not_r4 = merged.not_r4[:20]
+    return merged
+
+
+def run_report(piece_reports: Iterable[FhirReport | None], final: FhirReport) -> FhirReport:
+    """The report of a run: its pieces' reports in piece order, then what finishing found."""
+    return _merged([*(r for r in piece_reports if r is not None), final])

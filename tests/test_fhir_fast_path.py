@@ -1,0 +1,168 @@
+"""The decision path of FHIR input (facts straight into the rule engine's index, in one process or
+in several over NDJSON chunks: :mod:`itkg.fhir.index`) against the reference path (the mapped
+triples of :func:`itkg.load`, indexed and decided by the same engine): the same index, rows,
+evidence, report and sources, on the R4 specification's examples, Synthea bundles and generated
+Bulk exports with what crosses chunks."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import load_by_path
+
+import itkg
+from itkg.engine import PatientIndex, RuleEngine
+from itkg.fhir import hook
+from itkg.knowledge import load_knowledge
+from itkg.parallel import eligibility_rows
+from itkg.streaming import build_index
+
+import _fhir_helpers as F  # noqa: N812
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTERNAL = Path(os.environ.get("ITKG_EXTERNAL_DATA") or ROOT / ".cache" / "external")
+RX = F.RX
+
+
+def _bulk() -> Any:
+    return load_by_path("itkg_benchmarks_fhir_bulk", ROOT / "benchmarks" / "fhir_bulk.py")
+
+
+def _reference(paths: list[Path]) -> tuple[list, PatientIndex, list[list[str]], tuple]:
+    """Rows (annotated), index, report lines and sources of the reference path."""
+    knowledge = load_knowledge()
+    with hook.configured() as run:
+        data = itkg.load(paths)
+        index = PatientIndex.from_triples(data.triples, knowledge.indexed_predicates())
+        rows = hook.annotate(sorted(RuleEngine(knowledge, index).eligibility()), run.notes)
+    return rows, index, [r.lines() for r in run.reports], data.sources
+
+
+#: How often a parallel run started again in one process (see the fixture ``one_process``).
+FALLBACKS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count the runs in one process (itkg.parallel falls back to build_index)."""
+    from itkg import parallel
+    original = parallel.build_index
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        FALLBACKS.append(1)
+        return original(*args, **kwargs)
+    FALLBACKS.clear()
+    monkeypatch.setattr(parallel, "build_index", counted)
+
+
+def _fast(paths: list[Path], workers: int, min_piece_bytes: int = 1 << 30) -> tuple[list, list[list[str]], tuple]:
+    with hook.configured() as run:
+        rows, sources = eligibility_rows(paths, workers=workers, min_piece_bytes=min_piece_bytes)
+        rows = hook.annotate(sorted(rows), run.notes)
+    return rows, [r.lines() for r in run.reports], sources
+
+
+def _same_index(one: PatientIndex, other: PatientIndex) -> None:
+    """Equal indexes, the order of a predicate's values aside."""
+    assert one.nodes.keys() == other.nodes.keys()
+    for node, props in one.nodes.items():
+        assert {p: Counter(v) for p, v in props.items()} == \
+            {p: Counter(v) for p, v in other.nodes[node].items()}, node
+
+
+def _check(paths: list[Path], *, min_piece_bytes: int, parallel: bool = True) -> list:
+    """The fast path against the reference; ``parallel``: whether two workers must have shared
+    the run (else it must have started again in one process)."""
+    reference, index, lines, sources = _reference(paths)
+    knowledge = load_knowledge()
+    with hook.configured():
+        fast_index, fast_sources = build_index(paths, predicates=knowledge.indexed_predicates())
+    _same_index(fast_index, index)
+    assert [s.triples for s in fast_sources] == [s.triples for s in sources]
+    assert [(s.path, s.format) for s in fast_sources] == [(s.path, s.format) for s in sources]
+    for workers in (1, 2):
+        FALLBACKS.clear()
+        rows, fast_lines, fast_sources = _fast(paths, workers, min_piece_bytes)
+        assert rows == reference
+        assert fast_lines == lines
+        assert [s.triples for s in fast_sources] == [s.triples for s in sources]
+        assert len(FALLBACKS) == (1 if workers == 1 or not parallel else 0)
+    return reference
+
+
+def _export(tmp_path: Path, patients: int = 400) -> Path:
+    return _bulk().generate(patients, tmp_path / "export", seed=5)
+
+
+def test_a_generated_bulk_export_gives_the_reference_rows_in_one_process_and_several(tmp_path: Path) -> None:
+    rows = _check([_export(tmp_path)], min_piece_bytes=4096)
+    assert {r.status for r in rows} == {"qualifies", "pending", "excluded"}
+    assert any("(MedicationStatement/m" in e for r in rows for e in r.evidence)
+
+
+def test_what_crosses_chunks_gives_the_reference_rows(tmp_path: Path) -> None:
+    export = _export(tmp_path)
+    # a Medication after its statement in another file, an intolerance of another file for a
+    # treatment of the export, an etiology far from its spasticity, a Bundle, an unmapped code
+    extra = F.write_ndjson(tmp_path / "extra.ndjson", [
+        {"resourceType": "AllergyIntolerance", "id": "ai", "patient": F.ref("Patient/p3"),
+         "type": "intolerance", "category": ["medication"], "code": F.cc(RX, "7052"),
+         "reaction": [{"severity": "severe"}]},
+        {"resourceType": "Medication", "id": "late", "code": F.cc(RX, "7804")},
+        F.condition("late-etiology", F.SCT, "24700007", pid="p1"),
+        F.condition("odd", "https://hospital.example/codes", "X-1", pid="p2")])
+    early = F.write_ndjson(tmp_path / "early.ndjson", [
+        {**F.med_statement("ms-late", None, pid="p7", route="26643006"),
+         "medicationReference": F.ref("Medication/late")},
+        F.condition("spastic", F.SCT, "221360009", pid="p1", severity=F.cc(F.SCT, "24484000"))])
+    doc = F.write_json(tmp_path / "b.json", F.bundle(F.cancer_patient("pb"), kind="collection"))
+    _check([early, export, extra, doc], min_piece_bytes=4096)
+
+
+def test_a_duplicate_across_chunks_or_a_record_without_id_falls_back_to_one_process(tmp_path: Path) -> None:
+    lines = [r for n in range(150) for r in F.cancer_patient(f"p{n}")]
+    dup = F.write_ndjson(tmp_path / "dup.ndjson", [*lines, F.condition("c-p1", F.ICD, "M96.1", pid="p1")])
+    _check([dup], min_piece_bytes=2048, parallel=False)
+    unnamed = {k: v for k, v in F.condition("x", F.ICD, "G89.3", pid="p2").items() if k != "id"}
+    anonymous = F.write_ndjson(tmp_path / "anon.ndjson", [unnamed, *lines, unnamed])
+    _check([anonymous], min_piece_bytes=2048, parallel=False)
+
+
+def test_an_error_in_a_later_chunk_is_reported_with_its_line_as_one_process_does(tmp_path: Path) -> None:
+    lines = [r for n in range(150) for r in F.cancer_patient(f"p{n}")]
+    bad = F.write_ndjson(tmp_path / "bad.ndjson", lines)
+    bad.write_text(bad.read_text(encoding="utf-8") + "{oops\n", encoding="utf-8")
+    for workers in (1, 2):
+        with pytest.raises(itkg.InputError) as caught:
+            eligibility_rows([bad], workers=workers, min_piece_bytes=2048)
+        assert (caught.value.source, caught.value.line) == (str(bad), len(lines) + 1)
+
+
+def test_the_checksum_of_a_fhir_input_is_that_of_its_files_as_load_gives_it(tmp_path: Path) -> None:
+    export = _export(tmp_path, 30)
+    _, sources = eligibility_rows([export], workers=1, checksums=True)
+    assert [(s.format, s.sha256) for s in sources] == [(s.format, s.sha256) for s in itkg.load([export]).sources]
+
+
+def _require(path: Path) -> Path:
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{path} is missing: .ci/run fetches it with npm pack")
+        pytest.skip(f"{path} is missing (run .ci/run, or npm pack it there)")
+    return path
+
+
+def test_the_specification_examples_and_synthea_give_the_reference_index_and_rows() -> None:
+    examples = _require(EXTERNAL / "hl7.fhir.r4.examples" / "package")
+    synthea = _require(EXTERNAL / "cql-exec-fhir" / "package" / "test" / "fixtures" / "r4")
+    files = sorted(p for p in examples.glob("*.json") if p.name != "package.json"
+                   and p.name.split("-")[0].lower() in {"condition", "medicationstatement", "medicationrequest",
+                                                "medicationadministration", "procedure", "consent",
+                                                "observation", "servicerequest", "allergyintolerance",
+                                                "patient", "medication", "bundle"})
+    assert len(files) > 100
+    _check([*files, *sorted(synthea.glob("*.json"))], min_piece_bytes=4096)
