@@ -14,6 +14,8 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
    every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
 4. The main process fetches the triples of the deferred patients and their records from every
    worker, merges them and decides those patients itself.
+5. Only then, every index dropped, do the workers send their rows (an index is most of a
+   worker's memory, and rows travelling beside it made the peak).
 
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
@@ -278,14 +280,16 @@ class _Run:
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
+            for conn in self._conns():
+                deferred += self._receive(conn)
+            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            # Every patient is decided: the indexes (most of the memory) go before the rows travel.
+            del index
+            builder.index = PatientIndex(self.knowledge.indexed_predicates())
             theirs: list[EligibilityResult] = []  # annotated by the workers (FHIR input)
             for conn in self._conns():
-                packed, child_deferred = self._receive(conn)
-                theirs += map(_unpack, packed)
-                deferred += child_deferred
-            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
-            for conn in self._conns():
-                conn.send(("done",))
+                conn.send(("rows",))
+                theirs += map(_unpack, self._receive(conn))
             if builder.fhir is not None:  # the evidence names the FHIR resources and codes
                 from .fhir.hook import annotate
                 rows = annotate(rows, ChainMap(builder.fhir.notes(self.fetched_notes), builder.fhir.reader.notes))
@@ -368,14 +372,18 @@ class _Run:
                         if fhir is not None:  # the evidence names the FHIR resources and codes
                             from .fhir.hook import annotate
                             rows = annotate(rows, fhir.reader.notes)
-                        conn.send(([_pack(r) for r in rows], deferred))
-                        del rows
+                        conn.send(deferred)
                     elif message[0] == "fetch":
                         notes = fhir.reader.notes if fhir is not None else {}
                         conn.send((index.fragment(message[1]), {n: notes[n] for n in message[1] if n in notes}))
                     elif message[0] == "fhir-lookup":
                         assert fhir is not None
                         conn.send(fhir.lookup(message[1], message[2]))
+                    elif message[0] == "rows":  # the last message: the index is not needed any more
+                        del index
+                        parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
+                        conn.send([_pack(r) for r in rows])
+                        return
                     else:
                         return
         except (EOFError, BrokenPipeError):
