@@ -158,3 +158,23 @@ def test_jena_arq_gives_the_local_rows(arq_results: list[dict[str, Any]], refere
     rows = [{name: _json_term(value) for name, value in binding.items()}
             for binding in document["results"]["bindings"]]
     assert _rows(document["head"]["vars"], rows) == _expected(reference, QUERIES[index])
+
+
+@pytest.mark.parametrize("timeout", ["60", "0.0001"])
+def test_the_oxigraph_store_on_disk_leaves_no_folder_behind(tmp_path: Path, timeout: str) -> None:
+    """``itkg query --engine oxigraph`` keeps its store in a private temporary folder (patient data):
+    removed by the parent after the query, also when the child was killed at the deadline."""
+    import os
+    import sys
+    from itkg.resources import data_root
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = subprocess.run([sys.executable, "-m", "itkg.cli", "query", "eligible-therapies",
+                          str(data_root() / "examples" / "patients.ttl"), "--engine", "oxigraph",
+                          "--format", "csv", "--timeout", timeout],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TMPDIR": str(scratch)})
+    if timeout == "60":
+        assert run.returncode == 0, run.stderr
+        assert "example.org/patient/anna" in run.stdout
+    assert list(scratch.iterdir()) == []

@@ -243,7 +243,7 @@ class _ResourceContext:
             return found.get("code")
         key = _type_id(ref)
         if key is not None and key[0] == "Medication" and key[1] in self.reader.medications:
-            return self.reader.medications[key[1]]
+            return _unpacked(self.reader.medications[key[1]])
         if not self.final:
             raise rules.Pending()
         self.reader.report.unresolved_medications += 1
@@ -266,6 +266,23 @@ def _plain(path: str) -> bool:
         return path.isascii()
     path = path.replace("/", "").replace("-", "").replace(".", "")
     return path.isascii() and path.isalnum()
+
+
+def _packed(code: Any) -> Any:
+    """A Medication's code as compact JSON bytes (a million of them as dicts take gigabytes);
+    what orjson cannot write (an integer beyond 64 bits) is kept as it is."""
+    if code is None:
+        return None
+    try:
+        return orjson.dumps(code)
+    except TypeError:
+        return code
+
+
+def _unpacked(code: Any) -> Any:
+    """A code kept by :func:`_packed`, as the JSON value again (what the rules read is the same:
+    orjson writes a non-finite number as null, and no rule reads a number)."""
+    return orjson.loads(code) if isinstance(code, bytes) else code
 
 
 def _type_id(ref: str) -> tuple[str, str] | None:
@@ -348,6 +365,7 @@ class FhirReader:
         self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
         self._names: dict[str, str] = {}
+        self._type_sets: dict[frozenset[str], frozenset[str]] = {}
         #: per input path, where its facts go: a list, or the rule engine's index (:mod:`itkg.fhir.index`)
         self._out: list[Any] = []
         self.on_read: Callable[[int], None] | None = None
@@ -530,7 +548,7 @@ class FhirReader:
             self._seen.add(key)
         if kind == "Medication":
             if rid is not None:
-                self.medications.setdefault(rid, resource.get("code"))
+                self.medications.setdefault(rid, _packed(resource.get("code")))
             return
         if kind == "Patient":
             name = self._patient_name(url, rid)
@@ -636,7 +654,8 @@ class FhirReader:
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
         if record.link == vocab.RECEIVED_TREATMENT:
-            self._treatments[patient].append((iri, out, frozenset(record.types)))
+            types = frozenset(record.types)  # the same few sets, held once
+            self._treatments[patient].append((iri, out, self._type_sets.setdefault(types, types)))
 
     def finish(self) -> None:
         """Map what had to wait for the whole input: medications whose Medication came later,
