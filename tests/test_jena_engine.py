@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import run_itkg as itkg_cli
+from support import run_forked as itkg_cli
 
 from itkg import jena, validation
 from itkg.errors import ValidationEngineError
@@ -42,7 +42,7 @@ def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines(monkeypa
     assert len(data.triples) < validation.AUTO_JENA_TRIPLES
     assert validation.engine_for(data) == "pyshacl"
     assert validation.engine_for(data, "jena") == "jena"
-    with pytest.raises(ValueError, match="unknown SHACL engine"):
+    with pytest.raises(ValidationEngineError, match="unknown SHACL engine"):
         validation.engine_for(data, "rudof")
 
 

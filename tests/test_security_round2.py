@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import Witness, invoke, itkg_command, run_itkg as itkg
+from support import Witness, invoke, itkg_command, run_forked as itkg, run_itkg
 
 from itkg import sparql
 from itkg.processes import drop_network
@@ -736,14 +736,14 @@ def test_a_memory_budget_ends_the_command_cleanly(tmp_path: Path, command: list[
     out = tmp_path / "out" / "result.txt"
     out.parent.mkdir()
     args = [a.format(q=query, data=data) for a in command]
-    done = itkg(*args, "-o", out, "--max-memory", "150M", env={"TMPDIR": str(tmp_path / "out")})
+    done = run_itkg(*args, "-o", out, "--max-memory", "150M", env={"TMPDIR": str(tmp_path / "out")})
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         "itkg: error: the input needs more memory than the budget allows (150 MB); raise "
         "--max-memory (max_memory=), or give the input in smaller files"]
     assert list(out.parent.iterdir()) == []
     if command[0] == "query":  # control, once per engine: a budget that fits
-        fits = itkg(*args, "-o", out, "--max-memory", "3G")
+        fits = run_itkg(*args, "-o", out, "--max-memory", "3G")
         assert fits.returncode == 0, fits.stderr
         assert out.exists()
 
