@@ -16,6 +16,7 @@ that the parent never holds them (see there why that matters).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
@@ -201,8 +202,10 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     from .fhir import hook
 
     # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline).
-    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
+    # when the child is killed at the deadline); one left by an itkg process that was killed
+    # itself is removed by the next query (:func:`_remove_orphaned_stores`).
+    _remove_orphaned_stores()
+    with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
 
         def loaded() -> tuple[QueryData, tuple]:
             before = len(hook.LAST.reports) if hook.LAST is not None else 0
@@ -217,6 +220,33 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
+
+
+_STORE_PREFIX = "itkg-store-"
+
+
+def _remove_orphaned_stores() -> None:
+    """Remove the store folders (patient data) of itkg processes that no longer exist: a process
+    killed by ``SIGKILL`` cannot remove its own. Only this user's folders, named with the pid of
+    the process that made them (``itkg-store-<pid>-...``), and only when that pid is gone."""
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_STORE_PREFIX):
+            continue
+        pid_text = entry.name[len(_STORE_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() \
+                    or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (OSError, ValueError, OverflowError):
+            continue
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
