@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import pyoxigraph as ox
 import pytest
 import _oxigraph_server
-from support import invoke, run_itkg
+from support import invoke, run_forked
 import rdflib
 
 import itkg
@@ -463,7 +463,7 @@ def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> 
                     encoding="utf-8")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_itkg(*args, path)
+        return run_forked(*args, path)
     for command in (["eligibility"], ["validate"], ["query", "eligibility-status"]):
         done = cli(*command)
         assert done.returncode == 0 and "holds no patient" in done.stderr, (command, done.stderr)
