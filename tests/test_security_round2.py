@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import Witness, itkg_command, run_itkg as itkg
+from support import Witness, itkg_command, run_forked as itkg
 
 from itkg import sparql
 from itkg.processes import drop_network

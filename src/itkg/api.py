@@ -19,26 +19,26 @@ import datetime as _dt
 import functools
 import os
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union, cast
 
 import rdflib
 
-from . import names, processes
+from . import names, nodenames, processes
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, ItkgError, QueryError, ValidationEngineError
 from .knowledge import Knowledge, load_knowledge
 from .guards import find_ill_typed
-from .loading import PatientData, PatientStore, Source, ill_typed_error, load, node_id
+from .loading import PatientData, PatientStore, Source, ill_typed_error, load
 from .reasoning import DEFAULT_JAVA_MEMORY_MB, Disagreement, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
-                      Status)
-from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
+from .results import EligibilityResult, PatientExplanation
+from .backends import Input, as_paths, decision_backend
+from .backends import _ontology
+from .sparql import ENGINES, Engine as SparqlEngine, QueryResult
 from .partition import Spool
 from .validation import ValidationReport, ill_typed, read as read_population, validate as _validate
 
@@ -160,99 +160,30 @@ def check_inputs(files: Sequence[str | os.PathLike[str]], input_format: str | No
             raise InputError(path, "no such file")
 
 
-def _paths(data: object) -> list[Path] | None:
-    """``data`` as a list of paths, when it names files (else ``None``)."""
-    if isinstance(data, (str, os.PathLike)):
-        return [Path(data)]
-    if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):
-        return [Path(p) for p in data]
-    return None
-
-
 def _eligibility(data: DataLike | PatientStore | None, *, engine: str, endpoint: SparqlEndpoint | None,
                  knowledge: Knowledge, timeout: float | None, input_format: str | None,
                  workers: int | None, strict: bool, progress: bool,
                  checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows (sorted) and the sources, by the back-end ``engine`` names (or ``endpoint``)."""
+    backend = decision_backend(engine, endpoint=endpoint, input_format=input_format, workers=workers,
+                               strict=strict, progress=progress, checksums=checksums, timeout=timeout)
+    paths = as_paths(data)
     if endpoint is not None:
-        if data is not None and data != [] and data != ():
-            first = _paths(data)
-            raise InputError(first[0] if first else "<data>",
+        if data is not None and (paths is None or paths):
+            raise InputError(paths[0] if paths else "<data>",
                              "with --endpoint the data comes from the endpoint; give no files")
-        return _rows_from_queries(lambda text: _endpoint_select(endpoint, text), knowledge), ()
-    if engine not in LOCAL_DECISION_BACKENDS:
-        raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(LOCAL_DECISION_BACKENDS)}")
-    if data is None:
+        return backend.decide(None, knowledge)
+    if data is None or paths == []:
         raise InputError("<none>", "no input files given (or use an endpoint)")
-    paths = _paths(data)
     if paths is not None:
-        if not paths:
-            raise InputError("<none>", "no input files given (or use an endpoint)")
         check_inputs(paths, input_format)
-    ontology = _ontology(knowledge)
-    patient_data: PatientData | PatientStore
-    if isinstance(data, PatientStore):
-        if engine == "native":
-            raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
-                             "engine='oxigraph', or itkg.load() for the native engine")
-        patient_data = data
-    elif paths is not None and engine == "native":
-        # Files: the population path (streamed, in parallel when large; blank nodes named as in the file).
-        from .parallel import eligibility_rows
-        rows, sources = eligibility_rows(paths, input_format=input_format, workers=workers, knowledge=knowledge,
-                                         checksums=checksums, progress=progress, strict=strict)
-        return sorted(rows), tuple(sources)
-    elif paths is not None and engine == "oxigraph":  # files: into the store only (the data is held once)
-        patient_data = load_for_query(paths, input_format=input_format, strict=strict, ontology=ontology)
-    elif paths is not None:
-        patient_data = load(paths, input_format=input_format, strict=strict)
-    else:
-        patient_data = _data(data)
-    if engine == "native" and isinstance(patient_data, PatientData):
-        return RuleEngine(knowledge, PatientIndex.from_triples(
-            patient_data.triples, knowledge.indexed_predicates())).eligibility(), tuple(patient_data.sources)
-    rows = _rows_from_queries(
-        lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout,
-                            ontology=ontology), knowledge)
-    return rows, tuple(patient_data.sources)
+        return backend.decide(paths, knowledge)
+    return backend.decide(cast(Input, data), knowledge)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
     variables, rows = endpoint.select(text)
     return QueryResult(tuple(variables), tuple(rows))
-
-
-def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
-    """Build eligibility rows from the contract's queries (for the SPARQL back-ends)."""
-    evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for row in run(query_text("indication-evidence", knowledge)).rows:
-        key = (node_id(row["patient"]), str(row["indication"]))
-        label = knowledge.label(str(row["criterion"]))
-        fact = f"{label}: {knowledge.label(str(row['conditionType']))} diagnosis {_ref(row['condition'])}"
-        if fact not in evidence[key]:
-            evidence[key].append(fact)
-        if "treatment" in row:
-            fact = (f"{label}: {knowledge.label(str(row['treatmentType']))} {_ref(row['treatment'])}"
-                    f" ended with {knowledge.label(str(row['outcome']))}")
-            if fact not in evidence[key]:
-                evidence[key].append(fact)
-    results = []
-    prerequisites = [p for p in knowledge.all_prerequisites() if p.complete]
-    for row in run(query_text("eligibility-status", knowledge)).rows:
-        if "patient" not in row:  # never from the generated query; kept as a guard (rdflib#3382)
-            continue
-        patient, indication = node_id(row["patient"]), str(row["indication"])
-        states = {p.code: str(row.get(p.variable, "missing")) for p in prerequisites}
-        checks = tuple(PrerequisiteCheck(p.code, cast(PrerequisiteState, states[p.code]),
-                                         f"{states[p.code]} (from the SPARQL query)")
-                       for p in prerequisites if states[p.code] != "not-required")
-        results.append(EligibilityResult(
-            patient, str(row["therapy"]), indication, cast(Status, str(row["status"])),
-            tuple(c.code for c in checks if c.state != "met"),
-            tuple(sorted(evidence.get((patient, indication), ())))
-            + tuple(f"{c.code}: {c.state}" for c in checks),
-            checks))
-    return sorted(results)
 
 
 def query_text(name: str, knowledge: Knowledge) -> str:
@@ -327,22 +258,12 @@ def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequenc
     return sort_result(result, text)
 
 
-def _ref(term: rdflib.term.Identifier) -> str:
-    name = node_id(term)
-    return name if name.startswith("_:") else f"<{name}>"
-
-
 def _knowledge(knowledge: Knowledge | None, extensions: Sequence[str | os.PathLike[str]]) -> Knowledge:
     if knowledge is not None:
         if extensions:
             raise QueryError("give either knowledge or extensions, not both")
         return knowledge
     return load_knowledge(extensions=extensions)
-
-
-def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
-    """The graph the SPARQL engines add to the data: None for the bundled ontology alone."""
-    return None if knowledge is load_knowledge() else knowledge.graph
 
 
 def validate(data: DataLike, *, engine: str = "auto",
@@ -386,7 +307,7 @@ def validate(data: DataLike, *, engine: str = "auto",
         if on_read is not None:
             on_read(sources)
 
-    paths = _paths(data)
+    paths = as_paths(data)
     if paths is None:
         loaded = data if isinstance(data, PatientData) else load(data, strict_literals=False)
         noted(loaded.sources)
@@ -398,7 +319,7 @@ def validate(data: DataLike, *, engine: str = "auto",
             bad = find_ill_typed(loaded.triples)
             if bad:
                 raise ill_typed_error(Path(", ".join(s.path for s in loaded.sources)), bad[0], len(bad))
-        return report
+        return nodenames.readable_report(report, loaded.sources)
     check_inputs(paths, input_format)
 
     def read_files() -> tuple[Spool, tuple[Source, ...]]:
@@ -417,7 +338,7 @@ def validate(data: DataLike, *, engine: str = "auto",
                 bad = ill_typed(spool, sources)
                 if bad:
                     raise ill_typed_error(Path(", ".join(s.path for s in sources)), bad[0], len(bad))
-            return report
+            return nodenames.readable_report(report, sources)  # (in the child, with a deadline)
         finally:
             spool.close()
 
@@ -454,7 +375,10 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
             fhir_base: str | None = None) -> PatientExplanation:
     """Every indication of the ontology, met or not, for one patient, criterion by criterion.
 
-    :param patient: the patient's IRI (or ``_:id`` for a blank node).
+    :param patient: the patient's IRI; for a blank node, its label as written (``_:p1``, with
+        its file when several files hold one: ``_:p1 (b.ttl)``) or the id itkg gives it in rows
+        (``_:_3``, ``_:f2-p1``; see :mod:`itkg.nodenames`). The evidence names blank-node records
+        as written, with file and line.
     :param strict: refuse input with an ill-typed value instead of setting it aside.
     :raises InputError: when no patient with that identifier is in the data.
     """
@@ -462,14 +386,13 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
     knowledge = _knowledge(knowledge, extensions)
     outer = hook.LAST
     with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
-        paths = _paths(data)
+        paths = as_paths(data)
         patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
             else _data(data)
     index = PatientIndex.from_triples(patient_data.triples, knowledge.indexed_predicates())
-    if not index.is_patient(patient):
-        raise InputError(",".join(s.path for s in patient_data.sources) or "<graph>",
-                         "no such patient in the input")
-    explanation = RuleEngine(knowledge, index).explain(patient)
+    patient = nodenames.find_patient(patient, patient_data.sources, index.is_patient)
+    explanation = nodenames.readable_explanation(RuleEngine(knowledge, index).explain(patient),
+                                                 patient_data.sources)
     notes = {**(outer.notes if outer is not None else {}), **run.notes}
     # FHIR input: the evidence names the resources and codes
     return hook.annotate_explanation(explanation, notes) if notes else explanation
@@ -495,7 +418,7 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
         ontology = rdflib.Graph()
         ontology += knowledge.graph
         ontology += missing_owl_classes(knowledge)
-    paths = _paths(data)
+    paths = as_paths(data)
     patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
         else _data(data)
     return _reason(patient_data.graph(), timeout=timeout, max_patients=max_patients,

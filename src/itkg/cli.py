@@ -164,9 +164,26 @@ def _notes(lines: Sequence[str]) -> None:
         click.echo(f"itkg: note: {printable(line)}", err=True)
 
 
-def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                        default=None, help=OUTPUT_HELP)(command)
+def format_option(choices: list[str], default: str, *, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--format``: the output formats of one command (each renders with :mod:`itkg.render`)."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=default, show_default=True, help=text)
+
+
+def output_option(command: Callable[..., Any] | None = None, *, required: str | None = None) -> Any:
+    """``-o/--output``: optional (standard output otherwise), or ``required`` with that help text."""
+    option = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                          default=None, required=required is not None, help=required or OUTPUT_HELP)
+    return option(command) if command is not None else option
+
+
+def endpoint_url_option(*, required: bool = False, text: str = "Run on this SPARQL 1.1 endpoint instead of the "
+                        "local files.") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--endpoint", default=None, required=required, metavar="URL", help=text)
+
+
+def store_url_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--store-url", default=None,
+                        help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
 
 
 def credentials_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,10 +205,8 @@ def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
                            help="How queries are POSTed: direct (application/sparql-query), form "
                                 "(URL-encoded; Virtuoso needs it), or auto (direct if the server answers it).")(command)
     command = credentials_option(command)
-    command = click.option("--store-url", default=None,
-                           help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
-    return click.option("--endpoint", default=None, metavar="URL",
-                        help="Run on this SPARQL 1.1 endpoint instead of the local files.")(command)
+    command = store_url_option(command)
+    return endpoint_url_option()(command)
 
 
 def _client(endpoint: str, store_url: str | None, timeout: float, credentials: Path | None = None,
@@ -260,9 +275,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle", "cds-hooks", "fhir"]),
-              default="table", show_default=True,
-              help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
+@format_option(["table", "json", "csv", "turtle", "cds-hooks", "fhir"], "table",
+               text="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
                    "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
                    "and DetectedIssues.")
 @engine_option("decision", "native")
@@ -314,8 +328,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
-              show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
+@format_option(["text", "json", "turtle"], "text", text="text for people, json, or the SHACL report graph as Turtle.")
 @workers_option
 @engine_option("validation", "auto")
 @quiet_option
@@ -348,8 +361,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @main.command()
 @click.argument("query")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True, help="table, SPARQL JSON results, or CSV.")
+@format_option(["table", "json", "csv"], "table", text="table, SPARQL JSON results, or CSV.")
 @engine_option("sparql", "oxigraph")
 @endpoint_options
 @timeout_option(300.0, "the query")
@@ -385,15 +397,18 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @main.command()
 @click.argument("patient")
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text for people (criterion by criterion), or json.")
+@format_option(["text", "json"], "text",
+               text="text for people (criterion by criterion), or json.")
 @input_format_option
 @output_option
 @extension_option
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
             output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
-    """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
+    """Explain, for PATIENT in FILES, every indication: met or not, and why.
+
+    PATIENT is an IRI, or a blank node by its label as written (_:p1; with several files, as
+    "_:p1 (b.ttl)") or by the id itkg prints (_:_3, _:f2-p1)."""
     from . import api, render
     data = api.read(files, input_format=input_format, strict=strict)
     _notes(api.input_notes(data.sources))
@@ -405,8 +420,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table for people, or json (with the agreement when checked).")
+@format_option(["table", "json"], "table",
+               text="table for people, or json (with the agreement when checked).")
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
@@ -433,8 +448,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 
 @main.command()
 @files_argument
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
+@output_option(required="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
 @input_format_option
 @handle_errors
 def convert(files: tuple[Path, ...], output: Path, input_format: str | None, strict: bool = False) -> None:
@@ -447,8 +461,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
 
 @main.command(name="report")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
+@output_option(required="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
 @engine_option("decision", "native")
 @endpoint_options
 @timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
@@ -489,8 +502,8 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 
 @main.command(name="load")
 @files_argument
-@click.option("--endpoint", required=True, metavar="URL", help="SPARQL query URL of the server.")
-@click.option("--store-url", default=None, help="Graph Store Protocol URL (derived for Oxigraph and GraphDB).")
+@endpoint_url_option(required=True, text="SPARQL query URL of the server.")
+@store_url_option
 @click.option("--graph", "graph_iri", default=None, metavar="IRI", help="Named graph to load into (default graph if omitted; Virtuoso has none, so give one there).")
 @click.option("--replace", is_flag=True, help="Replace the graph's content instead of adding to it.")
 @credentials_option

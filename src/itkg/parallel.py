@@ -40,6 +40,7 @@ from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
 from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
+from .reader import renumbering
 from .results import EligibilityResult, PrerequisiteCheck
 from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
                         fatal_after, finish_fhir, first_reports, gc_paused, parse_piece, plan, resolve,
@@ -74,7 +75,7 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     workers = processes.default_workers() if workers is None else max(1, workers)
     if workers > 1 and not processes.forking_available():
         workers = 1  # pragma: no cover - the children must inherit the knowledge and hash seed
-    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers,
+    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
     if workers > 1 and len(pieces) > 1:
@@ -140,6 +141,15 @@ def _unpack(packed: tuple) -> EligibilityResult:
     patient, therapy, indication, status, unmet, evidence, checks = packed
     return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
                              tuple(PrerequisiteCheck(*c) for c in checks))
+
+
+def _renamed(row: EligibilityResult, rename: Callable[[str], str]) -> EligibilityResult:
+    """``row`` with the names of unlabelled nodes as a one-process read gives them
+    (:func:`itkg.reader.renumbering`)."""
+    return EligibilityResult(rename(row.patient), row.therapy, row.indication, row.status, row.unmet,
+                             tuple(map(rename, row.evidence)),
+                             tuple(PrerequisiteCheck(c.code, c.state, rename(c.reason), tuple(map(rename, c.records)))
+                                   for c in row.prerequisites))
 
 
 def _sort_key(row: EligibilityResult) -> tuple:
@@ -284,6 +294,9 @@ class _Run:
                 from .fhir.hook import annotate
                 rows = annotate(rows, ChainMap(builder.fhir.notes(self.fetched_notes), builder.fhir.reader.notes))
             rows += theirs
+            rename = renumbering(self.pieces, reports)
+            if rename is not None:
+                rows = [_renamed(row, rename) for row in rows]
             rows.sort(key=_sort_key)
         return rows, sources_of(self.pieces, reports, checksums=checksums)
 
