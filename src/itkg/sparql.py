@@ -15,6 +15,7 @@ that the parent never holds them (see there why that matters).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -201,22 +202,23 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     from .fhir import hook
 
-    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline); one left by an itkg process that was killed
-    # itself is removed by the next query (:func:`_remove_orphaned_stores`).
+    def loaded(directory: str | None = None) -> tuple[QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
+                              ontology=ontology, directory=directory) if engine == "oxigraph" else \
+            load(files, input_format=input_format, strict=strict)
+        return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
+
+    if timeout is None:  # in memory: a store on disk here would start RocksDB's threads in this
+        # process, and a child forked later that opens a store of its own then hangs
+        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
+    # In the child, Oxigraph's store goes to a private folder on disk, made and removed by this
+    # process (also when the child is killed at the deadline); one left by an itkg process that
+    # was killed itself is removed by the next query (:func:`_remove_orphaned_stores`).
     _remove_orphaned_stores()
     with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
-
-        def loaded() -> tuple[QueryData, tuple]:
-            before = len(hook.LAST.reports) if hook.LAST is not None else 0
-            data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
-                                  ontology=ontology, directory=directory) if engine == "oxigraph" else \
-                load(files, input_format=input_format, strict=strict)
-            return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
-
-        if timeout is None:
-            return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout,
+                                   prepare=functools.partial(loaded, directory))
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
