@@ -201,8 +201,11 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     from .fhir import hook
 
     # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline).
-    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
+    # when the child is killed at the deadline); in memory when the child is forked from a
+    # process where RocksDB already runs (its thread pools do not survive a fork: the child's
+    # own on-disk store would wait forever for them).
+    with tempfile.TemporaryDirectory(prefix="itkg-store-") as folder:
+        directory = None if timeout is not None and _rocksdb_running() else folder
 
         def loaded() -> tuple[QueryData, tuple]:
             before = len(hook.LAST.reports) if hook.LAST is not None else 0
@@ -217,6 +220,24 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
+
+
+def _rocksdb_running() -> bool:
+    """Whether this process runs RocksDB's background threads (an on-disk pyoxigraph store was
+    opened in it, by itkg or by the caller). Linux names them ``rocksdb:low``/``rocksdb:high``;
+    where the thread names cannot be read, a fork is assumed safe, as before."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="ascii", errors="replace") as comm:
+                if comm.read().startswith("rocksdb"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
