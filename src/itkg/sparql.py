@@ -15,7 +15,9 @@ that the parent never holds them (see there why that matters).
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
@@ -200,23 +202,25 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     from .fhir import hook
 
-    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline); in memory when the child is forked from a
-    # process where RocksDB already runs (its thread pools do not survive a fork: the child's
-    # own on-disk store would wait forever for them).
-    with tempfile.TemporaryDirectory(prefix="itkg-store-") as folder:
-        directory = None if timeout is not None and _rocksdb_running() else folder
+    def loaded(directory: str | None = None) -> tuple[QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
+                              ontology=ontology, directory=directory) if engine == "oxigraph" else \
+            load(files, input_format=input_format, strict=strict)
+        return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
 
-        def loaded() -> tuple[QueryData, tuple]:
-            before = len(hook.LAST.reports) if hook.LAST is not None else 0
-            data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
-                                  ontology=ontology, directory=directory) if engine == "oxigraph" else \
-                load(files, input_format=input_format, strict=strict)
-            return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
-
-        if timeout is None:
-            return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    if timeout is None:  # in memory: a store on disk here would start RocksDB's threads in this
+        # process, and a child forked later that opens a store of its own then hangs
+        return _run_loaded(engine, text, with_ontology, ontology, *loaded())
+    # In the child, Oxigraph's store goes to a private folder on disk, made and removed by this
+    # process (also when the child is killed at the deadline); one left by an itkg process that
+    # was killed itself is removed by the next query (:func:`_remove_orphaned_stores`).
+    _remove_orphaned_stores()
+    # In memory after all when RocksDB's threads already run here (the caller opened an on-disk
+    # store): a fork does not copy them, and the child's own on-disk store would wait for ever.
+    with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
+        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout,
+                                   prepare=functools.partial(loaded, None if _rocksdb_running() else directory))
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
@@ -238,6 +242,33 @@ def _rocksdb_running() -> bool:
         except OSError:
             continue
     return False
+
+
+_STORE_PREFIX = "itkg-store-"
+
+
+def _remove_orphaned_stores() -> None:
+    """Remove the store folders (patient data) of itkg processes that no longer exist: a process
+    killed by ``SIGKILL`` cannot remove its own. Only this user's folders, named with the pid of
+    the process that made them (``itkg-store-<pid>-...``), and only when that pid is gone."""
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_STORE_PREFIX):
+            continue
+        pid_text = entry.name[len(_STORE_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() \
+                    or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (OSError, ValueError, OverflowError):
+            continue
 
 
 def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
