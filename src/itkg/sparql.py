@@ -216,12 +216,32 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     # process (also when the child is killed at the deadline); one left by an itkg process that
     # was killed itself is removed by the next query (:func:`_remove_orphaned_stores`).
     _remove_orphaned_stores()
+    # In memory after all when RocksDB's threads already run here (the caller opened an on-disk
+    # store): a fork does not copy them, and the child's own on-disk store would wait for ever.
     with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
         result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout,
-                                   prepare=functools.partial(loaded, directory))
+                                   prepare=functools.partial(loaded, None if _rocksdb_running() else directory))
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
+
+
+def _rocksdb_running() -> bool:
+    """Whether this process runs RocksDB's background threads (an on-disk pyoxigraph store was
+    opened in it, by itkg or by the caller). Linux names them ``rocksdb:low``/``rocksdb:high``;
+    where the thread names cannot be read, a fork is assumed safe, as before."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="ascii", errors="replace") as comm:
+                if comm.read().startswith("rocksdb"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 _STORE_PREFIX = "itkg-store-"
