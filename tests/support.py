@@ -211,6 +211,16 @@ def run_forked(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: 
         return _fork_server.run([str(a) for a in args], cwd, timeout, {**os.environ, **(env or {})}, stdin)
 
 
+def assert_validate_prints_what_pyshacl_prints(engine: str, path: Path, code: int, fmt: str) -> None:
+    """``itkg validate --engine ENGINE`` exits ``code`` and prints what ``--engine pyshacl`` prints."""
+    runs = {name: run_forked("validate", str(path), "--engine", name, "--format", fmt) for name in ("pyshacl", engine)}
+    assert {name: run.returncode for name, run in runs.items()} == {"pyshacl": code, engine: code}, runs[engine].stderr
+    if fmt == "json":
+        assert json.loads(runs[engine].stdout) == json.loads(runs["pyshacl"].stdout)
+    else:
+        assert runs[engine].stdout == runs["pyshacl"].stdout
+
+
 # -- the stand-in for the network -----------------------------------------------------------------
 
 class _Answers(BaseHTTPRequestHandler):

@@ -23,7 +23,9 @@ it with :class:`~itkg.lexical.LexicalFormError`.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
@@ -246,31 +248,81 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     from .fhir import hook
 
-    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline).
-    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
+    def loaded(directory: str | None = None) -> tuple[str, QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        used, data = engine, cast(QueryData, None)
+        if engine == "oxigraph":
+            try:
+                data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                      strict=strict, ontology=ontology, directory=directory)
+            except LexicalFormError:  # read again for rdflib: the first reading is not reported
+                if hook.LAST is not None:
+                    del hook.LAST.reports[before:]
+                used = "rdflib"
+        if data is None:
+            data = load(files, input_format=input_format, strict=strict)
+        return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
 
-        def loaded() -> tuple[str, QueryData, tuple]:
-            before = len(hook.LAST.reports) if hook.LAST is not None else 0
-            used, data = engine, cast(QueryData, None)
-            if engine == "oxigraph":
-                try:
-                    data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
-                                          strict=strict, ontology=ontology, directory=directory)
-                except LexicalFormError:  # read again for rdflib: the first reading is not reported
-                    if hook.LAST is not None:
-                        del hook.LAST.reports[before:]
-                    used = "rdflib"
-            if data is None:
-                data = load(files, input_format=input_format, strict=strict)
-            return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
-
-        if timeout is None:
-            return _run_loaded(text, with_ontology, ontology, *loaded())
-        result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout, prepare=loaded)
+    if timeout is None:  # in memory: a store on disk here would start RocksDB's threads in this
+        # process, and a child forked later that opens a store of its own then hangs
+        return _run_loaded(text, with_ontology, ontology, *loaded())
+    # In the child, Oxigraph's store goes to a private folder on disk, made and removed by this
+    # process (also when the child is killed at the deadline); one left by an itkg process that
+    # was killed itself is removed by the next query (:func:`_remove_orphaned_stores`).
+    _remove_orphaned_stores()
+    # In memory after all when RocksDB's threads already run here (the caller opened an on-disk
+    # store): a fork does not copy them, and the child's own on-disk store would wait for ever.
+    with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
+        result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout,
+                                   prepare=functools.partial(loaded, None if _rocksdb_running() else directory))
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
+
+
+def _rocksdb_running() -> bool:
+    """Whether this process runs RocksDB's background threads (an on-disk pyoxigraph store was
+    opened in it, by itkg or by the caller). Linux names them ``rocksdb:low``/``rocksdb:high``;
+    where the thread names cannot be read, a fork is assumed safe, as before."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="ascii", errors="replace") as comm:
+                if comm.read().startswith("rocksdb"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+_STORE_PREFIX = "itkg-store-"
+
+
+def _remove_orphaned_stores() -> None:
+    """Remove the store folders (patient data) of itkg processes that no longer exist: a process
+    killed by ``SIGKILL`` cannot remove its own. Only this user's folders, named with the pid of
+    the process that made them (``itkg-store-<pid>-...``), and only when that pid is gone."""
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_STORE_PREFIX):
+            continue
+        pid_text = entry.name[len(_STORE_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() \
+                    or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (OSError, ValueError, OverflowError):
+            continue
 
 
 def _run_loaded(text: str, with_ontology: bool, ontology: rdflib.Graph | None,

@@ -154,7 +154,7 @@ def first_reports(fhir: Sequence[Piece], reports: dict[int, PieceReport]) -> lis
 def fhir_sha256(path: Path) -> str:
     """The SHA-256 checksum of a FHIR input, as :func:`itkg.load` gives it: of the file, or of a
     Bulk export directory's ``*.ndjson`` files in name order, one after the other."""
-    from .fhir.index import files_of
+    from .fhir.reader import files_of
     digest = hashlib.sha256()
     for file in files_of(path):
         with open(file, "rb") as handle:
