@@ -10,8 +10,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 #: Readiness probes go straight to loopback, whatever the *_proxy environment says.
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -26,17 +27,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Endpoint:
+    """A URL of the server, as a class attribute: ``query_url = Endpoint("/query")`` reads as
+    ``http://127.0.0.1:PORT/query`` on an instance."""
+
+    def __init__(self, path: str, doc: str) -> None:
+        self.path = path
+        self.__doc__ = doc
+
+    def __get__(self, server: LocalServer | None, owner: Any = None) -> Any:
+        return self if server is None else server.base_url + self.path
+
+
 class LocalServer:
-    """A server process of the tests; subclasses define :meth:`start`."""
+    """A server process of the tests; subclasses define :meth:`start` (with :meth:`_launch`)."""
 
     #: Seconds :meth:`stop` waits after SIGTERM before it kills.
     stop_grace_s = 10.0
+    #: How many times a start is retried when another process grabbed a chosen port first.
+    port_attempts = 3
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self.http_port = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     def start(self: Server) -> Server:
         raise NotImplementedError
+
+    def log_text(self) -> str:
+        """What the server logged so far, for failure messages."""
+        return ""
+
+    def _launch(self, spawn: Callable[[], subprocess.Popen[bytes]], probe_path: str, deadline_s: float,
+                step_s: float) -> None:
+        """Run ``spawn`` (which picks free ports and starts the process) until the server answers
+        ``probe_path``, at most :attr:`port_attempts` times; raise ``RuntimeError`` otherwise."""
+        for _ in range(self.port_attempts):
+            self._process = spawn()
+            if self._answers(self.base_url + probe_path, deadline_s, step_s):
+                return
+            self.stop()
+        raise RuntimeError(f"{type(self).__name__} did not start:\n{self.log_text()}")
 
     def _answers(self, probe_url: str, deadline_s: float, step_s: float) -> bool:
         """Poll ``probe_url`` until it answers 200 (True), or the process exits or the deadline

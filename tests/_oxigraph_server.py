@@ -21,12 +21,10 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from _local_server import LocalServer, free_port
+from _local_server import Endpoint, LocalServer, free_port
 
 #: How long the server may take to accept connections before the start is given up.
 STARTUP_DEADLINE_S = 30.0
-#: How many times a start is retried when another process grabbed the chosen port first.
-PORT_ATTEMPTS = 3
 
 
 def oxigraph_executable() -> str | None:
@@ -52,50 +50,31 @@ class OxigraphServer(LocalServer):
     ``extra_args`` go to ``oxigraph serve`` as given (``["--union-default-graph"]``, say).
     """
 
+    query_url = Endpoint("/query", "The SPARQL 1.1 Protocol query endpoint.")
+    update_url = Endpoint("/update", "The SPARQL 1.1 Protocol update endpoint.")
+    store_url = Endpoint("/store", "The Graph Store Protocol endpoint.")
+
     def __init__(self, location: Path | None = None, extra_args: list[str] | None = None) -> None:
         self.location = location
         self.extra_args = list(extra_args or [])
-        self.port = 0
         super().__init__()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's lifetime
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def query_url(self) -> str:
-        """The SPARQL 1.1 Protocol query endpoint."""
-        return f"{self.base_url}/query"
-
-    @property
-    def update_url(self) -> str:
-        """The SPARQL 1.1 Protocol update endpoint."""
-        return f"{self.base_url}/update"
-
-    @property
-    def store_url(self) -> str:
-        """The Graph Store Protocol endpoint."""
-        return f"{self.base_url}/store"
 
     def start(self) -> OxigraphServer:
         """Start the server and return once it answers HTTP; raise ``RuntimeError`` otherwise."""
         executable = oxigraph_executable()
         if executable is None:
             raise RuntimeError("the oxigraph server binary is not installed (pip install oxigraph)")
-        for _ in range(PORT_ATTEMPTS):
-            self.port = free_port()
-            command = [executable, "serve", "--bind", f"127.0.0.1:{self.port}", *self.extra_args]
+
+        def spawn() -> subprocess.Popen[bytes]:
+            self.http_port = free_port()
+            command = [executable, "serve", "--bind", f"127.0.0.1:{self.http_port}", *self.extra_args]
             if self.location is not None:
                 command += ["--location", str(self.location)]
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
-            )
-            if self._answers(f"{self.base_url}/", STARTUP_DEADLINE_S, 0.05):
-                return self
-            self.stop()
-        raise RuntimeError(f"oxigraph serve did not start:\n{self.log_text()}")
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+
+        self._launch(spawn, "/", STARTUP_DEADLINE_S, 0.05)
+        return self
 
     def log_text(self) -> str:
         """What the server printed so far, for failure messages."""

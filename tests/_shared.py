@@ -1,12 +1,12 @@
 """Test data shared by the engine and server tests (``import _shared``: pyproject puts tests/ on
-the path). The CLI runner is :func:`support.run_itkg`."""
+the path). The CLI runner is :func:`support.run_forked`."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-from support import run_itkg  # noqa: F401 - re-exported for the server tests
+from support import run_forked as run_itkg  # noqa: F401 - re-exported for the server tests
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,12 +25,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from _local_server import LocalServer, free_port
+from _local_server import Endpoint, LocalServer, free_port
 
 #: How long the server may take to accept HTTP requests before the start is given up.
 STARTUP_DEADLINE_S = 60.0
-#: How many times a start is retried when another process grabbed a chosen port first.
-PORT_ATTEMPTS = 3
 #: The password of ``dba`` in a new database.
 DBA_PASSWORD = "dba"
 
@@ -106,28 +104,14 @@ class VirtuosoServer(LocalServer):
         self.max_seconds = max_seconds
         self.data_dirs = tuple(Path(d) for d in data_dirs)
         self.buffers = buffers
-        self.http_port = 0
         self.sql_port = 0
         super().__init__()
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def query_url(self) -> str:
-        """The SPARQL 1.1 Protocol endpoint."""
-        return f"{self.base_url}/sparql"
-
-    @property
-    def store_url(self) -> str:
-        """The Graph Store Protocol endpoint (read-only without authentication)."""
-        return f"{self.base_url}/sparql-graph-crud"
-
-    @property
-    def auth_store_url(self) -> str:
-        """The Graph Store Protocol endpoint that takes writes, with HTTP Digest."""
-        return f"{self.base_url}/sparql-graph-crud-auth"
+    query_url = Endpoint("/sparql", "The SPARQL 1.1 Protocol endpoint.")
+    store_url = Endpoint("/sparql-graph-crud",
+                         "The Graph Store Protocol endpoint (read-only without authentication).")
+    auth_store_url = Endpoint("/sparql-graph-crud-auth",
+                              "The Graph Store Protocol endpoint that takes writes, with HTTP Digest.")
 
     def start(self) -> VirtuosoServer:
         """Start the server; return once it answers SPARQL, or raise ``RuntimeError``."""
@@ -136,7 +120,8 @@ class VirtuosoServer(LocalServer):
             raise RuntimeError("virtuoso-t is not installed (Debian: virtuoso-opensource)")
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "vsp").mkdir(exist_ok=True)
-        for _ in range(PORT_ATTEMPTS):
+
+        def spawn() -> subprocess.Popen[bytes]:
             self.http_port, self.sql_port = free_port(), free_port()
             for stale in self.folder.glob("virtuoso*"):
                 stale.unlink()
@@ -147,13 +132,11 @@ class VirtuosoServer(LocalServer):
                 max_rows=self.max_rows, max_seconds=self.max_seconds, buffers=self.buffers,
                 dirty_buffers=self.buffers * 3 // 4), encoding="utf-8")
             # +foreground: the process is ours to stop (no daemon, no system service).
-            self._process = subprocess.Popen(
-                [executable, "+configfile", str(ini), "+foreground"], cwd=self.folder,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._answers(f"{self.query_url}?query=ASK%7B%7D", STARTUP_DEADLINE_S, 0.1):
-                return self
-            self.stop()
-        raise RuntimeError(f"virtuoso-t did not start:\n{self.log_text()}")
+            return subprocess.Popen([executable, "+configfile", str(ini), "+foreground"], cwd=self.folder,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        self._launch(spawn, "/sparql?query=ASK%7B%7D", STARTUP_DEADLINE_S, 0.1)
+        return self
 
     def isql(self, statements: str) -> str:
         """Run SQL ``statements`` as ``dba`` with ``isql-vt``; return its output, raise on error."""

@@ -1,9 +1,15 @@
 """Fixtures shared by the test modules. Plain helpers (CLI runners, the logging HTTP server,
 process and module helpers) are in ``support.py``; both are the one place for test scaffolding.
+
+The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup``, the README's command): a
+test is sent to whichever worker is free, except that every test using one of the costly session
+fixtures in :data:`ONE_WORKER` goes to the same worker, so that the fixture starts once per run,
+not once per worker.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -37,6 +43,39 @@ def turbo_required() -> None:
     if sys.version_info < (3, 11):
         pytest.skip("pyshacl-turbo needs Python 3.11 or newer")
     pytest.fail(f"pyshacl-turbo is not installed: pip install -e '.[test]' (it needs {turbo.REQUIREMENT})")
+
+
+#: Session and module fixtures that start a server or compute a reference for a long time, and the
+#: xdist group of the tests using them (one worker runs the whole group, so the fixture runs once):
+#: the Virtuoso server, the release build, whole-graph pySHACL on every shapes test graph, Jena ARQ
+#: on every contract query, the planned-therapy rules' validation, the ontology's QC findings.
+ONE_WORKER = {fixture: fixture for fixture in ("virtuoso", "built", "whole_graph_pyshacl", "arq_results",
+                                                "planned_rules", "findings")}
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist (controller): tell each worker the ``COLUMNS`` of this run."""
+    node.workerinput["itkg_columns"] = os.environ.get("COLUMNS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist (worker): a worker starts with ``COLUMNS=80`` where the run had none, and the CLI
+    sizes its tables by ``COLUMNS``; give the worker the run's own value (or none)."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and "itkg_columns" in worker:
+        if worker["itkg_columns"] is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = worker["itkg_columns"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests of a costly session fixture (before xdist reads the groups)."""
+    for item in items:
+        for fixture, group in ONE_WORKER.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 # --- a private Virtuoso server, shared by the test modules that need one ---------------------

@@ -91,6 +91,136 @@ def run_itkg(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: fl
                           preexec_fn=preexec_fn, check=False)
 
 
+# -- the console script, as a real process forked from a warm interpreter -------------------------
+
+#: The fork server (see :class:`_ForkServer`): reads one JSON request a line, forks, and in the
+#: child points standard input, output and error at the request's files, takes the request's
+#: folder and environment, and runs the console script's ``main``; the child then ends as a new
+#: interpreter would (``sys.exit``: interpreter shutdown, which waits for non-daemon threads).
+_FORK_SERVER = r"""
+import importlib, json, os, sys, tempfile
+requests = os.fdopen(os.dup(0), "rb")
+replies = os.fdopen(os.dup(1), "w")
+null = os.open(os.devnull, os.O_RDWR)
+os.dup2(null, 0)
+os.dup2(2, 1)  # nothing the imports print may reach the protocol
+# What the commands import; they create no blank node, start no thread and read no file here.
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+for line in requests:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        requests.close()
+        replies.close()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # TMPDIR is read again, from the request's environment
+        for fd, (path, flags) in enumerate([(request["stdin"], os.O_RDONLY),
+                                            (request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                                            (request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)]):
+            opened = os.open(path, flags, 0o600)
+            os.dup2(opened, fd)
+            os.close(opened)
+        os.close(null)
+        sys.argv = ["itkg", *request["args"]]
+        from itkg.cli import main
+        main(prog_name="itkg")
+        sys.exit(0)
+    replies.write(json.dumps({"pid": pid}) + "\n")
+    replies.flush()
+    replies.write(json.dumps({"code": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}) + "\n")
+    replies.flush()
+"""
+
+#: Modules the fork server imports once (what ``import itkg`` leaves for first use): each forked
+#: run then starts in milliseconds instead of the second a new interpreter takes.
+_WARM_MODULES = ("itkg.cli", "itkg.api", "itkg.loading", "itkg.streaming", "itkg.engine", "itkg.sparql",
+                 "itkg.validation", "itkg.endpoint", "itkg.report", "itkg.reasoning", "rdflib", "pyshacl",
+                 "pyoxigraph", "httpx")
+
+
+class _ForkServer:
+    """One warm interpreter per test process that forks a child for each command line run.
+
+    The child is a real process: its own standard streams (so a log record, a warning or a
+    native library's write on file descriptor 2 shows on its standard error, as for a user), its
+    own exit code and signal handlers, and a crash or a hang ends only it. What it does not
+    repeat is the interpreter's start-up and the imports; tests of those (``itkg --help`` is fast,
+    signals, the console script itself) start a new interpreter with :func:`run_itkg`.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+        self.folder = Path(tempfile.mkdtemp(prefix="itkg-forkserver-"))
+        self.process = subprocess.Popen([sys.executable, "-c", _FORK_SERVER, *_WARM_MODULES],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def run(self, args: list[str], cwd: Path | None, timeout: float, env: Mapping[str, str],
+            stdin: str | None) -> subprocess.CompletedProcess[str]:
+        import select
+        assert self.process.stdin is not None and self.process.stdout is not None
+        files = {name: self.folder / name for name in ("stdin", "stdout", "stderr")}
+        files["stdin"].write_text(stdin or "", encoding="utf-8")
+        request = {"args": args, "cwd": str(cwd or Path.cwd()), "env": dict(env),
+                   **{name: str(path) for name, path in files.items()}}
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        pid = json.loads(self.process.stdout.readline())["pid"]
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            os.kill(pid, 9)
+        code = json.loads(self.process.stdout.readline())["code"]
+        out, err = (_text(files[name].read_bytes()) for name in ("stdout", "stderr"))
+        if not ready:
+            raise subprocess.TimeoutExpired(args, timeout, out, err)
+        return subprocess.CompletedProcess(["itkg", *args], code, out, err)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _text(data: bytes) -> str:
+    """Bytes as ``subprocess.run(..., text=True)`` gives them (universal newlines)."""
+    import locale
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+
+
+_fork_server: _ForkServer | None = None
+_fork_server_lock = threading.Lock()
+
+
+def run_forked(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 300,
+               env: Mapping[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """:func:`run_itkg`, in a process forked from a warm interpreter (:class:`_ForkServer`):
+    standard streams, exit code, crashes and hangs as a user's run has them, without the start-up.
+    Runs one at a time per test process."""
+    global _fork_server
+    import atexit
+    with _fork_server_lock:
+        if _fork_server is None or not _fork_server.alive():
+            _fork_server = _ForkServer()
+            atexit.register(_fork_server.close)
+        return _fork_server.run([str(a) for a in args], cwd, timeout, {**os.environ, **(env or {})}, stdin)
+
+
+def assert_validate_prints_what_pyshacl_prints(engine: str, path: Path, code: int, fmt: str) -> None:
+    """``itkg validate --engine ENGINE`` exits ``code`` and prints what ``--engine pyshacl`` prints."""
+    runs = {name: run_forked("validate", str(path), "--engine", name, "--format", fmt) for name in ("pyshacl", engine)}
+    assert {name: run.returncode for name, run in runs.items()} == {"pyshacl": code, engine: code}, runs[engine].stderr
+    if fmt == "json":
+        assert json.loads(runs[engine].stdout) == json.loads(runs["pyshacl"].stdout)
+    else:
+        assert runs[engine].stdout == runs["pyshacl"].stdout
+
+
 # -- the stand-in for the network -----------------------------------------------------------------
 
 class _Answers(BaseHTTPRequestHandler):
@@ -239,6 +369,24 @@ def load_by_path(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+#: Real FHIR data that we did not write, fetched by ``.ci/run`` with ``npm pack``.
+EXTERNAL = Path(os.environ.get("ITKG_EXTERNAL_DATA") or REPO / ".cache" / "external")
+#: HL7's FHIR R4 specification examples, and cql-exec-fhir's Synthea bundles.
+FHIR_EXAMPLES = EXTERNAL / "hl7.fhir.r4.examples" / "package"
+SYNTHEA = EXTERNAL / "cql-exec-fhir" / "package" / "test" / "fixtures" / "r4"
+
+
+def external_data(path: Path) -> Path:
+    """``path`` under :data:`EXTERNAL`; skip where it was not fetched, but fail under CI, where
+    ``.ci/run`` fetches it."""
+    import pytest
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{path} is missing: .ci/run fetches it with npm pack")
+        pytest.skip(f"{path} is missing (run .ci/run, or npm pack it there)")
+    return path
 
 
 def benchmark_generator() -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import rdflib
-from support import invoke, run_itkg
+from support import invoke, run_forked, run_itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
@@ -191,7 +191,7 @@ def test_bad_input_is_one_line_exit_2_without_patient_values(tmp_path, name, con
     path = tmp_path / name
     path.write_text(content)
     for command in (["eligibility"], ["validate"], ["explain", "http://e/a"], ["query", "eligible-therapies"]):
-        done = run_itkg(*command, path)  # a real process: nothing else may reach standard error
+        done = run_forked(*command, path)  # a real process: nothing else may reach standard error
         assert done.returncode == 2, (command, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in done.stderr

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support import run_itkg as itkg
+from support import run_forked as itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "patients.ttl"
@@ -48,6 +48,9 @@ def test_load_then_eligibility_on_the_endpoint_equals_local(server):
 
 @pytest.mark.slow
 def test_query_on_the_endpoint_equals_local(server):
+    # The ontology and the rules, as the test above loads them (each xdist worker has its server).
+    assert itkg("load", ONTOLOGY, RULES, "--endpoint", server.query_url, "--graph",
+                "https://example.org/graph/rules", "--replace").returncode == 0
     assert itkg("load", EXAMPLES, "--endpoint", server.query_url, "--graph",
                 "https://example.org/graph/examples", "--replace").returncode == 0
     remote = itkg("query", "cohort-summary", "--format", "json", "--endpoint", server.query_url)

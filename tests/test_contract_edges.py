@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import pyoxigraph as ox
 import pytest
 import _oxigraph_server
-from support import invoke, run_itkg
+from support import invoke, run_forked
 import rdflib
 
 import itkg
@@ -290,9 +290,6 @@ WORDING = {
     "date-timezones-same-day-tie": ("informed-consent", ("2 records on 2026-03-02", ": consent refused wins a tie")),
     "date-timezone-does-not-move-the-day": ("informed-consent", ("(2026-03-03): consent granted",)),
 }
-#: The SPARQL engines word their evidence apart until it is the rule engine's (helper door4's change):
-#: strict, so the marks fail, to be removed, the day it lands.
-_SPARQL_WORDING = pytest.mark.xfail(strict=True, reason="SPARQL engines' evidence text is not the rule engine's yet")
 
 
 def _reason(rows: list[Any], patient: str, code: str) -> str:
@@ -302,8 +299,7 @@ def _reason(rows: list[Any], patient: str, code: str) -> str:
     return check.reason
 
 
-@pytest.mark.parametrize("path", ["native", "stream", "explain", pytest.param("rdflib", marks=_SPARQL_WORDING),
-                                  pytest.param("oxigraph", marks=_SPARQL_WORDING)])
+@pytest.mark.parametrize("path", ["native", "stream", "explain", "rdflib", "oxigraph"])
 @pytest.mark.parametrize("case_id", sorted(WORDING))
 def test_the_reason_says_what_tied_and_keeps_the_day_as_written(files: dict[str, Path], case_id: str,
                                                                 path: str) -> None:
@@ -467,7 +463,7 @@ def test_the_command_line_reports_an_input_without_a_patient(tmp_path: Path) -> 
                     encoding="utf-8")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_itkg(*args, path)
+        return run_forked(*args, path)
     for command in (["eligibility"], ["validate"], ["query", "eligibility-status"]):
         done = cli(*command)
         assert done.returncode == 0 and "holds no patient" in done.stderr, (command, done.stderr)

@@ -238,6 +238,8 @@ class _Scripted(ThreadingHTTPServer):
         self.refuse_direct = False
         #: HTTP Basic credentials the server demands ("user:password"), or None.
         self.basic: str | None = None
+        #: HTTP Digest credentials the server demands ("user:password"), or None (RFC 7616, MD5, qop=auth).
+        self.digest: str | None = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -258,6 +260,16 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
             if self.server.basic else None
         if expected is not None and self.headers.get("Authorization") != expected:
             status, headers, payload = 401, {"WWW-Authenticate": 'Basic realm="sparql"'}, b""
+        if self.server.digest is not None and not _digest_ok(self.server.digest, self.command, self.path,
+                                                             self.headers.get("Authorization", "")):
+            status, headers, payload = 401, {"WWW-Authenticate": f'Digest realm="{_REALM}", '
+                                             f'nonce="{_NONCE}", qop="auth", algorithm=MD5'}, b""
+        if self.command == "HEAD":  # the status and headers of the answer, without its body
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            return
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -265,10 +277,32 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = do_HEAD = _answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Keep test output quiet."""
+
+
+_REALM, _NONCE = "itkg-test", "5f3a9c0d1e"
+
+
+def _digest_ok(credentials: str, method: str, uri: str, header: str) -> bool:
+    """Whether ``header`` answers this server's Digest challenge for ``method uri`` (RFC 7616)."""
+    import hashlib
+    import re
+
+    if not header.startswith("Digest "):
+        return False
+    fields = {k: a or b for k, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', header[7:])}
+    user, password = credentials.split(":", 1)
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    expected = md5(":".join([md5(f"{user}:{_REALM}:{password}"), _NONCE, fields.get("nc", ""),
+                             fields.get("cnonce", ""), "auth", md5(f"{method}:{uri}")]))
+    return (fields.get("username") == user and fields.get("uri") == uri
+            and fields.get("nonce") == _NONCE and fields.get("response") == expected)
 
 
 @pytest.fixture
@@ -626,6 +660,36 @@ def test_basic_credentials_are_sent_only_when_the_server_asks(scripted: _Scripte
     sent = [headers.get("Authorization") for _, _, headers, _ in scripted.received]
     assert sent[0] is None, "nothing before the challenge"
     assert sent[1:] == [f"Basic {base64.b64encode(b'clinic:s3cret-Pa55').decode()}"] * 2
+
+
+@pytest.mark.parametrize("scheme", ["digest", "basic"])
+def test_an_authenticated_upload_sends_its_body_once(scripted: _Scripted, scheme: str) -> None:
+    """Issue 14 follow-up: the first request to a server that wants a password is answered with a
+    challenge, so an upload used to send its whole body twice. A body this large asks for the
+    challenge with a HEAD first; a small query does not (it is sent, refused, and sent again)."""
+    setattr(scripted, scheme, "loader:s3cret-Pa55")
+    scripted.answers["/store"] = (204, {}, b"")
+    scripted.answers["/sparql"] = (200, JSON_HEADERS, SELECT_ONE)
+    body = b"".join(b"<https://e.org/p%d> <https://e.org/v> \"x\" .\n" % i for i in range(5000))
+    assert len(body) > 64 * 1024
+    with SparqlEndpoint(scripted.url("/sparql"), store_url=scripted.url("/store"), method="form",
+                        credentials=Credentials("loader", "s3cret-Pa55")) as endpoint:
+        endpoint.upload(body, "application/n-triples", graph="https://e.org/g")
+        endpoint.upload(body, "application/n-triples", graph="https://e.org/g")
+    methods = [(method, len(sent)) for method, _, _, sent in scripted.received]
+    assert methods == [("HEAD", 0), ("POST", len(body)), ("POST", len(body))]
+    assert all(headers.get("Authorization", "").lower().startswith(scheme)
+               for _, _, headers, _ in scripted.received[1:])
+
+
+def test_an_upload_to_a_server_that_needs_no_password_sends_no_credentials(scripted: _Scripted) -> None:
+    scripted.answers["/store"] = (204, {}, b"")
+    body = b"<https://e.org/p> <https://e.org/v> \"x\" .\n" * 3000
+    with SparqlEndpoint(scripted.url("/sparql"), store_url=scripted.url("/store"),
+                        credentials=Credentials("loader", "s3cret-Pa55")) as endpoint:
+        endpoint.upload(body, "application/n-triples", graph="https://e.org/g")
+    assert [(m, len(b), "Authorization" in h) for m, _, h, b in scripted.received] == \
+        [("HEAD", 0, False), ("POST", len(body), False)]
 
 
 def test_wrong_or_missing_credentials_name_the_url_but_never_the_password(scripted: _Scripted) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import _oxigraph_server
-from support import run_itkg as _cli
+from support import run_forked as _cli
 
 import itkg
 from itkg import rulegen

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support import run_itkg as itkg
+from support import run_forked as itkg
 
 ROOT = Path(__file__).resolve().parent.parent
 BULK = ROOT / "examples" / "fhir-bulk"

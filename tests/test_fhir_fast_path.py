@@ -6,13 +6,12 @@ Bulk exports with what crosses chunks."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import load_by_path
+from support import FHIR_EXAMPLES, SYNTHEA, external_data, load_by_path
 
 import itkg
 from itkg.engine import PatientIndex, RuleEngine
@@ -24,7 +23,6 @@ from itkg.streaming import build_index
 import _fhir_helpers as F  # noqa: N812
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTERNAL = Path(os.environ.get("ITKG_EXTERNAL_DATA") or ROOT / ".cache" / "external")
 RX = F.RX
 
 
@@ -148,17 +146,9 @@ def test_the_checksum_of_a_fhir_input_is_that_of_its_files_as_load_gives_it(tmp_
     assert [(s.format, s.sha256) for s in sources] == [(s.format, s.sha256) for s in itkg.load([export]).sources]
 
 
-def _require(path: Path) -> Path:
-    if not path.is_dir():
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{path} is missing: .ci/run fetches it with npm pack")
-        pytest.skip(f"{path} is missing (run .ci/run, or npm pack it there)")
-    return path
-
-
 def test_the_specification_examples_and_synthea_give_the_reference_index_and_rows() -> None:
-    examples = _require(EXTERNAL / "hl7.fhir.r4.examples" / "package")
-    synthea = _require(EXTERNAL / "cql-exec-fhir" / "package" / "test" / "fixtures" / "r4")
+    examples = external_data(FHIR_EXAMPLES)
+    synthea = external_data(SYNTHEA)
     files = sorted(p for p in examples.glob("*.json") if p.name != "package.json"
                    and p.name.split("-")[0].lower() in {"condition", "medicationstatement", "medicationrequest",
                                                 "medicationadministration", "procedure", "consent",

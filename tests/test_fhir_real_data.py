@@ -9,22 +9,19 @@ machine, and fail when it is absent under CI (``CI`` set), so CI always runs the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from support import FHIR_EXAMPLES, SYNTHEA, external_data
 
 import itkg
 from itkg import vocab
 from itkg.cli import main
 from itkg.fhir import read
 
-ROOT = Path(__file__).resolve().parents[1]
-EXTERNAL = Path(os.environ.get("ITKG_EXTERNAL_DATA") or ROOT / ".cache" / "external")
-EXAMPLES = EXTERNAL / "hl7.fhir.r4.examples" / "package"
-SYNTHEA = EXTERNAL / "cql-exec-fhir" / "package" / "test" / "fixtures" / "r4"
+EXAMPLES = FHIR_EXAMPLES
 #: Conformance and terminology resources: examples of the specification, not of clinical records.
 NOT_CLINICAL = {"SearchParameter", "ValueSet", "CodeSystem", "StructureDefinition", "ConceptMap",
                 "OperationDefinition", "CapabilityStatement", "CompartmentDefinition",
@@ -32,17 +29,9 @@ NOT_CLINICAL = {"SearchParameter", "ValueSet", "CodeSystem", "StructureDefinitio
                 "MessageDefinition", "GraphDefinition", "ExampleScenario", "TestScript", "TestReport"}
 
 
-def _require(path: Path) -> Path:
-    if not path.is_dir():
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{path} is missing: .ci/run fetches it with npm pack")
-        pytest.skip(f"{path} is missing (run .ci/run, or npm pack it there)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def clinical_examples() -> list[Path]:
-    package = _require(EXAMPLES)
+    package = external_data(EXAMPLES)
     files = sorted(p for p in package.glob("*.json")
                    if p.name.split("-")[0] not in NOT_CLINICAL and p.name != "package.json")
     assert len(files) > 600
@@ -51,7 +40,7 @@ def clinical_examples() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def synthea() -> list[Path]:
-    files = sorted(p for p in _require(SYNTHEA).glob("*.json") if not p.name.startswith("Condition"))
+    files = sorted(p for p in external_data(SYNTHEA).glob("*.json") if not p.name.startswith("Condition"))
     assert len(files) == 2
     return files
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Witness, itkg_command
+from support import Witness, run_forked
 import rdflib
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -395,8 +395,7 @@ def test_cli_survives_mutated_patient_files(worker: LoadWorker, network: Witness
     api = worker.load(path)
     network.requests.clear()
     network.connections.clear()
-    done = subprocess.run(itkg_command() + ["eligibility", "--format", "json", path.name],
-                          capture_output=True, text=True, cwd=folder, timeout=HARD_LIMIT * 2)
+    done = run_forked("eligibility", "--format", "json", path.name, cwd=folder, timeout=HARD_LIMIT * 2)
     assert done.returncode in (0, 2), (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stderr and SECRET not in done.stderr, done.stderr[-3000:]
     if done.returncode == 2:

@@ -1,5 +1,5 @@
 """Issue 3, "no harm from any input", at the level users meet it: ``itkg.load``, the Python API
-and the ``itkg`` console script run as a real subprocess.
+and the ``itkg`` console script run as a real process (forked from a warm interpreter, support.run_forked).
 
 tests/test_guards.py checks each gate on its own; these tests check that the loader and every
 command actually route input through the gates, and that what users see is right: exit code 2
@@ -30,13 +30,12 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import (HAS_PROC, Witness, alive, descendants, itkg_command, kill_all, run_itkg as itkg_cli,
-                     wait_for)
+from support import (HAS_PROC, Witness, alive, descendants, itkg_command, kill_all, run_forked as itkg_cli,
+                     run_itkg, wait_for)
 import rdflib
 
 import itkg
@@ -118,9 +117,8 @@ def ws(tmp_path: Path, server: Witness) -> Iterator[Workspace]:
 # ---------------------------------------------------------------------------------------------
 
 def itkg_many(runs: list[list[str | Path]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
-    """Several independent CLI runs at once (one per CPU): the same checks, less wall time."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda args: itkg_cli(*args, cwd=cwd), runs))
+    """Several independent CLI runs, one after the other (the suite's workers use the cores)."""
+    return [itkg_cli(*args, cwd=cwd) for args in runs]
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -695,7 +693,7 @@ def test_failed_output_write_leaves_the_old_file_and_no_temporary_file(ws: Works
     cohort = _cohort(ws, 2000)
     out = ws.root / "out.json"
     out.write_text("OLD OUTPUT\n")
-    done = itkg_cli("eligibility", "--format", "json", "-o", out.name, cohort.name, cwd=ws.root,
+    done = run_itkg("eligibility", "--format", "json", "-o", out.name, cohort.name, cwd=ws.root,
                     preexec_fn=_limit_file_size)
     assert_refused(done, out.name, "cannot write")
     assert out.read_text() == "OLD OUTPUT\n"

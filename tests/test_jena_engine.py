@@ -6,7 +6,6 @@ tests/test_scale_validation.py; this file covers what surrounds it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import run_itkg as itkg_cli
+from support import assert_validate_prints_what_pyshacl_prints, run_forked as itkg_cli
 
 from itkg import jena, validation
 from itkg.errors import ValidationEngineError
@@ -42,7 +41,7 @@ def test_auto_uses_pyshacl_for_small_inputs_and_rejects_unknown_engines(monkeypa
     assert len(data.triples) < validation.AUTO_JENA_TRIPLES
     assert validation.engine_for(data) == "pyshacl"
     assert validation.engine_for(data, "jena") == "jena"
-    with pytest.raises(ValueError, match="unknown SHACL engine"):
+    with pytest.raises(ValidationEngineError, match="unknown SHACL engine"):
         validation.engine_for(data, "rudof")
 
 
@@ -81,13 +80,7 @@ def test_cli_engine_jena_missing_exits_2_with_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_cli_engines_print_the_same_report(jena_required: None, path: Path, code: int, fmt: str) -> None:
-    runs = {engine: itkg_cli("validate", str(path), "--engine", engine, "--format", fmt)
-            for engine in ("pyshacl", "jena")}
-    assert {e: r.returncode for e, r in runs.items()} == {"pyshacl": code, "jena": code}, runs["jena"].stderr
-    if fmt == "json":
-        assert json.loads(runs["jena"].stdout) == json.loads(runs["pyshacl"].stdout)
-    else:
-        assert runs["jena"].stdout == runs["pyshacl"].stdout
+    assert_validate_prints_what_pyshacl_prints("jena", path, code, fmt)
 
 
 @pytest.mark.java

@@ -219,3 +219,13 @@ def test_reason_with_agreement_gives_what_the_command_prints(named: Path, jena_r
     for varying in (payload, expected):
         varying.pop("elapsed_seconds")
     assert payload == expected
+
+
+def test_each_option_is_defined_once() -> None:
+    """sssom-py style: an option shared by several commands is one definition, used by each."""
+    import re
+    from collections import Counter
+    text = (ROOT / "src" / "itkg" / "cli.py").read_text(encoding="utf-8")
+    defined = Counter(re.findall(r'click\.option\((?:"-\w", )?"(--[\w-]+)"', text))
+    assert defined and all(count == 1 for count in defined.values()), \
+        {name: count for name, count in defined.items() if count > 1}

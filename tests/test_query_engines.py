@@ -178,3 +178,26 @@ def test_the_oxigraph_store_on_disk_leaves_no_folder_behind(tmp_path: Path, time
         assert run.returncode == 0, run.stderr
         assert "example.org/patient/anna" in run.stdout
     assert list(scratch.iterdir()) == []
+
+
+def test_a_store_folder_left_by_a_killed_process_is_removed_by_the_next_query(tmp_path: Path) -> None:
+    """A process killed by SIGKILL cannot remove its store folder (patient data); the next query
+    removes the folders of processes that are gone, and no other."""
+    import os
+    import sys
+    from itkg.resources import data_root
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = scratch / f"itkg-store-{gone.stdout.strip()}-abc"
+    orphan.mkdir()
+    (orphan / "000001.sst").write_bytes(b"patient data")
+    alive = scratch / f"itkg-store-{os.getpid()}-abc"  # this test's own process is alive
+    alive.mkdir()
+    other = scratch / "itkg-store-notapid"
+    other.mkdir()
+    run = subprocess.run([sys.executable, "-m", "itkg.cli", "query", "eligible-therapies",
+                          str(data_root() / "examples" / "patients.ttl"), "--engine", "oxigraph", "--format", "csv"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)})
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([alive.name, other.name])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import run_itkg as itkg_cli
+from support import run_forked as itkg_cli
 import rdflib
 from rdflib.namespace import RDFS
 

@@ -8,6 +8,7 @@ the protection is taken away, so that the test can fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from support import Witness, itkg_command, run_itkg as itkg
+from support import Witness, invoke, itkg_command, run_forked as itkg, run_itkg
 
 from itkg import sparql
 from itkg.processes import drop_network
@@ -386,22 +387,157 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
                      "'\r'=1", "'\t=1", "ok\n'=1+1", "-5", "+1.5e3", "Zoe"}
 
 
-def test_itkg_query_keeps_lexical_forms_as_written(tmp_path: Path) -> None:
-    """The rdflib engine (and the rows a query child hands back) keep every form as written;
-    Oxigraph's store keeps values, not forms (documented in docs/security.md)."""
+#: One literal of every kind Oxigraph's store rewrites, as written, with a value the queries below
+#: compare, and a second written form of one value (``"7"`` beside ``"+7"``) that a store conflates.
+_FORMS = [
+    ("0012345", "integer"), ("+7", "int"), ("7", "integer"), ("010", "long"), ("00", "unsignedByte"),
+    ("05", "nonNegativeInteger"), ("1.50", "decimal"), ("1.0E0", "double"), ("0.10E1", "float"),
+    ("1", "boolean"), ("2024-01-01+00:00", "date"), ("2026-03-01T24:00:00", "dateTime"),
+    ("2024-01-01T10:00:00.000Z", "dateTime"), ("10:00:00.0", "time"), ("PT60M", "duration"),
+    ("PT60M", "dayTimeDuration"), ("P12M", "yearMonthDuration"),
+]
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+
+
+def _forms_file(tmp_path: Path) -> Path:
+    data = tmp_path / "lex.ttl"
+    data.write_text("".join(f'<https://e.org/r{i}> <https://e.org/n> "{v}"^^<{_XSD}{d}> .\n'
+                            for i, (v, d) in enumerate(_FORMS))
+                    + '<https://e.org/r99> <https://e.org/n> "Zoe"@en-US .\n', encoding="utf-8")
+    return data
+
+
+def test_oxigraph_store_rewrites_these_forms() -> None:
+    """Control: every form of ``_FORMS`` comes back from a pyoxigraph store changed (so the tests
+    below, which expect them as written, would fail on the store's answer); ``"7"`` is there as
+    the canonical twin of ``"+7"``."""
+    for value, datatype in _FORMS:
+        if (value, datatype) == ("7", "integer"):
+            continue
+        store = ox.Store()
+        store.add(ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode("urn:p"),
+                          ox.Literal(value, datatype=ox.NamedNode(_XSD + datatype))))
+        stored = next(iter(store)).object
+        assert (stored.value, stored.datatype.value) != (value, _XSD + datatype), (value, datatype)
+
+
+@pytest.mark.parametrize("query", [
+    # SELECT output: every literal as written
+    "SELECT ?r ?n WHERE { ?r <https://e.org/n> ?n }",
+    # the lexical form and the datatype inside the query
+    "SELECT ?r (STR(?n) AS ?t) (DATATYPE(?n) AS ?d) (LANG(?n) AS ?l) WHERE { ?r <https://e.org/n> ?n }",
+    # FILTER and ORDER BY comparisons by value, and by form
+    "SELECT ?r ?n WHERE { ?r <https://e.org/n> ?n FILTER(isNumeric(?n) && ?n >= 1) } ORDER BY ?n ?r",
+    "SELECT ?r WHERE { ?r <https://e.org/n> ?n FILTER(?n = 7 || ?n = true || ?n > \"2026-03-01T12:00:00\"^^<"
+    + _XSD + "dateTime>) }",
+    "SELECT ?r WHERE { ?r <https://e.org/n> ?n FILTER(REGEX(STR(?n), \"^0|[.]0|24:|[+]|M$\")) } ORDER BY STR(?n)",
+    "SELECT ?r WHERE { ?r <https://e.org/n> ?n FILTER(sameTerm(?n, 7)) }",
+    # two written forms of one value: distinct terms for rdflib, one for a store
+    "SELECT (COUNT(DISTINCT ?n) AS ?c) WHERE { ?r <https://e.org/n> ?n }",
+    "SELECT ?n (COUNT(?r) AS ?c) WHERE { ?r <https://e.org/n> ?n } GROUP BY ?n",
+    "SELECT ?day WHERE { ?r <https://e.org/n> ?n FILTER(DATATYPE(?n) = <" + _XSD + "dateTime>) "
+    "BIND(SUBSTR(STR(?n), 1, 10) AS ?day) }",
+])
+def test_itkg_query_gives_literals_as_written_on_every_engine(tmp_path: Path, query: str) -> None:
+    """Item 12: Oxigraph's store rewrites typed literals on insertion. ``itkg query`` answers such
+    data with the rdflib engine, so the default engine gives the rows rdflib gives, every form
+    as written (SELECT output, STR/DATATYPE, FILTER and ORDER BY, DISTINCT and GROUP BY)."""
     import json
 
-    data = tmp_path / "lex.ttl"
-    data.write_text('@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n<https://e.org/p> '
-                    '<https://e.org/n> "0012345"^^xsd:integer, "+7"^^xsd:int, "1.50"^^xsd:decimal, '
-                    '"2024-01-01Z"^^xsd:date .\n', encoding="utf-8")
-    query = tmp_path / "lex.rq"
-    query.write_text("SELECT ?n WHERE { ?p <https://e.org/n> ?n }", encoding="utf-8")
-    done = itkg("query", query, data, "--engine", "rdflib", "--format", "json")
-    assert done.returncode == 0, done.stderr
-    got = {(b["n"]["value"], b["n"]["datatype"].rsplit("#", 1)[1])
-           for b in json.loads(done.stdout)["results"]["bindings"]}
-    assert got == {("0012345", "integer"), ("+7", "int"), ("1.50", "decimal"), ("2024-01-01Z", "date")}
+    data = _forms_file(tmp_path)
+    text = tmp_path / "q.rq"
+    text.write_text(query, encoding="utf-8")
+    answers = {}
+    for engine in ("oxigraph", "rdflib"):
+        done = invoke("query", text, data, "--engine", engine, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        answers[engine] = json.loads(done.stdout)
+    assert answers["oxigraph"] == answers["rdflib"]
+    if query.startswith("SELECT ?r ?n WHERE { ?r <https://e.org/n> ?n }"):
+        got = {(b["n"]["value"], b["n"].get("datatype", _XSD).rsplit("#", 1)[1])
+               for b in answers["oxigraph"]["results"]["bindings"]}
+        assert got == set(_FORMS) | {("Zoe", "")}
+
+
+def test_oxigraph_answers_when_every_literal_is_kept(tmp_path: Path) -> None:
+    """Canonical forms go into the store as they are: Oxigraph answers, and no note is given."""
+    data = tmp_path / "canonical.ttl"
+    data.write_text(f'<https://e.org/r> <https://e.org/n> "12345"^^<{_XSD}integer>, "1.5"^^<{_XSD}decimal>, '
+                    f'"true"^^<{_XSD}boolean>, "2024-01-01Z"^^<{_XSD}date>, "2024-01-01T10:00:00.5Z"^^<{_XSD}dateTime>, '
+                    '"a"@en .\n', encoding="utf-8")
+    result = sparql.select_files("SELECT ?n WHERE { ?r <https://e.org/n> ?n }", data, timeout=60)
+    assert result.engine == "oxigraph" and len(result.rows) == 6
+    done = invoke("query", tmp_path / "q.rq" if False else _query_file(tmp_path), data)
+    assert done.returncode == 0 and "rdflib engine answered" not in done.stderr, done.stderr
+
+
+def _query_file(tmp_path: Path) -> Path:
+    path = tmp_path / "all.rq"
+    path.write_text("SELECT ?n WHERE { ?r <https://e.org/n> ?n }", encoding="utf-8")
+    return path
+
+
+def test_api_keeps_literals_as_written_with_oxigraph(tmp_path: Path) -> None:
+    """The API: select() over loaded triples hands such data to rdflib; load_for_query refuses it
+    (naming the option), unless told to let the store rewrite it."""
+    import itkg
+    from itkg.lexical import LexicalFormError
+
+    data = _forms_file(tmp_path)
+    query = "SELECT ?n WHERE { ?r <https://e.org/n> ?n }"
+    loaded = itkg.load(data)
+    ox_rows = sparql.select(query, loaded, engine="oxigraph")
+    assert ox_rows.engine == "rdflib"
+    assert ox_rows == sparql.select(query, loaded, engine="rdflib")
+    with pytest.raises(LexicalFormError, match="rdflib engine"):
+        sparql.load_for_query(data)
+    canonical = sparql.select(query, sparql.load_for_query(data, exact_forms=False))
+    assert canonical.engine == "oxigraph" and canonical != ox_rows  # control: the store rewrites
+
+
+def test_certainly_kept_forms_are_kept_by_oxigraph() -> None:
+    """The fast path of itkg.lexical (forms it does not ask Oxigraph about) agrees with Oxigraph."""
+    import itertools
+
+    from itkg.lexical import CERTAINLY_KEPT, rewritten_by_store
+
+    samples = {
+        "integer": ["0", "-0", "00", "7", "+7", "-12", "999999999999999999", "9223372036854775808"],
+        "boolean": ["true", "false", "1", "0"],
+        "decimal": ["0", "-0", "1", "1.5", "1.50", "-0.5", ".5", "1.", "+1", "123456789.12345678"],
+        "date": [d + z for d, z in itertools.product(["2024-01-01", "0001-12-31", "2024-02-30"],
+                                                    ["", "Z", "+00:00", "-00:00", "+01:00", "-13:59", "+14:00"])],
+        "dateTime": [f"2024-01-01T{t}{f}{z}" for t, f, z in itertools.product(
+            ["00:00:00", "23:59:59", "24:00:00"], ["", ".5", ".50", ".123456", ".000001"], ["", "Z", "+00:00", "+05:30"])],
+    }
+    literals = [ox.Literal(v, datatype=ox.NamedNode(_XSD + d)) for d, values in samples.items() for v in values]
+    verdicts = rewritten_by_store(literals)
+    fast = [(v, d) for (v, d) in verdicts if CERTAINLY_KEPT[d].fullmatch(v)]
+    assert fast and not [key for key in fast if verdicts[key]]
+
+
+def test_eligibility_oxigraph_reads_dates_as_written(tmp_path: Path) -> None:
+    """``T24:00:00`` is the next day for Oxigraph's store; the contract reads "the calendar day as
+    written". A refusal written on 1 March at 24:00 is older than a grant of 2 March, so the patient
+    qualifies in every engine (the store alone would tie them, and the refusal would win)."""
+    import json
+
+    data = tmp_path / "p.ttl"
+    data.write_text(EXAMPLES.read_text(encoding="utf-8").split("# Failed back surgery")[0].replace(
+        'itkg:consentDate "2026-03-02"^^xsd:date ] ;',
+        'itkg:consentDate "2026-03-02"^^xsd:date ] ;\n  itkg:hasConsent [ a itkg:InformedConsent ; '
+        'itkg:consentStatus itkg:ConsentRefused ; itkg:coversTherapy itkg:IntrathecalTherapy ; '
+        'itkg:consentDate "2026-03-01T24:00:00"^^xsd:dateTime ] ;'), encoding="utf-8")
+    statuses = {}
+    for engine in ("native", "rdflib", "oxigraph"):
+        done = invoke("eligibility", data, "--engine", engine, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        statuses[engine] = [r["status"] for r in json.loads(done.stdout)["results"]]
+    assert statuses == {e: ["qualifies"] for e in statuses}
+    import itkg
+    # control: a store allowed to rewrite the date gives another answer
+    rewritten = itkg.eligibility(sparql.load_for_query(data, exact_forms=False), engine="oxigraph")
+    assert [r.status for r in rewritten] == ["excluded"]
 
 
 def test_query_parent_logs_no_value_rdflib_cannot_convert(tmp_path: Path) -> None:
@@ -549,3 +685,143 @@ def test_a_long_valid_query_is_not_refused_as_nested_too_deeply(tmp_path: Path) 
     done = itkg("query", query, EXAMPLES, "--format", "csv")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("o0,o1,")  # the header; no patient has these properties
+
+
+def test_the_bundled_ontology_holds_only_two_literals_the_store_rewrites() -> None:
+    """The bundled ontology is not watched (docs/security.md, known limits): pin what that lets
+    through, so that a new non-canonical literal in it is noticed here."""
+    rewritten = [q for q in sparql._ontology_quads() if _changed(q)]
+    assert sorted(q.object.value for q in rewritten) == ["38.0", "55.0"]
+    assert {q.predicate.value for q in rewritten} == {"https://w3id.org/itkg/statisticValue"}
+
+
+def _changed(quad: ox.Quad) -> bool:
+    from itkg.lexical import FormWatch
+
+    watch = FormWatch()
+    watch.observe([quad])
+    return watch.changed > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 11: every command has a memory budget (--max-memory, max_memory=)
+# ---------------------------------------------------------------------------------------------
+
+def _population(path: Path, patients: int) -> Path:
+    """An input whose parsed form needs a few hundred MB (each patient holds a planted name)."""
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(patients):
+            out.write(f'<https://e.org/p{i}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://w3id.org/itkg/Patient> .\n'
+                      f'<https://e.org/p{i}> '
+                      f'<https://schema.org/name> "Zoe-Secret-{i} lives at a long address number {i}" .\n')
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    ["query", "{q}", "{data}", "--engine", "rdflib"],  # Python, in the query's child
+    ["query", "{q}", "{data}"],  # Oxigraph's store (Rust) in the query's child
+    ["explain", "https://e.org/p1", "{data}"],  # the triples in the command's own process
+    ["eligibility", "{data}", "--engine", "rdflib"],  # rdflib's graph, in the command's process
+    ["eligibility", "{data}", "--engine", "oxigraph"],  # Oxigraph's store (Rust), in the command's process
+    ["eligibility", "{data}", "--workers", "2"],  # forked workers
+], ids=["query-rdflib", "query-oxigraph", "explain", "eligibility-rdflib", "eligibility-oxigraph",
+        "eligibility-workers"])
+def test_a_memory_budget_ends_the_command_cleanly(tmp_path: Path, command: list[str]) -> None:
+    """Item 11: past --max-memory a command ends with exit 2 and one line that names no value,
+    writes nothing and leaves no temporary file; with a budget that fits, the same command works
+    (so it is the budget that stopped it)."""
+    data = _population(tmp_path / "population.nt", 150_000)
+    query = tmp_path / "count.rq"
+    query.write_text("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", encoding="utf-8")
+    out = tmp_path / "out" / "result.txt"
+    out.parent.mkdir()
+    args = [a.format(q=query, data=data) for a in command]
+    done = run_itkg(*args, "-o", out, "--max-memory", "150M", env={"TMPDIR": str(tmp_path / "out")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "itkg: error: the input needs more memory than the budget allows (150 MB); raise "
+        "--max-memory (max_memory=), or give the input in smaller files"]
+    assert list(out.parent.iterdir()) == []
+    if command[0] == "query":  # control, once per engine: a budget that fits
+        fits = run_itkg(*args, "-o", out, "--max-memory", "3G")
+        assert fits.returncode == 0, fits.stderr
+        assert out.exists()
+
+
+def test_the_api_takes_a_memory_budget(tmp_path: Path) -> None:
+    """``max_memory=`` (in a fresh interpreter: the budget applies to the whole process)."""
+    data = _population(tmp_path / "population.nt", 150_000)
+    code = ("import sys, itkg\n"
+            "from itkg.errors import MemoryBudgetError\n"
+            "try:\n"
+            f"    itkg.eligibility({str(data)!r}, engine='rdflib', max_memory=150 * 2**20)\n"
+            "except MemoryBudgetError as error:\n"
+            "    print(type(error).__name__, error.budget)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["MemoryBudgetError", str(150 * 2**20)], done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Standard input: the copy does not outlive the process, SIGKILL included
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("moment", ["while-reading", "after-reading"])
+def test_sigkill_leaves_no_copy_of_standard_input(tmp_path: Path, moment: str) -> None:
+    """``itkg eligibility -`` copies standard input to a file for the parsers. Killed with
+    SIGKILL (no clean-up can run), it used to leave that copy, patient data, in TMPDIR. Now the
+    copy has no name (O_TMPFILE): what may be left is an empty folder or a link to nothing."""
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    secret = "Zoe-Secret-Stdin"
+    head = EXAMPLES.read_text(encoding="utf-8") + f'<https://e.org/p> <https://schema.org/name> "{secret}" .\n'
+    child = subprocess.Popen([*itkg_command(), "eligibility", "--engine", "rdflib", "-"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "TMPDIR": str(tmp)})
+    assert child.stdin is not None
+    child.stdin.write(head.encode("utf-8"))
+    child.stdin.flush()
+    if moment == "after-reading":  # a large rest: the copy is done, the parser is at work
+        child.stdin.write(b"".join(b'<https://e.org/q%d> <https://schema.org/name> "n%d" .\n' % (i, i)
+                                   for i in range(300_000)))
+        child.stdin.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the command has made its folder (and its copy)
+        folders = list(tmp.glob("itkg-stdin-*"))
+        if folders and (moment == "while-reading" or any(f.iterdir() for f in folders)):
+            break
+        time.sleep(0.05)
+    assert folders, "the command never started copying standard input"
+    time.sleep(0.3)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    if child.stdin and not child.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+    left = [p for p in tmp.rglob("*") if p.is_file()]  # is_file follows a link: to nothing, False
+    assert left == []
+    assert not any(secret.encode() in p.read_bytes() for p in tmp.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.mark.server
+def test_itkg_load_sends_literals_as_written_and_says_a_server_may_not_keep_them(tmp_path: Path) -> None:
+    """The upload path: ``itkg load`` sends every literal as written and notes how many a server
+    that stores values will rewrite. Oxigraph's server is such a server (documented in
+    docs/endpoint.md; itkg does not repair a server's answers)."""
+    import json
+
+    import _oxigraph_server as module
+    if module.oxigraph_executable() is None:
+        pytest.skip("the oxigraph server binary is not installed (pip install oxigraph)")
+    data = _forms_file(tmp_path)
+    query = _query_file(tmp_path)
+    with module.OxigraphServer() as server:
+        done = itkg("load", data, "--endpoint", server.query_url, "--store-url", server.store_url)
+        assert done.returncode == 0, done.stderr
+        assert f"itkg: note: {len(_FORMS) - 1} typed literal(s) are not in canonical form" in done.stderr
+        answer = itkg("query", query, "--endpoint", server.query_url, "--format", "json")
+        assert answer.returncode == 0, answer.stderr
+        got = {b["n"]["value"] for b in json.loads(answer.stdout)["results"]["bindings"]}
+        assert "12345" in got and "0012345" not in got  # the server's canonical form

@@ -172,3 +172,26 @@ def test_input_errors_reach_the_caller_unchanged_from_the_query_process(tmp_path
         sparql.select_files("SELECT * WHERE { ?s ?p ?o }", path, engine=engine, timeout=timeout)
     assert (type(got.value), str(got.value), got.value.line, got.value.column) == \
         (type(expected.value), str(expected.value), expected.value.line, expected.value.column)
+
+
+_QUERY_AFTER_A_DISK_STORE = """
+import sys, pyoxigraph as ox
+from itkg import sparql
+ox.Store(sys.argv[1]).flush()  # this process has opened an on-disk store (RocksDB's threads run)
+print(sparql.select_files("SELECT * WHERE { ?s ?p ?o }", sys.argv[2], engine="oxigraph", timeout=120).rows)
+"""
+
+
+def test_a_query_with_a_deadline_after_an_on_disk_store_finishes(tmp_path: Path) -> None:
+    """Regression: a process that had opened an on-disk Oxigraph store forked the query child,
+    whose own on-disk store then waited forever for RocksDB's threads (not copied by fork)."""
+    import subprocess
+    import sys
+    data = tmp_path / "one.ttl"
+    data.write_text("<urn:a> <urn:b> <urn:c> .\n", encoding="utf-8")
+    try:
+        done = subprocess.run([sys.executable, "-c", _QUERY_AFTER_A_DISK_STORE, str(tmp_path / "db"), str(data)],
+                              capture_output=True, text=True, timeout=30)  # a hang guard: it takes ~2 s
+    except subprocess.TimeoutExpired:
+        pytest.fail("the query child hung")
+    assert done.returncode == 0, done.stderr

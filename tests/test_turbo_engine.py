@@ -7,13 +7,13 @@ tests/test_scale_validation.py; this file covers what surrounds it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
+from support import assert_validate_prints_what_pyshacl_prints, run_forked as itkg_cli
 
 from itkg import jena, names, turbo, validation
 from itkg.errors import ValidationEngineError
@@ -29,11 +29,6 @@ CONFORMING = TESTS / "data" / "shapes" / "pt-consent-granted-after-withdrawal.tt
 def no_turbo(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Python where pyshacl-turbo is not installed (a ``None`` module entry makes import fail)."""
     monkeypatch.setitem(sys.modules, "pyshacl_turbo", None)
-
-
-def itkg_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "itkg.cli", *args], capture_output=True, text=True,
-                          timeout=300, check=False)
 
 
 def test_turbo_is_an_engine_of_the_api_and_the_command_line() -> None:
@@ -96,13 +91,7 @@ def test_blank_node_labels_are_kept(turbo_required: None) -> None:
 @pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
 def test_cli_engines_print_the_same_report(turbo_required: None, path: Path, code: int) -> None:
     for fmt in ("json", "text"):
-        runs = {engine: itkg_cli("validate", str(path), "--engine", engine, "--format", fmt)
-                for engine in ("pyshacl", "turbo")}
-        assert {e: r.returncode for e, r in runs.items()} == {"pyshacl": code, "turbo": code}, runs["turbo"].stderr
-        if fmt == "json":
-            assert json.loads(runs["turbo"].stdout) == json.loads(runs["pyshacl"].stdout)
-        else:
-            assert runs["turbo"].stdout == runs["pyshacl"].stdout
+        assert_validate_prints_what_pyshacl_prints("turbo", path, code, fmt)
 
 
 def test_cli_engine_turbo_missing_exits_2_with_one_line() -> None:

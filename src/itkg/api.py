@@ -19,26 +19,26 @@ import datetime as _dt
 import functools
 import os
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, Union, cast
 
 import rdflib
 
-from . import names, processes
+from . import names, nodenames, processes
 from .endpoint import SparqlEndpoint
 from .engine import PatientIndex, RuleEngine
-from .errors import InputError, ItkgError, QueryError, ValidationEngineError
+from .errors import InputError, ItkgError, MemoryBudgetError, QueryError, ValidationEngineError
 from .knowledge import Knowledge, load_knowledge
 from .guards import find_ill_typed
-from .loading import PatientData, PatientStore, Source, ill_typed_error, load, node_id
+from .loading import PatientData, PatientStore, Source, ill_typed_error, load
 from .reasoning import DEFAULT_JAVA_MEMORY_MB, Disagreement, ReasoningReport, reason as _reason
 from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
 from .resources import query_path
-from .results import (EligibilityResult, PatientExplanation, PrerequisiteCheck, PrerequisiteState,
-                      Status)
-from .sparql import ENGINES, Engine as SparqlEngine, QueryResult, load_for_query, select
+from .results import EligibilityResult, PatientExplanation
+from .backends import Input, as_paths, decision_backend
+from .backends import _ontology
+from .sparql import ENGINES, Engine as SparqlEngine, QueryResult
 from .partition import Spool
 from .validation import ValidationReport, ill_typed, read as read_population, validate as _validate
 
@@ -78,7 +78,7 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
                 mappings: Sequence[str | os.PathLike[str]] = (),
                 fhir_base: str | None = None,
                 extensions: Sequence[str | os.PathLike[str]] = (), strict: bool = False,
-                progress: bool = False) -> list[EligibilityResult]:
+                progress: bool = False, max_memory: int | None = None) -> list[EligibilityResult]:
     """Every (patient, therapy, indication) whose indication is met: :func:`eligibility_run`'s
     rows (the arguments are the same).
 
@@ -92,7 +92,7 @@ def eligibility(data: DataLike | PatientStore | None, *, engine: str = "native",
     return eligibility_run(data, engine=engine, endpoint=endpoint, knowledge=knowledge, timeout=timeout,
                            input_format=input_format, workers=workers, mappings=mappings,
                            fhir_base=fhir_base, extensions=extensions, strict=strict,
-                           progress=progress).rows
+                           progress=progress, max_memory=max_memory).rows
 
 
 def eligibility_run(data: DataLike | PatientStore | None, *, engine: str = "native",
@@ -101,7 +101,7 @@ def eligibility_run(data: DataLike | PatientStore | None, *, engine: str = "nati
                     workers: int | None = None, mappings: Sequence[str | os.PathLike[str]] = (),
                     fhir_base: str | None = None, extensions: Sequence[str | os.PathLike[str]] = (),
                     strict: bool = False, progress: bool = False,
-                    checksums: bool = False) -> EligibilityRun:
+                    checksums: bool = False, max_memory: int | None = None) -> EligibilityRun:
     """Decide eligibility (contract §3 and §5) as ``itkg eligibility`` does, and say what was read.
 
     :param data: patient files (a path or a list of paths: the population path, streamed and
@@ -117,17 +117,33 @@ def eligibility_run(data: DataLike | PatientStore | None, *, engine: str = "nati
         with no patient, instead of setting it aside with a note.
     :param progress: show the population path's progress on standard error.
     :param checksums: record each file's SHA-256 in the sources (for provenance output).
+    :param max_memory: bytes this process and each child it starts may hold while the call runs
+        (:func:`itkg.processes.budgeted`); past it, :class:`~itkg.errors.MemoryBudgetError`.
+
+    With ``oxigraph``, files holding a literal Oxigraph's store would rewrite (``"…T24:00:00"``
+    to the next day) are decided by ``rdflib``, which keeps it as written (:mod:`itkg.lexical`).
     """
     from .fhir import hook
     started = _dt.datetime.now(_dt.timezone.utc)
     knowledge = _knowledge(knowledge, extensions)
-    with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
+    with processes.budgeted(max_memory), hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
         rows, sources = _eligibility(data, engine=engine, endpoint=endpoint, knowledge=knowledge,
                                      timeout=timeout, input_format=input_format, workers=workers,
                                      strict=strict, progress=progress, checksums=checksums)
         rows = hook.annotate(rows, run.notes)
     return EligibilityRun(rows, sources, tuple(input_notes(sources, no_patient_is_error=strict)), knowledge,
                           started, _dt.datetime.now(_dt.timezone.utc))
+
+
+#: The note when Oxigraph was asked for and rdflib answered (:mod:`itkg.lexical`).
+ENGINE_CHANGED = ("the input holds typed literals that Oxigraph's store would rewrite (leading zeros, "
+                  "xsd:int, +00:00, 24:00:00, ...); the rdflib engine answered, so that they count and "
+                  "come out as written")
+
+
+def engine_notes(asked: str, answered: str) -> list[str]:
+    """The note for standard error when the engine that answered is not the one asked for."""
+    return [ENGINE_CHANGED] if asked == "oxigraph" and answered == "rdflib" else []
 
 
 def input_notes(sources: Sequence[Source], *, no_patient_is_error: bool = False,
@@ -160,99 +176,30 @@ def check_inputs(files: Sequence[str | os.PathLike[str]], input_format: str | No
             raise InputError(path, "no such file")
 
 
-def _paths(data: object) -> list[Path] | None:
-    """``data`` as a list of paths, when it names files (else ``None``)."""
-    if isinstance(data, (str, os.PathLike)):
-        return [Path(data)]
-    if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):
-        return [Path(p) for p in data]
-    return None
-
-
 def _eligibility(data: DataLike | PatientStore | None, *, engine: str, endpoint: SparqlEndpoint | None,
                  knowledge: Knowledge, timeout: float | None, input_format: str | None,
                  workers: int | None, strict: bool, progress: bool,
                  checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows (sorted) and the sources, by the back-end ``engine`` names (or ``endpoint``)."""
+    backend = decision_backend(engine, endpoint=endpoint, input_format=input_format, workers=workers,
+                               strict=strict, progress=progress, checksums=checksums, timeout=timeout)
+    paths = as_paths(data)
     if endpoint is not None:
-        if data is not None and data != [] and data != ():
-            first = _paths(data)
-            raise InputError(first[0] if first else "<data>",
+        if data is not None and (paths is None or paths):
+            raise InputError(paths[0] if paths else "<data>",
                              "with --endpoint the data comes from the endpoint; give no files")
-        return _rows_from_queries(lambda text: _endpoint_select(endpoint, text), knowledge), ()
-    if engine not in LOCAL_DECISION_BACKENDS:
-        raise QueryError(f"unknown engine {engine!r}; use one of {', '.join(LOCAL_DECISION_BACKENDS)}")
-    if data is None:
+        return backend.decide(None, knowledge)
+    if data is None or paths == []:
         raise InputError("<none>", "no input files given (or use an endpoint)")
-    paths = _paths(data)
     if paths is not None:
-        if not paths:
-            raise InputError("<none>", "no input files given (or use an endpoint)")
         check_inputs(paths, input_format)
-    ontology = _ontology(knowledge)
-    patient_data: PatientData | PatientStore
-    if isinstance(data, PatientStore):
-        if engine == "native":
-            raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
-                             "engine='oxigraph', or itkg.load() for the native engine")
-        patient_data = data
-    elif paths is not None and engine == "native":
-        # Files: the population path (streamed, in parallel when large; blank nodes named as in the file).
-        from .parallel import eligibility_rows
-        rows, sources = eligibility_rows(paths, input_format=input_format, workers=workers, knowledge=knowledge,
-                                         checksums=checksums, progress=progress, strict=strict)
-        return sorted(rows), tuple(sources)
-    elif paths is not None and engine == "oxigraph":  # files: into the store only (the data is held once)
-        patient_data = load_for_query(paths, input_format=input_format, strict=strict, ontology=ontology)
-    elif paths is not None:
-        patient_data = load(paths, input_format=input_format, strict=strict)
-    else:
-        patient_data = _data(data)
-    if engine == "native" and isinstance(patient_data, PatientData):
-        return RuleEngine(knowledge, PatientIndex.from_triples(
-            patient_data.triples, knowledge.indexed_predicates())).eligibility(), tuple(patient_data.sources)
-    rows = _rows_from_queries(
-        lambda text: select(text, patient_data, engine=cast(SparqlEngine, engine), timeout=timeout,
-                            ontology=ontology), knowledge)
-    return rows, tuple(patient_data.sources)
+        return backend.decide(paths, knowledge)
+    return backend.decide(cast(Input, data), knowledge)
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
     variables, rows = endpoint.select(text)
     return QueryResult(tuple(variables), tuple(rows))
-
-
-def _rows_from_queries(run, knowledge: Knowledge) -> list[EligibilityResult]:
-    """Build eligibility rows from the contract's queries (for the SPARQL back-ends)."""
-    evidence: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for row in run(query_text("indication-evidence", knowledge)).rows:
-        key = (node_id(row["patient"]), str(row["indication"]))
-        label = knowledge.label(str(row["criterion"]))
-        fact = f"{label}: {knowledge.label(str(row['conditionType']))} diagnosis {_ref(row['condition'])}"
-        if fact not in evidence[key]:
-            evidence[key].append(fact)
-        if "treatment" in row:
-            fact = (f"{label}: {knowledge.label(str(row['treatmentType']))} {_ref(row['treatment'])}"
-                    f" ended with {knowledge.label(str(row['outcome']))}")
-            if fact not in evidence[key]:
-                evidence[key].append(fact)
-    results = []
-    prerequisites = [p for p in knowledge.all_prerequisites() if p.complete]
-    for row in run(query_text("eligibility-status", knowledge)).rows:
-        if "patient" not in row:  # never from the generated query; kept as a guard (rdflib#3382)
-            continue
-        patient, indication = node_id(row["patient"]), str(row["indication"])
-        states = {p.code: str(row.get(p.variable, "missing")) for p in prerequisites}
-        checks = tuple(PrerequisiteCheck(p.code, cast(PrerequisiteState, states[p.code]),
-                                         f"{states[p.code]} (from the SPARQL query)")
-                       for p in prerequisites if states[p.code] != "not-required")
-        results.append(EligibilityResult(
-            patient, str(row["therapy"]), indication, cast(Status, str(row["status"])),
-            tuple(c.code for c in checks if c.state != "met"),
-            tuple(sorted(evidence.get((patient, indication), ())))
-            + tuple(f"{c.code}: {c.state}" for c in checks),
-            checks))
-    return sorted(results)
 
 
 def query_text(name: str, knowledge: Knowledge) -> str:
@@ -280,7 +227,7 @@ def query_file(query: str | os.PathLike[str]) -> Path:
 def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
           *, engine: str = "oxigraph", endpoint: SparqlEndpoint | None = None,
           input_format: str | None = None, timeout: float | None = 300.0, strict: bool = False,
-          extensions: Sequence[str | os.PathLike[str]] = ()) -> QueryResult:
+          extensions: Sequence[str | os.PathLike[str]] = (), max_memory: int | None = None) -> QueryResult:
     """Run a SELECT query over the ontology and ``files`` (``itkg query``), or on ``endpoint``,
     and return its rows in a stable order (:func:`itkg.ordering.sort_result`), with the sources
     read (:func:`input_notes` says what was set aside from them).
@@ -295,7 +242,21 @@ def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequenc
     :param strict: refuse input with an ill-typed value instead of setting it aside.
     :param extensions: a site's extension files: the query runs over the ontology plus these, and
         a contract query named by its name is generated with the site's rules.
+    :param max_memory: bytes each process may hold (:func:`itkg.processes.budgeted`); past it,
+        :class:`~itkg.errors.MemoryBudgetError`.
+
+    Files holding a literal Oxigraph's store would rewrite are answered by ``rdflib`` with the
+    ``oxigraph`` engine too, every form as written; the result's ``engine`` says which answered
+    (:func:`engine_notes` words it).
     """
+    with processes.budgeted(max_memory):
+        return _query(query, files, engine=engine, endpoint=endpoint, input_format=input_format,
+                      timeout=timeout, strict=strict, extensions=extensions)
+
+
+def _query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+           *, engine: str, endpoint: SparqlEndpoint | None, input_format: str | None,
+           timeout: float | None, strict: bool, extensions: Sequence[str | os.PathLike[str]]) -> QueryResult:
     from . import rulegen
     from .ordering import sort_result
     from .sparql import gate, select_files
@@ -327,11 +288,6 @@ def query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequenc
     return sort_result(result, text)
 
 
-def _ref(term: rdflib.term.Identifier) -> str:
-    name = node_id(term)
-    return name if name.startswith("_:") else f"<{name}>"
-
-
 def _knowledge(knowledge: Knowledge | None, extensions: Sequence[str | os.PathLike[str]]) -> Knowledge:
     if knowledge is not None:
         if extensions:
@@ -340,16 +296,12 @@ def _knowledge(knowledge: Knowledge | None, extensions: Sequence[str | os.PathLi
     return load_knowledge(extensions=extensions)
 
 
-def _ontology(knowledge: Knowledge) -> rdflib.Graph | None:
-    """The graph the SPARQL engines add to the data: None for the bundled ontology alone."""
-    return None if knowledge is load_knowledge() else knowledge.graph
-
-
 def validate(data: DataLike, *, engine: str = "auto",
              extensions: Sequence[str | os.PathLike[str]] = (), input_format: str | None = None,
              workers: int | None = None, progress: Callable[[int, int], None] | None = None,
              timeout: float | None = None, strict: bool = False,
-             on_read: Callable[[tuple[Source, ...]], None] | None = None) -> ValidationReport:
+             on_read: Callable[[tuple[Source, ...]], None] | None = None,
+             max_memory: int | None = None) -> ValidationReport:
     """Validate the patient graphs against ``shapes/`` (contract §4), as ``itkg validate`` does.
 
     A path is loaded without rejecting ill-typed literals, so that the shapes report those they
@@ -373,7 +325,19 @@ def validate(data: DataLike, *, engine: str = "auto",
     :param on_read: called with the sources once files are read (in that child, with a
         ``timeout``), e.g. to show :func:`input_notes`; an :class:`~itkg.errors.ItkgError` it
         raises ends the validation.
+    :param max_memory: bytes each process may hold (:func:`itkg.processes.budgeted`); past it,
+        :class:`~itkg.errors.MemoryBudgetError`.
     """
+    with processes.budgeted(max_memory):
+        return _validate_data(data, engine=engine, extensions=extensions, input_format=input_format,
+                              workers=workers, progress=progress, timeout=timeout, strict=strict,
+                              on_read=on_read)
+
+
+def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os.PathLike[str]],
+                   input_format: str | None, workers: int | None,
+                   progress: Callable[[int, int], None] | None, timeout: float | None,
+                   strict: bool, on_read: Callable[[tuple[Source, ...]], None] | None) -> ValidationReport:
     if engine not in VALIDATION_CHOICES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(VALIDATION_CHOICES)}")
     knowledge = load_knowledge(extensions=extensions) if extensions else None
@@ -386,7 +350,7 @@ def validate(data: DataLike, *, engine: str = "auto",
         if on_read is not None:
             on_read(sources)
 
-    paths = _paths(data)
+    paths = as_paths(data)
     if paths is None:
         loaded = data if isinstance(data, PatientData) else load(data, strict_literals=False)
         noted(loaded.sources)
@@ -398,7 +362,7 @@ def validate(data: DataLike, *, engine: str = "auto",
             bad = find_ill_typed(loaded.triples)
             if bad:
                 raise ill_typed_error(Path(", ".join(s.path for s in loaded.sources)), bad[0], len(bad))
-        return report
+        return nodenames.readable_report(report, loaded.sources)
     check_inputs(paths, input_format)
 
     def read_files() -> tuple[Spool, tuple[Source, ...]]:
@@ -417,7 +381,7 @@ def validate(data: DataLike, *, engine: str = "auto",
                 bad = ill_typed(spool, sources)
                 if bad:
                     raise ill_typed_error(Path(", ".join(s.path for s in sources)), bad[0], len(bad))
-            return report
+            return nodenames.readable_report(report, sources)  # (in the child, with a deadline)
         finally:
             spool.close()
 
@@ -454,7 +418,10 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
             fhir_base: str | None = None) -> PatientExplanation:
     """Every indication of the ontology, met or not, for one patient, criterion by criterion.
 
-    :param patient: the patient's IRI (or ``_:id`` for a blank node).
+    :param patient: the patient's IRI; for a blank node, its label as written (``_:p1``, with
+        its file when several files hold one: ``_:p1 (b.ttl)``) or the id itkg gives it in rows
+        (``_:_3``, ``_:f2-p1``; see :mod:`itkg.nodenames`). The evidence names blank-node records
+        as written, with file and line.
     :param strict: refuse input with an ill-typed value instead of setting it aside.
     :raises InputError: when no patient with that identifier is in the data.
     """
@@ -462,14 +429,13 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
     knowledge = _knowledge(knowledge, extensions)
     outer = hook.LAST
     with hook.configured(mappings=mappings, base=fhir_base, strict=strict) as run:
-        paths = _paths(data)
+        paths = as_paths(data)
         patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
             else _data(data)
     index = PatientIndex.from_triples(patient_data.triples, knowledge.indexed_predicates())
-    if not index.is_patient(patient):
-        raise InputError(",".join(s.path for s in patient_data.sources) or "<graph>",
-                         "no such patient in the input")
-    explanation = RuleEngine(knowledge, index).explain(patient)
+    patient = nodenames.find_patient(patient, patient_data.sources, index.is_patient)
+    explanation = nodenames.readable_explanation(RuleEngine(knowledge, index).explain(patient),
+                                                 patient_data.sources)
     notes = {**(outer.notes if outer is not None else {}), **run.notes}
     # FHIR input: the evidence names the resources and codes
     return hook.annotate_explanation(explanation, notes) if notes else explanation
@@ -495,7 +461,7 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
         ontology = rdflib.Graph()
         ontology += knowledge.graph
         ontology += missing_owl_classes(knowledge)
-    paths = _paths(data)
+    paths = as_paths(data)
     patient_data = read(paths, input_format=input_format, strict=strict) if paths is not None \
         else _data(data)
     return _reason(patient_data.graph(), timeout=timeout, max_patients=max_patients,
@@ -559,6 +525,8 @@ class Upload:
     triples: int
     files: int
     sources: tuple[Source, ...]
+    #: Literals sent as written that a server keeping values will rewrite (docs/endpoint.md).
+    rewritten: int = 0
 
 
 def upload(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], endpoint: SparqlEndpoint, *,
@@ -591,7 +559,19 @@ def upload(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], end
     endpoint.upload(ntriples(triples), "application/n-triples", graph=graph, replace=replace)
     if len(knowledge):
         endpoint.upload(knowledge.serialize(format="nt", encoding="utf-8"), "application/n-triples", graph=graph)
-    return Upload(len(triples) + len(knowledge), len(paths) + len(extensions), sources)
+    from .lexical import count_changed
+    return Upload(len(triples) + len(knowledge), len(paths) + len(extensions), sources, count_changed(triples))
+
+
+def upload_notes(sent: Upload) -> list[str]:
+    """What a user should read about an upload: :func:`input_notes`, and how many literals a
+    server that keeps values (Oxigraph's does) will answer in another form than the one sent."""
+    notes = input_notes(sent.sources)
+    if sent.rewritten:
+        notes.append(f"{sent.rewritten} typed literal(s) are not in canonical form (leading zeros, "
+                     "xsd:int, +00:00, 24:00:00, ...); they are sent as written, and a server that "
+                     "stores values, as Oxigraph does, answers with its canonical form")
+    return notes
 
 
 def _is_bundled_ontology(path: Path) -> bool:
@@ -629,15 +609,31 @@ def connect(url: str, *, store_url: str | None = None, timeout: float = 600.0,
 
 
 @contextlib.contextmanager
-def command_scope(endpoints: Sequence[str] = ()) -> Iterator[None]:
+def command_scope(endpoints: Sequence[str] = (), *, max_memory: int | None = 0) -> Iterator[None]:
     """The process policy of one command, put back afterwards: library defaults (rdflib never
     logs a value), network only to the ``endpoints`` the user named (a backstop behind the input
-    and query gates), and ending signals turned into ``SystemExit`` so that ``finally`` blocks
-    end child processes and remove private folders."""
+    and query gates), ending signals turned into ``SystemExit`` so that ``finally`` blocks
+    end child processes and remove private folders, and the memory budget (``--max-memory``):
+    ``max_memory`` bytes per process, ``None`` for the default (three quarters of the machine's
+    memory), 0 for none (:func:`itkg.processes.memory_budget`; :func:`memory_error` tells when
+    it ran out)."""
     from .guards import install_library_defaults, network_guard
     install_library_defaults()
-    with network_guard(list(endpoints)), processes.signals_end_cleanly():
+    budget = processes.default_memory_budget() if max_memory is None else max_memory or None
+    with network_guard(list(endpoints)), processes.signals_end_cleanly(), processes.memory_budget(budget):
         yield
+
+
+def memory_error(error: BaseException) -> MemoryBudgetError | None:
+    """The error to report when ``error``, raised inside :func:`command_scope`, means that the
+    memory budget ran out: a ``MemoryError``, a Rust panic near the budget, or the interrupt of
+    the budget's watchdog (not ^C). ``None`` otherwise, and when no budget is set."""
+    budget = processes.current_budget()
+    if budget is None:
+        return None
+    if isinstance(error, KeyboardInterrupt):
+        return MemoryBudgetError(budget) if processes.budget_exceeded() else None
+    return MemoryBudgetError(budget) if processes.is_out_of_memory(error) else None
 
 
 @contextlib.contextmanager

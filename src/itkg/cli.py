@@ -50,18 +50,23 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     collector) is put back afterwards, so that the command line can also run in-process (tests).
     """
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .api import command_scope
+    def wrapper(*args: Any, max_memory: int | None = None, **kwargs: Any) -> Any:
+        from .api import command_scope, memory_error
         collecting = gc.isenabled()
         try:
             # The only host itkg may reach is an endpoint the user named on this command line.
-            with command_scope([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url]), \
-                    _standard_input(kwargs) as stdin_copy:
+            with command_scope([url for url in (kwargs.get("endpoint"), kwargs.get("store_url")) if url],
+                               max_memory=max_memory), _standard_input(kwargs) as stdin_copy:
                 try:
                     return command(*args, **kwargs)
                 except ItkgError as error:  # name standard input as the user did
                     text = str(error) if stdin_copy is None else str(error).replace(str(stdin_copy), "-")
                     _fail(text, error.exit_code)
+                except BaseException as error:  # the memory budget, past: one clean error
+                    problem = memory_error(error)
+                    if problem is None:
+                        raise
+                    raise problem from None
         except ItkgError as error:
             _fail(str(error), error.exit_code)
         except RecursionError:
@@ -75,7 +80,31 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             if collecting:
                 gc.enable()
-    return wrapper
+    # Every command has it: defined once, here, with the wrapper that enforces it.
+    return click.option("--max-memory", type=_MemorySize(), default=None, metavar="SIZE",
+                        help="Memory each itkg process (the command and each of its workers) may hold, "
+                             "e.g. 800M or 4G; past it the command stops with exit 2 and writes nothing. "
+                             "Default: three quarters of this machine's memory; 0 for no limit.")(wrapper)
+
+
+class _MemorySize(click.ParamType):
+    """A size in bytes, written as a number with an optional K, M, G or T (MB if none)."""
+
+    name = "size"
+    _UNITS = {"": 1024**2, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        number, unit = text.rstrip("KMGT"), text[len(text.rstrip("KMGT")):]
+        try:
+            size = float(number) * self._UNITS[unit]
+        except (ValueError, KeyError):
+            self.fail("give a size such as 800M or 4G (0: no limit)", param, ctx)
+        if size < 0:
+            self.fail("a size cannot be negative", param, ctx)
+        return int(size)
 
 
 _STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".jsonld", "rdfxml": ".rdf",
@@ -85,21 +114,51 @@ _STDIN_SUFFIX = {None: ".ttl", "turtle": ".ttl", "ntriples": ".nt", "jsonld": ".
 @contextlib.contextmanager
 def _standard_input(kwargs: dict[str, Any]) -> Iterator[Path | None]:
     """``-`` among the FILES reads standard input (Turtle unless ``--input-format`` says
-    otherwise). The parsers read files, so it is copied first into a private folder (0700) that
-    is removed when the command ends, however it ends; ``kwargs["files"]`` then names the copy."""
+    otherwise). The parsers read files, so it is copied first; ``kwargs["files"]`` then names
+    the copy, and the copy does not outlive the process, however it ends (SIGKILL included).
+
+    Where the platform allows (Linux, a file system with ``O_TMPFILE``) the copy is a file with
+    no name in ``TMPDIR``: the kernel frees it when the last descriptor closes, which a killed
+    process does too. The parsers find the format by the file name's extension, so a private
+    folder (0700) holds a symbolic link ``stdin.ttl`` (or ``.nt``, ...) to ``/proc/self/fd/N``:
+    after a SIGKILL that folder and a link to nothing are left, never the data. Children forked
+    to parse inherit the descriptor, so the link works in them too. Elsewhere the copy is a
+    regular file in that folder, removed when the command ends (not after a SIGKILL).
+    """
     files = kwargs.get("files") or ()
     if Path("-") not in files:
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="itkg-stdin-"))
+    unnamed: int | None = None
     try:
         copy = folder / f"stdin{_STDIN_SUFFIX.get(kwargs.get('input_format'), '.ttl')}"
-        with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+        unnamed = _unnamed_file(folder)
+        if unnamed is not None:
+            with open(unnamed, "wb", closefd=False) as out:
+                shutil.copyfileobj(click.get_binary_stream("stdin"), out)
+            os.symlink(f"/proc/self/fd/{unnamed}", copy)
+        else:
+            with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                shutil.copyfileobj(click.get_binary_stream("stdin"), out)
         kwargs["files"] = tuple(copy if f == Path("-") else f for f in files)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if unnamed is not None:
+            os.close(unnamed)
+
+
+def _unnamed_file(folder: Path) -> int | None:
+    """A descriptor of a new file with no name (``O_TMPFILE``) on ``folder``'s file system,
+    readable as ``/proc/self/fd/N``; ``None`` where the platform or file system has none."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not Path("/proc/self/fd").is_dir():
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o600)
+    except OSError:  # EOPNOTSUPP, EISDIR (old kernels): fall back to a named file
+        return None
 
 
 def files_argument(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -164,9 +223,26 @@ def _notes(lines: Sequence[str]) -> None:
         click.echo(f"itkg: note: {printable(line)}", err=True)
 
 
-def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                        default=None, help=OUTPUT_HELP)(command)
+def format_option(choices: list[str], default: str, *, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--format``: the output formats of one command (each renders with :mod:`itkg.render`)."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=default, show_default=True, help=text)
+
+
+def output_option(command: Callable[..., Any] | None = None, *, required: str | None = None) -> Any:
+    """``-o/--output``: optional (standard output otherwise), or ``required`` with that help text."""
+    option = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                          default=None, required=required is not None, help=required or OUTPUT_HELP)
+    return option(command) if command is not None else option
+
+
+def endpoint_url_option(*, required: bool = False, text: str = "Run on this SPARQL 1.1 endpoint instead of the "
+                        "local files.") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--endpoint", default=None, required=required, metavar="URL", help=text)
+
+
+def store_url_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--store-url", default=None,
+                        help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
 
 
 def credentials_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,10 +264,8 @@ def endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
                            help="How queries are POSTed: direct (application/sparql-query), form "
                                 "(URL-encoded; Virtuoso needs it), or auto (direct if the server answers it).")(command)
     command = credentials_option(command)
-    command = click.option("--store-url", default=None,
-                           help="Graph Store Protocol URL of the endpoint (derived for Oxigraph and GraphDB).")(command)
-    return click.option("--endpoint", default=None, metavar="URL",
-                        help="Run on this SPARQL 1.1 endpoint instead of the local files.")(command)
+    command = store_url_option(command)
+    return endpoint_url_option()(command)
 
 
 def _client(endpoint: str, store_url: str | None, timeout: float, credentials: Path | None = None,
@@ -260,9 +334,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "turtle", "cds-hooks", "fhir"]),
-              default="table", show_default=True,
-              help="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
+@format_option(["table", "json", "csv", "turtle", "cds-hooks", "fhir"], "table",
+               text="Output format; turtle writes RDF with PROV-O provenance; cds-hooks a CDS Hooks 3.0 "
                    "response (one card per patient and therapy); fhir an R4 Bundle of MeasureReports "
                    "and DetectedIssues.")
 @engine_option("decision", "native")
@@ -314,8 +387,7 @@ def eligibility(files: tuple[Path, ...], fmt: str, engine: str, endpoint: str | 
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "turtle"]), default="text",
-              show_default=True, help="text for people, json, or the SHACL report graph as Turtle.")
+@format_option(["text", "json", "turtle"], "text", text="text for people, json, or the SHACL report graph as Turtle.")
 @workers_option
 @engine_option("validation", "auto")
 @quiet_option
@@ -348,8 +420,7 @@ def validate(files: tuple[Path, ...], fmt: str, workers: int | None, engine: str
 @main.command()
 @click.argument("query")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True, help="table, SPARQL JSON results, or CSV.")
+@format_option(["table", "json", "csv"], "table", text="table, SPARQL JSON results, or CSV.")
 @engine_option("sparql", "oxigraph")
 @endpoint_options
 @timeout_option(300.0, "the query")
@@ -372,7 +443,7 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
     else:
         result = api.query(query, files, engine=engine, input_format=input_format, timeout=timeout,
                            strict=strict, extensions=extensions)
-        _notes(api.input_notes(result.sources))
+        _notes(api.input_notes(result.sources) + api.engine_notes(engine, result.engine))
     if fmt == "json":
         out = render.query_json(result)
     elif fmt == "csv":
@@ -385,15 +456,18 @@ def query(query: str, files: tuple[Path, ...], fmt: str, engine: str, endpoint: 
 @main.command()
 @click.argument("patient")
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text for people (criterion by criterion), or json.")
+@format_option(["text", "json"], "text",
+               text="text for people (criterion by criterion), or json.")
 @input_format_option
 @output_option
 @extension_option
 @handle_errors
 def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str | None,
             output: Path | None, strict: bool, extensions: tuple[Path, ...]) -> None:
-    """Explain, for PATIENT (an IRI, or a blank node as _:label) in FILES, every indication: met or not, and why."""
+    """Explain, for PATIENT in FILES, every indication: met or not, and why.
+
+    PATIENT is an IRI, or a blank node by its label as written (_:p1; with several files, as
+    "_:p1 (b.ttl)") or by the id itkg prints (_:_3, _:f2-p1)."""
     from . import api, render
     data = api.read(files, input_format=input_format, strict=strict)
     _notes(api.input_notes(data.sources))
@@ -405,8 +479,8 @@ def explain(patient: str, files: tuple[Path, ...], fmt: str, input_format: str |
 
 @main.command()
 @files_argument
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table for people, or json (with the agreement when checked).")
+@format_option(["table", "json"], "table",
+               text="table for people, or json (with the agreement when checked).")
 @click.option("--check-agreement", is_flag=True,
               help="Compare HermiT's classification with the rule engine's indications; exit 1 on a difference.")
 @click.option("--max-patients", type=click.IntRange(min=1), default=20_000, show_default=True,
@@ -433,8 +507,7 @@ def reason(files: tuple[Path, ...], fmt: str, check_agreement: bool, max_patient
 
 @main.command()
 @files_argument
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
+@output_option(required="The graph to write, atomically: .ttl (Turtle) or .nt (N-Triples).")
 @input_format_option
 @handle_errors
 def convert(files: tuple[Path, ...], output: Path, input_format: str | None, strict: bool = False) -> None:
@@ -447,8 +520,7 @@ def convert(files: tuple[Path, ...], output: Path, input_format: str | None, str
 
 @main.command(name="report")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
+@output_option(required="The HTML file to write (atomically, readable by its owner only: it holds patient data).")
 @engine_option("decision", "native")
 @endpoint_options
 @timeout_option(None, "the SPARQL queries (with --endpoint: all of them together; default 600)")
@@ -489,8 +561,8 @@ def report_command(files: tuple[Path, ...], output: Path, engine: str, endpoint:
 
 @main.command(name="load")
 @files_argument
-@click.option("--endpoint", required=True, metavar="URL", help="SPARQL query URL of the server.")
-@click.option("--store-url", default=None, help="Graph Store Protocol URL (derived for Oxigraph and GraphDB).")
+@endpoint_url_option(required=True, text="SPARQL query URL of the server.")
+@store_url_option
 @click.option("--graph", "graph_iri", default=None, metavar="IRI", help="Named graph to load into (default graph if omitted; Virtuoso has none, so give one there).")
 @click.option("--replace", is_flag=True, help="Replace the graph's content instead of adding to it.")
 @credentials_option
@@ -511,7 +583,7 @@ def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, 
     with _client(endpoint, store_url, timeout, credentials) as client:
         sent = api.upload(files, client, graph=graph_iri, replace=replace, input_format=input_format,
                           strict=strict, extensions=extensions)
-    _notes(api.input_notes(sent.sources))
+    _notes(api.upload_notes(sent))
     click.echo(f"Loaded {sent.triples} triples from {sent.files} file(s).", err=True)
 
 

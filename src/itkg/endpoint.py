@@ -195,11 +195,23 @@ class Credentials:
         return cls.from_file(path) if path else None
 
 
+#: A request body at least this large is not sent before the server's challenge is known: a
+#: ``HEAD`` to the same URL asks for the challenge first (:class:`_ChallengeAuth`).
+PROBE_BODY_BYTES = 64 * 1024
+
+
 class _ChallengeAuth(httpx.Auth):
     """Answer the server's own challenge: HTTP Digest when it offers it, else Basic.
 
     Nothing is sent before the server asks (a server that needs no password never sees one), and
     once the scheme is known the following requests use it straight away.
+
+    A challenge is an answer to a request, so the first request goes out without credentials:
+    for a large body (an upload) that would send the body twice, once to be refused with 401
+    and once with the answer to the challenge. So when the scheme is not known yet and the body
+    is :data:`PROBE_BODY_BYTES` or more, a ``HEAD`` to the same URL (no body, no side effect)
+    fetches the challenge first. A server that answers the ``HEAD`` without a challenge (it
+    protects writes only) gets the request as before, and may still see its body twice.
     """
 
     def __init__(self, credentials: Credentials) -> None:
@@ -214,6 +226,14 @@ class _ChallengeAuth(httpx.Auth):
         if self._scheme == "basic":
             yield from self._basic.auth_flow(request)
             return
+        if int(request.headers.get("content-length", "0") or 0) >= PROBE_BODY_BYTES:
+            probe = httpx.Request("HEAD", request.url, headers={
+                name: value for name, value in request.headers.items()
+                if name.lower() not in ("content-length", "content-type", "transfer-encoding")})
+            answer = yield probe
+            if self._learn(probe, answer):
+                yield from self.auth_flow(request)  # now with the scheme, the body sent once
+                return
         response = yield request
         if response.status_code != 401:
             return
@@ -231,6 +251,27 @@ class _ChallengeAuth(httpx.Auth):
         elif "basic" in schemes:
             self._scheme = "basic"
             yield from self._basic.auth_flow(request)
+
+    def _learn(self, probe: httpx.Request, answer: httpx.Response) -> bool:
+        """Take the scheme (and a Digest challenge) from the answer to a probe; ``False`` if the
+        answer holds no challenge itkg answers."""
+        if answer.status_code != 401:
+            return False
+        schemes = {value.strip().split(None, 1)[0].lower()
+                   for value in answer.headers.get_list("www-authenticate") if value.strip()}
+        if "digest" in schemes:
+            flow = self._digest.auth_flow(probe)
+            next(flow)
+            try:
+                flow.send(answer)  # parses and keeps the challenge; the signed probe is not sent
+            except StopIteration:
+                return False
+            self._scheme = "digest"
+            return True
+        if "basic" in schemes:
+            self._scheme = "basic"
+            return True
+        return False
 
 
 def _media_type(headers: httpx.Headers) -> str:

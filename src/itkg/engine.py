@@ -389,9 +389,15 @@ class RuleEngine:
         """The eligibility rows of one patient: one per indication it meets (the rows of
         :meth:`explain_indication`, explaining only the criteria that are met)."""
         for indication in self.k.indications:
-            met = [self.criterion(patient, c) for c in indication.criteria if self.meets(patient, c)]
-            if met:
-                yield self._result(patient, indication, met)
+            found = self.row(patient, indication)
+            if found is not None:
+                yield found
+
+    def row(self, patient: str, indication: Indication) -> EligibilityResult | None:
+        """The row of ``patient`` for ``indication``, or ``None`` when it is not met: the one
+        wording of evidence, which the SPARQL back-ends use too (:mod:`itkg.backends`)."""
+        met = [self.criterion(patient, c) for c in indication.criteria if self.meets(patient, c)]
+        return self._result(patient, indication, met) if met else None
 
     def eligibility(self) -> list[EligibilityResult]:
         """Every row of contract §3, sorted by patient, therapy and indication."""

@@ -61,6 +61,20 @@ class IllTypedLiteralError(InputError):
     rather than rewriting it, as rdflib would by default."""
 
 
+class MemoryBudgetError(ItkgError):
+    """The work needed more memory than its budget (``--max-memory``, ``max_memory=``): the input
+    is too large for the budget. Exit code 2, as for any input that cannot be used."""
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget
+        limit = f" ({budget / 2**20:,.0f} MB)" if budget else ""
+        super().__init__(f"the input needs more memory than the budget allows{limit}; raise "
+                         "--max-memory (max_memory=), or give the input in smaller files")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.budget,))
+
+
 class QueryError(ItkgError):
     """A SPARQL query is malformed or asks for something refused (SERVICE, FROM, LOAD, updates)."""
 

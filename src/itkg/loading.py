@@ -1,34 +1,37 @@
-"""Loading patient graphs: safely, all or nothing, from Turtle, N-Triples, JSON-LD and RDF/XML.
+"""Loading patient graphs: safely, all or nothing, from Turtle, N-Triples, JSON-LD, RDF/XML and FHIR.
 
-Every file is checked before any RDF parser sees it (size, XML DTDs and entities, JSON nesting and
-remote JSON-LD contexts), parsed with pyoxigraph (fast, and it never fetches anything) into a fresh
-list, checked for ill-typed literals, and only then added to the result. A failure anywhere raises
-an :class:`~itkg.errors.InputError` naming the file and, where the parser knows it, the line; the
-message never quotes the input, because it may be patient data.
+The reading itself is :mod:`itkg.reader` (one parser and one set of checks for every input and
+every consumer); this module holds the gates it applies before any parser sees a file (size, XML
+DTDs and entities, JSON nesting and remote JSON-LD contexts, the BOM rule), the data classes, the
+term conversions, and two sinks of the reader:
 
-:func:`load_store` is the same loader for the Oxigraph SPARQL path: the parsed triples go straight
-into a pyoxigraph ``Store``, checked batch by batch on the way, and are never kept as Python
-objects. A million patients is about 16 million triples; as a list of pyoxigraph objects they take
-more memory than the store itself, so keeping both (as :func:`load` followed by building a store
-did) roughly doubled the memory of ``itkg query --engine oxigraph``.
+* :func:`load` (:class:`TripleSink`) keeps the checked triples as a list, for SHACL, rdflib
+  SPARQL and the RDF outputs;
+* :func:`load_store` (:class:`StoreSink`) puts them straight into a pyoxigraph ``Store``, batch by
+  batch, never keeping them as Python objects. A million patients is about 16 million triples; as
+  a list of pyoxigraph objects they take more memory than the store itself, so keeping both
+  roughly doubled the memory of ``itkg query --engine oxigraph``.
+
+A failure anywhere raises an :class:`~itkg.errors.InputError` naming the file and, where the
+parser knows it, the line; the message never quotes the input, because it may be patient data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence, cast
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import pyoxigraph as ox
 import rdflib
 
-from . import guards, names, setaside
-from .errors import (IllTypedLiteralError, InputError, InputTooLargeError, ParseError,
-                     UnsafeInputError)
+from . import guards, names
+from .errors import IllTypedLiteralError, InputError, InputTooLargeError, ParseError
+
+if TYPE_CHECKING:
+    from .reader import Checked, Checker, Namer, PieceReport
 
 OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
 IMPORTS_REFUSED = "owl:imports is not followed; load the imported file explicitly"
@@ -96,15 +99,93 @@ class PatientData:
 
     @classmethod
     def from_graph(cls, graph: rdflib.Graph) -> "PatientData":
-        """Wrap an rdflib graph that is already in memory (it is not copied or modified)."""
+        """Wrap an rdflib graph that is already in memory (it is not copied or modified). Its
+        triples pass the reader's checks; its blank nodes keep the graph's ids."""
+        from .reader import Namer, PieceReport
         triples = [to_oxigraph_triple(t) for t in graph]
-        tally = setaside.Tally()
-        kept = setaside.split(triples, tally)
-        data = cls(triples=kept, sources=(Source("<graph>", "", "rdflib", len(triples), tally.schema,
-                                                 len(tally.ill_typed), (), setaside.holds_patient(kept)),))
-        if len(kept) == len(triples):
+        sink, report = TripleSink(), PieceReport(0)
+        namer = Namer.identity()
+        sink.add(sink.checker.check(triples, report, namer), namer, report)  # type: ignore[arg-type]
+        data = cls(triples=sink.triples, sources=(Source("<graph>", "", "rdflib", report.triples,
+                                                         report.schema_set_aside, report.ill_typed_count,
+                                                         (), report.holds_patient),))
+        if report.triple_terms:
+            raise InputError("<graph>", TRIPLE_TERMS_REFUSED)
+        if len(sink.triples) == len(triples):
             data._graph = graph  # nothing set aside: the caller's graph serves as it is
         return data
+
+
+class TripleSink:
+    """The reader's sink for :func:`load`: the checked triples as a list of pyoxigraph triples."""
+
+    def __init__(self, *, keep_ill_typed: bool = False) -> None:
+        from .reader import Checker
+        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed)
+        self.triples: list[ox.Triple] = []
+        self._nodes: dict[str, ox.BlankNode] = {}
+
+    def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
+        """Keep the checked triples as pyoxigraph triples, blank nodes named by ``namer``."""
+        append, blank, nodes = self.triples.append, ox.BlankNode, self._nodes
+        for quad, _subject, _key, _value in quads:
+            s, o = quad.subject, quad.object
+            if type(s) is blank or type(o) is blank:
+                append(ox.Triple(_named(s, namer, nodes), quad.predicate, _named(o, namer, nodes)))  # type: ignore[arg-type]
+            else:
+                append(quad.triple if type(quad) is ox.Quad else quad)
+
+
+#: Blank nodes a sink shares between the triples that name them (a cache, bounded).
+_NODE_CACHE = 100_000
+
+
+def _named(term: object, namer: "Namer", nodes: dict[str, ox.BlankNode]) -> ox.NamedNode | ox.BlankNode | ox.Literal:
+    """``term``, a blank node renamed by ``namer`` (the objects are shared through ``nodes``)."""
+    if type(term) is not ox.BlankNode:
+        return term  # type: ignore[return-value]
+    name = namer.name(term.value)
+    node = nodes.get(name)
+    if node is None:
+        if len(nodes) >= _NODE_CACHE:
+            nodes.clear()
+        node = nodes[name] = ox.BlankNode(name)
+    return node
+
+
+class StoreSink:
+    """The reader's sink for :func:`load_store`: the checked triples into a pyoxigraph store, in
+    batches of :data:`_STREAM_BATCH`; once a file is known to be refused nothing more of it is
+    added (the parser still runs to the end of the file, so that a later syntax error is what
+    is reported, as :func:`load` does)."""
+
+    def __init__(self, store: ox.Store, *, keep_ill_typed: bool = False, strict: bool = False,
+                 watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None) -> None:
+        from .reader import Checker
+        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed)
+        self.store, self.strict, self.watch = store, strict, watch
+        self._nodes: dict[str, ox.BlankNode] = {}
+
+    def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
+        """Add the checked triples to the store, in batches."""
+        batch: list[ox.Quad] = []
+        append, blank, nodes, graph = batch.append, ox.BlankNode, self._nodes, ox.DefaultGraph()
+        size = _STREAM_BATCH
+        for quad, _subject, _key, _value in quads:
+            s, o = quad.subject, quad.object
+            if type(s) is blank or type(o) is blank:
+                quad = ox.Quad(_named(s, namer, nodes), quad.predicate, _named(o, namer, nodes), graph)  # type: ignore[arg-type]
+            append(quad)
+            if len(batch) >= size:
+                self._flush(batch, report)
+        self._flush(batch, report)
+
+    def _flush(self, batch: list[ox.Quad], report: "PieceReport") -> None:
+        if not (report.imports or report.triple_terms or (self.strict and report.ill_typed is not None)):
+            if self.watch is not None:  # it may raise to stop the load (itkg.lexical.FormWatch)
+                self.watch(batch)
+            self.store.extend(batch)
+        batch.clear()
 
 
 @dataclass
@@ -236,23 +317,12 @@ def load(
     guards.install_library_defaults()
     if isinstance(sources, rdflib.Graph):
         return PatientData.from_graph(sources)
+    from .reader import read
     paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    if not paths:
-        raise InputError("<none>", "no input files given")
-    triples: list[ox.Triple] = []
-    loaded: list[Source] = []
-    fhir_paths, paths = _fhir_split(paths, input_format)
-    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then treated as parsed RDF
-        from .fhir.hook import read_fhir
-        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
-        triples.extend(graph.triples)
-        loaded.extend(fhir_sources)
-    for raw in paths:
-        path = Path(raw)
-        file_triples, source = _load_file(path, input_format, max_bytes, strict_literals, strict)
-        triples.extend(file_triples)
-        loaded.append(source)
-    return PatientData(triples=triples, sources=tuple(loaded))
+    sink = TripleSink(keep_ill_typed=not strict_literals)
+    loaded = read([Path(p) for p in paths], sink, input_format=input_format, max_bytes=max_bytes,
+                  strict=strict)
+    return PatientData(triples=sink.triples, sources=loaded)
 
 
 def load_store(
@@ -264,6 +334,7 @@ def load_store(
     strict: bool = False,
     store: ox.Store | None = None,
     with_ontology: bool = False,
+    watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None,
 ) -> PatientStore:
     """Load patient files into a pyoxigraph store, with exactly the checks and errors of :func:`load`.
 
@@ -278,6 +349,8 @@ def load_store(
     :param store: add to this store (for instance one that already holds the ontology) instead of
         a new one. On an error it may hold part of the input: discard it then.
     :param with_ontology: recorded in the result: whether ``store`` already holds the ontology.
+    :param watch: called with each batch just before it goes into the store; it may raise to
+        stop the load (:class:`itkg.lexical.FormWatch`).
     :raises InputError: (or a subclass) when any file cannot be used; nothing is returned then.
 
     >>> from itkg.resources import data_root
@@ -286,27 +359,13 @@ def load_store(
     True
     """
     guards.install_library_defaults()
+    from .reader import read
     paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    if not paths:
-        raise InputError("<none>", "no input files given")
     target = ox.Store() if store is None else store
-    fhir_paths, paths = _fhir_split(paths, input_format)
-    loaded = []
-    if fhir_paths:  # FHIR R4 JSON (itkg.fhir): mapped to §2 triples, then stored as parsed RDF
-        from .fhir.hook import read_fhir
-        graph, fhir_sources = read_fhir(fhir_paths, max_bytes)
-        target.extend(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in graph.triples)
-        loaded.extend(fhir_sources)
-    loaded += [_stream_file(Path(raw), target, input_format, max_bytes, strict_literals, strict)
-               for raw in paths]
-    return PatientStore(store=target, sources=tuple(loaded), with_ontology=with_ontology)
-
-
-def _fhir_split(paths: Sequence[str | os.PathLike[str]],
-                input_format: str | None) -> tuple[list[Path], list[Path]]:
-    """The FHIR inputs (told by content, or ``--input-format fhir``) and the RDF ones."""
-    from .fhir.hook import split
-    return split(paths, input_format)
+    sink = StoreSink(target, keep_ill_typed=not strict_literals, strict=strict, watch=watch)
+    loaded = read([Path(p) for p in paths], sink, input_format=input_format, max_bytes=max_bytes,
+                  strict=strict)
+    return PatientStore(store=target, sources=loaded, with_ontology=with_ontology)
 
 
 def checked_size(path: Path, max_bytes: int) -> int:
@@ -334,13 +393,28 @@ def skip_bom(data: bytes) -> bytes:
     return data[len(BOM):] if data.startswith(BOM) else data
 
 
+def read_at_most(handle: IO[bytes], limit: int, expected: int) -> bytes:
+    """At most ``limit`` bytes of ``handle``, which should hold ``expected``. Not
+    ``handle.read(limit)``: Python allocates a buffer of ``limit`` bytes first, so the 8 GiB
+    default limit needs 8 GiB of memory budget (``--max-memory``) even for a small file."""
+    data = handle.read(min(limit, expected + 1))
+    if len(data) <= expected or len(data) >= limit:
+        return data
+    parts = [data]  # the file grew since it was measured: read on, in pieces, to the limit
+    left = limit - len(data)
+    while left > 0 and (part := handle.read(min(left, 1 << 24))):
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def read_checked(path: Path, fmt: ox.RdfFormat, max_bytes: int) -> bytes:
     """The bytes of ``path``, after the size check and, for RDF/XML and JSON-LD, the gates that
     must see the whole input before any parser does (XML DTDs; JSON nesting and contexts)."""
-    checked_size(path, max_bytes)
+    size = checked_size(path, max_bytes)
     try:
         with path.open("rb") as handle:  # read at most one byte past the limit: the file may grow
-            data = handle.read(max_bytes + 1)
+            data = read_at_most(handle, max_bytes + 1, size)
     except OSError as error:
         raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
     guards.check_size(len(data), str(path), max_bytes)
@@ -404,119 +478,14 @@ def parse_failure(path: Path, fmt: ox.RdfFormat, error: Exception) -> InputError
         return ParseError(path, _syntax_problem(fmt), getattr(error, "lineno", None),
                           getattr(error, "offset", None))
     if isinstance(error, MemoryError):
+        if "maximal size" not in str(error):  # not the parser's own limit: the memory budget
+            raise MemoryError from None
         return InputTooLargeError(path, "a literal is larger than the parser's 16 MiB limit")
     return ParseError(path, f"cannot parse as {format_name(fmt)} ({type(error).__name__})")
 
 
-def _load_file(path: Path, input_format: str | None, max_bytes: int,
-               strict_literals: bool, strict: bool = False) -> tuple[list[ox.Triple], Source]:
-    fmt = detect_format(path, input_format)
-    data = read_checked(path, fmt, max_bytes)
-    try:
-        triples = [
-            quad.triple
-            for quad in ox.parse(data, format=fmt, base_iri=path.resolve().as_uri(),
-                                 without_named_graphs=True, rename_blank_nodes=True)
-        ]
-    except (SyntaxError, MemoryError, ValueError, OSError) as error:
-        raise parse_failure(path, fmt, error) from None
-    if any(t.predicate.value == OWL_IMPORTS for t in triples):
-        raise UnsafeInputError(path, IMPORTS_REFUSED)
-    if any(type(t.object) is ox.Triple for t in triples):
-        raise InputError(path, TRIPLE_TERMS_REFUSED)
-    parsed = len(triples)
-    tally = setaside.Tally()
-    triples = setaside.split(triples, tally, keep_ill_typed=not strict_literals)
-    if strict and tally.ill_typed:
-        raise ill_typed_error(path, tally.ill_typed[0], len(tally.ill_typed), tally.lines(data))
-    digest = hashlib.sha256(data).hexdigest()
-    return triples, Source(str(path), digest, format_name(fmt), parsed, tally.schema,
-                           len(tally.ill_typed), tally.lines(data), setaside.holds_patient(triples))
-
-
-#: Triples parsed, checked and added to the store at a time by :func:`load_store`.
+#: Triples added to the store at a time by :class:`StoreSink`.
 _STREAM_BATCH = 50_000
-
-
-class _CountingReader:
-    """A file-like view of a file for pyoxigraph that hashes what it reads and stops one byte past
-    ``max_bytes`` (as :func:`read_checked` does: the file may grow after the size check)."""
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        try:
-            self._file = path.open("rb")  # closed by close()
-        except OSError as error:
-            raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
-        self._left = max_bytes + 1
-        self.nbytes = 0
-        self.sha256 = hashlib.sha256()
-        self._pending = b""
-        self._pending = skip_bom(self.read(len(BOM)))  # the checksum still covers the mark
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        if size < 0:
-            size = 1 << 20
-        data = self._file.read(min(size, self._left)) if self._left > 0 else b""
-        self._left -= len(data)
-        self.nbytes += len(data)
-        self.sha256.update(data)
-        return data
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _stream_file(path: Path, store: ox.Store, input_format: str | None, max_bytes: int,
-                 strict_literals: bool, strict: bool = False) -> Source:
-    """Parse one file into ``store`` (see :func:`load_store`); the same checks, in the same order,
-    and the same errors as :func:`_load_file`."""
-    fmt = detect_format(path, input_format)
-    reader: _CountingReader | None = None
-    if fmt in (ox.RdfFormat.RDF_XML, ox.RdfFormat.JSON_LD):
-        data: bytes | _CountingReader = read_checked(path, fmt, max_bytes)
-    else:
-        checked_size(path, max_bytes)
-        data = reader = _CountingReader(path, max_bytes)
-    count = 0
-    imports = triple_terms = patient = False
-    tally = setaside.Tally()
-    try:
-        quads = ox.parse(data if isinstance(data, bytes) else cast(IO[bytes], data), format=fmt,
-                         base_iri=path.resolve().as_uri(), without_named_graphs=True, rename_blank_nodes=True)
-        while batch := list(islice(quads, _STREAM_BATCH)):
-            count += len(batch)
-            # Once anything is wrong the file is refused, but only after the parser has run to its
-            # end: a syntax error later in the file is what load() reports then.
-            imports = imports or any(q.predicate.value == OWL_IMPORTS for q in batch)
-            triple_terms = triple_terms or any(type(q.object) is ox.Triple for q in batch)
-            kept = setaside.split(batch, tally, keep_ill_typed=not strict_literals)
-            patient = patient or setaside.holds_patient(kept)
-            if not (imports or triple_terms or (strict and tally.ill_typed)):
-                store.extend(kept)
-    except (SyntaxError, MemoryError, ValueError, OSError) as error:
-        failure: InputError | None = parse_failure(path, fmt, error)
-    else:
-        failure = None
-    finally:
-        if reader is not None:
-            reader.close()
-    if reader is not None:  # a file that grew past the limit: its cut end may not parse
-        guards.check_size(reader.nbytes, str(path), max_bytes)
-    if failure is not None:
-        raise failure
-    if imports:
-        raise UnsafeInputError(path, IMPORTS_REFUSED)
-    if triple_terms:
-        raise InputError(path, TRIPLE_TERMS_REFUSED)
-    if strict and tally.ill_typed:
-        raise ill_typed_error(path, tally.ill_typed[0], len(tally.ill_typed),
-                              tally.lines(path if reader is not None else data))  # type: ignore[arg-type]
-    digest = reader.sha256.hexdigest() if reader is not None else hashlib.sha256(data).hexdigest()  # type: ignore[arg-type]
-    return Source(str(path), digest, format_name(fmt), count, tally.schema, len(tally.ill_typed),
-                  tally.lines(path if reader is not None else data), patient)  # type: ignore[arg-type]
 
 
 def ill_typed_error(path: Path, first: guards.IllTypedLiteral, count: int,

@@ -14,6 +14,8 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
    every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
 4. The main process fetches the triples of the deferred patients and their records from every
    worker, merges them and decides those patients itself.
+5. Only then, every index dropped, do the workers send their rows (an index is most of a
+   worker's memory, and rows travelling beside it made the peak).
 
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
@@ -38,6 +40,7 @@ from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
 from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
+from .reader import renumbering
 from .results import EligibilityResult, PrerequisiteCheck
 from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
                         fatal_after, finish_fhir, first_reports, gc_paused, parse_piece, plan, resolve,
@@ -72,7 +75,7 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     workers = processes.default_workers() if workers is None else max(1, workers)
     if workers > 1 and not processes.forking_available():
         workers = 1  # pragma: no cover - the children must inherit the knowledge and hash seed
-    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers,
+    pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
     if workers > 1 and len(pieces) > 1:
@@ -138,6 +141,15 @@ def _unpack(packed: tuple) -> EligibilityResult:
     patient, therapy, indication, status, unmet, evidence, checks = packed
     return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
                              tuple(PrerequisiteCheck(*c) for c in checks))
+
+
+def _renamed(row: EligibilityResult, rename: Callable[[str], str]) -> EligibilityResult:
+    """``row`` with the names of unlabelled nodes as a one-process read gives them
+    (:func:`itkg.reader.renumbering`)."""
+    return EligibilityResult(rename(row.patient), row.therapy, row.indication, row.status, row.unmet,
+                             tuple(map(rename, row.evidence)),
+                             tuple(PrerequisiteCheck(c.code, c.state, rename(c.reason), tuple(map(rename, c.records)))
+                                   for c in row.prerequisites))
 
 
 def _sort_key(row: EligibilityResult) -> tuple:
@@ -268,18 +280,23 @@ class _Run:
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
+            for conn in self._conns():
+                deferred += self._receive(conn)
+            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            # Every patient is decided: the indexes (most of the memory) go before the rows travel.
+            del index
+            builder.index = PatientIndex(self.knowledge.indexed_predicates())
             theirs: list[EligibilityResult] = []  # annotated by the workers (FHIR input)
             for conn in self._conns():
-                packed, child_deferred = self._receive(conn)
-                theirs += map(_unpack, packed)
-                deferred += child_deferred
-            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
-            for conn in self._conns():
-                conn.send(("done",))
+                conn.send(("rows",))
+                theirs += map(_unpack, self._receive(conn))
             if builder.fhir is not None:  # the evidence names the FHIR resources and codes
                 from .fhir.hook import annotate
                 rows = annotate(rows, ChainMap(builder.fhir.notes(self.fetched_notes), builder.fhir.reader.notes))
             rows += theirs
+            rename = renumbering(self.pieces, reports)
+            if rename is not None:
+                rows = [_renamed(row, rename) for row in rows]
             rows.sort(key=_sort_key)
         return rows, sources_of(self.pieces, reports, checksums=checksums)
 
@@ -319,8 +336,9 @@ class _Run:
             message = conn.recv()
         except (EOFError, OSError):
             child = next(c for c in self.children if c.conn is conn)
-            if child.exit_code() == -signal.SIGKILL:
-                raise MemoryError from None  # the kernel's out-of-memory killer, most likely
+            code = child.exit_code()
+            if code == -signal.SIGKILL or processes.ended_out_of_memory(code):
+                raise MemoryError from None  # the OOM killer, or Rust past the memory budget
             raise WorkerError("a worker process ended unexpectedly") from None
         if isinstance(message, tuple) and message and message[0] == "crashed":
             if message[1] == "MemoryError":
@@ -355,14 +373,18 @@ class _Run:
                         if fhir is not None:  # the evidence names the FHIR resources and codes
                             from .fhir.hook import annotate
                             rows = annotate(rows, fhir.reader.notes)
-                        conn.send(([_pack(r) for r in rows], deferred))
-                        del rows
+                        conn.send(deferred)
                     elif message[0] == "fetch":
                         notes = fhir.reader.notes if fhir is not None else {}
                         conn.send((index.fragment(message[1]), {n: notes[n] for n in message[1] if n in notes}))
                     elif message[0] == "fhir-lookup":
                         assert fhir is not None
                         conn.send(fhir.lookup(message[1], message[2]))
+                    elif message[0] == "rows":  # the last message: the index is not needed any more
+                        del index
+                        parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
+                        conn.send([_pack(r) for r in rows])
+                        return
                     else:
                         return
         except (EOFError, BrokenPipeError):

@@ -46,6 +46,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+from .errors import MemoryBudgetError
+
 _PR_SET_PDEATHSIG = 1
 
 #: Signals whose default action ends the process. The CLI turns them into ``SystemExit`` so that
@@ -150,6 +152,154 @@ def signals_end_cleanly() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+# -- the memory budget -------------------------------------------------------------------------
+
+#: The budget in force (bytes), set by :func:`memory_budget`; ``None`` when there is none.
+_BUDGET: int | None = None
+
+
+def default_memory_budget() -> int:
+    """The budget every command gets unless told otherwise: three quarters of the machine's
+    physical memory (the rest is the system's and other programs'), at least 1 GiB."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 8 * 1024**3
+    return max(1024**3, physical * 3 // 4)
+
+
+def current_budget() -> int | None:
+    """The memory budget in force in this process (:func:`memory_budget`), if any."""
+    return _BUDGET
+
+
+@contextlib.contextmanager
+def memory_budget(max_bytes: int | None) -> Iterator[None]:
+    """While inside, this process and every child it starts (forked, spawned, or a program such
+    as Java) may hold at most ``max_bytes`` of data each (``RLIMIT_DATA``: heap and every private
+    writable mapping, which is what parsed triples, stores and graphs occupy). Past it, Python
+    raises ``MemoryError`` and Rust code (pyoxigraph) aborts; :func:`call_with_deadline` and the
+    command line turn either into one :class:`~itkg.errors.MemoryBudgetError` (exit 2).
+
+    ``RLIMIT_DATA`` rather than ``RLIMIT_AS``: address space that is only reserved (glibc's
+    per-thread arenas, the JVM's heap reservation) would trip ``RLIMIT_AS`` long before any data
+    is held. The limit is per process: a command with W workers may hold up to W + 1 budgets.
+    The previous limit comes back on leaving (the CLI runs in-process in tests). ``None``, or a
+    platform without ``resource``, sets nothing.
+    """
+    global _BUDGET
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        resource = None  # type: ignore[assignment]
+    if max_bytes is None or resource is None or not hasattr(resource, "RLIMIT_DATA"):
+        yield
+        return
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = max_bytes if previous[1] == resource.RLIM_INFINITY else min(max_bytes, previous[1])
+    before = _BUDGET
+    # A Rust panic or allocation failure prints a backtrace when RUST_BACKTRACE asks for one, and
+    # printing it allocates: past the budget the process then waited forever on the backtrace
+    # lock. Without a backtrace it ends at once (a panic reaches Python as an exception).
+    backtrace = os.environ.get("RUST_BACKTRACE")
+    os.environ["RUST_BACKTRACE"] = "0"
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, previous[1]))
+    _BUDGET = soft
+    _EXCEEDED.clear()
+    stop = threading.Event()
+    watchdog = None
+    if threading.current_thread() is threading.main_thread():
+        watchdog = threading.Thread(target=_watch, args=(soft * WATCH_SHARE, stop), name="itkg-memory",
+                                    daemon=True)
+        watchdog.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if watchdog is not None:
+            watchdog.join()
+        resource.setrlimit(resource.RLIMIT_DATA, previous)
+        _BUDGET = before
+        if backtrace is None:
+            os.environ.pop("RUST_BACKTRACE", None)
+        else:
+            os.environ["RUST_BACKTRACE"] = backtrace
+
+
+@contextlib.contextmanager
+def budgeted(max_bytes: int | None) -> Iterator[None]:
+    """:func:`memory_budget`, and the budget running out inside (a ``MemoryError``, or a Rust
+    panic near the budget) raised as one :class:`~itkg.errors.MemoryBudgetError`: the API's
+    ``max_memory=``."""
+    with memory_budget(max_bytes):
+        try:
+            yield
+        except (MemoryBudgetError, SystemExit):
+            raise
+        except BaseException as error:
+            if max_bytes is not None and (is_out_of_memory(error) or (
+                    isinstance(error, KeyboardInterrupt) and budget_exceeded())):
+                raise MemoryBudgetError(_BUDGET) from None
+            raise
+
+
+#: Share of the budget at which this process is interrupted (:func:`_watch`), before the hard
+#: limit: Rust code (pyoxigraph) that meets the hard limit aborts the process at once, with no
+#: clean-up and no clean message; an interrupt arrives when it hands control back to Python
+#: (after a batch of at most 50,000 statements), which leaves the rest of the budget for that.
+WATCH_SHARE = 0.75
+_EXCEEDED = threading.Event()
+_WATCH_INTERVAL_S = 0.02
+
+
+def _vm_data() -> int:
+    """This process's ``VmData`` in bytes (what ``RLIMIT_DATA`` counts); 0 if unknown."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _watch(threshold: float, stop: threading.Event) -> None:
+    """Interrupt the main thread (``KeyboardInterrupt``, told apart by :func:`budget_exceeded`)
+    once this process holds ``threshold`` bytes: the command then ends through its ``finally``
+    blocks (children ended, temporary files removed) with one :class:`MemoryBudgetError`."""
+    import _thread
+    while not stop.wait(_WATCH_INTERVAL_S):
+        if _vm_data() >= threshold:
+            _EXCEEDED.set()
+            _thread.interrupt_main()
+            return
+
+
+def budget_exceeded() -> bool:
+    """Whether the last ``KeyboardInterrupt`` came from the memory watchdog, not from ^C."""
+    return _EXCEEDED.is_set()
+
+
+def near_budget(share: float = 0.9) -> bool:
+    """Whether this process holds at least ``share`` of the memory budget (``VmData``, what
+    ``RLIMIT_DATA`` counts). A Rust panic there ("pointer is null" after a failed Python
+    allocation) is the budget running out, not a bug."""
+    return _BUDGET is not None and _vm_data() >= share * _BUDGET
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` means the memory budget ran out: a ``MemoryError``, or a panic of Rust
+    code (pyo3's ``PanicException``) while the process is near its budget."""
+    return isinstance(error, MemoryError) or (type(error).__name__ == "PanicException" and near_budget())
+
+
+def ended_out_of_memory(exit_code: int | None) -> bool:
+    """Whether a child that ended so most likely ran out of its budget: Rust aborts on a failed
+    allocation, and the kernel's OOM killer sends SIGKILL."""
+    return _BUDGET is not None and exit_code in (-signal.SIGABRT, -signal.SIGKILL)
+
+
 # -- forked children ---------------------------------------------------------------------------
 
 @dataclass
@@ -192,7 +342,7 @@ def start_child(target: Callable[[multiprocessing.connection.Connection], None],
     """Fork a child that runs ``target(conn)`` after :func:`become_child` (``offline``: in a
     network namespace of its own, see :func:`drop_network`), then ends by
     ``os._exit`` (0 when ``target`` returned, 1 when it raised; nothing is printed, because a
-    traceback may quote data). The caller talks to it through the returned :class:`Child`."""
+    traceback may quote data: its standard error is ``/dev/null``). The caller talks to it through the returned :class:`Child`."""
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe()
     # Not "daemonic": multiprocessing forbids a daemonic process children of its own, and a child
@@ -209,6 +359,7 @@ def _forked(target: Callable[[multiprocessing.connection.Connection], None],
     code = 1
     try:
         become_child(parent, offline=offline)
+        _silence_stderr()
         # Started as a daemon (so the parent's exit never waits for it), but a daemon may not start
         # processes, and the child may need its own workers (validation's spawned pySHACL pool).
         # It still ends with the parent: Child.stop, and become_child's parent-death signal.
@@ -259,7 +410,7 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
         except passes as error:
             outcome = ("error", error)
         except BaseException as error:  # noqa: BLE001 - reported as a kind, not a message
-            outcome = ("crash", type(error).__name__)
+            outcome = ("crash", "MemoryError" if is_out_of_memory(error) else type(error).__name__)
         try:
             payload = pickle.dumps(outcome)
         except Exception as error:  # noqa: BLE001 - an unpicklable result: its kind only
@@ -276,6 +427,9 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
                 raise timed_out()
             kind, payload = pickle.loads(worker.conn.recv_bytes())
     except EOFError:
+        worker.stop()
+        if ended_out_of_memory(worker.exit_code()):
+            raise MemoryBudgetError(_BUDGET) from None
         raise failed("ended without an answer") from None
     finally:
         worker.stop()
@@ -283,7 +437,21 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
         return payload
     if kind == "error":
         raise payload
+    if payload == "MemoryError":
+        raise MemoryBudgetError(_BUDGET)
     raise failed(str(payload))
+
+
+def _silence_stderr() -> None:
+    """Point the child's standard error at ``/dev/null``: it reports through its pipe, and what a
+    library would write there (Rust's "memory allocation of N bytes failed" and its backtrace,
+    when the memory budget is spent) is not the one line the command owes its user."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # pragma: no cover - no /dev/null: leave it
+        return
+    os.dup2(null, 2)
+    os.close(null)
 
 
 def fork_pool(workers: int) -> multiprocessing.pool.Pool:

@@ -307,7 +307,7 @@ def validation_text(report: ValidationReport) -> str:
     lines = [f"Does not conform: {len(report.results)} result(s)."]
     for result in report.results:
         lines.append(printable(f"{result.severity}: {result.text}"))
-        detail = f"  focus: {printable(result.focus)}"
+        detail = f"  focus: {printable(result.focus_text or result.focus)}"
         if result.path:
             detail += f"; property: {printable(_short(result.path))}"
         lines.append(detail)

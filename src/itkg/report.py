@@ -422,9 +422,12 @@ def build_page(decided: _Input, knowledge: Knowledge, *, started: _dt.datetime, 
     capped = any(lists[s]["total"] > max_listed for s in lists) or len(by_patient) > max_details
 
     details = []
+    from .nodenames import Describer, map_texts
+    describer = Describer(decided.sources)  # blank-node records as written, as itkg explain words them
     for patient in detail_patients:
         if decided.engine is not None:
-            indications = _explanation_model(decided.engine.explain(patient), knowledge, namer)
+            indications = _explanation_model(map_texts(decided.engine.explain(patient), describer.text),
+                                             knowledge, namer)
         else:
             indications = _rows_only_model(by_patient[patient], knowledge)
         details.append({"patient": _cut(patient), "anchor": anchors[patient], "indications": indications})

@@ -258,6 +258,27 @@ def query(name: str, k: Knowledge) -> str:
     raise KeyError(name)
 
 
+def facts_query(k: Knowledge) -> str:
+    """The triples the rules read about every patient who meets an indication: the patient's own,
+    and those of its records (by every record link), for the predicates the rule engine indexes
+    (:meth:`Knowledge.indexed_predicates`). The SPARQL back-ends decide with the status queries and
+    word their evidence from these facts with the rule engine's wording (:mod:`itkg.backends`), so
+    that every back-end says the same. Not a contract query: generated at run time, never shipped."""
+    links = sorted({vocab.HAS_CONDITION, vocab.RECEIVED_TREATMENT}
+                   | {p.link for p in k.all_prerequisites() if p.link})
+    predicates = ", ".join(term(p) for p in sorted(k.indexed_predicates()))
+    criteria = _CRITERIA.format(i="      ")
+    return ("# The facts behind each row of eligibility-status: the patient's triples and its records'.\n"
+            + "".join(f"# {line}\n" for line in NOTE.splitlines()) + _PREFIXES
+            + "\nSELECT ?s ?p ?o\nWHERE {\n  {\n    SELECT DISTINCT ?patient\n    WHERE {\n      {\n"
+            + criteria.replace("\n", "\n  ").replace("      SELECT", "        SELECT", 1) + "\n      }\n    }\n  }\n"
+            + "  # the patient's own triples, and those of each record it links to (a FILTER, not VALUES:\n"
+            + "  # rdflib joined VALUES ?p with every triple of the data first)\n"
+            + "  { ?patient ?p ?o . BIND (?patient AS ?s) }\n  UNION\n"
+            + f"  {{ VALUES ?link {{ {' '.join(term(link) for link in links)} }}\n    ?patient ?link ?s .\n    ?s ?p ?o .\n  }}\n"
+            + f"  FILTER (?p IN ({predicates}))\n}}\n")
+
+
 #: The queries of ``queries/`` that :func:`query` generates.
 QUERIES = ("eligibility-status", "eligible-therapies", "worklist", "cohort-summary")
 

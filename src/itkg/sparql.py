@@ -11,11 +11,21 @@ that store as it is. Given a :class:`~itkg.loading.PatientData` instead, it buil
 the triples, and the data is held twice while the query runs. :func:`select_files` (``itkg
 query``) goes one step further with a deadline: the files are loaded in the child process, so
 that the parent never holds them (see there why that matters).
+
+Oxigraph's store keeps values, not lexical forms (``"0012345"^^xsd:integer`` becomes ``12345``,
+``xsd:int`` becomes ``xsd:integer``, ``T24:00:00`` the next day: :mod:`itkg.lexical`). A query sees
+the rewritten form in ``STR``, ``DATATYPE``, ``DISTINCT`` and the rows, so no mapping of the output
+can make it right. Data holding such a literal is therefore answered by the rdflib engine, which
+keeps every form as written: :func:`select` and :func:`select_files` do so by themselves (the
+result's :attr:`QueryResult.engine` says which engine answered), :func:`load_for_query` refuses
+it with :class:`~itkg.lexical.LexicalFormError`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
@@ -26,6 +36,7 @@ from rdflib.query import ResultRow
 
 from . import guards, names, processes
 from .errors import ItkgError, QueryError, QueryTimeout
+from .lexical import FormWatch, LexicalFormError
 from .knowledge import ontology_graph
 from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
                       to_rdflib)
@@ -46,6 +57,9 @@ class QueryResult:
     rows: tuple[dict[str, rdflib.term.Identifier], ...]
     #: The files the data came from (with what was set aside from them), when the query loaded them.
     sources: tuple = field(default=(), compare=False)
+    #: The local engine that answered: ``rdflib`` also when ``oxigraph`` was asked for but the data
+    #: holds literals Oxigraph's store would rewrite (:mod:`itkg.lexical`); ``""`` for an endpoint.
+    engine: str = field(default="", compare=False)
     #: What reading FHIR input found (:class:`itkg.fhir.reader.FhirReport`), when the query loaded it.
     fhir_reports: tuple = field(default=(), compare=False)
 
@@ -54,6 +68,17 @@ def _ontology_quads(ontology: rdflib.Graph | None = None) -> list[ox.Quad]:
     """The ontology (or ``ontology``: itkg's plus a site's extensions) as pyoxigraph quads."""
     graph = ontology_graph() if ontology is None else ontology
     return [ox.Quad(*to_oxigraph_triple(t)) for t in graph]
+
+
+def _watched(ontology: rdflib.Graph | None) -> list[ox.Quad]:
+    """The statements of ``ontology`` that :class:`~itkg.lexical.FormWatch` looks at: those of a
+    site's extensions, which are input. itkg's own ontology is not: it is fixed, and the only
+    literals of it the store rewrites are two ``itkg:statisticValue`` decimals that no rule reads
+    (``38.0`` and ``55.0``; docs/security.md, known limits)."""
+    if ontology is None:
+        return []
+    own = ontology_graph()
+    return [ox.Quad(*to_oxigraph_triple(t)) for t in ontology if t not in own]
 
 
 class _BulkTarget:
@@ -71,24 +96,33 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
                    input_format: str | None = None,
                    with_ontology: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
                    strict: bool = False, ontology: rdflib.Graph | None = None,
+                   exact_forms: bool = True,
                    directory: str | os.PathLike[str] | None = None) -> PatientStore:
     """Load ``files`` (with the checks and errors of :func:`itkg.load`) into a new pyoxigraph
     store that also holds the ontology when ``with_ontology``, ready for :func:`select` with the
     ``oxigraph`` engine. Nothing else keeps the triples, so the data is held once.
 
+    :param exact_forms: raise :class:`~itkg.lexical.LexicalFormError` (at the first one) when
+        the data holds a literal the store would not keep as written (:mod:`itkg.lexical`): load
+        such data with :func:`itkg.load` and query it with the ``rdflib`` engine. ``False`` lets
+        the store rewrite them to its canonical forms.
     :param directory: an empty private folder (the caller removes it) for a store on disk,
         loaded in bulk: a population's store then lives in files rather than in memory (a
         million patients took 9.2 GB in memory). By default the store is in memory.
     """
     store = ox.Store() if directory is None else ox.Store(str(directory))
+    watch = FormWatch(stop=True) if exact_forms else None
     if with_ontology:
+        if watch is not None:
+            watch.observe(_watched(ontology))
         store.extend(_ontology_quads(ontology))
+    observe = watch.observe if watch is not None else None
     if directory is None:
         return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
-                          with_ontology=with_ontology, strict=strict)
+                          with_ontology=with_ontology, strict=strict, watch=observe)
     loaded = load_store(files, input_format=input_format, max_bytes=max_bytes,
                         store=_BulkTarget(store),  # type: ignore[arg-type]  # duck-typed: extend only
-                        with_ontology=with_ontology, strict=strict)
+                        with_ontology=with_ontology, strict=strict, watch=observe)
     return replace(loaded, store=store)
 
 
@@ -112,17 +146,24 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
         raise QueryError(f"only SELECT queries are supported (this is {result.type})")
     variables = tuple(str(v) for v in result.vars or ())
     rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
-    return QueryResult(variables, rows)
+    return QueryResult(variables, rows, engine="rdflib")
 
 
 def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
                      ontology: rdflib.Graph | None = None) -> QueryResult:
     if isinstance(data, PatientStore):  # select() checked that it holds the ontology if asked
-        store = data.store
+        store = data.store  # what it holds, as load_for_query let it in
     else:
-        store = ox.Store()
+        quads = _ontology_quads(ontology) if with_ontology else []
+        watch = FormWatch()
         if with_ontology:
-            store.extend(_ontology_quads(ontology))
+            watch.observe(_watched(ontology))
+        if data is not None:
+            watch.observe(data.triples)
+        if watch.changed:  # the store would rewrite them: rdflib gives the rows as written
+            return _rdflib_select(text, data, with_ontology, ontology)
+        store = ox.Store()
+        store.extend(quads)
         if data is not None:
             store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in data.triples)
     try:
@@ -140,7 +181,7 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
             if value is not None:
                 row[name] = to_rdflib(value)
         rows.append(row)
-    return QueryResult(variables, tuple(rows))
+    return QueryResult(variables, tuple(rows), engine="oxigraph")
 
 
 _RUNNERS: dict[str, Callable[..., QueryResult]] = {
@@ -161,6 +202,9 @@ def select(text: str, data: QueryData = None, *, engine: Engine = "oxigraph",
         :attr:`itkg.knowledge.Knowledge.graph`); a store holds what it was loaded with.
     :param timeout: seconds; when given the query runs in a child process that is killed at the
         deadline (:class:`~itkg.errors.QueryTimeout`).
+
+    Given triples that hold a literal Oxigraph's store would rewrite, the ``oxigraph`` engine
+    hands the query to ``rdflib``, which keeps every form as written (:mod:`itkg.lexical`).
 
     >>> result = select("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", engine="rdflib")
     >>> int(result.rows[0]["n"]) > 100
@@ -193,6 +237,10 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
     would be shared with the child only until the query reads it: Oxigraph writes to the memory
     it reads, so the child gets private copies of most of the store's pages (measured at 100,000
     patients: 400 of 550 MB), and the data would be held nearly twice after all.
+
+    With the ``oxigraph`` engine, files that hold a literal Oxigraph's store would rewrite are
+    loaded again for ``rdflib`` and answered there, as written (:mod:`itkg.lexical`; the
+    result's ``engine`` says so). The store stops loading at the first such literal.
     """
     gate(text, source, timeout)
     if engine not in _RUNNERS:
@@ -200,27 +248,85 @@ def select_files(text: str, files: str | os.PathLike[str] | Sequence[str | os.Pa
 
     from .fhir import hook
 
-    # Oxigraph's store goes to a private folder on disk, made and removed by this process (also
-    # when the child is killed at the deadline).
-    with tempfile.TemporaryDirectory(prefix="itkg-store-") as directory:
+    def loaded(directory: str | None = None) -> tuple[str, QueryData, tuple]:
+        before = len(hook.LAST.reports) if hook.LAST is not None else 0
+        used, data = engine, cast(QueryData, None)
+        if engine == "oxigraph":
+            try:
+                data = load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                                      strict=strict, ontology=ontology, directory=directory)
+            except LexicalFormError:  # read again for rdflib: the first reading is not reported
+                if hook.LAST is not None:
+                    del hook.LAST.reports[before:]
+                used = "rdflib"
+        if data is None:
+            data = load(files, input_format=input_format, strict=strict)
+        return used, data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
 
-        def loaded() -> tuple[QueryData, tuple]:
-            before = len(hook.LAST.reports) if hook.LAST is not None else 0
-            data = load_for_query(files, input_format=input_format, with_ontology=with_ontology, strict=strict,
-                                  ontology=ontology, directory=directory) if engine == "oxigraph" else \
-                load(files, input_format=input_format, strict=strict)
-            return data, tuple(hook.LAST.reports[before:]) if hook.LAST is not None else ()
-
-        if timeout is None:
-            return _run_loaded(engine, text, with_ontology, ontology, *loaded())
-        result = run_with_deadline(_run_loaded, (engine, text, with_ontology, ontology), timeout, prepare=loaded)
+    if timeout is None:  # in memory: a store on disk here would start RocksDB's threads in this
+        # process, and a child forked later that opens a store of its own then hangs
+        return _run_loaded(text, with_ontology, ontology, *loaded())
+    # In the child, Oxigraph's store goes to a private folder on disk, made and removed by this
+    # process (also when the child is killed at the deadline); one left by an itkg process that
+    # was killed itself is removed by the next query (:func:`_remove_orphaned_stores`).
+    _remove_orphaned_stores()
+    # In memory after all when RocksDB's threads already run here (the caller opened an on-disk
+    # store): a fork does not copy them, and the child's own on-disk store would wait for ever.
+    with tempfile.TemporaryDirectory(prefix=f"{_STORE_PREFIX}{os.getpid()}-") as directory:
+        result = run_with_deadline(_run_loaded, (text, with_ontology, ontology), timeout,
+                                   prepare=functools.partial(loaded, None if _rocksdb_running() else directory))
     if hook.LAST is not None:  # read in the child: the command reports it as for the other commands
         hook.LAST.reports.extend(result.fhir_reports)
     return result
 
 
-def _run_loaded(engine: str, text: str, with_ontology: bool, ontology: rdflib.Graph | None,
-                data: QueryData, fhir_reports: tuple = ()) -> QueryResult:
+def _rocksdb_running() -> bool:
+    """Whether this process runs RocksDB's background threads (an on-disk pyoxigraph store was
+    opened in it, by itkg or by the caller). Linux names them ``rocksdb:low``/``rocksdb:high``;
+    where the thread names cannot be read, a fork is assumed safe, as before."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="ascii", errors="replace") as comm:
+                if comm.read().startswith("rocksdb"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+_STORE_PREFIX = "itkg-store-"
+
+
+def _remove_orphaned_stores() -> None:
+    """Remove the store folders (patient data) of itkg processes that no longer exist: a process
+    killed by ``SIGKILL`` cannot remove its own. Only this user's folders, named with the pid of
+    the process that made them (``itkg-store-<pid>-...``), and only when that pid is gone."""
+    root = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_STORE_PREFIX):
+            continue
+        pid_text = entry.name[len(_STORE_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() \
+                    or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (OSError, ValueError, OverflowError):
+            continue
+
+
+def _run_loaded(text: str, with_ontology: bool, ontology: rdflib.Graph | None,
+                engine: str, data: QueryData, fhir_reports: tuple = ()) -> QueryResult:
     result = _RUNNERS[engine](text, data, with_ontology, ontology)
     return replace(result, sources=data.sources if data is not None else (), fhir_reports=fhir_reports)
 
@@ -265,7 +371,10 @@ def _gate_with_deep_stack(text: str, source: str) -> None:
             outcome[0] = error
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), _GATE_RECURSION))
-    threading.stack_size(_GATE_STACK_BYTES)
+    # A thread's stack is private writable memory: it counts against the memory budget.
+    budget = processes.current_budget()
+    stack = _GATE_STACK_BYTES if budget is None else max(1 << 20, min(_GATE_STACK_BYTES, budget // 4) & ~0xFFFF)
+    threading.stack_size(stack)
     worker = threading.Thread(target=run, name="itkg-gate")
     worker.start()
     worker.join()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
-from typing import Any, Callable, Iterable, Sequence, Sized
+from typing import Any, Callable, ClassVar, Iterable, Sequence, Sized
 import os
 
 import pyoxigraph as ox
@@ -74,6 +74,10 @@ class ValidationResult:
     shape: str | None = field(default=None, compare=False)
     #: The patient whose record the focus node is (contract §6), or None when the focus is not a record.
     patient: str | None = field(default=None, compare=False)
+    #: The focus node and the patient as people find them in the input (a blank node as written,
+    #: with file and line: :mod:`itkg.nodenames`); None: as their ids.
+    focus_text: str | None = field(default=None, compare=False)
+    patient_text: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         found = {"focus": self.focus, "severity": self.severity, "path": self.path,
@@ -87,7 +91,7 @@ class ValidationResult:
         """The message for people, naming the patient of a record-level result first."""
         if self.patient is None or self.message.startswith("Patient "):
             return self.message
-        return f"Patient {self.patient}: {self.message}"
+        return f"Patient {self.patient_text or self.patient}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,7 @@ def engine_for(data: Sized, engine: str = "auto") -> str:
     """The back-end :func:`validate` uses for ``data`` (what :func:`itkg.load` or :func:`read`
     returned): ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
     if engine not in ENGINES:
-        raise ValueError(f"unknown SHACL engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "auto":
         size = len(data)
         if turbo.available() and (size < AUTO_TURBO_MAX_TRIPLES or not jena.available()):
@@ -398,34 +402,73 @@ def validate(data: PatientData | Numbering, *, workers: int = 1, batch_triples: 
     (False, ['https://example.org/patient/dev'])
     """
     chosen = engine_for(data, engine)
+    backend = BACKENDS[chosen]()
     if chosen == "turbo":
         turbo.require()  # a missing engine is an error before the partitioning, not after
     if batch_triples is None:
-        batch_triples = turbo.BATCH_TRIPLES if chosen == "turbo" else BATCH_TRIPLES
+        batch_triples = backend.batch_triples
     extended = knowledge is not None and knowledge.extended
     shapes = shapes_graph(knowledge)
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
     numbering = _numbered(data, shapes)
     cut = _plan(numbering, batch_triples, shapes, ontology)
-    workers = max(1, min(workers, len(cut)))
-    if chosen == "jena":
-        return _naming_patients(_merged(_in_jena(numbering, cut, workers, progress, shapes, ontology)), numbering)
-    if chosen == "turbo":
-        return _naming_patients(_merged(_in_turbo(numbering, cut, workers, progress, shapes, ontology)), numbering)
-    context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in numbering.triples(cut.shared)],
-                       frozenset(to_rdflib(numbering.terms[n]) for n in cut.replicated), ontology if extended else None)
-    if workers > 1:
-        return _naming_patients(_merged(_in_processes(numbering, cut, workers, context, progress)), numbering)
-    _enter(context)
-    try:
-        done = []
-        for index, batch in enumerate(cut.batches):
-            done.append(_validate_batch(numbering.triples(batch), index == 0))
-            if progress:
-                progress(index + 1, len(cut))
-        return _naming_patients(_merged(done), numbering)
-    finally:
-        _enter(None)
+    batches = backend.judge(numbering, cut, workers=max(1, min(workers, len(cut))), progress=progress,
+                            shapes=shapes, ontology=ontology, extended=extended)
+    return _naming_patients(_merged(batches), numbering)
+
+
+class PyShacl:
+    """pySHACL (:class:`itkg.backends.ValidationBackend`): batches in this process, or in
+    ``workers`` spawned processes."""
+
+    name: ClassVar[str] = "pyshacl"
+    batch_triples = BATCH_TRIPLES
+
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in numbering.triples(cut.shared)],
+                           frozenset(to_rdflib(numbering.terms[n]) for n in cut.replicated), ontology if extended else None)
+        if workers > 1:
+            return _in_processes(numbering, cut, workers, context, progress)
+        _enter(context)
+        try:
+            done = []
+            for index, batch in enumerate(cut.batches):
+                done.append(_validate_batch(numbering.triples(batch), index == 0))
+                if progress:
+                    progress(index + 1, len(cut))
+            return done
+        finally:
+            _enter(None)
+
+
+class Jena:
+    """Apache Jena SHACL (:mod:`itkg.jena`): batches in ``workers`` Java processes."""
+
+    name: ClassVar[str] = "jena"
+    batch_triples = BATCH_TRIPLES
+
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        return _in_jena(numbering, cut, workers, progress, shapes, ontology)
+
+
+class Turbo:
+    """pyshacl-turbo (:mod:`itkg.turbo`): small batches in ``workers`` threads of this process."""
+
+    name: ClassVar[str] = "turbo"
+    batch_triples = turbo.BATCH_TRIPLES
+
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        return _in_turbo(numbering, cut, workers, progress, shapes, ontology)
+
+
+#: The validation back-ends by name (:data:`itkg.names.VALIDATION_BACKENDS`).
+BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo]] = {b.name: b for b in (PyShacl, Jena, Turbo)}
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, input_format: str | None = None,

@@ -117,21 +117,8 @@ def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str])
     """:func:`annotate` for ``itkg explain``: the evidence, failures and prerequisite reasons."""
     if not notes:
         return explanation
-
-    def texts(values: Sequence[str]) -> tuple[str, ...]:
-        return tuple(annotate_text(v, notes) for v in values)
-
-    indications = []
-    for item in explanation.indications:
-        criteria = tuple(dataclasses.replace(c, evidence=texts(c.evidence), failed=texts(c.failed))
-                         for c in item.criteria)
-        result = item.result
-        if result is not None:
-            checks = tuple(dataclasses.replace(p, reason=annotate_text(p.reason, notes))
-                           for p in result.prerequisites)
-            result = dataclasses.replace(result, evidence=texts(result.evidence), prerequisites=checks)
-        indications.append(dataclasses.replace(item, criteria=criteria, result=result))
-    return dataclasses.replace(explanation, indications=tuple(indications))
+    from ..nodenames import map_texts
+    return map_texts(explanation, lambda text: annotate_text(text, notes))
 
 
 def annotate(results: Sequence[EligibilityResult], notes: Mapping[str, str]) -> list[EligibilityResult]:

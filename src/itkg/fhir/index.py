@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet, load_mappings
-from .reader import Fact, FhirReader, FhirReport, _iri, _type_id
+from .reader import Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after, lines_before, merged_reports
 
 if TYPE_CHECKING:
     from ..streaming import IndexBuilder, PieceReport
@@ -71,17 +71,6 @@ class FhirChunk:
     part: int
 
 
-def files_of(path: Path) -> list[Path]:
-    """The files a FHIR input is read from: a directory's ``*.ndjson`` files by name (a Bulk
-    export), else the file itself."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file())
-        if not files:
-            raise InputError(path, "a directory is read as a FHIR Bulk export, and it holds no *.ndjson file")
-        return files
-    return [path]
-
-
 def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: int) -> list[list[FhirChunk]]:
     """The chunks of each FHIR input, in input order (see the module). Raises what reading the
     inputs would raise first: a missing or too large file, a directory with no NDJSON file."""
@@ -99,38 +88,13 @@ def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: 
             bounds = [0]
             if cut and ndjson:
                 for k in range(1, parts):
-                    start = _line_start_after(file, max(size * k // parts, bounds[-1]))
+                    start = line_start_after(file, max(size * k // parts, bounds[-1]))
                     if start is not None and bounds[-1] < start < size:
                         bounds.append(start)
             bounds.append(size)
             mine += [FhirChunk(job, out, file, bounds[k], bounds[k + 1], ndjson, k) for k in range(len(bounds) - 1)]
         chunks.append(mine)
     return chunks
-
-
-def _line_start_after(path: Path, position: int) -> int | None:
-    with path.open("rb") as handle:
-        handle.seek(position)
-        while True:
-            block = handle.read(1 << 20)
-            if not block:
-                return None
-            newline = block.find(b"\n")
-            if newline >= 0:
-                return position + newline + 1
-            position += len(block)
-
-
-def _lines_before(path: Path, position: int) -> int:
-    lines = 0
-    with path.open("rb") as handle:
-        while position > 0:
-            block = handle.read(min(1 << 20, position))
-            if not block:
-                break
-            lines += block.count(b"\n")
-            position -= len(block)
-    return lines
 
 
 class _Sink:
@@ -196,7 +160,7 @@ class FhirIndexer:
                     data = handle.read(chunk.end - chunk.start)
             except OSError as error:
                 raise InputError(chunk.file, f"cannot read file ({error.strerror or type(error).__name__})") from None
-            first = _lines_before(chunk.file, chunk.start) + 1 if chunk.start else 1
+            first = lines_before(chunk.file, chunk.start) + 1 if chunk.start else 1
             reader.read_lines(data, chunk.file, chunk.out, first)
         self._flush()
 
@@ -316,7 +280,7 @@ class FhirIndexer:
                         self.sinks[out].extend([(iri, etiology, _iri(e)) for e in missing])
         self._flush()
         for state in states:
-            self.final_report = _merged([self.final_report, state["report"]])
+            self.final_report = merged_reports([self.final_report, state["report"]])
 
     def notes(self, found: dict[str, str]) -> dict[str, str]:
         """Notes on records (``found``, from any worker) with what finishing added to them."""
@@ -333,24 +297,6 @@ def _medication_key(resource: dict) -> tuple[str, str] | None:
     return key if key is not None and key[0] == "Medication" else None
 
 
-def _merged(reports: Sequence[FhirReport]) -> FhirReport:
-    """One report of several, in input order: what one reader reading them in turn would say."""
-    merged = FhirReport()
-    for report in reports:
-        merged.resources.update(report.resources)
-        merged.skipped_types.update(report.skipped_types)
-        merged.not_counted.update(report.not_counted)
-        merged.unmapped.update(report.unmapped)
-        merged.not_r4 += report.not_r4
-        merged.not_r4_count += report.not_r4_count
-        merged.duplicates += report.duplicates
-        merged.first_duplicate = merged.first_duplicate or report.first_duplicate
-        merged.no_patient += report.no_patient
-        merged.unresolved_medications += report.unresolved_medications
-    merged.not_r4 = merged.not_r4[:20]
-    return merged
-
-
 def run_report(piece_reports: Iterable[FhirReport | None], final: FhirReport) -> FhirReport:
     """The report of a run: its pieces' reports in piece order, then what finishing found."""
-    return _merged([*(r for r in piece_reports if r is not None), final])
+    return merged_reports([*(r for r in piece_reports if r is not None), final])

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet
-from .reader import Fact, FhirGraph, FhirReader, FhirReport, to_triple
+from .reader import Fact, FhirGraph, FhirReader, line_start_after, lines_before, merged_reports, to_triple
 
 #: Chunks are at least this large; inputs smaller than two chunks are read in one process.
 MIN_CHUNK_BYTES = 16 * 1024**2
@@ -47,19 +47,6 @@ class _Chunk:
 _JOB: dict[str, Any] = {}
 
 
-def _line_start_after(path: Path, position: int) -> int | None:
-    with path.open("rb") as handle:
-        handle.seek(position)
-        while True:
-            block = handle.read(1 << 20)
-            if not block:
-                return None
-            newline = block.find(b"\n")
-            if newline >= 0:
-                return position + newline + 1
-            position += len(block)
-
-
 def _plan(paths: Sequence[Path], max_bytes: int, parts: int, min_chunk: int) -> list[_Chunk] | None:
     chunks: list[_Chunk] = []
     for out, path in enumerate(paths):
@@ -75,24 +62,12 @@ def _plan(paths: Sequence[Path], max_bytes: int, parts: int, min_chunk: int) -> 
             if ndjson and size >= 2 * min_chunk:
                 count = min(parts, size // min_chunk)
                 for k in range(1, count):
-                    cut = _line_start_after(file, max(size * k // count, cuts[-1]))
+                    cut = line_start_after(file, max(size * k // count, cuts[-1]))
                     if cut is not None and cut > cuts[-1] and cut < size:
                         cuts.append(cut)
             cuts.append(size)
             chunks += [_Chunk(len(chunks), out, file, cuts[k], cuts[k + 1], ndjson) for k in range(len(cuts) - 1)]
     return chunks
-
-
-def _lines_before(path: Path, position: int) -> int:
-    lines = 0
-    with path.open("rb") as handle:
-        while position > 0:
-            block = handle.read(min(1 << 20, position))
-            if not block:
-                break
-            lines += block.count(b"\n")
-            position -= len(block)
-    return lines
 
 
 def _work(chunk: _Chunk) -> dict[str, Any] | None:
@@ -107,7 +82,7 @@ def _work(chunk: _Chunk) -> dict[str, Any] | None:
             with chunk.path.open("rb") as handle:
                 handle.seek(chunk.start)
                 data = handle.read(chunk.end - chunk.start)
-            reader.read_lines(data, chunk.path, chunk.out, _lines_before(chunk.path, chunk.start) + 1)
+            reader.read_lines(data, chunk.path, chunk.out, lines_before(chunk.path, chunk.start) + 1)
         else:
             reader._read_file(chunk.path, chunk.out, hashlib.sha256())
     except (InputError, RecursionError, MemoryError):
@@ -120,22 +95,6 @@ def _work(chunk: _Chunk) -> dict[str, Any] | None:
         "spastic": dict(reader._spastic), "etiologies": dict(reader._etiologies),
         "intolerances": dict(reader._intolerances), "treatments": dict(reader._treatments),
     }
-
-
-def _merge_reports(reports: list[FhirReport]) -> FhirReport:
-    merged = FhirReport()
-    for report in reports:
-        merged.resources.update(report.resources)
-        merged.skipped_types.update(report.skipped_types)
-        merged.not_counted.update(report.not_counted)
-        merged.unmapped.update(report.unmapped)
-        merged.not_r4 += report.not_r4
-        merged.not_r4_count += report.not_r4_count
-        merged.duplicates += report.duplicates
-        merged.first_duplicate = merged.first_duplicate or report.first_duplicate
-        merged.no_patient += report.no_patient
-    merged.not_r4 = merged.not_r4[:20]
-    return merged
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: MappingSet, strict: bool,
@@ -187,7 +146,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str, mappings: Mappin
             reader._intolerances[patient] += found
         for patient, found in result["treatments"].items():
             reader._treatments[patient] += found
-    reader.report = _merge_reports([r["report"] for r in results if r is not None])
+    reader.report = merged_reports([r["report"] for r in results if r is not None])
     reader.finish()
     digests = []
     for path in inputs:

@@ -38,7 +38,7 @@ import pyoxigraph as ox
 from .. import vocab
 from ..errors import InputError, InputTooLargeError, ParseError
 from ..knowledge import Knowledge, load_knowledge
-from ..loading import DEFAULT_MAX_BYTES, checked_size
+from ..loading import DEFAULT_MAX_BYTES, checked_size, read_at_most
 from ..mappings import SYSTEM_NAMES, MappingSet, coding_iri, load_mappings, safe_iri
 from . import rules
 
@@ -382,7 +382,7 @@ class FhirReader:
             path = Path(raw)
             self._out.append([])
             digest = hashlib.sha256()
-            for file in self._files(path):
+            for file in files_of(path):
                 self._read_file(file, len(self._out) - 1, digest)
             digests.append(digest.hexdigest())
         self.finish()
@@ -424,19 +424,11 @@ class FhirReader:
 
     # -- files ----------------------------------------------------------------------------------------
 
-    def _files(self, path: Path) -> list[Path]:
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file())
-            if not files:
-                raise InputError(path, "a directory is read as a FHIR Bulk export, and it holds no *.ndjson file")
-            return files
-        return [path]
-
     def _read_file(self, path: Path, out: int, digest: Any) -> None:
-        checked_size(path, self.max_bytes)
+        size = checked_size(path, self.max_bytes)
         try:
             with path.open("rb") as handle:
-                data = handle.read(self.max_bytes + 1)
+                data = read_at_most(handle, self.max_bytes + 1, size)
         except OSError as error:
             raise InputError(path, f"cannot read file ({error.strerror or type(error).__name__})") from None
         if len(data) > self.max_bytes:
@@ -730,3 +722,61 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
     reader = FhirReader(base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes)
     reader.on_read = on_read
     return reader.read(paths)
+
+
+def merged_reports(reports: Sequence[FhirReport]) -> FhirReport:
+    """One report of several, in input order: what one reader reading them in turn would say."""
+    merged = FhirReport()
+    for report in reports:
+        merged.resources.update(report.resources)
+        merged.skipped_types.update(report.skipped_types)
+        merged.not_counted.update(report.not_counted)
+        merged.unmapped.update(report.unmapped)
+        merged.not_r4 += report.not_r4
+        merged.not_r4_count += report.not_r4_count
+        merged.duplicates += report.duplicates
+        merged.first_duplicate = merged.first_duplicate or report.first_duplicate
+        merged.no_patient += report.no_patient
+        merged.unresolved_medications += report.unresolved_medications
+    merged.not_r4 = merged.not_r4[:20]
+    return merged
+
+
+def files_of(path: Path) -> list[Path]:
+    """The files a FHIR input is read from: a directory's ``*.ndjson`` files by name (a Bulk
+    export), else the file itself."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".ndjson" and p.is_file())
+        if not files:
+            raise InputError(path, "a directory is read as a FHIR Bulk export, and it holds no *.ndjson file")
+        return files
+    return [path]
+
+
+def line_start_after(path: Path, position: int) -> int | None:
+    """Where the first line that starts after byte ``position`` of ``path`` begins (``None``: no
+    line starts after it); NDJSON inputs are cut into chunks there."""
+    with path.open("rb") as handle:
+        handle.seek(position)
+        while True:
+            block = handle.read(1 << 20)
+            if not block:
+                return None
+            newline = block.find(b"\n")
+            if newline >= 0:
+                return position + newline + 1
+            position += len(block)
+
+
+def lines_before(path: Path, position: int) -> int:
+    """How many lines of ``path`` end before byte ``position`` (an error in a chunk that starts
+    there is reported with the file's own line number)."""
+    lines = 0
+    with path.open("rb") as handle:
+        while position > 0:
+            block = handle.read(min(1 << 20, position))
+            if not block:
+                break
+            lines += block.count(b"\n")
+            position -= len(block)
+    return lines
