@@ -160,24 +160,43 @@ def test_jena_arq_gives_the_local_rows(arq_results: list[dict[str, Any]], refere
     assert _rows(document["head"]["vars"], rows) == _expected(reference, QUERIES[index])
 
 
-@pytest.mark.parametrize("timeout", ["60", "0.0001"])
-def test_the_oxigraph_store_on_disk_leaves_no_folder_behind(tmp_path: Path, timeout: str) -> None:
-    """``itkg query --engine oxigraph`` keeps its store in a private temporary folder (patient data):
-    removed by the parent after the query, also when the child was killed at the deadline."""
-    import os
-    import sys
+@pytest.mark.parametrize("timeout", [60.0, 0.0001])
+def test_the_oxigraph_store_on_disk_leaves_no_folder_behind(tmp_path: Path, timeout: float,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large input's Oxigraph store is built on disk, in a private temporary folder (patient
+    data): removed by the parent after the query, also when the child was killed at the deadline.
+    The size from which the store goes to disk is lowered to nothing here, so the example is one."""
+    import tempfile
+    from itkg import sparql
+    from itkg.errors import QueryTimeout
     from itkg.resources import data_root
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    run = subprocess.run([sys.executable, "-m", "itkg.cli", "query", "eligible-therapies",
-                          str(data_root() / "examples" / "patients.ttl"), "--engine", "oxigraph",
-                          "--format", "csv", "--timeout", timeout],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TMPDIR": str(scratch)})
-    if timeout == "60":
-        assert run.returncode == 0, run.stderr
-        assert "example.org/patient/anna" in run.stdout
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(sparql, "DISK_STORE_MIN_BYTES", 0)
+    query = (data_root() / "queries" / "eligible-therapies.rq").read_text(encoding="utf-8")
+    example = data_root() / "examples" / "patients.ttl"
+    if timeout == 60.0:
+        result = sparql.select_files(query, example, engine="oxigraph", timeout=timeout)
+        assert any("example.org/patient/anna" in str(row.get("patient")) for row in result.rows)
+    else:
+        with pytest.raises(QueryTimeout):
+            sparql.select_files(query, example, engine="oxigraph", timeout=timeout)
     assert list(scratch.iterdir()) == []
+
+
+def test_only_a_large_input_gets_a_store_on_disk(tmp_path: Path) -> None:
+    """The store goes to disk from :data:`itkg.sparql.DISK_STORE_MIN_BYTES` of input (a folder
+    counts by its files): a store on disk costs time, one in memory costs memory."""
+    from itkg import sparql
+    small = tmp_path / "a.nt"
+    small.write_bytes(b"<urn:a> <urn:b> <urn:c> .\n")
+    folder = tmp_path / "bulk"
+    folder.mkdir()
+    (folder / "Condition.ndjson").write_bytes(b"x" * 1000)
+    assert sparql._input_bytes([small, folder]) == small.stat().st_size + 1000
+    assert sparql._input_bytes(tmp_path / "missing.nt") == 0
+    assert sparql.DISK_STORE_MIN_BYTES > 100 * 1024**2
 
 
 def test_a_store_folder_left_by_a_killed_process_is_removed_by_the_next_query(tmp_path: Path) -> None:
