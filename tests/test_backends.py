@@ -41,6 +41,8 @@ def _rows(rows: list[itkg.EligibilityResult]) -> list[str]:
 def edges(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every §6 edge case whose file any engine may see (schema statements are itkg's to set
     aside), one patient each, records named by IRIs."""
+    from itkg import guards
+    guards.install_library_defaults()  # rdflib keeps every literal as written ("Z" stays "Z")
     folder = tmp_path_factory.mktemp("backends")
     graph = rdflib.Graph()
     for case in CASES:

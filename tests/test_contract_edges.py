@@ -450,7 +450,8 @@ def test_an_input_without_a_patient_is_seen(tmp_path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     assert not itkg.load(path).sources[0].holds_patient
     assert not eligibility_rows([path], workers=1)[1][0].holds_patient
-    assert not itkg.sparql.load_for_query(path).sources[0].holds_patient
+    from itkg.sparql import load_for_query  # a submodule: `import itkg` does not load it
+    assert not load_for_query(path).sources[0].holds_patient
     for engine in ("native", "rdflib", "oxigraph"):
         assert itkg.eligibility(path, engine=engine) == []
 

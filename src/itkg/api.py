@@ -341,14 +341,25 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
     if engine not in VALIDATION_CHOICES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(VALIDATION_CHOICES)}")
     knowledge = load_knowledge(extensions=extensions) if extensions else None
+
+    def relayed(done: int, total: int) -> None:  # shown by the parent when run in a deadline child
+        if progress is not None and not processes.tell_parent("progress", (done, total)):
+            progress(done, total)
+
     run = functools.partial(_validate, engine=engine, knowledge=knowledge,
                             workers=processes.default_workers() if workers is None else workers,
-                            progress=progress)
+                            progress=relayed if progress is not None else None)
 
     def noted(sources: tuple[Source, ...]) -> None:
         input_notes(sources, no_patient_is_error=strict)
-        if on_read is not None:
+        if on_read is not None and not processes.tell_parent("read", sources):
             on_read(sources)
+
+    def shown(kind: str, value: Any) -> None:  # in the parent: what the deadline child told it
+        if kind == "read" and on_read is not None:
+            on_read(value)
+        elif kind == "progress" and progress is not None:
+            progress(*value)
 
     paths = as_paths(data)
     if paths is None:
@@ -357,7 +368,7 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
         if timeout is None:
             report = run(loaded)
         else:  # pySHACL cannot be interrupted from inside: the validation runs in a child killed in time
-            report = _with_deadline(run, (loaded,), timeout)
+            report = _with_deadline(run, (loaded,), timeout, messages=shown)
         if report.conforms:
             bad = find_ill_typed(loaded.triples)
             if bad:
@@ -387,15 +398,17 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
 
     if timeout is None:
         return checked(*read_files())
-    return _with_deadline(checked, (), timeout, prepare=read_files)
+    return _with_deadline(checked, (), timeout, prepare=read_files, messages=shown)
 
 
 def _with_deadline(function: Callable[..., ValidationReport], args: tuple, timeout: float, *,
-                   prepare: Callable[[], tuple] | None = None) -> ValidationReport:
+                   prepare: Callable[[], tuple] | None = None,
+                   messages: Callable[[str, Any], None] | None = None) -> ValidationReport:
     """``function(*args)`` in a child process killed after ``timeout`` seconds (see
-    :func:`itkg.processes.call_with_deadline`; ``prepare`` runs there first, before the deadline)."""
+    :func:`itkg.processes.call_with_deadline`; ``prepare`` runs there first, before the deadline;
+    ``messages`` shows in this process what the child tells it)."""
     return cast(ValidationReport, processes.call_with_deadline(
-        function, args, timeout, prepare=prepare, passes=(ItkgError,),
+        function, args, timeout, prepare=prepare, passes=(ItkgError,), messages=messages,
         timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
         failed=lambda kind: ValidationEngineError(f"validation failed ({kind})")))
 

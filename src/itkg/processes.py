@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ from typing import IO, Any
 from .errors import MemoryBudgetError
 
 _PR_SET_PDEATHSIG = 1
+
+#: In a child of :func:`call_with_deadline`: its end of the pipe to the parent (:func:`tell_parent`).
+_TO_PARENT: multiprocessing.connection.Connection | None = None
 
 #: Signals whose default action ends the process. The CLI turns them into ``SystemExit`` so that
 #: clean-up runs; children get their default action back.
@@ -76,7 +80,10 @@ def die_with_parent(signum: int = signal.SIGKILL, *, parent: int | None = None) 
 def become_child(parent: int, *, offline: bool = False) -> None:
     """First thing in every forked or spawned child: default action for the ending signals,
     ``SIGINT`` ignored (the parent handles ^C and ends its children), death with ``parent``;
-    with ``offline``, no network at all (:func:`drop_network`)."""
+    with ``offline``, no network at all (:func:`drop_network`). A child's own children do not
+    talk to its parent (:func:`tell_parent`)."""
+    global _TO_PARENT
+    _TO_PARENT = None
     for signum in ENDING_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -382,11 +389,23 @@ def in_fresh_thread(function: Callable[..., None], *args: Any, name: str = "itkg
     thread.join()
 
 
+def tell_parent(kind: str, value: Any) -> bool:
+    """In a child of :func:`call_with_deadline`, hand ``(kind, value)`` to the parent's
+    ``messages`` callback (progress, what was read) and return True; elsewhere return False, so
+    that the caller acts itself. A child's standard error is ``/dev/null`` (see
+    :func:`start_child`): what the user must see travels this way and is shown by the parent."""
+    if _TO_PARENT is None:
+        return False
+    _TO_PARENT.send_bytes(pickle.dumps(("message", (kind, value))))
+    return True
+
+
 def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
                        prepare: Callable[[], tuple[Any, ...]] | None = None,
                        passes: tuple[type[BaseException], ...] = (), offline: bool = False,
                        timed_out: Callable[[], BaseException],
-                       failed: Callable[[str], BaseException]) -> Any:
+                       failed: Callable[[str], BaseException],
+                       messages: Callable[[str, Any], None] | None = None) -> Any:
     """Run ``function(*args)`` in a forked child and return its result, or raise ``timed_out()``
     after ``timeout`` seconds (the child is killed).
 
@@ -396,11 +415,15 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
     :param passes: exception types re-raised in the parent as they are (they must pickle and
         must not quote data); any other failure becomes ``failed(kind)``, ``kind`` being the
         exception's type name only.
+    :param messages: called in the parent with what the child sends by :func:`tell_parent`
+        (without it they are dropped); what it raises ends the child and reaches the caller.
     """
     if not forking_available():  # pragma: no cover - Windows: no deadline, run in-process
         return function(*args, *(prepare() if prepare is not None else ()))
 
     def child(conn: multiprocessing.connection.Connection) -> None:
+        global _TO_PARENT
+        _TO_PARENT = conn
         try:
             more: tuple[Any, ...] = ()
             if prepare is not None:
@@ -420,12 +443,20 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
     worker = start_child(child, name="itkg-deadline", offline=offline)
     kind: str
     payload: Any
-    try:
-        kind, payload = ("ready", None) if prepare is None else pickle.loads(worker.conn.recv_bytes())
-        if kind == "ready":
-            if not worker.conn.poll(timeout):
+    def receive(deadline: float | None) -> tuple[str, Any]:
+        while True:
+            if deadline is not None and not worker.conn.poll(max(0.0, deadline - time.monotonic())):
                 raise timed_out()
-            kind, payload = pickle.loads(worker.conn.recv_bytes())
+            got: tuple[str, Any] = pickle.loads(worker.conn.recv_bytes())
+            if got[0] != "message":
+                return got
+            if messages is not None:
+                messages(*got[1])
+
+    try:
+        kind, payload = ("ready", None) if prepare is None else receive(None)
+        if kind == "ready":
+            kind, payload = receive(time.monotonic() + timeout)
     except EOFError:
         worker.stop()
         if ended_out_of_memory(worker.exit_code()):

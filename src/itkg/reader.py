@@ -221,9 +221,9 @@ class Checker:
     def check(self, quads: Iterable[ox.Quad], report: "PieceReport", namer: Namer) -> Iterator[Checked]:
         """The triples of ``quads`` that are patient data (and that the sink keeps), in order, as
         :data:`Checked` tuples; the rest is counted in ``report``."""
-        predicates, types, objects = self._predicates, self._types, self._objects
+        predicates, objects = self._predicates, self._objects
         named, blank, triple = ox.NamedNode, ox.BlankNode, ox.Triple
-        itkg, patient, keep_ill_typed = vocab.ITKG, vocab.PATIENT, self.keep_ill_typed
+        itkg, keep_ill_typed = vocab.ITKG, self.keep_ill_typed
         name, renames, recent = namer.name, namer.renames, namer._recent
         plain = "_:" + namer.scope
         statements = namer.statements and renames
@@ -283,26 +283,8 @@ class Checker:
                     else:
                         subject_name = plain + label if label[0] != "_" else plain + "_" + label
                     aside_subject = False
-            if verdict:
-                if verdict == _IMPORTS:
-                    report.imports = True
-                    continue
-                if verdict == _SCHEMA:
-                    report.schema_set_aside += 1
-                    continue
-                if verdict == _TYPE:
-                    if kind is named:
-                        kept = types.get(value)
-                        if kept is None:
-                            kept = types[value] = 2 if value == patient else int(
-                                setaside.is_schema_parts(None, vocab.RDF_TYPE, value))
-                        if kept == 1:
-                            report.schema_set_aside += 1
-                            continue
-                        if kept == 2 and not aside_subject:
-                            report.holds_patient = True
-                elif not aside_subject:
-                    report.holds_patient = True
+            if verdict and self._set_aside_by_verdict(verdict, value, kind is named, aside_subject, report):
+                continue
             if aside_subject:
                 report.schema_set_aside += 1
                 continue
@@ -315,12 +297,40 @@ class Checker:
         report.triples += count
 
 
+    def _set_aside_by_verdict(self, verdict: int, value: Any, named: bool, aside: bool,
+                              report: "PieceReport") -> bool:
+        """What :meth:`check` and :meth:`check_facts` do with a statement whose predicate has a
+        verdict (``owl:imports``, a schema property, ``rdf:type`` or a patient link): count it and
+        say whether it is set aside. Only such statements come here, so the common case (a
+        record's own property) costs no call. ``value`` is the object's name (an IRI string when
+        ``named``); ``aside`` says the subject is an ``itkg:`` term (rules, not data)."""
+        if verdict == _IMPORTS:
+            report.imports = True
+            return True
+        if verdict == _SCHEMA:
+            report.schema_set_aside += 1
+            return True
+        if verdict == _TYPE:
+            if named:
+                kept = self._types.get(value)
+                if kept is None:
+                    kept = self._types[value] = 2 if value == vocab.PATIENT else int(
+                        setaside.is_schema_parts(None, vocab.RDF_TYPE, value))
+                if kept == 1:
+                    report.schema_set_aside += 1
+                    return True
+                if kept == 2 and not aside:
+                    report.holds_patient = True
+        elif not aside:
+            report.holds_patient = True
+        return False
+
     def check_facts(self, facts: Iterable[tuple[str, str, Any]], report: "PieceReport") -> Iterator[Checked]:
         """Facts mapped from another format (FHIR: subject and predicate IRIs as strings, the
         object an IRI string or ``(lexical form, datatype)``), through the verdicts of
         :meth:`check`: the same keys, counts and values as the same statements parsed as RDF."""
-        predicates, types, literals = self._fact_predicates, self._types, self._fact_literals
-        itkg, patient, keep_ill_typed = vocab.ITKG, vocab.PATIENT, self.keep_ill_typed
+        predicates, literals = self._fact_predicates, self._fact_literals
+        itkg, keep_ill_typed = vocab.ITKG, self.keep_ill_typed
         count = 0
         last: object = None
         aside = False
@@ -339,26 +349,8 @@ class Checker:
                     if len(literals) < _OBJECT_CACHE:
                         literals[value] = checked
                 value = checked
-            if verdict:
-                if verdict == _IMPORTS:
-                    report.imports = True
-                    continue
-                if verdict == _SCHEMA:
-                    report.schema_set_aside += 1
-                    continue
-                if verdict == _TYPE:
-                    if named:
-                        kept = types.get(value)
-                        if kept is None:
-                            kept = types[value] = 2 if value == patient else int(
-                                setaside.is_schema_parts(None, vocab.RDF_TYPE, value))
-                        if kept == 1:
-                            report.schema_set_aside += 1
-                            continue
-                        if kept == 2 and not aside:
-                            report.holds_patient = True
-                elif not aside:
-                    report.holds_patient = True
+            if verdict and self._set_aside_by_verdict(verdict, value, named, aside, report):
+                continue
             if aside:
                 report.schema_set_aside += 1
                 continue
