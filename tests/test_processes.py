@@ -224,3 +224,28 @@ def test_reason_killed_leaves_no_java_and_no_patient_file(tmp_path: Path, privat
         for i in range(8000)))
     _interrupt(["reason", str(cohort)], tmp_path, private_tmp, signum, "java")
     assert list(private_tmp.iterdir()) == [], "patient data left in $TMPDIR"
+
+
+def test_a_deadline_child_tells_its_parent_what_the_user_must_see() -> None:
+    """Regression: a deadline child's standard error is /dev/null, so what it printed itself (the
+    validation's progress, the no-patient note) was lost; it now travels to the parent."""
+    from itkg.processes import call_with_deadline, tell_parent
+
+    def work(n: int) -> int:
+        for done in range(1, n + 1):
+            tell_parent("progress", (done, n))
+        return n
+
+    seen: list[tuple[str, object]] = []
+    assert call_with_deadline(work, (3,), 60, messages=lambda kind, value: seen.append((kind, value)),
+                              timed_out=TimeoutError, failed=RuntimeError) == 3
+    assert seen == [("progress", (1, 3)), ("progress", (2, 3)), ("progress", (3, 3))]
+    assert tell_parent("progress", (1, 1)) is False  # not in a deadline child: the caller shows it
+
+
+def test_validate_under_a_deadline_shows_its_progress_here() -> None:
+    import itkg
+    from itkg.resources import data_root
+    calls: list[tuple[int, int]] = []
+    itkg.validate(data_root() / "examples" / "patients.ttl", timeout=120, progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1]
