@@ -38,7 +38,8 @@ from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet, load_mappings
-from .reader import Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after, lines_before, merged_reports
+from .reader import (SEVERE_SIDE_EFFECTS, Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after,
+                     lines_before, merged_reports, severe_side_effects)
 
 if TYPE_CHECKING:
     from ..streaming import IndexBuilder, PieceReport
@@ -260,13 +261,9 @@ class FhirIndexer:
         for state in everyone:
             for patient, drugs in state["intolerances"].items():
                 reader._intolerances[patient] += drugs
-        severe = vocab.ITKG + "SevereSideEffects"
-        for patient, intolerances in reader._intolerances.items():
-            for iri, out, classes in reader._treatments.get(patient, ()):
-                sources = sorted({name for drugs, name in intolerances if drugs & classes})
-                if sources:
-                    self.sinks[out].append((iri, vocab.HAS_OUTCOME, severe))
-                    self.note_suffixes[iri] = ", severe side effects from " + " and ".join(sources)
+        for iri, out, suffix in severe_side_effects(reader._intolerances, reader._treatments):
+            self.sinks[out].append((iri, vocab.HAS_OUTCOME, SEVERE_SIDE_EFFECTS))
+            self.note_suffixes[iri] = suffix
         etiologies: dict[str, set[str]] = defaultdict(set)
         for state in everyone:
             for patient, causes in state["etiologies"].items():

@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -655,14 +655,9 @@ class FhirReader:
         pending, self._pending = self._pending, []
         for resource, scope, out, url in pending:
             self._map(resource, scope, out, url or None, final=True)
-        severe = vocab.ITKG + "SevereSideEffects"
-        for patient, intolerances in self._intolerances.items():
-            for iri, out, classes in self._treatments.get(patient, ()):
-                sources = sorted({name for drugs, name in intolerances if drugs & classes})
-                if sources:
-                    self._out[out].append((iri, vocab.HAS_OUTCOME, severe))
-                    self.notes[iri] = self.notes.get(iri, iri) + \
-                        ", severe side effects from " + " and ".join(sources)
+        for iri, out, sources in severe_side_effects(self._intolerances, self._treatments):
+            self._out[out].append((iri, vocab.HAS_OUTCOME, SEVERE_SIDE_EFFECTS))
+            self.notes[iri] = self.notes.get(iri, iri) + sources
         etiology = vocab.ITKG + "hasEtiology"
         for patient, nodes in self._spastic.items():
             for iri, out in nodes:
@@ -722,6 +717,23 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
     reader = FhirReader(base=base, mappings=mapping_set, strict=strict, max_bytes=max_bytes)
     reader.on_read = on_read
     return reader.read(paths)
+
+
+SEVERE_SIDE_EFFECTS = vocab.ITKG + "SevereSideEffects"
+
+
+def severe_side_effects(intolerances: dict[str, list[tuple[set[str], str]]],
+                        treatments: dict[str, list[tuple[str, int, frozenset[str]]]]
+                        ) -> Iterator[tuple[str, int, str]]:
+    """fhir.md §2's rule for an AllergyIntolerance (or intolerance) to a drug the patient took:
+    that prior treatment's outcome is severe side effects. Yields, per such treatment, its node,
+    its output batch and the evidence suffix naming the intolerance resources. One place for the
+    rule, whichever path (one process, or the parallel index) finished the reading."""
+    for patient, found in intolerances.items():
+        for iri, out, classes in treatments.get(patient, ()):
+            sources = sorted({name for drugs, name in found if drugs & classes})
+            if sources:
+                yield iri, out, ", severe side effects from " + " and ".join(sources)
 
 
 def merged_reports(reports: Sequence[FhirReport]) -> FhirReport:
