@@ -194,6 +194,7 @@ def test_only_a_large_input_gets_a_store_on_disk(tmp_path: Path) -> None:
     folder = tmp_path / "bulk"
     folder.mkdir()
     (folder / "Condition.ndjson").write_bytes(b"x" * 1000)
+    (folder / "README.txt").write_bytes(b"x" * 500)  # not read from a Bulk export: not counted
     assert sparql._input_bytes([small, folder]) == small.stat().st_size + 1000
     assert sparql._input_bytes(tmp_path / "missing.nt") == 0
     assert sparql.DISK_STORE_MIN_BYTES > 100 * 1024**2

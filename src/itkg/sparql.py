@@ -35,7 +35,7 @@ import rdflib
 from rdflib.query import ResultRow
 
 from . import guards, names, processes
-from .errors import ItkgError, QueryError, QueryTimeout
+from .errors import InputError, ItkgError, QueryError, QueryTimeout
 from .lexical import FormWatch, LexicalFormError
 from .knowledge import ontology_graph
 from .loading import (DEFAULT_MAX_BYTES, PatientData, PatientStore, load, load_store, to_oxigraph_triple,
@@ -154,7 +154,6 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
     if isinstance(data, PatientStore):  # select() checked that it holds the ontology if asked
         store = data.store  # what it holds, as load_for_query let it in
     else:
-        quads = _ontology_quads(ontology) if with_ontology else []
         watch = FormWatch()
         if with_ontology:
             watch.observe(_watched(ontology))
@@ -163,7 +162,8 @@ def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
         if watch.changed:  # the store would rewrite them: rdflib gives the rows as written
             return _rdflib_select(text, data, with_ontology, ontology)
         store = ox.Store()
-        store.extend(quads)
+        if with_ontology:
+            store.extend(_ontology_quads(ontology))
         if data is not None:
             store.extend(ox.Quad(t.subject, t.predicate, t.object) for t in data.triples)
     try:
@@ -291,17 +291,18 @@ DISK_STORE_MIN_BYTES = 512 * 1024**2
 
 
 def _input_bytes(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> int:
-    """The total size of the input files (a folder, such as a FHIR Bulk export: its files);
-    what cannot be read counts as nothing (the reader reports it)."""
+    """The total size of the input files (a folder, a FHIR Bulk export: the files the reader
+    reads from it, :func:`itkg.fhir.reader.files_of`); what cannot be read counts as nothing
+    (the reader reports it)."""
+    from pathlib import Path
+
+    from .fhir.reader import files_of
     paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     total = 0
     for path in paths:
         try:
-            if os.path.isdir(path):
-                total += sum(entry.stat().st_size for entry in os.scandir(path) if entry.is_file())
-            else:
-                total += os.stat(path).st_size
-        except OSError:
+            total += sum(file.stat().st_size for file in files_of(Path(path)))
+        except (OSError, InputError):
             continue
     return total
 
