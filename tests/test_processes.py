@@ -186,7 +186,9 @@ def _interrupt(args: list[str], cwd: Path, private_tmp: Path, signum: int,
 #: Parallel runs: the command (inputs appended), the patients per input file, and a word of the
 #: command line of the children to wait for ("" for any child).
 PARALLEL_RUNS = {
-    "eligibility": (["eligibility", "--workers", "2", "--quiet", "-o", "out.json"], 3000, ""),
+    # Enough patients that the run is still going when the signal arrives (3,000 finished first
+    # once on a 2-core CI machine: exit 0, not 130).
+    "eligibility": (["eligibility", "--workers", "2", "--quiet", "-o", "out.json"], 20000, ""),
     "validate": (["validate", "--workers", "2", "--engine", "pyshacl", "--quiet", "-o", "out.txt"], 1500,
                  "multiprocessing"),
 }
