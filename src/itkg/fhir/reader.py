@@ -26,8 +26,10 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -196,7 +198,10 @@ class _ResourceContext:
     __slots__ = ("reader", "scope", "final", "_meanings")
 
     def __init__(self, reader: FhirReader, scope: _Scope | None, final: bool) -> None:
-        self.reader, self.scope, self.final = reader, scope, final
+        # weakly: the reader keeps its contexts, and a cycle would keep everything it read alive
+        # until the garbage collector walks it all
+        self.reader = weakref.proxy(reader) if scope is None else reader
+        self.scope, self.final = scope, final
         self._meanings = reader._meanings
 
     def read(self, concept: Any) -> rules.Meaning:
@@ -284,8 +289,19 @@ def _packed(code: Any) -> Any:
 
 def _unpacked(code: Any) -> Any:
     """A code kept by :func:`_packed`, as the JSON value again (what the rules read is the same:
-    orjson writes a non-finite number as null, and no rule reads a number)."""
-    return orjson.loads(code) if isinstance(code, bytes) else code
+    orjson writes a non-finite number as null, and no rule reads a number). The few distinct
+    codes are decoded once (the rules never change what they read)."""
+    if not isinstance(code, bytes):
+        return code
+    found = _UNPACKED.get(code)
+    if found is None:
+        found = orjson.loads(code)
+        if len(_UNPACKED) < 1 << 12:
+            _UNPACKED[code] = found
+    return found
+
+
+_UNPACKED: dict[bytes, Any] = {}
 
 
 def _type_id(ref: str) -> tuple[str, str] | None:
@@ -363,7 +379,7 @@ class FhirReader:
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._etiologies: dict[str, set[str]] = defaultdict(set)
-        self._intolerances: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+        self._intolerances: dict[str, list[tuple[frozenset[str], str]]] = defaultdict(list)
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
@@ -707,7 +723,7 @@ class FhirReader:
             types = frozenset(record.types)  # the same few sets, held once
             self._treatments[patient].append((iri, out, self._type_sets.setdefault(types, types)))
 
-    def _sorted_terms(self, terms: set[str]) -> tuple[str, ...]:
+    def _sorted_terms(self, terms: AbstractSet[str]) -> tuple[str, ...]:
         """``terms`` sorted, as valid IRIs (:func:`_iri`); the same few sets recur, remembered."""
         key = frozenset(terms)
         found = self._sorted.get(key)
@@ -790,7 +806,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
 SEVERE_SIDE_EFFECTS = vocab.ITKG + "SevereSideEffects"
 
 
-def severe_side_effects(intolerances: dict[str, list[tuple[set[str], str]]],
+def severe_side_effects(intolerances: dict[str, list[tuple[frozenset[str], str]]],
                         treatments: dict[str, list[tuple[str, int, frozenset[str]]]]
                         ) -> Iterator[tuple[str, int, str]]:
     """fhir.md §2's rule for an AllergyIntolerance (or intolerance) to a drug the patient took:
