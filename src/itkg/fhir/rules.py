@@ -103,27 +103,72 @@ class Record:
     intolerance: set[str] = field(default_factory=set)
 
 
-class Context(Protocol):
-    """What the rules need from the reader: codes to terms, and medication references resolved."""
+@dataclass(frozen=True, slots=True)
+class Meaning:
+    """What a CodeableConcept's codings mean for the rules: the itkg terms they decide, and what
+    the rules ask of those terms (the tests of :func:`meaning`), worked out once per distinct
+    coding list and shared by every resource with the same codes."""
 
-    def terms(self, concept: Any) -> set[str]:
-        """The itkg terms the codings of a CodeableConcept decide (unmapped ones are counted)."""
+    #: the itkg terms the codings decide
+    terms: frozenset[str]
+    #: the codings as ``system-name code`` strings (the evidence)
+    names: tuple[str, ...]
+    #: the IRIs of the codings that name a system
+    iris: frozenset[str]
+    #: ``(system, code)`` of each coding mapped to no term (counted each time a rule reads the terms)
+    unmapped: tuple[tuple[str, str], ...]
+    #: terms that are a Condition or a Disorder individual (a Condition's types)
+    condition_types: frozenset[str]
+    #: terms that are Disorder individuals (etiologies)
+    disorders: frozenset[str]
+    #: whether a term is a kind of Spasticity
+    spasticity: bool
+    #: terms that are treatment classes
+    treatments: frozenset[str]
+    #: terms that are intrathecal therapies
+    intrathecal: frozenset[str]
+    #: terms that are treatment outcomes
+    outcomes: frozenset[str]
+    #: terms that are CSF circulation findings
+    csf_findings: frozenset[str]
 
-    def codes(self, concept: Any) -> list[str]:
-        """The codings of a CodeableConcept as ``system-name code`` strings."""
 
-    def code_iris(self, concept: Any) -> set[str]:
-        """The IRIs of the codings of a CodeableConcept."""
-
-    def medication(self, resource: dict) -> Any:
-        """The CodeableConcept of the medication of a medication resource (inline, contained or
-        referenced); raises :class:`Pending` when the referenced Medication may come later."""
+class Knows(Protocol):
+    """The ontology's answers :func:`meaning` needs."""
 
     def is_a(self, term: str, ancestor: str) -> bool:
         """Whether ``term`` is ``ancestor`` or a subclass of it in the ontology."""
 
     def typed(self, term: str, cls: str) -> bool:
         """Whether the individual ``term`` is typed ``cls`` in the ontology (an outcome, a finding)."""
+
+
+def meaning(terms: frozenset[str], names: tuple[str, ...], iris: frozenset[str],
+            unmapped: tuple[tuple[str, str], ...], knows: Knows) -> Meaning:
+    """What the rules ask of a concept's terms, asked once (the rules below read these fields)."""
+    is_a, typed = knows.is_a, knows.typed
+    disorders = frozenset(t for t in terms if typed(t, I + "Disorder"))
+    return Meaning(
+        terms=terms, names=names, iris=iris, unmapped=unmapped,
+        condition_types=frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
+        disorders=disorders,
+        spasticity=any(is_a(t, I + "Spasticity") for t in terms),
+        treatments=frozenset(t for t in terms if is_a(t, I + "Treatment")),
+        intrathecal=frozenset(t for t in terms if is_a(t, vocab.INTRATHECAL_THERAPY)),
+        outcomes=frozenset(t for t in terms if typed(t, I + "TreatmentOutcome")),
+        csf_findings=frozenset(t for t in terms if typed(t, I + "CSFCirculationFinding")))
+
+
+class Context(Protocol):
+    """What the rules need from the reader: codes to meanings, and medication references resolved."""
+
+    def read(self, concept: Any) -> Meaning:
+        """The meaning of a CodeableConcept (anything else means nothing); its codings mapped to
+        no itkg term are counted as unmapped, once per call (the rules read each concept once)."""
+
+    def medication(self, resource: dict) -> Any:
+        """The CodeableConcept of the medication of a medication resource (inline, contained or
+        referenced); raises :class:`Pending` when the referenced Medication may come later."""
 
 
 class Pending(Exception):
@@ -197,11 +242,10 @@ def _date_value(resource: dict, *names: str) -> str | None:
     return None
 
 
-def _outcomes(ctx: Context, *concepts: Any) -> set[str]:
+def _outcomes(ctx: Context, value: Any) -> set[str]:
     found: set[str] = set()
-    for concept in concepts:
-        for one in _concepts(concept):
-            found |= {t for t in ctx.terms(one) if ctx.typed(t, I + "TreatmentOutcome")}
+    for one in _concepts(value):
+        found |= ctx.read(one).outcomes
     return found
 
 
@@ -226,16 +270,10 @@ def condition(resource: dict, ctx: Context) -> Result:
     why = _status_not_counted(resource, CONDITION_CLINICAL, CONDITION_VERIFICATION)
     if why is not None:
         return None, why
-    concept = resource.get("code")
-    terms = ctx.terms(concept)
-    record = Record(vocab.HAS_CONDITION, codes=ctx.codes(concept))
-    record.types |= ctx.code_iris(concept)
-    for term in terms:
-        if ctx.typed(term, I + "Disorder"):
-            record.etiologies.add(term)
-        if ctx.is_a(term, I + "Condition") or ctx.typed(term, I + "Disorder"):
-            record.types.add(term)
-    if any(ctx.is_a(t, I + "Spasticity") for t in terms):
+    found = ctx.read(resource.get("code"))
+    record = Record(vocab.HAS_CONDITION, types=set(found.iris | found.condition_types), codes=list(found.names),
+                    etiologies=set(found.disorders))
+    if found.spasticity:
         record.spasticity = True
         if SEVERE in _snomed_codes(resource.get("severity")):
             record.types.add(I + "SevereSpasticity")
@@ -261,14 +299,13 @@ def treatment(resource: dict, ctx: Context) -> Result:
             if isinstance(dosage, dict):
                 routes |= _snomed_codes(dosage.get("route"))
         outcome = _outcomes(ctx, resource.get("statusReason"))
-    terms = ctx.terms(concept)
-    if INTRATHECAL in routes or any(ctx.is_a(t, vocab.INTRATHECAL_THERAPY) for t in terms):
+    found = ctx.read(concept)
+    if INTRATHECAL in routes or found.intrathecal:
         return None, "intrathecal therapy, never a prior treatment"
-    classes = choose_by_route({t for t in terms if ctx.is_a(t, I + "Treatment")}, routes)
+    classes = choose_by_route(set(found.treatments), routes)
     if not classes:
         return None, "no mapped treatment"
-    record = Record(vocab.RECEIVED_TREATMENT, types=classes | ctx.code_iris(concept),
-                    codes=ctx.codes(concept))
+    record = Record(vocab.RECEIVED_TREATMENT, types=classes | found.iris, codes=list(found.names))
     record.values += [(vocab.HAS_OUTCOME, o) for o in sorted(outcome)]
     return record, ""
 
@@ -311,8 +348,9 @@ def consent(resource: dict, ctx: Context) -> Result:
     while stack:
         current = stack.pop()
         for concept in _concepts(current.get("code")):
-            covered |= {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-            record.codes += ctx.codes(concept)
+            found = ctx.read(concept)
+            covered |= found.intrathecal
+            record.codes += found.names
         stack += [p for p in _concepts(current.get("provision")) if isinstance(p, dict)]
     record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
     day = date_of(resource.get("dateTime"))
@@ -324,17 +362,15 @@ def consent(resource: dict, ctx: Context) -> Result:
 def observation(resource: dict, ctx: Context) -> Result:
     """An Observation whose code maps to CSFCirculationAssessment → ``hasCSFAssessment`` with the
     finding (valueCodeableConcept) and date (effective[x])."""
-    concept = resource.get("code")
-    if I + "CSFCirculationAssessment" not in ctx.terms(concept):
+    found = ctx.read(resource.get("code"))
+    if I + "CSFCirculationAssessment" not in found.terms:
         return None, "not a CSF circulation assessment"
     if status_of(resource) not in OBSERVATION_COUNTED:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"},
-                    codes=ctx.codes(concept))
-    value = resource.get("valueCodeableConcept")
-    for finding in sorted(t for t in ctx.terms(value) if ctx.typed(t, I + "CSFCirculationFinding")):
-        record.values.append((vocab.FINDING, finding))
-    record.codes += ctx.codes(value)
+    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"}, codes=list(found.names))
+    value = ctx.read(resource.get("valueCodeableConcept"))
+    record.values += [(vocab.FINDING, finding) for finding in sorted(value.csf_findings)]
+    record.codes += value.names
     day = _date_value(resource, "effectiveDateTime", "effectivePeriod", "effectiveInstant")
     if day is not None:
         record.values.append((vocab.ASSESSMENT_DATE, (day, vocab.XSD_DATE)))
@@ -345,11 +381,10 @@ def service_request(resource: dict, ctx: Context) -> Result:
     """An active ServiceRequest whose code maps to an intrathecal therapy → ``plannedTherapy``."""
     if status_of(resource) not in SERVICE_REQUEST_COUNTED:
         return None, f"status {status_of(resource)}"
-    concept = resource.get("code")
-    therapies = {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-    if not therapies:
+    found = ctx.read(resource.get("code"))
+    if not found.intrathecal:
         return None, "no mapped intrathecal therapy"
-    return Record(vocab.PLANNED_THERAPY, types=therapies, codes=ctx.codes(concept)), ""
+    return Record(vocab.PLANNED_THERAPY, types=set(found.intrathecal), codes=list(found.names)), ""
 
 
 #: AllergyIntolerance: counted clinical and verification statuses, and what makes it an intolerance
@@ -373,12 +408,10 @@ def allergy_intolerance(resource: dict, ctx: Context) -> Result:
         return None, "not a medication intolerance"
     if not any(isinstance(r, dict) and r.get("severity") == "severe" for r in as_list(resource.get("reaction"))):
         return None, "no severe reaction"
-    concept = resource.get("code")
-    classes = {t for t in ctx.terms(concept) if ctx.is_a(t, I + "Treatment")
-               and not ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-    if not classes:
+    found = ctx.read(resource.get("code"))
+    if not found.treatments - found.intrathecal:
         return None, "no mapped treatment"
-    return Record("", intolerance=ctx.code_iris(concept), codes=ctx.codes(concept)), ""
+    return Record("", intolerance=set(found.iris), codes=list(found.names)), ""
 
 
 #: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
