@@ -698,21 +698,26 @@ class FhirReader:
         if link == vocab.PLANNED_THERAPY:
             self._out[out].extend([(subject, link, t) for t in self._sorted_terms(record.types)])
             return
-        if url is None and name is not None and name[-1] != "/" and self._base_ok and _plain(name):  # the usual name
-            iri = self.base + name
+        sink = self._out[out]
+        types = self._sorted_terms(record.types)
+        values = [(predicate, _iri(value) if type(value) is str else (value[0], _iri(value[1])))
+                  for predicate, value in record.values]
+        if url is None and name is not None and name[-1] != "/" and self._base_ok and _plain(name):
+            iri = self.base + name  # the usual record: its name and identifier need no check
+            if type(sink) is list or not sink.record(subject, link, iri, types, values):
+                sink.extend([(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                             *[(iri, predicate, value) for predicate, value in values],
+                             (iri, DCTERMS_IDENTIFIER, (name, XSD_STRING))])
         else:
             iri = self._record_iri(resource, url)
-        facts: list[Fact] = [(subject, link, iri)]
-        rdf_type = vocab.RDF_TYPE
-        facts += [(iri, rdf_type, t) for t in self._sorted_terms(record.types)]
-        for predicate, value in record.values:
-            facts.append((iri, predicate, _iri(value) if type(value) is str else (value[0], _iri(value[1]))))
-        if name is None:
-            name = iri
-        facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
-        if url is not None and url != iri and ":" in url:
-            facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
-        self._out[out].extend(facts)
+            facts: list[Fact] = [(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                                 *[(iri, predicate, value) for predicate, value in values]]
+            if name is None:
+                name = iri
+            facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
+            if url is not None and url != iri and ":" in url:
+                facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
+            sink.extend(facts)
         codes = record.codes
         self.notes[iri] = name + ", " + codes[0] if len(codes) == 1 else ", ".join([name, *codes])
         if record.spasticity:
@@ -720,8 +725,8 @@ class FhirReader:
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
         if link == vocab.RECEIVED_TREATMENT:
-            types = frozenset(record.types)  # the same few sets, held once
-            self._treatments[patient].append((iri, out, self._type_sets.setdefault(types, types)))
+            classes = frozenset(record.types)  # the same few sets, held once
+            self._treatments[patient].append((iri, out, self._type_sets.setdefault(classes, classes)))
 
     def _sorted_terms(self, terms: AbstractSet[str]) -> tuple[str, ...]:
         """``terms`` sorted, as valid IRIs (:func:`_iri`); the same few sets recur, remembered."""
