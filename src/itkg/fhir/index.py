@@ -26,6 +26,7 @@ line), the run starts again in one process (:class:`itkg.streaming.Untrusted`).
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -105,7 +106,9 @@ class _Sink:
     __slots__ = ("builder", "report", "facts", "append")
 
     def __init__(self, builder: IndexBuilder) -> None:
-        self.builder = builder
+        # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
+        # a cycle would keep the reader's state for the garbage collector to walk, at the end
+        self.builder = weakref.proxy(builder)
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
