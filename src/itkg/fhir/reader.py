@@ -495,17 +495,20 @@ class FhirReader:
         """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
         done = 0
         on_read, resource_of = self.on_read, self._resource
-        for number, line in enumerate(data.splitlines(), first_line):
-            if on_read is not None:
-                done += len(line) + 1
-                if number % 4096 == 0:
-                    on_read(done)
-                    done = 0
-            if not line or line.isspace():
-                continue
-            if len(line) > MAX_LINE_BYTES:
-                raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-            resource_of(_loads(line, path, number), None, out, None, path, number)
+        number = first_line
+        for block in _blocks(data):
+            for number, line in enumerate(block.splitlines(), number):  # noqa: B020 - numbered on
+                if on_read is not None:
+                    done += len(line) + 1
+                    if number % 4096 == 0:
+                        on_read(done)
+                        done = 0
+                if not line or line.isspace():
+                    continue
+                if len(line) > MAX_LINE_BYTES:
+                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+                resource_of(_loads(line, path, number), None, out, None, path, number)
+            number += 1
         if on_read is not None:
             on_read(done)
 
@@ -650,7 +653,7 @@ class FhirReader:
             kind = resource["resourceType"]
             rid = resource.get("id")
             name = kind + "/" + rid if type(rid) is str else None
-        patient = None
+        patient = subject = None
         if scope is None:  # the usual reference, "Patient/id" outside a Bundle, without the general case
             reference = resource.get(rules.PATIENT_ELEMENT[kind])
             ref = reference.get("reference") if type(reference) is dict else None
@@ -658,6 +661,8 @@ class FhirReader:
                 pid = ref[8:]
                 if pid and "/" not in pid and "?" not in pid:
                     patient = self.base + ref
+                    if self._base_ok and _plain(pid):
+                        subject = patient  # a valid IRI as it is (see _valid)
         if patient is None:
             patient = self._patient_of(resource, scope)
             if patient is None:
@@ -675,7 +680,7 @@ class FhirReader:
         if record.intolerance:  # an outcome for this patient's treatments: added at the end
             self._intolerances[patient].append((record.intolerance, name or kind))
             return
-        self._emit(patient, resource, url, record, out, name)
+        self._emit(patient, resource, url, record, out, name, subject)
 
     def _valid(self, iri: str) -> str:
         """:func:`_valid`, without its cost for the usual names: the base (checked once) then a
@@ -692,8 +697,10 @@ class FhirReader:
         return found
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int,
-              name: str | None) -> None:
-        subject = self._valid(patient)
+              name: str | None, subject: str | None = None) -> None:
+        """Put the record's facts into output ``out``; ``subject``: the patient's valid IRI, when known."""
+        if subject is None:
+            subject = self._valid(patient)
         link = record.link
         if link == vocab.PLANNED_THERAPY:
             self._out[out].extend([(subject, link, t) for t in self._sorted_terms(record.types)])
@@ -752,6 +759,17 @@ class FhirReader:
             for iri, out in nodes:
                 self._out[out].extend([(iri, etiology, _iri(e))
                                        for e in sorted(self._etiologies.get(patient, ()))])
+
+
+def _blocks(data: bytes, size: int = 1 << 22) -> Iterator[bytes]:
+    """``data`` in blocks of about ``size`` bytes, each cut just after a ``\\n`` (or at the end):
+    their lines are those of ``data``, without a list of every line of a large chunk at once."""
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + size)
+        end = len(data) if cut < 0 else cut + 1
+        yield data[start:end]
+        start = end
 
 
 def _loads(data: bytes, path: Path, line: int | None) -> Any:
