@@ -181,6 +181,10 @@ Result = tuple[Record | None, str]
 
 def _code(concept: Any) -> str | None:
     """The first code of a CodeableConcept (for FHIR's own required code systems)."""
+    if type(concept) is dict:  # the usual concept, its first coding with a code, first
+        found = concept.get("coding")
+        if type(found) is list and found and type(found[0]) is dict and type(found[0].get("code")) is str:
+            return found[0]["code"]
     for coding in codings(concept):
         if isinstance(coding.get("code"), str):
             return coding["code"]
