@@ -476,6 +476,60 @@ def test_terminating_the_cli_during_a_query_leaves_no_process(ws: Workspace) -> 
         kill_all(_pids_mentioning(str(query)))
 
 
+def _blocked_signals(pid: int, tid: int) -> set[int]:
+    """The signals thread ``tid`` of process ``pid`` blocks (``SigBlk`` in /proc)."""
+    for line in Path("/proc", str(pid), "task", str(tid), "status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            mask = int(line.split()[1], 16)
+            return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
+    return set()
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="needs /proc to read the threads' signal masks")
+def test_only_the_main_thread_of_the_cli_takes_an_ending_signal(ws: Workspace) -> None:
+    """Regression: a SIGTERM taken by the memory watchdog thread (Linux may hand a process's
+    signal to any thread that does not block it) was never acted on, because Python runs
+    handlers only in the main thread, and ``itkg query`` went on while its main thread waited on
+    the query child's pipe (CI under load). Every other thread now blocks the ending signals."""
+    query, chain = _explosive(ws, "masks")
+    parent = subprocess.Popen(itkg_command() + ["query", "--timeout", "600", str(query), str(chain)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(_pids_mentioning(str(query))) >= 2, 120), \
+            "the query child never started"
+        threads = [int(tid) for tid in os.listdir(f"/proc/{parent.pid}/task") if int(tid) != parent.pid]
+        assert threads, "the memory watchdog thread is missing"
+        ending = {int(signal.SIGTERM), int(signal.SIGHUP), int(signal.SIGINT)}
+        assert ending.isdisjoint(_blocked_signals(parent.pid, parent.pid))
+        for tid in threads:
+            assert ending <= _blocked_signals(parent.pid, tid), f"thread {tid} takes ending signals"
+    finally:
+        parent.kill()
+        parent.wait()
+        kill_all(_pids_mentioning(str(query)))
+
+
+def test_threads_started_by_itkg_leave_the_signals_to_the_main_thread() -> None:
+    """The memory watchdog, and any thread started through ``processes.start_thread``, block the
+    ending signals; the starting thread's own mask is as it was."""
+    import threading
+
+    from itkg import processes
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    seen: dict[str, set[int]] = {}
+
+    def record(name: str) -> None:
+        seen[name] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    processes.start_thread(threading.Thread(target=record, args=("started",))).join()
+    with processes.memory_budget(1 << 40):
+        watchdog = next(t for t in threading.enumerate() if t.name == "itkg-memory")
+        assert watchdog.native_id is not None
+        seen["itkg-memory"] = _blocked_signals(os.getpid(), watchdog.native_id)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    for name, blocked in seen.items():
+        assert {int(s) for s in processes.ENDING_SIGNALS} | {int(signal.SIGINT)} <= {int(s) for s in blocked}, name
+
+
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None or not HAS_PROC,
                     reason="needs a Java runtime for HermiT and /proc")

@@ -43,7 +43,7 @@ from urllib.parse import quote, unquote_plus, urlencode, urljoin, urlsplit, urlu
 import httpx
 from rdflib.term import BNode, Identifier, Literal, URIRef
 
-from itkg import names
+from itkg import names, processes
 from itkg.errors import EndpointError
 
 __all__ = ["METHODS", "Credentials", "SparqlEndpoint", "derive_store_url"]
@@ -659,7 +659,7 @@ class SparqlEndpoint:
 
         watchdog = threading.Timer(budget, expire)
         watchdog.daemon = True
-        watchdog.start()
+        processes.start_thread(watchdog)
         try:
             with self._client.stream(method, url, content=body, headers=headers,
                                      timeout=httpx.Timeout(budget),

@@ -20,6 +20,13 @@ is started and how it ends, so that every child obeys the same rules:
 - **It is ended by its owner**, with ``SIGKILL`` where it holds nothing worth saving, whatever
   made the owner stop (an error, a deadline, a signal).
 
+Threads obey one rule too: **every thread itkg starts blocks the ending signals and ``SIGINT``**
+(:func:`start_thread`, :func:`block_ending_signals`). Linux hands a signal sent to the process to
+any thread that does not block it, and Python runs its handlers only in the main thread: a
+``SIGTERM`` taken by the memory watchdog (awake every 20 ms) while the main thread waited on a
+query child's pipe was noted and never acted on, and ``itkg query`` went on until its deadline
+(seen under load in CI). With the other threads blocking them, the kernel wakes the main thread.
+
 Start methods: :func:`start_child` forks (the child inherits the ontology's knowledge and the hash
 seed without a copy); :func:`spawn_pool` spawns fresh interpreters (a forked child would write
 into the parent's freed memory and end up with a private copy of gigabytes); :func:`popen` runs a
@@ -59,6 +66,40 @@ _TO_PARENT: multiprocessing.connection.Connection | None = None
 ENDING_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
     if hasattr(signal, name))
+
+
+#: What the threads itkg starts block, so that the kernel delivers them to the main thread.
+_MAIN_THREAD_SIGNALS: tuple[signal.Signals, ...] = (*ENDING_SIGNALS, signal.SIGINT)
+
+
+def block_ending_signals() -> None:
+    """Block the ending signals and ``SIGINT`` in the calling thread (a thread pool's
+    ``initializer``; :func:`start_thread` for a thread started by itkg itself)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+
+
+@contextlib.contextmanager
+def signals_stay_with_this_thread() -> Iterator[None]:
+    """While inside, this thread blocks the ending signals and ``SIGINT``, so that the threads it
+    starts (ours, or a library's: RocksDB's) inherit that mask; on leaving, the mask is restored
+    and a signal that arrived meanwhile is delivered then. Keep the body short: thread starts."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_thread(thread: threading.Thread) -> threading.Thread:
+    """Start ``thread`` blocking the ending signals and ``SIGINT`` (the module's docstring says
+    why) and return it."""
+    with signals_stay_with_this_thread():
+        thread.start()
+    return thread
 
 
 def die_with_parent(signum: int = signal.SIGKILL, *, parent: int | None = None) -> None:
@@ -216,9 +257,8 @@ def memory_budget(max_bytes: int | None) -> Iterator[None]:
     stop = threading.Event()
     watchdog = None
     if threading.current_thread() is threading.main_thread():
-        watchdog = threading.Thread(target=_watch, args=(soft * WATCH_SHARE, stop), name="itkg-memory",
-                                    daemon=True)
-        watchdog.start()
+        watchdog = start_thread(threading.Thread(target=_watch, args=(soft * WATCH_SHARE, stop),
+                                                 name="itkg-memory", daemon=True))
     try:
         yield
     finally:
@@ -384,8 +424,7 @@ def in_fresh_thread(function: Callable[..., None], *args: Any, name: str = "itkg
     and a forked child's main thread goes on from its parent's state, so both would make up the
     same names; a new thread seeds its own. Daemon, so that it can never hold the process open.
     """
-    thread = threading.Thread(target=function, args=args, name=name, daemon=True)
-    thread.start()
+    thread = start_thread(threading.Thread(target=function, args=args, name=name, daemon=True))
     thread.join()
 
 

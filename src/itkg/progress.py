@@ -17,6 +17,8 @@ from typing import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from . import processes
+
 _REFRESH_SECONDS = 0.25
 
 
@@ -50,8 +52,8 @@ class Meter:
     def show(self) -> "Meter":
         """Start displaying (if visible); the display ends with :meth:`close` or the ``with`` block."""
         if self.visible and self._thread is None:
-            self._thread = threading.Thread(target=self._display, name="itkg-progress", daemon=True)
-            self._thread.start()
+            self._thread = processes.start_thread(
+                threading.Thread(target=self._display, name="itkg-progress", daemon=True))
         return self
 
     def close(self) -> None:

@@ -110,7 +110,11 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         loaded in bulk: a population's store then lives in files rather than in memory (a
         million patients took 9.2 GB in memory). By default the store is in memory.
     """
-    store = ox.Store() if directory is None else ox.Store(str(directory))
+    if directory is None:
+        store = ox.Store()
+    else:
+        with processes.signals_stay_with_this_thread():  # RocksDB's threads block them too
+            store = ox.Store(str(directory))
     watch = FormWatch(stop=True) if exact_forms else None
     if with_ontology:
         if watch is not None:
@@ -402,8 +406,7 @@ def _gate_with_deep_stack(text: str, source: str) -> None:
     budget = processes.current_budget()
     stack = _GATE_STACK_BYTES if budget is None else max(1 << 20, min(_GATE_STACK_BYTES, budget // 4) & ~0xFFFF)
     threading.stack_size(stack)
-    worker = threading.Thread(target=run, name="itkg-gate")
-    worker.start()
+    worker = processes.start_thread(threading.Thread(target=run, name="itkg-gate"))
     worker.join()
     if outcome[0] is not None:
         raise outcome[0]

@@ -601,7 +601,7 @@ def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int,
                 idle.put(worker)
             return _jena_batch(raw, _own(data, batch), index == 0, replicated)
 
-        with ThreadPoolExecutor(workers) as threads:
+        with ThreadPoolExecutor(workers, initializer=processes.block_ending_signals) as threads:
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
@@ -623,7 +623,7 @@ def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int
         own = {to_rdflib(s) for s in _own(data, batch)}
         return _owned_results(validator.validate(data.lines(batch)), own, index == 0, replicated)
 
-    with ThreadPoolExecutor(workers) as threads:
+    with ThreadPoolExecutor(workers, initializer=processes.block_ending_signals) as threads:
         return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
