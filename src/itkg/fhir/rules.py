@@ -13,7 +13,8 @@ calls :data:`RULES` and turns each record into triples.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,16 +92,16 @@ class Record:
     codes that gave them (for the evidence)."""
 
     link: str
-    types: set[str] = field(default_factory=set)
+    types: AbstractSet[str] = field(default_factory=set)
     values: list[tuple[str, str | tuple[str, str]]] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
     #: set on a spasticity condition and on etiology conditions: the reader links them per patient
     spasticity: bool = False
-    etiologies: set[str] = field(default_factory=set)
+    etiologies: frozenset[str] = frozenset()
     #: set by an intolerance: the drug's code IRIs; the received treatments of the same patient
     #: coded with one of them ended with severe side effects (the reader adds the outcome; ``link``
     #: is empty then)
-    intolerance: set[str] = field(default_factory=set)
+    intolerance: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class Meaning:
     iris: frozenset[str]
     #: ``(system, code)`` of each coding mapped to no term (counted each time a rule reads the terms)
     unmapped: tuple[tuple[str, str], ...]
-    #: terms that are a Condition or a Disorder individual (a Condition's types)
+    #: terms that are a Condition or a Disorder individual, and the codes' IRIs (a Condition's types)
     condition_types: frozenset[str]
     #: terms that are Disorder individuals (etiologies)
     disorders: frozenset[str]
@@ -150,7 +151,7 @@ def meaning(terms: frozenset[str], names: tuple[str, ...], iris: frozenset[str],
     disorders = frozenset(t for t in terms if typed(t, I + "Disorder"))
     return Meaning(
         terms=terms, names=names, iris=iris, unmapped=unmapped,
-        condition_types=frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
+        condition_types=iris | frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
         disorders=disorders,
         spasticity=any(is_a(t, I + "Spasticity") for t in terms),
         treatments=frozenset(t for t in terms if is_a(t, I + "Treatment")),
@@ -180,6 +181,10 @@ Result = tuple[Record | None, str]
 
 def _code(concept: Any) -> str | None:
     """The first code of a CodeableConcept (for FHIR's own required code systems)."""
+    if type(concept) is dict:  # the usual concept, its first coding with a code, first
+        found = concept.get("coding")
+        if type(found) is list and found and type(found[0]) is dict and type(found[0].get("code")) is str:
+            return found[0]["code"]
     for coding in codings(concept):
         if isinstance(coding.get("code"), str):
             return coding["code"]
@@ -203,31 +208,43 @@ def codings(concept: Any) -> list[dict]:
     return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
 
 
-def _concepts(value: Any) -> Iterator[Any]:
-    """A CodeableConcept element or a list of them, one at a time."""
-    if isinstance(value, list):
-        yield from value
-    elif value is not None:
-        yield value
+def _concepts(value: Any) -> list | tuple:
+    """A CodeableConcept element or a list of them, as a sequence."""
+    return value if isinstance(value, list) else () if value is None else (value,)
 
 
 def _snomed_codes(concept: Any) -> set[str]:
+    if type(concept) is dict:  # the usual concept, one coding, first
+        found = concept.get("coding")
+        if type(found) is list and len(found) == 1 and type(found[0]) is dict:
+            code = found[0].get("code")
+            return {code} if type(code) is str and found[0].get("system") == SNOMED else set()
     return {c["code"] for c in codings(concept) if c.get("system") == SNOMED and isinstance(c.get("code"), str)}
+
+
+#: Calendar days already checked (:func:`date_of`): the same few thousand recur.
+_DAYS: dict[str, str | None] = {}
 
 
 def date_of(value: Any) -> str | None:
     """The calendar day of a FHIR date or dateTime (``2026-03-02T10:00:00+01:00`` → ``2026-03-02``),
     as written; None for partial dates (``2026-03``) and anything else."""
     # YYYY-MM-DD in ASCII digits, then the end or a time: string tests, no pattern per resource
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-" \
-            and (len(value) == 10 or value[10] == "T"):
-        digits = value[:4] + value[5:7] + value[8:10]
-        if digits.isascii() and digits.isdigit():
+    if isinstance(value, str) and len(value) >= 10 and (len(value) == 10 or value[10] == "T"):
+        day = value[:10]
+        if day in _DAYS:
+            return _DAYS[day]
+        found = None
+        digits = day[:4] + day[5:7] + day[8:10]
+        if day[4] == "-" and day[7] == "-" and digits.isascii() and digits.isdigit():
             try:  # a day that exists (2026-02-30 does not): else undated, never an ill-typed value
-                _dt.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+                _dt.date(int(day[:4]), int(day[5:7]), int(day[8:10]))
+                found = day
             except ValueError:
-                return None
-            return value[:10]
+                pass
+        if len(_DAYS) < 1 << 16:
+            _DAYS[day] = found
+        return found
     return None
 
 
@@ -242,9 +259,12 @@ def _date_value(resource: dict, *names: str) -> str | None:
     return None
 
 
-def _outcomes(ctx: Context, value: Any) -> set[str]:
+def _outcomes(ctx: Context, value: Any) -> AbstractSet[str]:
+    concepts = _concepts(value)
+    if len(concepts) == 1:
+        return ctx.read(concepts[0]).outcomes
     found: set[str] = set()
-    for one in _concepts(value):
+    for one in concepts:
         found |= ctx.read(one).outcomes
     return found
 
@@ -271,12 +291,12 @@ def condition(resource: dict, ctx: Context) -> Result:
     if why is not None:
         return None, why
     found = ctx.read(resource.get("code"))
-    record = Record(vocab.HAS_CONDITION, types=set(found.iris | found.condition_types), codes=list(found.names),
-                    etiologies=set(found.disorders))
+    types = found.condition_types
+    record = Record(vocab.HAS_CONDITION, types, [], list(found.names), etiologies=found.disorders)
     if found.spasticity:
         record.spasticity = True
         if SEVERE in _snomed_codes(resource.get("severity")):
-            record.types.add(I + "SevereSpasticity")
+            record.types = types | {I + "SevereSpasticity"}
             record.codes.append(f"severity SNOMED CT {SEVERE}")
     return record, ""
 
@@ -302,12 +322,22 @@ def treatment(resource: dict, ctx: Context) -> Result:
     found = ctx.read(concept)
     if INTRATHECAL in routes or found.intrathecal:
         return None, "intrathecal therapy, never a prior treatment"
-    classes = choose_by_route(set(found.treatments), routes)
-    if not classes:
+    key = (found.treatments, found.iris, frozenset(routes))
+    chosen = _CHOSEN.get(key)
+    if chosen is None:
+        classes = frozenset(choose_by_route(set(found.treatments), routes))
+        chosen = (classes, classes | found.iris)  # the classes, and the record's types
+        if len(_CHOSEN) < 1 << 12:
+            _CHOSEN[key] = chosen
+    if not chosen[0]:
         return None, "no mapped treatment"
-    record = Record(vocab.RECEIVED_TREATMENT, types=classes | found.iris, codes=list(found.names))
-    record.values += [(vocab.HAS_OUTCOME, o) for o in sorted(outcome)]
-    return record, ""
+    has_outcome = vocab.HAS_OUTCOME
+    return Record(vocab.RECEIVED_TREATMENT, chosen[1], [(has_outcome, o) for o in sorted(outcome)],
+                  list(found.names)), ""
+
+
+#: :func:`choose_by_route`'s answers: the same few classes and routes recur.
+_CHOSEN: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
@@ -328,12 +358,19 @@ def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
     return free if free or routes else classes
 
 
+_INFORMED_CONSENT = frozenset({I + "InformedConsent"})
+_CSF_ASSESSMENT = frozenset({I + "CSFCirculationAssessment"})
+
+
 def consent(resource: dict, ctx: Context) -> Result:
     """A Consent of scope ``treatment`` → ``hasConsent`` with status, covered therapies (mapped
     codes of ``provision.code``, nested provisions included) and date. Any other scope is never a
     treatment consent."""
     scope = resource.get("scope")
-    if not any(c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment" for c in codings(scope)):
+    for coding in codings(scope):
+        if coding.get("code") == "treatment" and coding.get("system") == CONSENT_SCOPE:
+            break
+    else:
         return None, f"scope {_code(scope) or 'absent'}"
     provision: dict[str, Any] = resource["provision"] if isinstance(resource.get("provision"), dict) else {}
     status, ptype = resource.get("status"), provision.get("type")
@@ -341,8 +378,7 @@ def consent(resource: dict, ctx: Context) -> Result:
         and (ptype is None or isinstance(ptype, str)) else None
     if decision is None:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CONSENT, types={I + "InformedConsent"})
-    record.values.append((vocab.CONSENT_STATUS, decision))
+    record = Record(vocab.HAS_CONSENT, _INFORMED_CONSENT, [(vocab.CONSENT_STATUS, decision)])
     covered: set[str] = set()
     stack: list[dict[str, Any]] = [provision]
     while stack:
@@ -352,7 +388,8 @@ def consent(resource: dict, ctx: Context) -> Result:
             covered |= found.intrathecal
             record.codes += found.names
         stack += [p for p in _concepts(current.get("provision")) if isinstance(p, dict)]
-    record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
+    if covered:
+        record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
     day = date_of(resource.get("dateTime"))
     if day is not None:
         record.values.append((vocab.CONSENT_DATE, (day, vocab.XSD_DATE)))
@@ -367,7 +404,7 @@ def observation(resource: dict, ctx: Context) -> Result:
         return None, "not a CSF circulation assessment"
     if status_of(resource) not in OBSERVATION_COUNTED:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"}, codes=list(found.names))
+    record = Record(vocab.HAS_CSF_ASSESSMENT, _CSF_ASSESSMENT, [], list(found.names))
     value = ctx.read(resource.get("valueCodeableConcept"))
     record.values += [(vocab.FINDING, finding) for finding in sorted(value.csf_findings)]
     record.codes += value.names
@@ -411,7 +448,7 @@ def allergy_intolerance(resource: dict, ctx: Context) -> Result:
     found = ctx.read(resource.get("code"))
     if not found.treatments - found.intrathecal:
         return None, "no mapped treatment"
-    return Record("", intolerance=set(found.iris), codes=list(found.names)), ""
+    return Record("", intolerance=found.iris, codes=list(found.names)), ""
 
 
 #: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
