@@ -657,3 +657,22 @@ def test_a_day_that_does_not_exist_is_undated_never_ill_typed(tmp_path: Path, wr
     assert values(found, BASE + "Observation/o1", vocab.ASSESSMENT_DATE) == ({date} if date else set())
     assert rows(tmp_path, [*F.cancer_patient()[:3], F.consent("k1", date=written), F.csf("o1", date=written)]) \
         == [(P1, "CancerPainIndication", "qualifies")]
+
+
+def test_ndjson_read_in_blocks_numbers_its_lines_as_one_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reader splits a chunk's lines a few MiB at a time (itkg.fhir.reader._blocks), never all
+    # at once; here in blocks of 64 bytes, with CR LF and lone CR line ends and blank lines.
+    from itkg.fhir import reader as fhir_reader
+    original = fhir_reader._blocks
+    monkeypatch.setattr(fhir_reader, "_blocks", lambda data: original(data, 64))
+    lines = [json.dumps(r) for r in F.cancer_patient()]
+    text = "\r\n".join(lines[:2]) + "\r\n\r\n" + "\r".join(lines[2:]) + "\n\n{oops\n"
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(text.encode("utf-8"))
+    with pytest.raises(itkg.InputError) as caught:
+        read([bad])
+    assert caught.value.line == len(lines) + 3
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(text.rsplit("{oops", 1)[0].encode("utf-8"))
+    [row] = itkg.eligibility(good)
+    assert row.status == "qualifies"

@@ -32,14 +32,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from .. import vocab
 from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet, load_mappings
-from .reader import (SEVERE_SIDE_EFFECTS, Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after,
+from .reader import (DCTERMS_IDENTIFIER, SEVERE_SIDE_EFFECTS, XSD_STRING, Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after,
                      lines_before, merged_reports, severe_side_effects)
 
 if TYPE_CHECKING:
@@ -99,19 +99,32 @@ def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: 
     return chunks
 
 
-class _Sink:
-    """Where the facts of one FHIR input go: the builder's index, counted in ``report``; they
-    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes)."""
+#: A statement's fate in the checker, asked once: the index's key for it (None: checked and
+#: counted, not indexed) and whether it says the input holds a patient. None: anything else
+#: (set aside, ill-typed, ...): such a record goes the general way.
+_Fate = Union[tuple[Any, bool, Any], None]
+#: The neutral subject the checker is asked about (not an ``itkg:`` term).
+_PROBE = "urn:itkg:probe"
 
-    __slots__ = ("builder", "report", "facts", "append")
+
+class _Sink:
+    """Where the facts of one FHIR input go: the builder's index, counted in ``report``. Facts
+    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes); a usual
+    record goes in at once (:meth:`record`)."""
+
+    __slots__ = ("builder", "report", "facts", "append", "nodes", "_fates", "_shapes")
 
     def __init__(self, builder: IndexBuilder) -> None:
         # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
         # a cycle would keep the reader's state for the garbage collector to walk, at the end
         self.builder = weakref.proxy(builder)
+        self.nodes = builder.index.nodes
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
+        self._fates: dict[tuple[str, Any], _Fate] = {}
+        #: per link and types: the keys of the link and of rdf:type, and whether they note a patient
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[Any, Any, bool]] = {}
 
     def extend(self, facts: Iterable[Fact]) -> None:
         self.facts += facts
@@ -123,6 +136,109 @@ class _Sink:
             assert self.report is not None
             self.builder.add_facts(self.facts, self.report)
             self.facts.clear()
+
+    def _fate(self, predicate: str, value: Any) -> _Fate:
+        """What the checker does with ``(a neutral subject, predicate, value)``: asked of the
+        checker itself (:meth:`~itkg.reader.Checker.check_facts`), once per predicate and value."""
+        from ..reader import PieceReport
+        key = (predicate, value)
+        if key in self._fates:
+            return self._fates[key]
+        report = PieceReport(0)
+        kept = list(self.builder.checker.check_facts([(_PROBE, predicate, value)], report))
+        fate: _Fate = None
+        if report.triples == 1 and not (report.schema_set_aside or report.ill_typed_count or report.imports
+                                        or report.triple_terms):
+            if not kept:
+                fate = (None, report.holds_patient, value)
+            elif len(kept) == 1 and kept[0][3] == value:
+                fate = (kept[0][2], report.holds_patient, kept[0][3])
+        if len(self._fates) < 1 << 16:
+            self._fates[key] = fate
+        return fate
+
+    def record(self, patient: str, link: str, iri: str, types: tuple[str, ...],
+               values: list[tuple[str, Any]]) -> bool:
+        """Index one record as :meth:`extend` would index its facts, in the same order: ``(patient,
+        link, iri)``, ``(iri, rdf:type, t)`` for each of ``types``, ``(iri, p, v)`` for each of
+        ``values``, then its ``dcterms:identifier`` (a plain ``Type/id``, checked as such). Only
+        when the checker keeps each of these statements as it is (asked once, :meth:`_fate`) and
+        neither node is an ``itkg:`` term; else returns False and indexes nothing."""
+        itkg = vocab.ITKG
+        if patient.startswith(itkg) or iri.startswith(itkg):
+            return False
+        shape = (link, types)
+        head = self._shapes.get(shape)
+        if head is None:
+            head = self._shape(link, types)
+            if head is None:
+                return False
+        link_key, type_key, holds = head
+        fates = self._fates
+        checked = []
+        for pair in values:
+            fate = fates[pair] if pair in fates else self._fate(*pair)
+            if fate is None:
+                return False
+            checked.append(fate)
+            if fate[1]:
+                holds = True
+        if self.facts:
+            self.flush()  # the index changes in the order of the facts
+        report = self.report
+        assert report is not None
+        report.triples += 2 + len(types) + len(values)
+        if holds:
+            report.holds_patient = True
+        nodes = self.nodes
+        key = link_key
+        if key is not None:
+            props = nodes.get(patient)
+            if props is None:
+                props = nodes[patient] = {}
+            found = props.get(key)
+            if found is None:
+                props[key] = [iri]
+            else:
+                found.append(iri)
+        props = None
+        key = type_key
+        if key is not None and types:
+            props = nodes.get(iri)
+            if props is None:
+                props = nodes[iri] = {}
+            found = props.get(key)
+            if found is None:
+                props[key] = list(types)
+            else:
+                found += types
+        for key, _, value in checked:
+            if key is not None:
+                if props is None:
+                    props = nodes.get(iri)
+                    if props is None:
+                        props = nodes[iri] = {}
+                found = props.get(key)
+                if found is None:
+                    props[key] = [value]
+                else:
+                    found.append(value)
+        return True
+
+    def _shape(self, link: str, types: tuple[str, ...]) -> tuple[Any, Any, bool] | None:
+        """The index keys of ``link`` and of ``rdf:type`` and whether they note a patient, for a
+        record of this link and these types with its identifier, or None (remembered). A link's
+        and an identifier's fate hang on the predicate alone (a named object, a plain text)."""
+        fates = [self._fate(link, _PROBE + "/record"), self._fate(DCTERMS_IDENTIFIER, ("Type/id", XSD_STRING)),
+                 *(self._fate(vocab.RDF_TYPE, t) for t in types)]
+        shape: tuple[Any, Any, bool] | None = None
+        if all(f is not None for f in fates):
+            keys = {f[0] for f in fates[2:] if f is not None}
+            if len(keys) <= 1 and fates[1] is not None and fates[1][0] is None and fates[0] is not None:
+                shape = (fates[0][0], keys.pop() if keys else None, any(f[1] for f in fates if f is not None))
+        if shape is not None and len(self._shapes) < 1 << 16:
+            self._shapes[(link, types)] = shape
+        return shape
 
 
 def _hashes(items: Iterable[object]) -> bytes:
@@ -209,14 +325,18 @@ class FhirIndexer:
         self._flush()
 
     def export(self) -> dict[str, Any]:
-        """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
+        """What the main process needs to finish (sent once, after :meth:`finish_local`, when
+        every piece is read). The ``Type/id`` of every resource and the patients' names are only
+        needed as these hashes from now on: they are let go (a few hundred bytes a patient)."""
         reader = self.reader
-        return {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
-                "anonymous": reader._anonymous, "pending": reader._pending,
-                "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
-                            for patient, nodes in reader._spastic.items()},
-                "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
-                "report": self.final_report}
+        state = {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+                 "anonymous": reader._anonymous, "pending": reader._pending,
+                 "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
+                             for patient, nodes in reader._spastic.items()},
+                 "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
+                 "report": self.final_report}
+        reader._seen, reader._patients, self._linked = set(), set(), {}
+        return state
 
     def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
         """The Medications (codes) and the received treatments of patients this worker read."""

@@ -495,17 +495,20 @@ class FhirReader:
         """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
         done = 0
         on_read, resource_of = self.on_read, self._resource
-        for number, line in enumerate(data.splitlines(), first_line):
-            if on_read is not None:
-                done += len(line) + 1
-                if number % 4096 == 0:
-                    on_read(done)
-                    done = 0
-            if not line or line.isspace():
-                continue
-            if len(line) > MAX_LINE_BYTES:
-                raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-            resource_of(_loads(line, path, number), None, out, None, path, number)
+        number = first_line
+        for block in _blocks(data):
+            for number, line in enumerate(block.splitlines(), number):  # noqa: B020 - numbered on
+                if on_read is not None:
+                    done += len(line) + 1
+                    if number % 4096 == 0:
+                        on_read(done)
+                        done = 0
+                if not line or line.isspace():
+                    continue
+                if len(line) > MAX_LINE_BYTES:
+                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+                resource_of(_loads(line, path, number), None, out, None, path, number)
+            number += 1
         if on_read is not None:
             on_read(done)
 
@@ -650,7 +653,7 @@ class FhirReader:
             kind = resource["resourceType"]
             rid = resource.get("id")
             name = kind + "/" + rid if type(rid) is str else None
-        patient = None
+        patient = subject = None
         if scope is None:  # the usual reference, "Patient/id" outside a Bundle, without the general case
             reference = resource.get(rules.PATIENT_ELEMENT[kind])
             ref = reference.get("reference") if type(reference) is dict else None
@@ -658,6 +661,8 @@ class FhirReader:
                 pid = ref[8:]
                 if pid and "/" not in pid and "?" not in pid:
                     patient = self.base + ref
+                    if self._base_ok and _plain(pid):
+                        subject = patient  # a valid IRI as it is (see _valid)
         if patient is None:
             patient = self._patient_of(resource, scope)
             if patient is None:
@@ -675,7 +680,7 @@ class FhirReader:
         if record.intolerance:  # an outcome for this patient's treatments: added at the end
             self._intolerances[patient].append((record.intolerance, name or kind))
             return
-        self._emit(patient, resource, url, record, out, name)
+        self._emit(patient, resource, url, record, out, name, subject)
 
     def _valid(self, iri: str) -> str:
         """:func:`_valid`, without its cost for the usual names: the base (checked once) then a
@@ -692,27 +697,34 @@ class FhirReader:
         return found
 
     def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int,
-              name: str | None) -> None:
-        subject = self._valid(patient)
+              name: str | None, subject: str | None = None) -> None:
+        """Put the record's facts into output ``out``; ``subject``: the patient's valid IRI, when known."""
+        if subject is None:
+            subject = self._valid(patient)
         link = record.link
         if link == vocab.PLANNED_THERAPY:
             self._out[out].extend([(subject, link, t) for t in self._sorted_terms(record.types)])
             return
-        if url is None and name is not None and name[-1] != "/" and self._base_ok and _plain(name):  # the usual name
-            iri = self.base + name
+        sink = self._out[out]
+        types = self._sorted_terms(record.types)
+        values = [(predicate, _iri(value) if type(value) is str else (value[0], _iri(value[1])))
+                  for predicate, value in record.values]
+        if url is None and name is not None and name[-1] != "/" and self._base_ok and _plain(name):
+            iri = self.base + name  # the usual record: its name and identifier need no check
+            if type(sink) is list or not sink.record(subject, link, iri, types, values):
+                sink.extend([(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                             *[(iri, predicate, value) for predicate, value in values],
+                             (iri, DCTERMS_IDENTIFIER, (name, XSD_STRING))])
         else:
             iri = self._record_iri(resource, url)
-        facts: list[Fact] = [(subject, link, iri)]
-        rdf_type = vocab.RDF_TYPE
-        facts += [(iri, rdf_type, t) for t in self._sorted_terms(record.types)]
-        for predicate, value in record.values:
-            facts.append((iri, predicate, _iri(value) if type(value) is str else (value[0], _iri(value[1]))))
-        if name is None:
-            name = iri
-        facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
-        if url is not None and url != iri and ":" in url:
-            facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
-        self._out[out].extend(facts)
+            facts: list[Fact] = [(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                                 *[(iri, predicate, value) for predicate, value in values]]
+            if name is None:
+                name = iri
+            facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
+            if url is not None and url != iri and ":" in url:
+                facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
+            sink.extend(facts)
         codes = record.codes
         self.notes[iri] = name + ", " + codes[0] if len(codes) == 1 else ", ".join([name, *codes])
         if record.spasticity:
@@ -720,8 +732,8 @@ class FhirReader:
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
         if link == vocab.RECEIVED_TREATMENT:
-            types = frozenset(record.types)  # the same few sets, held once
-            self._treatments[patient].append((iri, out, self._type_sets.setdefault(types, types)))
+            classes = frozenset(record.types)  # the same few sets, held once
+            self._treatments[patient].append((iri, out, self._type_sets.setdefault(classes, classes)))
 
     def _sorted_terms(self, terms: AbstractSet[str]) -> tuple[str, ...]:
         """``terms`` sorted, as valid IRIs (:func:`_iri`); the same few sets recur, remembered."""
@@ -747,6 +759,17 @@ class FhirReader:
             for iri, out in nodes:
                 self._out[out].extend([(iri, etiology, _iri(e))
                                        for e in sorted(self._etiologies.get(patient, ()))])
+
+
+def _blocks(data: bytes, size: int = 1 << 22) -> Iterator[bytes]:
+    """``data`` in blocks of about ``size`` bytes, each cut just after a ``\\n`` (or at the end):
+    their lines are those of ``data``, without a list of every line of a large chunk at once."""
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + size)
+        end = len(data) if cut < 0 else cut + 1
+        yield data[start:end]
+        start = end
 
 
 def _loads(data: bytes, path: Path, line: int | None) -> Any:
