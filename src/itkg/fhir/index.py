@@ -325,14 +325,18 @@ class FhirIndexer:
         self._flush()
 
     def export(self) -> dict[str, Any]:
-        """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
+        """What the main process needs to finish (sent once, after :meth:`finish_local`, when
+        every piece is read). The ``Type/id`` of every resource and the patients' names are only
+        needed as these hashes from now on: they are let go (a few hundred bytes a patient)."""
         reader = self.reader
-        return {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
-                "anonymous": reader._anonymous, "pending": reader._pending,
-                "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
-                            for patient, nodes in reader._spastic.items()},
-                "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
-                "report": self.final_report}
+        state = {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+                 "anonymous": reader._anonymous, "pending": reader._pending,
+                 "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
+                             for patient, nodes in reader._spastic.items()},
+                 "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
+                 "report": self.final_report}
+        reader._seen, reader._patients, self._linked = set(), set(), {}
+        return state
 
     def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
         """The Medications (codes) and the received treatments of patients this worker read."""
