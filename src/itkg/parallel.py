@@ -459,6 +459,7 @@ class _WaveRun(_Run):
                 with self.lock:
                     stop.value = min(stop.value, last)
             after(state)
+        state.engine = None  # (it holds the last wave's index)
         return state, reports
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
@@ -496,9 +497,9 @@ class _WaveRun(_Run):
             rows += self._decide_late(state, sorted(deferred))
             self.meter.decided(0, len(deferred))
             state.kept = PatientIndex()
-            for chunks in received:
+            for chunks in received:  # in the order sent: runs of sorted rows, cheap to sort below
                 while chunks:
-                    rows += map(_unpack, pickle.loads(memoryview(chunks.pop())[1:]))
+                    rows += map(_unpack, pickle.loads(memoryview(chunks.pop(0))[1:]))
             rename = renumbering(self.pieces, reports)
             if rename is not None:
                 rows = [_renamed(row, rename) for row in rows]
@@ -568,7 +569,8 @@ _ROWS = b"R"
 def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], last: list[bytes | None],
              slot: int) -> None:
     """In a thread of the main process: keep the rows a child sends (as bytes) until its first
-    other message, which goes to ``last[slot]`` (``None`` when the child has gone)."""
+    other message, which goes to ``last[slot]`` (``None`` when the child has gone). Running out
+    of memory here is reported as the child's crash would be (never as a thread's traceback)."""
     try:
         while True:
             data = conn.recv_bytes()
@@ -578,3 +580,6 @@ def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], l
             chunks.append(data)
     except (EOFError, OSError):
         return
+    except MemoryError:
+        chunks.clear()
+        last[slot] = pickle.dumps(("crashed", "MemoryError"))

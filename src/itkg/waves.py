@@ -189,6 +189,7 @@ class Waves:
         self.kept = PatientIndex(self.predicates)
         self.rows: list[Any] = []
         self.dropped: dict[int, array] = {}
+        self.engine: RuleEngine | None = None
         self.patients = 0
 
     def wave(self, piece: Piece, *, on_read: Callable[[int], None] | None,
@@ -205,7 +206,10 @@ class Waves:
         if not set(map(hash, nodes)).issubset(self.prescanned.pop(piece.number)):
             raise Mismatch("the pre-scan missed a subject the parser named")
         crossing, links = self.crossing, self.links
-        engine = RuleEngine(self.knowledge, index)
+        if self.engine is None:
+            self.engine = RuleEngine(self.knowledge, index)
+        engine = self.engine  # one engine for every wave: its caches (classes, dates) carry over
+        engine.index = index
         rows = self.rows
         used: list[str] = []
         local = 0
