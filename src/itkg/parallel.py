@@ -20,6 +20,11 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
 triples cross process boundaries, never the index.
+
+N-Triples files (the population format) go another way, :class:`_WaveRun`: a pre-scan of every
+piece's subjects says beforehand which patients are local to a piece, so each process decides a
+piece as soon as it has parsed it and drops its triples (:mod:`itkg.waves`); no process ever holds
+the index of the whole input.
 """
 
 from __future__ import annotations
