@@ -112,13 +112,12 @@ class _Sink:
     are indexed a few thousand at a time (:meth:`flush` before ``report`` changes); a usual
     record goes in at once (:meth:`record`)."""
 
-    __slots__ = ("builder", "report", "facts", "append", "nodes", "_fates", "_shapes")
+    __slots__ = ("builder", "report", "facts", "append", "_fates", "_shapes")
 
     def __init__(self, builder: IndexBuilder) -> None:
         # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
         # a cycle would keep the reader's state for the garbage collector to walk, at the end
         self.builder = weakref.proxy(builder)
-        self.nodes = builder.index.nodes
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
@@ -190,7 +189,7 @@ class _Sink:
         report.triples += 2 + len(types) + len(values)
         if holds:
             report.holds_patient = True
-        nodes = self.nodes
+        nodes = self.builder.index.nodes  # (not kept: the index is let go once everyone is decided)
         key = link_key
         if key is not None:
             props = nodes.get(patient)
