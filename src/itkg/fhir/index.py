@@ -112,13 +112,12 @@ class _Sink:
     are indexed a few thousand at a time (:meth:`flush` before ``report`` changes); a usual
     record goes in at once (:meth:`record`)."""
 
-    __slots__ = ("builder", "report", "facts", "append", "nodes", "_fates", "_shapes")
+    __slots__ = ("builder", "report", "facts", "append", "_fates", "_shapes")
 
     def __init__(self, builder: IndexBuilder) -> None:
         # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
         # a cycle would keep the reader's state for the garbage collector to walk, at the end
         self.builder = weakref.proxy(builder)
-        self.nodes = builder.index.nodes
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
@@ -190,7 +189,7 @@ class _Sink:
         report.triples += 2 + len(types) + len(values)
         if holds:
             report.holds_patient = True
-        nodes = self.nodes
+        nodes = self.builder.index.nodes  # (not kept: the index is let go once everyone is decided)
         key = link_key
         if key is not None:
             props = nodes.get(patient)
@@ -325,14 +324,18 @@ class FhirIndexer:
         self._flush()
 
     def export(self) -> dict[str, Any]:
-        """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
+        """What the main process needs to finish (sent once, after :meth:`finish_local`, when
+        every piece is read). The ``Type/id`` of every resource and the patients' names are only
+        needed as these hashes from now on: they are let go (a few hundred bytes a patient)."""
         reader = self.reader
-        return {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
-                "anonymous": reader._anonymous, "pending": reader._pending,
-                "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
-                            for patient, nodes in reader._spastic.items()},
-                "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
-                "report": self.final_report}
+        state = {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+                 "anonymous": reader._anonymous, "pending": reader._pending,
+                 "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
+                             for patient, nodes in reader._spastic.items()},
+                 "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
+                 "report": self.final_report}
+        reader._seen, reader._patients, self._linked = set(), set(), {}
+        return state
 
     def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
         """The Medications (codes) and the received treatments of patients this worker read."""
