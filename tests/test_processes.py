@@ -251,3 +251,37 @@ def test_validate_under_a_deadline_shows_its_progress_here() -> None:
     calls: list[tuple[int, int]] = []
     itkg.validate(data_root() / "examples" / "patients.ttl", timeout=120, progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+class _SignalsItselfWhenCollected:
+    """Sends this process SIGTERM from its finalizer and runs on, so that Python calls the
+    handler inside ``__del__``, where the ``SystemExit`` it raises is printed and dropped."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(200_000):  # the handler runs at one of these bytecode boundaries
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_ending_signal_lost_in_a_finalizer_still_ends_the_wait_for_a_child() -> None:
+    """Regression: under load, ``itkg query`` sent SIGTERM went on waiting for its query child
+    (CI): the handler's ``SystemExit`` never reached the wait. Where it is lost (here: raised in
+    a finalizer), the wait still ends by the signal within a fraction of a second."""
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as ended:
+        with processes.signals_end_cleanly():
+            _SignalsItselfWhenCollected()  # collected at once: the signal's SystemExit is lost
+            processes.call_with_deadline(time.sleep, (30,), 60, timed_out=lambda: QueryTimeout("late"),
+                                         failed=WorkerError)
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 25, "the wait went on to the child's end"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_ending_signal_lost_in_a_finalizer_still_ends_the_command() -> None:
+    """With nothing left to wait for, leaving the command still ends by the signal."""
+    with pytest.raises(SystemExit) as ended:
+        with processes.signals_end_cleanly():
+            _SignalsItselfWhenCollected()
+    assert ended.value.code == 128 + signal.SIGTERM

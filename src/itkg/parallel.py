@@ -356,6 +356,8 @@ class _Run:
         try:
             if data is None:
                 raise EOFError
+            if not data:
+                processes.wait_readable(conn)  # wakes for a lost ending signal
             message = conn.recv() if not data else pickle.loads(data)
         except (EOFError, OSError):
             child = next(c for c in self.children if c.conn is conn)
@@ -477,7 +479,7 @@ class _WaveRun(_Run):
                 threads = [threading.Thread(target=_collect, args=(conn, received[k], last, k), daemon=True,
                                             name=f"itkg-rows-{k + 1}") for k, conn in enumerate(self._conns())]
                 for thread in threads:
-                    thread.start()
+                    processes.start_thread(thread)
                 state, reports = self._waves(0, crossing, mine, lambda state: None)
                 for thread in threads:
                     thread.join()

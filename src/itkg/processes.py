@@ -188,16 +188,52 @@ def signals_end_cleanly() -> Iterator[None]:
     owner = os.getpid()
 
     def _end(signum: int, frame: object) -> None:
+        global _STOPPING
         if os.getpid() != owner:  # a forked child between fork and become_child
             os._exit(128 + signum)
+        _STOPPING = signum
         raise SystemExit(128 + signum)
 
+    global _STOPPING
+    _STOPPING = None
     previous = {signum: signal.signal(signum, _end) for signum in ENDING_SIGNALS}
     try:
         yield
+        raise_if_stopping()  # its SystemExit was lost: the command still ends by the signal
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _STOPPING = None
+
+
+#: The ending signal :func:`signals_end_cleanly` received, kept in case its ``SystemExit`` is lost.
+_STOPPING: int | None = None
+#: How often a wait of the main thread looks for a lost ending signal (:func:`raise_if_stopping`).
+WAKE_S = 0.25
+
+
+def raise_if_stopping() -> None:
+    """Raise ``SystemExit(128 + signal)`` again if an ending signal arrived and its
+    ``SystemExit`` was lost. Python runs a handler wherever the main thread happens to be,
+    also inside a finalizer (``__del__``, a weak reference's callback), where an exception is
+    printed and dropped: the command then went on, as if the signal had never come. The waits
+    of the main thread (a child's answer, a batch) wake every :data:`WAKE_S` seconds to call
+    this."""
+    if _STOPPING is not None:
+        raise SystemExit(128 + _STOPPING)
+
+
+def wait_readable(conn: multiprocessing.connection.Connection, timeout: float | None = None) -> bool:
+    """Wait until ``conn`` has something to read (True) or ``timeout`` seconds passed (False),
+    waking every :data:`WAKE_S` seconds for :func:`raise_if_stopping`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = WAKE_S if deadline is None else min(WAKE_S, max(0.0, deadline - time.monotonic()))
+        if conn.poll(wait):
+            return True
+        raise_if_stopping()
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 # -- the memory budget -------------------------------------------------------------------------
@@ -484,7 +520,7 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
     payload: Any
     def receive(deadline: float | None) -> tuple[str, Any]:
         while True:
-            if deadline is not None and not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+            if not wait_readable(worker.conn, None if deadline is None else max(0.0, deadline - time.monotonic())):
                 raise timed_out()
             got: tuple[str, Any] = pickle.loads(worker.conn.recv_bytes())
             if got[0] != "message":

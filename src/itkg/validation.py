@@ -21,6 +21,7 @@ import re
 from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
@@ -527,7 +528,13 @@ def _windowed(submit: Callable[[int], Future[_Batch]], count: int, workers: int,
     pending: deque[Future[_Batch]] = deque()
 
     def collect() -> None:
-        done.append(pending.popleft().result())
+        while True:
+            try:
+                done.append(pending[0].result(timeout=processes.WAKE_S))
+                break
+            except FutureTimeout:
+                processes.raise_if_stopping()  # an ending signal whose SystemExit was lost
+        pending.popleft()
         if progress:
             progress(len(done), count)
 
