@@ -414,6 +414,26 @@ def test_unmapped_codes_are_counted_by_system_and_code_never_by_patient(tmp_path
     assert "code(s) are mapped to no itkg term" in result.stderr
 
 
+def test_a_concepts_meaning_is_worked_out_once_and_its_unmapped_codes_counted_at_every_read(tmp_path: Path) -> None:
+    # The reader remembers what a coding list means (itkg.fhir.rules.Meaning); the unmapped codes
+    # still count once per resource that reads them, one coding alone or among others.
+    two = {"coding": [{"system": SCT, "code": "111111"}, {"system": ICD, "code": "G89.3"}]}
+    resources = [F.patient(), *(F.condition(f"c{n}", SCT, "111111") for n in range(3)),
+                 {**F.condition("c9", SCT, "111111"), "code": two},
+                 {**F.condition("c10", SCT, "111111"), "code": two}]
+    graph = read([F.write_ndjson(tmp_path / "in.ndjson", resources)])
+    assert graph.report.unmapped == {(SCT, "111111"): 5}
+    found = {(t.subject.value, t.predicate.value, t.object.value) for t in graph.triples}
+    assert I + "CancerPain" in types(found, BASE + "Condition/c10")
+    assert graph.notes[BASE + "Condition/c10"] == "Condition/c10, SNOMED CT 111111, ICD-10-CM G89.3"
+
+
+def test_a_record_with_an_empty_id_is_named_as_one_without_id(tmp_path: Path) -> None:
+    found = facts(tmp_path, [F.patient(), {**F.condition("x", ICD, "G89.3"), "id": ""}])
+    [record] = linked(found, vocab.HAS_CONDITION)
+    assert record.startswith(BASE + "Condition/_itkg-") and record != BASE + "Condition/"
+
+
 @pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
 def test_query_reports_what_reading_fhir_found_as_eligibility_does(tmp_path: Path, engine: str) -> None:
     # Regression: itkg query read FHIR in its deadline child and printed nothing of the report.
@@ -637,3 +657,22 @@ def test_a_day_that_does_not_exist_is_undated_never_ill_typed(tmp_path: Path, wr
     assert values(found, BASE + "Observation/o1", vocab.ASSESSMENT_DATE) == ({date} if date else set())
     assert rows(tmp_path, [*F.cancer_patient()[:3], F.consent("k1", date=written), F.csf("o1", date=written)]) \
         == [(P1, "CancerPainIndication", "qualifies")]
+
+
+def test_ndjson_read_in_blocks_numbers_its_lines_as_one_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reader splits a chunk's lines a few MiB at a time (itkg.fhir.reader._blocks), never all
+    # at once; here in blocks of 64 bytes, with CR LF and lone CR line ends and blank lines.
+    from itkg.fhir import reader as fhir_reader
+    original = fhir_reader._blocks
+    monkeypatch.setattr(fhir_reader, "_blocks", lambda data: original(data, 64))
+    lines = [json.dumps(r) for r in F.cancer_patient()]
+    text = "\r\n".join(lines[:2]) + "\r\n\r\n" + "\r".join(lines[2:]) + "\n\n{oops\n"
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(text.encode("utf-8"))
+    with pytest.raises(itkg.InputError) as caught:
+        read([bad])
+    assert caught.value.line == len(lines) + 3
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(text.rsplit("{oops", 1)[0].encode("utf-8"))
+    [row] = itkg.eligibility(good)
+    assert row.status == "qualifies"

@@ -104,6 +104,24 @@ def test_several_files_name_each_files_nodes_apart(formats: dict[str, Path]) -> 
     assert _terms(load_store([formats["turtle"], formats["ntriples"]]).iter_triples()) == _terms(data.triples)
 
 
+def test_the_list_and_the_store_rename_exactly_the_nodes_whose_name_is_not_their_label(tmp_path: Path) -> None:
+    """The sinks that keep pyoxigraph terms keep a parsed node as it is when its name is its label
+    and rebuild only renamed ones (issue 8, speed): a label starting with ``_`` and every node of a
+    second file are renamed, in the list and the store alike, and a label used twice stays one node."""
+    one, two = tmp_path / "one.nt", tmp_path / "two.nt"
+    a = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
+    one.write_text(f"_:b1 <{ITKG}hasCondition> _:_b2 .\n_:_b2 {a} <{ITKG}CancerPain> .\n"
+                   f"_:b1 {a} <{ITKG}Patient> .\n", encoding="utf-8")
+    two.write_text(f"_:b1 {a} <{ITKG}Patient> .\n_:b1 <{ITKG}hasCondition> _:b1 .\n", encoding="utf-8")
+    alone = load(one)
+    assert {t.subject.value for t in alone.triples} == {"b1", "__b2"}
+    assert _terms(load_store(one).iter_triples()) == _terms(alone.triples)
+    both = load([one, two])
+    assert {t.subject.value for t in both.triples} == {"f1-b1", "f1-__b2", "f2-b1"}
+    assert {t.object.value for t in both.triples if isinstance(t.object, ox.BlankNode)} == {"f1-__b2", "f2-b1"}
+    assert _terms(load_store([one, two]).iter_triples()) == _terms(both.triples)
+
+
 def test_names_do_not_depend_on_how_many_processes_read_a_file(tmp_path: Path) -> None:
     """A Turtle file cut for two workers numbers its unlabelled nodes as one process does."""
     body = "".join(f"<https://example.org/p{i}> a <{ITKG}Patient> ;\n"

@@ -695,6 +695,23 @@ def test_the_bundled_ontology_holds_only_two_literals_the_store_rewrites() -> No
     assert {q.predicate.value for q in rewritten} == {"https://w3id.org/itkg/statisticValue"}
 
 
+def test_the_form_watch_counts_every_occurrence_of_a_literal_it_has_seen() -> None:
+    """FormWatch remembers its verdicts by literal term (issue 8, speed): a literal seen again,
+    in the same batch or a later one, counts again; one the store keeps never counts."""
+    from itkg.lexical import FormWatch
+
+    subject = ox.NamedNode("urn:ex:s")
+    xsd = "http://www.w3.org/2001/XMLSchema#"
+    padded = ox.Quad(subject, subject, ox.Literal("01", datatype=ox.NamedNode(xsd + "integer")))
+    trailing = ox.Quad(subject, subject, ox.Literal("1.50", datatype=ox.NamedNode(xsd + "decimal")))
+    kept = ox.Quad(subject, subject, ox.Literal("2026-01-01", datatype=ox.NamedNode(xsd + "date")))
+    watch = FormWatch()
+    watch.observe([padded, kept, padded, trailing, kept])
+    assert watch.changed == 3
+    watch.observe([trailing, kept, padded])
+    assert watch.changed == 5
+
+
 def _changed(quad: ox.Quad) -> bool:
     from itkg.lexical import FormWatch
 

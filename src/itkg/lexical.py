@@ -46,6 +46,8 @@ CERTAINLY_KEPT: dict[str, re.Pattern[str]] = {
 
 _STRING = XSD + "string"
 _SCRATCH_SUBJECT = ox.NamedNode("urn:itkg:lexical")
+#: Literal terms remembered with their verdict by :class:`FormWatch` (a cache, bounded).
+_TERM_CACHE = 200_000
 
 
 class LexicalFormError(QueryError):
@@ -75,34 +77,45 @@ class FormWatch:
         self.stop = stop
         self.changed = 0
         self._known: dict[tuple[str, str], bool] = {}
+        #: the same verdicts by literal term: a population repeats its dates and codes, and one
+        #: look-up by the term costs less than reading its form, datatype and language from it
+        self._terms: dict[ox.Literal, bool] = {}
 
     def observe(self, statements: Iterable[ox.Triple | ox.Quad]) -> None:
         """Look at the objects of ``statements`` (subjects and predicates are never literals)."""
-        known = self._known
+        known, terms, literal = self._known, self._terms, ox.Literal
         pending: dict[tuple[str, str], list] = {}  # (form, datatype) -> [literal, occurrences]
         changed = 0
         for statement in statements:
             obj = statement.object
-            if type(obj) is not ox.Literal:
+            if type(obj) is not literal:
                 continue
-            if obj.language is not None:
-                changed += obj.language != obj.language.lower()
-                continue
-            datatype = obj.datatype.value
-            if datatype == _STRING or not datatype.startswith(XSD):
-                continue
-            key = (obj.value, datatype)
-            verdict = known.get(key)
+            verdict = terms.get(obj)
             if verdict is not None:
                 changed += verdict
                 continue
-            pattern = CERTAINLY_KEPT.get(datatype)
-            if pattern is not None and pattern.fullmatch(obj.value):
-                known[key] = False
-            elif key in pending:
-                pending[key][1] += 1
+            if obj.language is not None:
+                verdict = obj.language != obj.language.lower()
             else:
-                pending[key] = [obj, 1]
+                datatype = obj.datatype.value
+                if datatype == _STRING or not datatype.startswith(XSD):
+                    verdict = False
+                else:
+                    key = (obj.value, datatype)
+                    verdict = known.get(key)
+                    if verdict is None:
+                        pattern = CERTAINLY_KEPT.get(datatype)
+                        if pattern is not None and pattern.fullmatch(obj.value):
+                            verdict = known[key] = False
+                        elif key in pending:
+                            pending[key][1] += 1
+                            continue
+                        else:
+                            pending[key] = [obj, 1]
+                            continue
+            changed += verdict
+            if len(terms) < _TERM_CACHE:
+                terms[obj] = verdict
         if pending:
             verdicts = rewritten_by_store([literal for literal, _ in pending.values()])
             known.update(verdicts)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
@@ -121,36 +123,20 @@ class TripleSink:
 
     def __init__(self, *, keep_ill_typed: bool = False) -> None:
         from .reader import Checker
-        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed)
+        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed, final_terms=True)
         self.triples: list[ox.Triple] = []
-        self._nodes: dict[str, ox.BlankNode] = {}
 
     def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
-        """Keep the checked triples as pyoxigraph triples, blank nodes named by ``namer``."""
-        append, blank, nodes = self.triples.append, ox.BlankNode, self._nodes
-        for quad, _subject, _key, _value in quads:
-            s, o = quad.subject, quad.object
-            if type(s) is blank or type(o) is blank:
-                append(ox.Triple(_named(s, namer, nodes), quad.predicate, _named(o, namer, nodes)))  # type: ignore[arg-type]
-            else:
-                append(quad.triple if type(quad) is ox.Quad else quad)
+        """Keep the checked triples as pyoxigraph triples (their blank nodes already carry the
+        names ``namer`` gave them: the checker's ``final_terms``). The checked statements are
+        quads when parsed, triples when they come from a graph (:meth:`PatientData.from_graph`)."""
+        quad = ox.Quad
+        self.triples.extend(s.triple if type(s) is quad else s for s in map(_STATEMENT, quads))
 
 
-#: Blank nodes a sink shares between the triples that name them (a cache, bounded).
-_NODE_CACHE = 100_000
-
-
-def _named(term: object, namer: "Namer", nodes: dict[str, ox.BlankNode]) -> ox.NamedNode | ox.BlankNode | ox.Literal:
-    """``term``, a blank node renamed by ``namer`` (the objects are shared through ``nodes``)."""
-    if type(term) is not ox.BlankNode:
-        return term  # type: ignore[return-value]
-    name = namer.name(term.value)
-    node = nodes.get(name)
-    if node is None:
-        if len(nodes) >= _NODE_CACHE:
-            nodes.clear()
-        node = nodes[name] = ox.BlankNode(name)
-    return node
+#: The statement of a :data:`~itkg.reader.Checked` tuple (taken in C by ``map``: a Python loop
+#: over a population's millions of statements costs seconds).
+_STATEMENT = itemgetter(0)
 
 
 class StoreSink:
@@ -162,23 +148,15 @@ class StoreSink:
     def __init__(self, store: ox.Store, *, keep_ill_typed: bool = False, strict: bool = False,
                  watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None) -> None:
         from .reader import Checker
-        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed)
+        self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed, final_terms=True)
         self.store, self.strict, self.watch = store, strict, watch
-        self._nodes: dict[str, ox.BlankNode] = {}
 
     def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
-        """Add the checked triples to the store, in batches."""
-        batch: list[ox.Quad] = []
-        append, blank, nodes, graph = batch.append, ox.BlankNode, self._nodes, ox.DefaultGraph()
-        size = _STREAM_BATCH
-        for quad, _subject, _key, _value in quads:
-            s, o = quad.subject, quad.object
-            if type(s) is blank or type(o) is blank:
-                quad = ox.Quad(_named(s, namer, nodes), quad.predicate, _named(o, namer, nodes), graph)  # type: ignore[arg-type]
-            append(quad)
-            if len(batch) >= size:
-                self._flush(batch, report)
-        self._flush(batch, report)
+        """Add the checked triples to the store, in batches (their blank nodes already carry the
+        names ``namer`` gave them: the checker's ``final_terms``)."""
+        final = map(_STATEMENT, quads)
+        while batch := list(islice(final, _STREAM_BATCH)):
+            self._flush(batch, report)
 
     def _flush(self, batch: list[ox.Quad], report: "PieceReport") -> None:
         if not (report.imports or report.triple_terms or (self.strict and report.ill_typed is not None)):

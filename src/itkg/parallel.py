@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import processes, vocab
+from . import processes, vocab, waves
 from .engine import PatientIndex, RuleEngine
 from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
@@ -56,13 +56,15 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                      max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
                      knowledge: Knowledge | None = None, checksums: bool = False,
                      progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
-                     strict: bool = False,
+                     strict: bool = False, wave_bytes: int = waves.WAVE_BYTES,
                      ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
 
     :param workers: processes to use (default: one per CPU). Files smaller than twice
         ``min_piece_bytes`` are not cut, so small inputs run in this process alone.
     :param checksums: compute the SHA-256 of every file for the sources (costs one more read).
+    :param wave_bytes: N-Triples input of at least twice this size is decided in pieces of
+        about this size, one at a time in each process (:mod:`itkg.waves`).
     :param progress: show progress on standard error.
     :raises InputError: as :func:`itkg.load` would, and then no rows at all.
 
@@ -78,7 +80,19 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
-    if workers > 1 and len(pieces) > 1:
+    if waves.eligible(pieces):
+        if total >= 2 * wave_bytes:  # pieces of about wave_bytes: one index of that size at a time
+            pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
+                          parts=max(workers, -(-total // wave_bytes)),
+                          min_piece_bytes=min(min_piece_bytes, max(1, wave_bytes // 2)))
+        if len(pieces) > 1 and waves.eligible(pieces):
+            meter = Meter(workers, total, visible=progress)
+            try:
+                with meter:
+                    return _WaveRun(pieces, workers, knowledge, meter, strict).rows(checksums)
+            except Untrusted:
+                pass
+    if workers > 1 and len(pieces) > 1 and not waves.eligible(pieces):
         meter = Meter(workers, total, visible=progress)
         try:
             with meter:
@@ -105,11 +119,12 @@ def _decide(index: PatientIndex, knowledge: Knowledge, axioms: list[tuple[str, s
     are returned, deferred, for the main process to decide with everyone's triples."""
     index.subclass_axioms = axioms
     engine = RuleEngine(knowledge, index)
+    links = waves.record_links(knowledge)
     rows: list[EligibilityResult] = []
     deferred: list[str] = []
     patients = index.patients() if patients is None else patients
     for count, patient in enumerate(patients, 1):
-        if others and (hash(patient) in others or any(hash(r) in others for r in index.records(patient))):
+        if others and (hash(patient) in others or any(hash(r) in others for r in waves.records(index, patient, links))):
             deferred.append(patient)
         else:
             rows.extend(engine.rows(patient))
@@ -131,10 +146,7 @@ def _hash_set(*packed: bytes) -> set[int]:
     return set(hashes)
 
 
-def _pack(row: EligibilityResult) -> tuple:
-    """A row as plain tuples: pickled and rebuilt several times faster than the dataclasses."""
-    return (row.patient, row.therapy, row.indication, row.status, row.unmet, row.evidence,
-            tuple((c.code, c.state, c.reason, c.records) for c in row.prerequisites))
+_pack = waves.pack
 
 
 def _unpack(packed: tuple) -> EligibilityResult:
@@ -308,7 +320,8 @@ class _Run:
             return []
         merged = PatientIndex(self.knowledge.indexed_predicates())
         self._gather(index, merged, patients)
-        records = sorted({r for p in patients for r in merged.records(p)} - set(patients))
+        links = waves.record_links(self.knowledge)
+        records = sorted({r for p in patients for r in waves.records(merged, p, links)} - set(patients))
         self._gather(index, merged, records)
         rows, _ = _decide(merged, self.knowledge, axioms, set(), lambda n: None,  # counted when deferred
                           [p for p in patients if vocab.HAS_CONDITION in merged.nodes.get(p, {})])
@@ -343,6 +356,8 @@ class _Run:
         if isinstance(message, tuple) and message and message[0] == "crashed":
             if message[1] == "MemoryError":
                 raise MemoryError
+            if message[1] == "Mismatch":  # the pre-scan of itkg.waves cannot be trusted
+                raise Untrusted("the pre-scan missed a subject")
             raise WorkerError(f"a worker process failed ({message[1]})")
         return message
 
@@ -403,3 +418,131 @@ def _after(number: int, stop: Any) -> bool:
 
 def _patient_count(index: PatientIndex) -> int:
     return sum(vocab.HAS_CONDITION in props for props in index.nodes.values())
+
+
+#: Packed rows in one message from a worker at the end of a wave run.
+_ROWS_PER_MESSAGE = 50_000
+
+
+class _WaveRun(_Run):
+    """A parallel run over N-Triples in waves (:mod:`itkg.waves`): every process pre-scans its
+    pieces' subjects, the main process finds those that cross pieces, then each process parses
+    and decides its pieces one at a time. Only the patients that cross, or whose records are
+    elsewhere, are decided at the end by the main process, as :class:`_Run` does."""
+
+    def _prescan(self, worker: int) -> tuple[dict[int, Any], dict[int, list[bytes]]]:
+        mine = {number: waves.prescan(self.pieces[number]) for number in self.assigned[worker]}
+        return mine, {number: waves.buckets(hashes) for number, hashes in mine.items()}
+
+    def _waves(self, worker: int, crossing: set[int], prescanned: dict[int, Any]) -> tuple[waves.Waves, dict[int, PieceReport]]:
+        state = waves.Waves(self.knowledge, crossing, prescanned)
+        reports: dict[int, PieceReport] = {}
+        stop, on_read = self.stop, self.meter.on_read(worker)
+        for number in self.assigned[worker]:
+            if number > stop.value:
+                break
+            reports[number] = report = state.wave(
+                self.pieces[number], on_read=on_read, should_stop=functools.partial(_after, number, stop),
+                decided=lambda n: self.meter.decided(worker, n))
+            last = fatal_after(self.pieces, report, self.strict)
+            if last is not None:
+                with self.lock:
+                    stop.value = min(stop.value, last)
+        return state, reports
+
+    def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+        with gc_paused():
+            try:
+                mine, packed = self._prescan(0)
+                for conn in self._conns():
+                    packed.update(self._receive(conn))
+                crossing = waves.crossing([packed[number] for number in sorted(packed)])
+                del packed
+                for conn in self._conns():
+                    conn.send(("waves", crossing))
+                state, reports = self._waves(0, crossing, mine)
+            except waves.Mismatch:
+                raise Untrusted("the pre-scan missed a subject") from None
+            deferred = set(state.kept.patients())
+            patients = state.patients
+            for conn in self._conns():
+                child_reports, child_deferred, child_patients = self._receive(conn)
+                reports.update(child_reports)
+                deferred.update(child_deferred)
+                patients += child_patients
+            self.meter.patients = patients
+            resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
+            rows = [_unpack(r) for r in state.rows]
+            state.rows = []
+            rows += self._decide_late(state, sorted(deferred))
+            self.meter.decided(0, len(deferred))
+            state.kept = PatientIndex()
+            for conn in self._conns():
+                conn.send(("rows",))
+                while True:
+                    chunk = self._receive(conn)
+                    if not chunk:
+                        break
+                    rows += map(_unpack, chunk)
+            rename = renumbering(self.pieces, reports)
+            if rename is not None:
+                rows = [_renamed(row, rename) for row in rows]
+            rows.sort(key=_sort_key)
+        return rows, sources_of(self.pieces, reports, checksums=checksums)
+
+    def _decide_late(self, state: waves.Waves, patients: list[str]) -> list[EligibilityResult]:
+        """Decide the patients no piece held entirely, over their triples from every process:
+        first the patients' own (which name their records), then their records'; a record a
+        local patient used, and so was dropped, is read again from its piece."""
+        if not patients:
+            return []
+        merged = PatientIndex(self.knowledge.indexed_predicates())
+        self._gather(state.kept, merged, patients)
+        names = {r for p in patients for r in waves.records(merged, p, state.links)} - set(patients)
+        self._gather(state.kept, merged, sorted(names))
+        by_hash = {hash(name): name for name in names}
+        pieces: dict[int, list[int]] = state.dropped_pieces(by_hash)
+        for conn in self._conns():
+            conn.send(("dropped", list(by_hash)))
+            for number, hits in self._receive(conn).items():
+                pieces.setdefault(number, []).extend(hits)
+        for number in sorted(pieces):
+            merged.merge(waves.reread(self.pieces[number], [by_hash[h] for h in pieces[number]],
+                                      state.predicates))
+        engine = RuleEngine(self.knowledge, merged)
+        return [row for p in patients if vocab.HAS_CONDITION in merged.nodes.get(p, {}) for row in engine.rows(p)]
+
+    def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
+        try:
+            with gc_paused():
+                mine, packed = self._prescan(worker)
+                conn.send(packed)
+                del packed
+                message = conn.recv()
+                if message[0] != "waves":
+                    return
+                state, reports = self._waves(worker, message[1], mine)
+                conn.send((reports, state.kept.patients(), state.patients))
+                while True:
+                    message = conn.recv()
+                    if message[0] == "fetch":
+                        conn.send((state.kept.fragment(message[1]), {}))
+                    elif message[0] == "dropped":
+                        conn.send(state.dropped_pieces(message[1]))
+                    elif message[0] == "rows":  # the last message
+                        state.kept = PatientIndex()
+                        rows, state.rows = state.rows, []
+                        while rows:
+                            conn.send(rows[-_ROWS_PER_MESSAGE:])
+                            del rows[-_ROWS_PER_MESSAGE:]
+                        conn.send([])
+                        return
+                    else:
+                        return
+        except (EOFError, BrokenPipeError):
+            return  # the main process has gone: nothing to report to
+        except BaseException as error:  # noqa: BLE001 - reported by type only: messages may quote data
+            try:
+                conn.send(("crashed", type(error).__name__))
+            except OSError:
+                pass

@@ -167,6 +167,8 @@ _PLAIN, _IMPORTS, _SCHEMA, _TYPE, _LINK = range(5)
 #: IRI and literal objects remembered with their plain value and verdict. Class IRIs,
 #: individuals, dates and codes repeat across a population; the cap bounds the memory it costs.
 _OBJECT_CACHE = 200_000
+#: Renamed blank nodes remembered by name while a piece is checked (a cache, bounded).
+_NODE_CACHE = 100_000
 
 
 class IllTyped(tuple):
@@ -204,8 +206,11 @@ class Checker:
         By default every predicate is kept, as itself.
     """
 
-    def __init__(self, *, keep_ill_typed: bool = False, keys: dict[ox.NamedNode, Any] | None = None) -> None:
+    def __init__(self, *, keep_ill_typed: bool = False, keys: dict[ox.NamedNode, Any] | None = None,
+                 final_terms: bool = False) -> None:
         self.keep_ill_typed = keep_ill_typed
+        #: whether the quads handed on carry their final blank nodes (see :meth:`check`)
+        self.final_terms = final_terms
         self._keys = keys
         self._predicates: dict[ox.NamedNode, tuple[int, Any]] = {}
         self._types: dict[str, int] = {}
@@ -220,15 +225,25 @@ class Checker:
 
     def check(self, quads: Iterable[ox.Quad], report: "PieceReport", namer: Namer) -> Iterator[Checked]:
         """The triples of ``quads`` that are patient data (and that the sink keeps), in order, as
-        :data:`Checked` tuples; the rest is counted in ``report``."""
+        :data:`Checked` tuples; the rest is counted in ``report``.
+
+        With ``final_terms`` (the sinks that keep pyoxigraph terms: a list, a store), the quad
+        handed on carries the blank nodes' final names. It is the parsed quad itself whenever no
+        node of it is renamed (every node of one N-Triples file, every labelled node of one Turtle
+        file), and rebuilt only otherwise: pyoxigraph's ``Quad(...)`` costs about 3 µs when a
+        term is a blank node or a literal (it tries each kind of term in turn), and rebuilding
+        every quad with a blank node made ``itkg query --engine oxigraph`` twice as slow
+        (docs/performance.md). A renamed node is made once per name (cached)."""
         predicates, objects = self._predicates, self._objects
-        named, blank, triple = ox.NamedNode, ox.BlankNode, ox.Triple
-        itkg, keep_ill_typed = vocab.ITKG, self.keep_ill_typed
+        named, blank, triple, make = ox.NamedNode, ox.BlankNode, ox.Triple, ox.Quad
+        itkg, keep_ill_typed, final_terms = vocab.ITKG, self.keep_ill_typed, self.final_terms
         name, renames, recent = namer.name, namer.renames, namer._recent
-        plain = "_:" + namer.scope
+        scope = namer.scope
         statements = namer.statements and renames
+        nodes: dict[str, ox.BlankNode] = {}  # renamed nodes by name (final_terms only)
         last_subject: object = None
         subject_name = ""
+        subject_term: Any = None  # the subject's renamed node, or None when it keeps its term
         aside_subject = False
         count = 0
         for count, quad in enumerate(quads, 1):  # noqa: B007 - count is used after the loop
@@ -239,14 +254,21 @@ class Checker:
             verdict, key = entry
             obj: Any = quad.object
             kind = type(obj)
+            object_term: Any = None
             # Every node is named, kept or not, so that numbers never depend on what a sink keeps.
             if kind is blank:  # (the namer's common cases inlined: a population has millions)
                 label = obj.value
                 if renames:
                     found = recent.get(label)
-                    value: Any = "_:" + (found if found is not None else name(label))
-                else:
-                    value = plain + label if label[0] != "_" else plain + "_" + label
+                    if found is None:
+                        found = name(label)
+                else:  # ("" + label is label itself: one file keeps every label)
+                    found = scope + label if label[0] != "_" else scope + "_" + label
+                value: Any = "_:" + found
+                if final_terms and found != label:
+                    object_term = nodes.get(found)
+                    if object_term is None:
+                        object_term = self._node(nodes, found)
             elif kind is triple:
                 report.triple_terms = True
                 continue
@@ -264,6 +286,7 @@ class Checker:
             subject: Any = quad.subject
             if subject != last_subject:
                 last_subject = subject
+                subject_term = None
                 if type(subject) is named:
                     subject_name = subject.value
                     aside_subject = subject_name.startswith(itkg)
@@ -273,15 +296,19 @@ class Checker:
                     label = subject.value
                     if renames:
                         found = recent.get(label)
-                        if found is not None:  # an unlabelled node of the statement under way
-                            subject_name = "_:" + found
-                        else:
+                        if found is None:
                             numbered = namer.anonymous
-                            subject_name = "_:" + name(label)
+                            found = name(label)
                             if statements and namer.anonymous == numbered:  # not a new unlabelled node
-                                namer.subject(subject_name)
+                                namer.subject("_:" + found)
+                        # (else an unlabelled node of the statement under way)
                     else:
-                        subject_name = plain + label if label[0] != "_" else plain + "_" + label
+                        found = scope + label if label[0] != "_" else scope + "_" + label
+                    subject_name = "_:" + found
+                    if final_terms and found != label:
+                        subject_term = nodes.get(found)
+                        if subject_term is None:
+                            subject_term = self._node(nodes, found)
                     aside_subject = False
             if verdict and self._set_aside_by_verdict(verdict, value, kind is named, aside_subject, report):
                 continue
@@ -293,9 +320,19 @@ class Checker:
                 if not keep_ill_typed:
                     continue
             if key is not None:
+                if subject_term is not None or object_term is not None:
+                    quad = make(subject if subject_term is None else subject_term, predicate,
+                                obj if object_term is None else object_term)
                 yield quad, subject_name, key, value
         report.triples += count
 
+    @staticmethod
+    def _node(nodes: dict[str, ox.BlankNode], found: str) -> ox.BlankNode:
+        """The blank node named ``found`` (remembered in ``nodes``, a cache, bounded)."""
+        if len(nodes) >= _NODE_CACHE:
+            nodes.clear()
+        node = nodes[found] = ox.BlankNode(found)
+        return node
 
     def _set_aside_by_verdict(self, verdict: int, value: Any, named: bool, aside: bool,
                               report: "PieceReport") -> bool:

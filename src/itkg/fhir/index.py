@@ -26,19 +26,20 @@ line), the run starts again in one process (:class:`itkg.streaming.Untrusted`).
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from .. import vocab
 from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
 from ..mappings import MappingSet, load_mappings
-from .reader import (SEVERE_SIDE_EFFECTS, Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after,
+from .reader import (DCTERMS_IDENTIFIER, SEVERE_SIDE_EFFECTS, XSD_STRING, Fact, FhirReader, FhirReport, _iri, _type_id, files_of, line_start_after,
                      lines_before, merged_reports, severe_side_effects)
 
 if TYPE_CHECKING:
@@ -98,17 +99,33 @@ def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: 
     return chunks
 
 
-class _Sink:
-    """Where the facts of one FHIR input go: the builder's index, counted in ``report``; they
-    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes)."""
+#: A statement's fate in the checker, asked once: the index's key for it (None: checked and
+#: counted, not indexed) and whether it says the input holds a patient. None: anything else
+#: (set aside, ill-typed, ...): such a record goes the general way.
+_Fate = Union[tuple[Any, bool, Any], None]
+#: The neutral subject the checker is asked about (not an ``itkg:`` term).
+_PROBE = "urn:itkg:probe"
 
-    __slots__ = ("builder", "report", "facts", "append")
+
+class _Sink:
+    """Where the facts of one FHIR input go: the builder's index, counted in ``report``. Facts
+    are indexed a few thousand at a time (:meth:`flush` before ``report`` changes); a usual
+    record goes in at once (:meth:`record`)."""
+
+    __slots__ = ("builder", "report", "facts", "append", "nodes", "_fates", "_type_fates", "_link_fates")
 
     def __init__(self, builder: IndexBuilder) -> None:
-        self.builder = builder
+        # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
+        # a cycle would keep the reader's state for the garbage collector to walk, at the end
+        self.builder = weakref.proxy(builder)
+        self.nodes = builder.index.nodes
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
+        self._fates: dict[tuple[str, Any], _Fate] = {}
+        self._type_fates: dict[tuple[str, ...], _Fate] = {}
+        #: of a link predicate (its object a record's IRI), and of dcterms:identifier (a plain text)
+        self._link_fates: dict[str, _Fate] = {}
 
     def extend(self, facts: Iterable[Fact]) -> None:
         self.facts += facts
@@ -120,6 +137,114 @@ class _Sink:
             assert self.report is not None
             self.builder.add_facts(self.facts, self.report)
             self.facts.clear()
+
+    def _fate(self, predicate: str, value: Any) -> _Fate:
+        """What the checker does with ``(a neutral subject, predicate, value)``: asked of the
+        checker itself (:meth:`~itkg.reader.Checker.check_facts`), once per predicate and value."""
+        from ..reader import PieceReport
+        key = (predicate, value)
+        if key in self._fates:
+            return self._fates[key]
+        report = PieceReport(0)
+        kept = list(self.builder.checker.check_facts([(_PROBE, predicate, value)], report))
+        fate: _Fate = None
+        if report.triples == 1 and not (report.schema_set_aside or report.ill_typed_count or report.imports
+                                        or report.triple_terms):
+            if not kept:
+                fate = (None, report.holds_patient, value)
+            elif len(kept) == 1 and kept[0][3] == value:
+                fate = (kept[0][2], report.holds_patient, kept[0][3])
+        if len(self._fates) < 1 << 16:
+            self._fates[key] = fate
+        return fate
+
+    def record(self, patient: str, link: str, iri: str, types: tuple[str, ...],
+               values: list[tuple[str, Any]]) -> bool:
+        """Index one record as :meth:`extend` would index its facts, in the same order: ``(patient,
+        link, iri)``, ``(iri, rdf:type, t)`` for each of ``types``, ``(iri, p, v)`` for each of
+        ``values``, then its ``dcterms:identifier`` (a plain ``Type/id``, checked as such). Only
+        when the checker keeps each of these statements as it is (asked once, :meth:`_fate`) and
+        neither node is an ``itkg:`` term; else returns False and indexes nothing."""
+        itkg = vocab.ITKG
+        if patient.startswith(itkg) or iri.startswith(itkg):
+            return False
+        fates, links = self._fates, self._link_fates
+        # a link's and an identifier's fate hang on the predicate alone (named object, plain text)
+        first = links[link] if link in links else self._link_fate(link)
+        identifier = links[DCTERMS_IDENTIFIER] if DCTERMS_IDENTIFIER in links else self._identifier_fate()
+        kinds = self._type_fates[types] if types in self._type_fates else self._types_fate(types)
+        if first is None or identifier is None or kinds is None:
+            return False
+        checked = []
+        holds = first[1] or kinds[1] or identifier[1]
+        for predicate, value in values:
+            pair = (predicate, value)
+            fate = fates[pair] if pair in fates else self._fate(predicate, value)
+            if fate is None:
+                return False
+            checked.append(fate)
+            holds = holds or fate[1]
+        if self.facts:
+            self.flush()  # the index changes in the order of the facts
+        report = self.report
+        assert report is not None
+        report.triples += 2 + len(types) + len(values)
+        if holds:
+            report.holds_patient = True
+        nodes = self.nodes
+        key = first[0]
+        if key is not None:
+            props = nodes.get(patient)
+            if props is None:
+                props = nodes[patient] = {}
+            found = props.get(key)
+            if found is None:
+                props[key] = [iri]
+            else:
+                found.append(iri)
+        props = None
+        key = kinds[0]
+        if key is not None and types:
+            props = nodes.get(iri)
+            if props is None:
+                props = nodes[iri] = {}
+            found = props.get(key)
+            if found is None:
+                props[key] = list(types)
+            else:
+                found += types
+        for key, _, value in checked:
+            if key is not None:
+                if props is None:
+                    props = nodes.get(iri)
+                    if props is None:
+                        props = nodes[iri] = {}
+                found = props.get(key)
+                if found is None:
+                    props[key] = [value]
+                else:
+                    found.append(value)
+        return True
+
+    def _link_fate(self, link: str) -> _Fate:
+        fate = self._link_fates[link] = self._fate(link, _PROBE + "/record")
+        return fate
+
+    def _identifier_fate(self) -> _Fate:
+        fate = self._link_fates[DCTERMS_IDENTIFIER] = self._fate(DCTERMS_IDENTIFIER, ("Condition/c1", XSD_STRING))
+        return fate
+
+    def _types_fate(self, types: tuple[str, ...]) -> _Fate:
+        """The fate of each ``(iri, rdf:type, t)``: one key, or None."""
+        fates = [self._fate(vocab.RDF_TYPE, t) for t in types]
+        fate: _Fate = None
+        if all(f is not None for f in fates):
+            keys = {f[0] for f in fates if f is not None}
+            if len(keys) <= 1:
+                fate = (keys.pop() if keys else None, any(f[1] for f in fates if f is not None), None)
+        if len(self._type_fates) < 1 << 16:
+            self._type_fates[types] = fate
+        return fate
 
 
 def _hashes(items: Iterable[object]) -> bytes:

@@ -26,8 +26,10 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -185,45 +187,43 @@ class _Scope:
     by_key: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
+#: Per resource type, the elements that make it not R4 (:func:`rules.not_r4` says which).
+_NOT_R4_ELEMENTS = {kind: frozenset(names) for kind, names in rules.NOT_R4.items()}
+
+
 class _ResourceContext:
-    """:class:`rules.Context` for one resource: its contained resources and its Bundle."""
+    """:class:`rules.Context` for the resources of one Bundle (or of none): the meanings of their
+    codes (:meth:`FhirReader.meaning`, remembered per distinct coding list) and their references."""
 
-    __slots__ = ("reader", "resource", "scope", "final", "_seen")
+    __slots__ = ("reader", "scope", "final", "_meanings")
 
-    def __init__(self, reader: FhirReader, resource: dict, scope: _Scope | None, final: bool) -> None:
-        self.reader, self.resource, self.scope, self.final = reader, resource, scope, final
-        #: a concept's codings, by the concept's id (the rules ask for its terms, codes and IRIs)
-        self._seen: dict[int, list[tuple[str, str, _Code]]] = {}
+    def __init__(self, reader: FhirReader, scope: _Scope | None, final: bool) -> None:
+        # weakly: the reader keeps its contexts, and a cycle would keep everything it read alive
+        # until the garbage collector walks it all
+        self.reader = weakref.proxy(reader) if scope is None else reader
+        self.scope, self.final = scope, final
+        self._meanings = reader._meanings
 
-    def _codings(self, concept: Any) -> list[tuple[str, str, _Code]]:
-        """``(system, code, what the code means)`` of each coding with a code, once per concept."""
-        found = self._seen.get(id(concept))
+    def read(self, concept: Any) -> rules.Meaning:
+        key: Any = ()
+        if type(concept) is dict:
+            codings = concept.get("coding")
+            if type(codings) is list:
+                if len(codings) == 1 and type(codings[0]) is dict:  # the usual concept: one coding
+                    coding = codings[0]
+                    code, system = coding.get("code"), coding.get("system")
+                    if type(code) is str and code:
+                        key = (system if type(system) is str else "", code)
+                else:
+                    key = _codings_key(codings)
+        found = self._meanings.get(key)
         if found is None:
-            found = []
-            for coding in rules.codings(concept):
-                code = coding.get("code")
-                if isinstance(code, str) and code:
-                    system = coding.get("system")
-                    system = system if isinstance(system, str) else ""
-                    found.append((system, code, self.reader.code(system, code)))
-            self._seen[id(concept)] = found
+            found = self.reader.meaning(key)
+        if found.unmapped:
+            counts = self.reader.report.unmapped
+            for item in found.unmapped:
+                counts[item] += 1
         return found
-
-    def terms(self, concept: Any) -> set[str]:
-        found: set[str] = set()
-        unmapped = self.reader.report.unmapped
-        for system, code, (hit, _, _) in self._codings(concept):
-            if hit:
-                found |= hit
-            else:
-                unmapped[(system or "(no system)", code)] += 1
-        return found
-
-    def codes(self, concept: Any) -> list[str]:
-        return [name for _, _, (_, name, _) in self._codings(concept)]
-
-    def code_iris(self, concept: Any) -> set[str]:
-        return {iri for system, _, (_, _, iri) in self._codings(concept) if system}
 
     def medication(self, resource: dict) -> Any:
         if "medicationCodeableConcept" in resource:
@@ -249,11 +249,19 @@ class _ResourceContext:
         self.reader.report.unresolved_medications += 1
         return None
 
-    def is_a(self, term: str, ancestor: str) -> bool:
-        return ancestor in self.reader.knowledge.ancestors(term)
 
-    def typed(self, term: str, cls: str) -> bool:
-        return term in self.reader.individuals(cls)
+
+def _codings_key(codings: list) -> tuple[tuple[str, str], ...]:
+    """``(system, code)`` of each Coding with a code (system ``""`` when absent): the key of a
+    concept's meaning."""
+    key = []
+    for coding in codings:
+        if type(coding) is dict:
+            code = coding.get("code")
+            if type(code) is str and code:
+                system = coding.get("system")
+                key.append((system if type(system) is str else "", code))
+    return tuple(key)
 
 
 #: What a coding means: the terms it decides, its name for the evidence, its IRI.
@@ -281,8 +289,19 @@ def _packed(code: Any) -> Any:
 
 def _unpacked(code: Any) -> Any:
     """A code kept by :func:`_packed`, as the JSON value again (what the rules read is the same:
-    orjson writes a non-finite number as null, and no rule reads a number)."""
-    return orjson.loads(code) if isinstance(code, bytes) else code
+    orjson writes a non-finite number as null, and no rule reads a number). The few distinct
+    codes are decoded once (the rules never change what they read)."""
+    if not isinstance(code, bytes):
+        return code
+    found = _UNPACKED.get(code)
+    if found is None:
+        found = orjson.loads(code)
+        if len(_UNPACKED) < 1 << 12:
+            _UNPACKED[code] = found
+    return found
+
+
+_UNPACKED: dict[bytes, Any] = {}
 
 
 def _type_id(ref: str) -> tuple[str, str] | None:
@@ -360,10 +379,14 @@ class FhirReader:
         self._pending: list[tuple[dict, _Scope | None, int, str]] = []
         self._spastic: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self._etiologies: dict[str, set[str]] = defaultdict(set)
-        self._intolerances: dict[str, list[tuple[set[str], str]]] = defaultdict(list)
+        self._intolerances: dict[str, list[tuple[frozenset[str], str]]] = defaultdict(list)
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
+        self._meanings: dict[tuple, rules.Meaning] = {}
+        self._sorted: dict[frozenset[str], tuple[str, ...]] = {}
+        #: the contexts of resources outside Bundles, before and at the end (``final``)
+        self._contexts = (_ResourceContext(self, None, False), _ResourceContext(self, None, True))
         self._names: dict[str, str] = {}
         self._type_sets: dict[frozenset[str], frozenset[str]] = {}
         #: per input path, where its facts go: a list, or the rule engine's index (:mod:`itkg.fhir.index`)
@@ -400,6 +423,32 @@ class FhirReader:
             if len(self._codes) < 1 << 16:
                 self._codes[key] = found
         return found
+
+    def meaning(self, key: tuple) -> rules.Meaning:
+        """What the codings ``key`` mean (``(system, code)``, or a tuple of them: see
+        :class:`_ResourceContext`), remembered."""
+        pairs: tuple[tuple[str, str], ...] = (key,) if key and type(key[0]) is str else key
+        terms: frozenset[str] = frozenset()
+        names, iris, unmapped = [], set(), []
+        for system, code in pairs:
+            hit, name, iri = self.code(system, code)
+            names.append(name)
+            if system:
+                iris.add(iri)
+            if hit:
+                terms |= hit
+            else:
+                unmapped.append((system or "(no system)", code))
+        found = rules.meaning(terms, tuple(names), frozenset(iris), tuple(unmapped), self)
+        if len(self._meanings) < 1 << 16:
+            self._meanings[key] = found
+        return found
+
+    def is_a(self, term: str, ancestor: str) -> bool:
+        return ancestor in self.knowledge.ancestors(term)
+
+    def typed(self, term: str, cls: str) -> bool:
+        return term in self.individuals(cls)
 
     def individuals(self, cls: str) -> frozenset[str]:
         """The ontology's individuals typed ``cls`` (outcomes, CSF findings, disorders)."""
@@ -446,17 +495,20 @@ class FhirReader:
         """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
         done = 0
         on_read, resource_of = self.on_read, self._resource
-        for number, line in enumerate(data.splitlines(), first_line):
-            if on_read is not None:
-                done += len(line) + 1
-                if number % 4096 == 0:
-                    on_read(done)
-                    done = 0
-            if not line or line.isspace():
-                continue
-            if len(line) > MAX_LINE_BYTES:
-                raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-            resource_of(_loads(line, path, number), None, out, None, path, number)
+        number = first_line
+        for block in _blocks(data):
+            for number, line in enumerate(block.splitlines(), number):  # noqa: B020 - numbered on
+                if on_read is not None:
+                    done += len(line) + 1
+                    if number % 4096 == 0:
+                        on_read(done)
+                        done = 0
+                if not line or line.isspace():
+                    continue
+                if len(line) > MAX_LINE_BYTES:
+                    raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
+                resource_of(_loads(line, path, number), None, out, None, path, number)
+            number += 1
         if on_read is not None:
             on_read(done)
 
@@ -518,7 +570,8 @@ class FhirReader:
         if type(kind) is not str:
             self._refuse_or_note(where, "not a FHIR resource (no resourceType)", path, line)
             return
-        if kind in rules.NOT_R4:
+        r5 = _NOT_R4_ELEMENTS.get(kind)
+        if r5 is not None and not r5.isdisjoint(resource):  # (the usual resource: one pass in C)
             why = rules.not_r4(resource)
             if why is not None:
                 self._refuse_or_note(where, why, path, line)
@@ -526,16 +579,21 @@ class FhirReader:
         if kind == "Bundle":
             self._bundle(resource, out, where or f"{path}:{line}", path, line)
             return
-        self.report.resources[kind] += 1
+        report = self.report
+        report.resources[kind] += 1
         rid = resource.get("id")
+        name: str | None = None
         if type(rid) is not str:
             rid = None
         else:
             # one string (its hash is kept); a type with "/" (not FHIR's) keeps the pair apart
-            key: str | tuple[str, str] = kind + "/" + rid if "/" not in kind else (kind, rid)
+            name = kind + "/" + rid
+            key: str | tuple[str, str] = name
+            if "/" in kind:
+                key = (kind, rid)
             if key in self._seen:
-                self.report.duplicates += 1
-                self.report.first_duplicate = self.report.first_duplicate or where or f"{path}:{line}"
+                report.duplicates += 1
+                report.first_duplicate = report.first_duplicate or where or f"{path}:{line}"
                 return
             self._seen.add(key)
         if kind == "Medication":
@@ -543,15 +601,15 @@ class FhirReader:
                 self.medications.setdefault(rid, _packed(resource.get("code")))
             return
         if kind == "Patient":
-            name = self._patient_name(url, rid)
-            if name is not None and name not in self._patients:
-                self._patients.add(name)
-                self._out[out].append((self._valid(name), vocab.RDF_TYPE, vocab.PATIENT))
+            patient = self._patient_name(url, rid)
+            if patient is not None and patient not in self._patients:
+                self._patients.add(patient)
+                self._out[out].append((self._valid(patient), vocab.RDF_TYPE, vocab.PATIENT))
             return
         if kind not in rules.RULES:
-            self.report.skipped_types[kind] += 1
+            report.skipped_types[kind] += 1
             return
-        self._map(resource, scope, out, url, final=False)
+        self._map(resource, scope, out, url, False, kind, name)
 
     def _patient_name(self, url: str | None, rid: str | None) -> str | None:
         if url is not None and ":" in url:
@@ -588,13 +646,29 @@ class FhirReader:
         self._anonymous += 1
         return _valid(f"{self.base}{resource['resourceType']}/_itkg-{self.anonymous_prefix}{self._anonymous}")
 
-    def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool) -> None:
-        kind = resource["resourceType"]
-        patient = self._patient_of(resource, scope)
+    def _map(self, resource: dict, scope: _Scope | None, out: int, url: str | None, final: bool,
+             kind: str | None = None, name: str | None = None) -> None:
+        """Map one resource of a type with a rule; ``name`` is its ``Type/id`` when it has an id."""
+        if kind is None:
+            kind = resource["resourceType"]
+            rid = resource.get("id")
+            name = kind + "/" + rid if type(rid) is str else None
+        patient = subject = None
+        if scope is None:  # the usual reference, "Patient/id" outside a Bundle, without the general case
+            reference = resource.get(rules.PATIENT_ELEMENT[kind])
+            ref = reference.get("reference") if type(reference) is dict else None
+            if type(ref) is str and ref.startswith("Patient/"):
+                pid = ref[8:]
+                if pid and "/" not in pid and "?" not in pid:
+                    patient = self.base + ref
+                    if self._base_ok and _plain(pid):
+                        subject = patient  # a valid IRI as it is (see _valid)
         if patient is None:
-            self.report.no_patient += 1
-            return
-        context = _ResourceContext(self, resource, scope, final)
+            patient = self._patient_of(resource, scope)
+            if patient is None:
+                self.report.no_patient += 1
+                return
+        context = self._contexts[final] if scope is None else _ResourceContext(self, scope, final)
         try:
             record, reason = rules.RULES[kind](resource, context)
         except rules.Pending:
@@ -604,10 +678,9 @@ class FhirReader:
             self.report.not_counted[(kind, reason)] += 1
             return
         if record.intolerance:  # an outcome for this patient's treatments: added at the end
-            name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
-            self._intolerances[patient].append((record.intolerance, name))
+            self._intolerances[patient].append((record.intolerance, name or kind))
             return
-        self._emit(patient, resource, url, record, out)
+        self._emit(patient, resource, url, record, out, name, subject)
 
     def _valid(self, iri: str) -> str:
         """:func:`_valid`, without its cost for the usual names: the base (checked once) then a
@@ -623,31 +696,54 @@ class FhirReader:
             self._names[iri] = found
         return found
 
-    def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int) -> None:
-        subject = self._valid(patient)
+    def _emit(self, patient: str, resource: dict, url: str | None, record: rules.Record, out: int,
+              name: str | None, subject: str | None = None) -> None:
+        """Put the record's facts into output ``out``; ``subject``: the patient's valid IRI, when known."""
+        if subject is None:
+            subject = self._valid(patient)
         link = record.link
         if link == vocab.PLANNED_THERAPY:
-            self._out[out].extend([(subject, link, _iri(t)) for t in sorted(record.types)])
+            self._out[out].extend([(subject, link, t) for t in self._sorted_terms(record.types)])
             return
-        iri = self._record_iri(resource, url)
-        rdf_type = vocab.RDF_TYPE
-        facts: list[Fact] = [(subject, link, iri)]
-        facts += [(iri, rdf_type, _iri(t)) for t in sorted(record.types)]
-        for predicate, value in record.values:
-            facts.append((iri, predicate, _iri(value) if isinstance(value, str) else (value[0], _iri(value[1]))))
-        name = f"{resource['resourceType']}/{resource['id']}" if isinstance(resource.get("id"), str) else iri
-        facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
-        if url is not None and url != iri and ":" in url:
-            facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
-        self._out[out].extend(facts)
-        self.notes[iri] = ", ".join([name, *record.codes])
+        sink = self._out[out]
+        types = self._sorted_terms(record.types)
+        values = [(predicate, _iri(value) if type(value) is str else (value[0], _iri(value[1])))
+                  for predicate, value in record.values]
+        if url is None and name is not None and name[-1] != "/" and self._base_ok and _plain(name):
+            iri = self.base + name  # the usual record: its name and identifier need no check
+            if type(sink) is list or not sink.record(subject, link, iri, types, values):
+                sink.extend([(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                             *[(iri, predicate, value) for predicate, value in values],
+                             (iri, DCTERMS_IDENTIFIER, (name, XSD_STRING))])
+        else:
+            iri = self._record_iri(resource, url)
+            facts: list[Fact] = [(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
+                                 *[(iri, predicate, value) for predicate, value in values]]
+            if name is None:
+                name = iri
+            facts.append((iri, DCTERMS_IDENTIFIER, (name, XSD_STRING)))
+            if url is not None and url != iri and ":" in url:
+                facts.append((iri, RDFS_SEE_ALSO, _valid(url)))
+            sink.extend(facts)
+        codes = record.codes
+        self.notes[iri] = name + ", " + codes[0] if len(codes) == 1 else ", ".join([name, *codes])
         if record.spasticity:
             self._spastic[patient].append((iri, out))  # iri: already valid
         if record.etiologies:
             self._etiologies[patient] |= record.etiologies
-        if record.link == vocab.RECEIVED_TREATMENT:
-            types = frozenset(record.types)  # the same few sets, held once
-            self._treatments[patient].append((iri, out, self._type_sets.setdefault(types, types)))
+        if link == vocab.RECEIVED_TREATMENT:
+            classes = frozenset(record.types)  # the same few sets, held once
+            self._treatments[patient].append((iri, out, self._type_sets.setdefault(classes, classes)))
+
+    def _sorted_terms(self, terms: AbstractSet[str]) -> tuple[str, ...]:
+        """``terms`` sorted, as valid IRIs (:func:`_iri`); the same few sets recur, remembered."""
+        key = frozenset(terms)
+        found = self._sorted.get(key)
+        if found is None:
+            found = tuple(_iri(t) for t in sorted(terms))
+            if len(self._sorted) < 1 << 16:
+                self._sorted[key] = found
+        return found
 
     def finish(self) -> None:
         """Map what had to wait for the whole input: medications whose Medication came later,
@@ -663,6 +759,17 @@ class FhirReader:
             for iri, out in nodes:
                 self._out[out].extend([(iri, etiology, _iri(e))
                                        for e in sorted(self._etiologies.get(patient, ()))])
+
+
+def _blocks(data: bytes, size: int = 1 << 22) -> Iterator[bytes]:
+    """``data`` in blocks of about ``size`` bytes, each cut just after a ``\\n`` (or at the end):
+    their lines are those of ``data``, without a list of every line of a large chunk at once."""
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + size)
+        end = len(data) if cut < 0 else cut + 1
+        yield data[start:end]
+        start = end
 
 
 def _loads(data: bytes, path: Path, line: int | None) -> Any:
@@ -722,7 +829,7 @@ def read(paths: Sequence[str | os.PathLike[str]], *, base: str = DEFAULT_BASE,
 SEVERE_SIDE_EFFECTS = vocab.ITKG + "SevereSideEffects"
 
 
-def severe_side_effects(intolerances: dict[str, list[tuple[set[str], str]]],
+def severe_side_effects(intolerances: dict[str, list[tuple[frozenset[str], str]]],
                         treatments: dict[str, list[tuple[str, int, frozenset[str]]]]
                         ) -> Iterator[tuple[str, int, str]]:
     """fhir.md §2's rule for an AllergyIntolerance (or intolerance) to a drug the patient took:

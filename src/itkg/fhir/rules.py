@@ -13,7 +13,8 @@ calls :data:`RULES` and turns each record into triples.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,39 +92,84 @@ class Record:
     codes that gave them (for the evidence)."""
 
     link: str
-    types: set[str] = field(default_factory=set)
+    types: AbstractSet[str] = field(default_factory=set)
     values: list[tuple[str, str | tuple[str, str]]] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
     #: set on a spasticity condition and on etiology conditions: the reader links them per patient
     spasticity: bool = False
-    etiologies: set[str] = field(default_factory=set)
+    etiologies: frozenset[str] = frozenset()
     #: set by an intolerance: the drug's code IRIs; the received treatments of the same patient
     #: coded with one of them ended with severe side effects (the reader adds the outcome; ``link``
     #: is empty then)
-    intolerance: set[str] = field(default_factory=set)
+    intolerance: frozenset[str] = frozenset()
 
 
-class Context(Protocol):
-    """What the rules need from the reader: codes to terms, and medication references resolved."""
+@dataclass(frozen=True, slots=True)
+class Meaning:
+    """What a CodeableConcept's codings mean for the rules: the itkg terms they decide, and what
+    the rules ask of those terms (the tests of :func:`meaning`), worked out once per distinct
+    coding list and shared by every resource with the same codes."""
 
-    def terms(self, concept: Any) -> set[str]:
-        """The itkg terms the codings of a CodeableConcept decide (unmapped ones are counted)."""
+    #: the itkg terms the codings decide
+    terms: frozenset[str]
+    #: the codings as ``system-name code`` strings (the evidence)
+    names: tuple[str, ...]
+    #: the IRIs of the codings that name a system
+    iris: frozenset[str]
+    #: ``(system, code)`` of each coding mapped to no term (counted each time a rule reads the terms)
+    unmapped: tuple[tuple[str, str], ...]
+    #: terms that are a Condition or a Disorder individual (a Condition's types)
+    condition_types: frozenset[str]
+    #: terms that are Disorder individuals (etiologies)
+    disorders: frozenset[str]
+    #: whether a term is a kind of Spasticity
+    spasticity: bool
+    #: terms that are treatment classes
+    treatments: frozenset[str]
+    #: terms that are intrathecal therapies
+    intrathecal: frozenset[str]
+    #: terms that are treatment outcomes
+    outcomes: frozenset[str]
+    #: terms that are CSF circulation findings
+    csf_findings: frozenset[str]
 
-    def codes(self, concept: Any) -> list[str]:
-        """The codings of a CodeableConcept as ``system-name code`` strings."""
 
-    def code_iris(self, concept: Any) -> set[str]:
-        """The IRIs of the codings of a CodeableConcept."""
-
-    def medication(self, resource: dict) -> Any:
-        """The CodeableConcept of the medication of a medication resource (inline, contained or
-        referenced); raises :class:`Pending` when the referenced Medication may come later."""
+class Knows(Protocol):
+    """The ontology's answers :func:`meaning` needs."""
 
     def is_a(self, term: str, ancestor: str) -> bool:
         """Whether ``term`` is ``ancestor`` or a subclass of it in the ontology."""
 
     def typed(self, term: str, cls: str) -> bool:
         """Whether the individual ``term`` is typed ``cls`` in the ontology (an outcome, a finding)."""
+
+
+def meaning(terms: frozenset[str], names: tuple[str, ...], iris: frozenset[str],
+            unmapped: tuple[tuple[str, str], ...], knows: Knows) -> Meaning:
+    """What the rules ask of a concept's terms, asked once (the rules below read these fields)."""
+    is_a, typed = knows.is_a, knows.typed
+    disorders = frozenset(t for t in terms if typed(t, I + "Disorder"))
+    return Meaning(
+        terms=terms, names=names, iris=iris, unmapped=unmapped,
+        condition_types=frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
+        disorders=disorders,
+        spasticity=any(is_a(t, I + "Spasticity") for t in terms),
+        treatments=frozenset(t for t in terms if is_a(t, I + "Treatment")),
+        intrathecal=frozenset(t for t in terms if is_a(t, vocab.INTRATHECAL_THERAPY)),
+        outcomes=frozenset(t for t in terms if typed(t, I + "TreatmentOutcome")),
+        csf_findings=frozenset(t for t in terms if typed(t, I + "CSFCirculationFinding")))
+
+
+class Context(Protocol):
+    """What the rules need from the reader: codes to meanings, and medication references resolved."""
+
+    def read(self, concept: Any) -> Meaning:
+        """The meaning of a CodeableConcept (anything else means nothing); its codings mapped to
+        no itkg term are counted as unmapped, once per call (the rules read each concept once)."""
+
+    def medication(self, resource: dict) -> Any:
+        """The CodeableConcept of the medication of a medication resource (inline, contained or
+        referenced); raises :class:`Pending` when the referenced Medication may come later."""
 
 
 class Pending(Exception):
@@ -158,31 +204,43 @@ def codings(concept: Any) -> list[dict]:
     return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
 
 
-def _concepts(value: Any) -> Iterator[Any]:
-    """A CodeableConcept element or a list of them, one at a time."""
-    if isinstance(value, list):
-        yield from value
-    elif value is not None:
-        yield value
+def _concepts(value: Any) -> list | tuple:
+    """A CodeableConcept element or a list of them, as a sequence."""
+    return value if isinstance(value, list) else () if value is None else (value,)
 
 
 def _snomed_codes(concept: Any) -> set[str]:
+    if type(concept) is dict:  # the usual concept, one coding, first
+        found = concept.get("coding")
+        if type(found) is list and len(found) == 1 and type(found[0]) is dict:
+            code = found[0].get("code")
+            return {code} if type(code) is str and found[0].get("system") == SNOMED else set()
     return {c["code"] for c in codings(concept) if c.get("system") == SNOMED and isinstance(c.get("code"), str)}
+
+
+#: Calendar days already checked (:func:`date_of`): the same few thousand recur.
+_DAYS: dict[str, str | None] = {}
 
 
 def date_of(value: Any) -> str | None:
     """The calendar day of a FHIR date or dateTime (``2026-03-02T10:00:00+01:00`` → ``2026-03-02``),
     as written; None for partial dates (``2026-03``) and anything else."""
     # YYYY-MM-DD in ASCII digits, then the end or a time: string tests, no pattern per resource
-    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-" \
-            and (len(value) == 10 or value[10] == "T"):
-        digits = value[:4] + value[5:7] + value[8:10]
-        if digits.isascii() and digits.isdigit():
+    if isinstance(value, str) and len(value) >= 10 and (len(value) == 10 or value[10] == "T"):
+        day = value[:10]
+        if day in _DAYS:
+            return _DAYS[day]
+        found = None
+        digits = day[:4] + day[5:7] + day[8:10]
+        if day[4] == "-" and day[7] == "-" and digits.isascii() and digits.isdigit():
             try:  # a day that exists (2026-02-30 does not): else undated, never an ill-typed value
-                _dt.date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+                _dt.date(int(day[:4]), int(day[5:7]), int(day[8:10]))
+                found = day
             except ValueError:
-                return None
-            return value[:10]
+                pass
+        if len(_DAYS) < 1 << 16:
+            _DAYS[day] = found
+        return found
     return None
 
 
@@ -197,11 +255,13 @@ def _date_value(resource: dict, *names: str) -> str | None:
     return None
 
 
-def _outcomes(ctx: Context, *concepts: Any) -> set[str]:
+def _outcomes(ctx: Context, value: Any) -> AbstractSet[str]:
+    concepts = _concepts(value)
+    if len(concepts) == 1:
+        return ctx.read(concepts[0]).outcomes
     found: set[str] = set()
-    for concept in concepts:
-        for one in _concepts(concept):
-            found |= {t for t in ctx.terms(one) if ctx.typed(t, I + "TreatmentOutcome")}
+    for one in concepts:
+        found |= ctx.read(one).outcomes
     return found
 
 
@@ -226,19 +286,13 @@ def condition(resource: dict, ctx: Context) -> Result:
     why = _status_not_counted(resource, CONDITION_CLINICAL, CONDITION_VERIFICATION)
     if why is not None:
         return None, why
-    concept = resource.get("code")
-    terms = ctx.terms(concept)
-    record = Record(vocab.HAS_CONDITION, codes=ctx.codes(concept))
-    record.types |= ctx.code_iris(concept)
-    for term in terms:
-        if ctx.typed(term, I + "Disorder"):
-            record.etiologies.add(term)
-        if ctx.is_a(term, I + "Condition") or ctx.typed(term, I + "Disorder"):
-            record.types.add(term)
-    if any(ctx.is_a(t, I + "Spasticity") for t in terms):
+    found = ctx.read(resource.get("code"))
+    types = found.iris | found.condition_types
+    record = Record(vocab.HAS_CONDITION, types, [], list(found.names), etiologies=found.disorders)
+    if found.spasticity:
         record.spasticity = True
         if SEVERE in _snomed_codes(resource.get("severity")):
-            record.types.add(I + "SevereSpasticity")
+            record.types = types | {I + "SevereSpasticity"}
             record.codes.append(f"severity SNOMED CT {SEVERE}")
     return record, ""
 
@@ -261,16 +315,24 @@ def treatment(resource: dict, ctx: Context) -> Result:
             if isinstance(dosage, dict):
                 routes |= _snomed_codes(dosage.get("route"))
         outcome = _outcomes(ctx, resource.get("statusReason"))
-    terms = ctx.terms(concept)
-    if INTRATHECAL in routes or any(ctx.is_a(t, vocab.INTRATHECAL_THERAPY) for t in terms):
+    found = ctx.read(concept)
+    if INTRATHECAL in routes or found.intrathecal:
         return None, "intrathecal therapy, never a prior treatment"
-    classes = choose_by_route({t for t in terms if ctx.is_a(t, I + "Treatment")}, routes)
+    key = (found.treatments, frozenset(routes))
+    classes = _CHOSEN.get(key)
+    if classes is None:
+        classes = frozenset(choose_by_route(set(found.treatments), routes))
+        if len(_CHOSEN) < 1 << 12:
+            _CHOSEN[key] = classes
     if not classes:
         return None, "no mapped treatment"
-    record = Record(vocab.RECEIVED_TREATMENT, types=classes | ctx.code_iris(concept),
-                    codes=ctx.codes(concept))
-    record.values += [(vocab.HAS_OUTCOME, o) for o in sorted(outcome)]
-    return record, ""
+    has_outcome = vocab.HAS_OUTCOME
+    return Record(vocab.RECEIVED_TREATMENT, classes | found.iris, [(has_outcome, o) for o in sorted(outcome)],
+                  list(found.names)), ""
+
+
+#: :func:`choose_by_route`'s answers: the same few classes and routes recur.
+_CHOSEN: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
 
 
 def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
@@ -291,12 +353,18 @@ def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
     return free if free or routes else classes
 
 
+_INFORMED_CONSENT = I + "InformedConsent"
+
+
 def consent(resource: dict, ctx: Context) -> Result:
     """A Consent of scope ``treatment`` → ``hasConsent`` with status, covered therapies (mapped
     codes of ``provision.code``, nested provisions included) and date. Any other scope is never a
     treatment consent."""
     scope = resource.get("scope")
-    if not any(c.get("system") == CONSENT_SCOPE and c.get("code") == "treatment" for c in codings(scope)):
+    for coding in codings(scope):
+        if coding.get("code") == "treatment" and coding.get("system") == CONSENT_SCOPE:
+            break
+    else:
         return None, f"scope {_code(scope) or 'absent'}"
     provision: dict[str, Any] = resource["provision"] if isinstance(resource.get("provision"), dict) else {}
     status, ptype = resource.get("status"), provision.get("type")
@@ -304,17 +372,18 @@ def consent(resource: dict, ctx: Context) -> Result:
         and (ptype is None or isinstance(ptype, str)) else None
     if decision is None:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CONSENT, types={I + "InformedConsent"})
-    record.values.append((vocab.CONSENT_STATUS, decision))
+    record = Record(vocab.HAS_CONSENT, {_INFORMED_CONSENT}, [(vocab.CONSENT_STATUS, decision)])
     covered: set[str] = set()
     stack: list[dict[str, Any]] = [provision]
     while stack:
         current = stack.pop()
         for concept in _concepts(current.get("code")):
-            covered |= {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-            record.codes += ctx.codes(concept)
+            found = ctx.read(concept)
+            covered |= found.intrathecal
+            record.codes += found.names
         stack += [p for p in _concepts(current.get("provision")) if isinstance(p, dict)]
-    record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
+    if covered:
+        record.values += [(vocab.COVERS_THERAPY, t) for t in sorted(covered)]
     day = date_of(resource.get("dateTime"))
     if day is not None:
         record.values.append((vocab.CONSENT_DATE, (day, vocab.XSD_DATE)))
@@ -324,17 +393,15 @@ def consent(resource: dict, ctx: Context) -> Result:
 def observation(resource: dict, ctx: Context) -> Result:
     """An Observation whose code maps to CSFCirculationAssessment → ``hasCSFAssessment`` with the
     finding (valueCodeableConcept) and date (effective[x])."""
-    concept = resource.get("code")
-    if I + "CSFCirculationAssessment" not in ctx.terms(concept):
+    found = ctx.read(resource.get("code"))
+    if I + "CSFCirculationAssessment" not in found.terms:
         return None, "not a CSF circulation assessment"
     if status_of(resource) not in OBSERVATION_COUNTED:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"},
-                    codes=ctx.codes(concept))
-    value = resource.get("valueCodeableConcept")
-    for finding in sorted(t for t in ctx.terms(value) if ctx.typed(t, I + "CSFCirculationFinding")):
-        record.values.append((vocab.FINDING, finding))
-    record.codes += ctx.codes(value)
+    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"}, codes=list(found.names))
+    value = ctx.read(resource.get("valueCodeableConcept"))
+    record.values += [(vocab.FINDING, finding) for finding in sorted(value.csf_findings)]
+    record.codes += value.names
     day = _date_value(resource, "effectiveDateTime", "effectivePeriod", "effectiveInstant")
     if day is not None:
         record.values.append((vocab.ASSESSMENT_DATE, (day, vocab.XSD_DATE)))
@@ -345,11 +412,10 @@ def service_request(resource: dict, ctx: Context) -> Result:
     """An active ServiceRequest whose code maps to an intrathecal therapy → ``plannedTherapy``."""
     if status_of(resource) not in SERVICE_REQUEST_COUNTED:
         return None, f"status {status_of(resource)}"
-    concept = resource.get("code")
-    therapies = {t for t in ctx.terms(concept) if ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-    if not therapies:
+    found = ctx.read(resource.get("code"))
+    if not found.intrathecal:
         return None, "no mapped intrathecal therapy"
-    return Record(vocab.PLANNED_THERAPY, types=therapies, codes=ctx.codes(concept)), ""
+    return Record(vocab.PLANNED_THERAPY, types=set(found.intrathecal), codes=list(found.names)), ""
 
 
 #: AllergyIntolerance: counted clinical and verification statuses, and what makes it an intolerance
@@ -373,12 +439,10 @@ def allergy_intolerance(resource: dict, ctx: Context) -> Result:
         return None, "not a medication intolerance"
     if not any(isinstance(r, dict) and r.get("severity") == "severe" for r in as_list(resource.get("reaction"))):
         return None, "no severe reaction"
-    concept = resource.get("code")
-    classes = {t for t in ctx.terms(concept) if ctx.is_a(t, I + "Treatment")
-               and not ctx.is_a(t, vocab.INTRATHECAL_THERAPY)}
-    if not classes:
+    found = ctx.read(resource.get("code"))
+    if not found.treatments - found.intrathecal:
         return None, "no mapped treatment"
-    return Record("", intolerance=ctx.code_iris(concept), codes=ctx.codes(concept)), ""
+    return Record("", intolerance=found.iris, codes=list(found.names)), ""
 
 
 #: Resource type → its rule. Every other type gives no fact (it is counted as skipped).
