@@ -226,3 +226,26 @@ def test_a_record_indexed_at_once_is_indexed_and_counted_as_its_facts(case: str)
     # asked once: a statement the checker would not keep as it is sends every such record the general way
     assert sink.record(base + "Patient/p2", vocab.HAS_CONSENT, base + "Consent/k2", types, values) \
         == (case not in ("schema type", "ill-typed date"))
+
+
+def test_the_fhir_sink_does_not_keep_an_index_the_run_lets_go() -> None:
+    # Regression: the sink kept the index's nodes, so a parallel run's "the indexes go before the
+    # rows travel" (itkg.parallel) freed nothing of an index read from FHIR.
+    import gc
+    from itkg import vocab
+    from itkg.engine import PatientIndex as Index
+    from itkg.fhir.index import _Sink
+    from itkg.reader import PieceReport
+    from itkg.streaming import IndexBuilder
+    predicates = load_knowledge().indexed_predicates()
+    builder = IndexBuilder(predicates=predicates)
+    sink = _Sink(builder)
+    sink.report = PieceReport(0)
+    assert sink.record("https://fhir.invalid/Patient/p1", vocab.HAS_CONDITION, "https://fhir.invalid/Condition/c1",
+                       (vocab.ITKG + "CancerPain",), [])
+    old = builder.index.nodes
+    builder.index = Index(predicates)
+    assert not any(referrer is sink for referrer in gc.get_referrers(old))
+    assert sink.record("https://fhir.invalid/Patient/p2", vocab.HAS_CONDITION, "https://fhir.invalid/Condition/c2",
+                       (vocab.ITKG + "CancerPain",), [])
+    assert "https://fhir.invalid/Patient/p2" in builder.index.nodes and "https://fhir.invalid/Patient/p2" not in old

@@ -20,6 +20,11 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
 triples cross process boundaries, never the index.
+
+N-Triples files (the population format) go another way, :class:`_WaveRun`: a pre-scan of every
+piece's subjects says beforehand which patients are local to a piece, so each process decides a
+piece as soon as it has parsed it and drops its triples (:mod:`itkg.waves`); no process ever holds
+the index of the whole input.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import functools
 import multiprocessing
 from collections import ChainMap
 import multiprocessing.connection
+import pickle
 import signal
+import threading
 from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -344,9 +351,12 @@ class _Run:
     def _conns(self) -> list[multiprocessing.connection.Connection]:
         return [child.conn for child in self.children]
 
-    def _receive(self, conn: multiprocessing.connection.Connection) -> Any:
+    def _receive(self, conn: multiprocessing.connection.Connection, data: bytes | None = b"") -> Any:
+        """The next message of a child (or the one already read as ``data``; ``None``: it had gone)."""
         try:
-            message = conn.recv()
+            if data is None:
+                raise EOFError
+            message = conn.recv() if not data else pickle.loads(data)
         except (EOFError, OSError):
             child = next(c for c in self.children if c.conn is conn)
             code = child.exit_code()
@@ -420,22 +430,22 @@ def _patient_count(index: PatientIndex) -> int:
     return sum(vocab.HAS_CONDITION in props for props in index.nodes.values())
 
 
-#: Packed rows in one message from a worker at the end of a wave run.
-_ROWS_PER_MESSAGE = 50_000
-
-
 class _WaveRun(_Run):
     """A parallel run over N-Triples in waves (:mod:`itkg.waves`): every process pre-scans its
     pieces' subjects, the main process finds those that cross pieces, then each process parses
-    and decides its pieces one at a time. Only the patients that cross, or whose records are
-    elsewhere, are decided at the end by the main process, as :class:`_Run` does."""
+    and decides its pieces one at a time. A child sends the rows of each wave as soon as it has
+    them (pickled bytes, kept as they are until the end: a fraction of the rows' size as
+    objects), to a thread of the main process that only receives, so that no child waits for the
+    main process's own waves. Only the patients that cross, or whose records are elsewhere, are
+    decided at the end by the main process, as :class:`_Run` does."""
 
     def _prescan(self, worker: int) -> tuple[dict[int, Any], dict[int, list[bytes]]]:
         mine = {number: waves.prescan(self.pieces[number]) for number in self.assigned[worker]}
         return mine, {number: waves.buckets(hashes) for number, hashes in mine.items()}
 
-    def _waves(self, worker: int, crossing: set[int], prescanned: dict[int, Any]) -> tuple[waves.Waves, dict[int, PieceReport]]:
-        state = waves.Waves(self.knowledge, crossing, prescanned)
+    def _waves(self, worker: int, crossing: set[int], prescanned: dict[int, Any],
+               after: Callable[[waves.Waves], None]) -> tuple[waves.Waves, dict[int, PieceReport]]:
+        state = waves.Waves(self.knowledge, crossing, prescanned, packed=worker > 0)
         reports: dict[int, PieceReport] = {}
         stop, on_read = self.stop, self.meter.on_read(worker)
         for number in self.assigned[worker]:
@@ -448,6 +458,8 @@ class _WaveRun(_Run):
             if last is not None:
                 with self.lock:
                     stop.value = min(stop.value, last)
+            after(state)
+        state.engine = None  # (it holds the last wave's index)
         return state, reports
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
@@ -460,30 +472,34 @@ class _WaveRun(_Run):
                 del packed
                 for conn in self._conns():
                     conn.send(("waves", crossing))
-                state, reports = self._waves(0, crossing, mine)
+                received: list[list[bytes]] = [[] for _ in self._conns()]
+                last: list[bytes | None] = [None] * len(received)
+                threads = [threading.Thread(target=_collect, args=(conn, received[k], last, k), daemon=True,
+                                            name=f"itkg-rows-{k + 1}") for k, conn in enumerate(self._conns())]
+                for thread in threads:
+                    thread.start()
+                state, reports = self._waves(0, crossing, mine, lambda state: None)
+                for thread in threads:
+                    thread.join()
             except waves.Mismatch:
                 raise Untrusted("the pre-scan missed a subject") from None
             deferred = set(state.kept.patients())
             patients = state.patients
-            for conn in self._conns():
-                child_reports, child_deferred, child_patients = self._receive(conn)
+            for conn, final in zip(self._conns(), last):
+                child_reports, child_deferred, child_patients = self._receive(conn, final)
                 reports.update(child_reports)
                 deferred.update(child_deferred)
                 patients += child_patients
             self.meter.patients = patients
             resolve(self.pieces, reports, self.strict)  # raises the input's error, if any
-            rows = [_unpack(r) for r in state.rows]
+            rows: list[EligibilityResult] = state.rows
             state.rows = []
             rows += self._decide_late(state, sorted(deferred))
             self.meter.decided(0, len(deferred))
             state.kept = PatientIndex()
-            for conn in self._conns():
-                conn.send(("rows",))
-                while True:
-                    chunk = self._receive(conn)
-                    if not chunk:
-                        break
-                    rows += map(_unpack, chunk)
+            for chunks in received:  # in the order sent: runs of sorted rows, cheap to sort below
+                while chunks:
+                    rows += map(_unpack, pickle.loads(memoryview(chunks.pop(0))[1:]))
             rename = renumbering(self.pieces, reports)
             if rename is not None:
                 rows = [_renamed(row, rename) for row in rows]
@@ -521,7 +537,13 @@ class _WaveRun(_Run):
                 message = conn.recv()
                 if message[0] != "waves":
                     return
-                state, reports = self._waves(worker, message[1], mine)
+
+                def send_rows(state: waves.Waves) -> None:
+                    if state.rows:
+                        conn.send_bytes(_ROWS + pickle.dumps(state.rows, protocol=pickle.HIGHEST_PROTOCOL))
+                        state.rows = []
+
+                state, reports = self._waves(worker, message[1], mine, send_rows)
                 conn.send((reports, state.kept.patients(), state.patients))
                 while True:
                     message = conn.recv()
@@ -529,14 +551,6 @@ class _WaveRun(_Run):
                         conn.send((state.kept.fragment(message[1]), {}))
                     elif message[0] == "dropped":
                         conn.send(state.dropped_pieces(message[1]))
-                    elif message[0] == "rows":  # the last message
-                        state.kept = PatientIndex()
-                        rows, state.rows = state.rows, []
-                        while rows:
-                            conn.send(rows[-_ROWS_PER_MESSAGE:])
-                            del rows[-_ROWS_PER_MESSAGE:]
-                        conn.send([])
-                        return
                     else:
                         return
         except (EOFError, BrokenPipeError):
@@ -546,3 +560,26 @@ class _WaveRun(_Run):
                 conn.send(("crashed", type(error).__name__))
             except OSError:
                 pass
+
+
+#: The first byte of a message of rows from a child of a wave run (a pickle starts otherwise).
+_ROWS = b"R"
+
+
+def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], last: list[bytes | None],
+             slot: int) -> None:
+    """In a thread of the main process: keep the rows a child sends (as bytes) until its first
+    other message, which goes to ``last[slot]`` (``None`` when the child has gone). Running out
+    of memory here is reported as the child's crash would be (never as a thread's traceback)."""
+    try:
+        while True:
+            data = conn.recv_bytes()
+            if data[:1] != _ROWS:
+                last[slot] = data
+                return
+            chunks.append(data)
+    except (EOFError, OSError):
+        return
+    except MemoryError:
+        chunks.clear()
+        last[slot] = pickle.dumps(("crashed", "MemoryError"))

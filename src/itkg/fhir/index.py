@@ -112,20 +112,18 @@ class _Sink:
     are indexed a few thousand at a time (:meth:`flush` before ``report`` changes); a usual
     record goes in at once (:meth:`record`)."""
 
-    __slots__ = ("builder", "report", "facts", "append", "nodes", "_fates", "_type_fates", "_link_fates")
+    __slots__ = ("builder", "report", "facts", "append", "_fates", "_shapes")
 
     def __init__(self, builder: IndexBuilder) -> None:
         # weakly: the builder holds the FHIR reading (``builder.fhir``) that holds this sink, and
         # a cycle would keep the reader's state for the garbage collector to walk, at the end
         self.builder = weakref.proxy(builder)
-        self.nodes = builder.index.nodes
         self.report: PieceReport | None = None
         self.facts: list[Fact] = []
         self.append = self.facts.append
         self._fates: dict[tuple[str, Any], _Fate] = {}
-        self._type_fates: dict[tuple[str, ...], _Fate] = {}
-        #: of a link predicate (its object a record's IRI), and of dcterms:identifier (a plain text)
-        self._link_fates: dict[str, _Fate] = {}
+        #: per link and types: the keys of the link and of rdf:type, and whether they note a patient
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[Any, Any, bool]] = {}
 
     def extend(self, facts: Iterable[Fact]) -> None:
         self.facts += facts
@@ -168,22 +166,22 @@ class _Sink:
         itkg = vocab.ITKG
         if patient.startswith(itkg) or iri.startswith(itkg):
             return False
-        fates, links = self._fates, self._link_fates
-        # a link's and an identifier's fate hang on the predicate alone (named object, plain text)
-        first = links[link] if link in links else self._link_fate(link)
-        identifier = links[DCTERMS_IDENTIFIER] if DCTERMS_IDENTIFIER in links else self._identifier_fate()
-        kinds = self._type_fates[types] if types in self._type_fates else self._types_fate(types)
-        if first is None or identifier is None or kinds is None:
-            return False
+        shape = (link, types)
+        head = self._shapes.get(shape)
+        if head is None:
+            head = self._shape(link, types)
+            if head is None:
+                return False
+        link_key, type_key, holds = head
+        fates = self._fates
         checked = []
-        holds = first[1] or kinds[1] or identifier[1]
-        for predicate, value in values:
-            pair = (predicate, value)
-            fate = fates[pair] if pair in fates else self._fate(predicate, value)
+        for pair in values:
+            fate = fates[pair] if pair in fates else self._fate(*pair)
             if fate is None:
                 return False
             checked.append(fate)
-            holds = holds or fate[1]
+            if fate[1]:
+                holds = True
         if self.facts:
             self.flush()  # the index changes in the order of the facts
         report = self.report
@@ -191,8 +189,8 @@ class _Sink:
         report.triples += 2 + len(types) + len(values)
         if holds:
             report.holds_patient = True
-        nodes = self.nodes
-        key = first[0]
+        nodes = self.builder.index.nodes  # (not kept: the index is let go once everyone is decided)
+        key = link_key
         if key is not None:
             props = nodes.get(patient)
             if props is None:
@@ -203,7 +201,7 @@ class _Sink:
             else:
                 found.append(iri)
         props = None
-        key = kinds[0]
+        key = type_key
         if key is not None and types:
             props = nodes.get(iri)
             if props is None:
@@ -226,25 +224,20 @@ class _Sink:
                     found.append(value)
         return True
 
-    def _link_fate(self, link: str) -> _Fate:
-        fate = self._link_fates[link] = self._fate(link, _PROBE + "/record")
-        return fate
-
-    def _identifier_fate(self) -> _Fate:
-        fate = self._link_fates[DCTERMS_IDENTIFIER] = self._fate(DCTERMS_IDENTIFIER, ("Condition/c1", XSD_STRING))
-        return fate
-
-    def _types_fate(self, types: tuple[str, ...]) -> _Fate:
-        """The fate of each ``(iri, rdf:type, t)``: one key, or None."""
-        fates = [self._fate(vocab.RDF_TYPE, t) for t in types]
-        fate: _Fate = None
+    def _shape(self, link: str, types: tuple[str, ...]) -> tuple[Any, Any, bool] | None:
+        """The index keys of ``link`` and of ``rdf:type`` and whether they note a patient, for a
+        record of this link and these types with its identifier, or None (remembered). A link's
+        and an identifier's fate hang on the predicate alone (a named object, a plain text)."""
+        fates = [self._fate(link, _PROBE + "/record"), self._fate(DCTERMS_IDENTIFIER, ("Type/id", XSD_STRING)),
+                 *(self._fate(vocab.RDF_TYPE, t) for t in types)]
+        shape: tuple[Any, Any, bool] | None = None
         if all(f is not None for f in fates):
-            keys = {f[0] for f in fates if f is not None}
-            if len(keys) <= 1:
-                fate = (keys.pop() if keys else None, any(f[1] for f in fates if f is not None), None)
-        if len(self._type_fates) < 1 << 16:
-            self._type_fates[types] = fate
-        return fate
+            keys = {f[0] for f in fates[2:] if f is not None}
+            if len(keys) <= 1 and fates[1] is not None and fates[1][0] is None and fates[0] is not None:
+                shape = (fates[0][0], keys.pop() if keys else None, any(f[1] for f in fates if f is not None))
+        if shape is not None and len(self._shapes) < 1 << 16:
+            self._shapes[(link, types)] = shape
+        return shape
 
 
 def _hashes(items: Iterable[object]) -> bytes:
@@ -331,14 +324,18 @@ class FhirIndexer:
         self._flush()
 
     def export(self) -> dict[str, Any]:
-        """What the main process needs to finish (sent once, after :meth:`finish_local`)."""
+        """What the main process needs to finish (sent once, after :meth:`finish_local`, when
+        every piece is read). The ``Type/id`` of every resource and the patients' names are only
+        needed as these hashes from now on: they are let go (a few hundred bytes a patient)."""
         reader = self.reader
-        return {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
-                "anonymous": reader._anonymous, "pending": reader._pending,
-                "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
-                            for patient, nodes in reader._spastic.items()},
-                "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
-                "report": self.final_report}
+        state = {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+                 "anonymous": reader._anonymous, "pending": reader._pending,
+                 "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
+                             for patient, nodes in reader._spastic.items()},
+                 "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
+                 "report": self.final_report}
+        reader._seen, reader._patients, self._linked = set(), set(), {}
+        return state
 
     def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
         """The Medications (codes) and the received treatments of patients this worker read."""

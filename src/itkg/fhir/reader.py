@@ -385,6 +385,7 @@ class FhirReader:
         self._codes: dict[tuple[str, str], _Code] = {}
         self._meanings: dict[tuple, rules.Meaning] = {}
         self._sorted: dict[frozenset[str], tuple[str, ...]] = {}
+        self._packs: dict[bytes, bytes] = {}
         #: the contexts of resources outside Bundles, before and at the end (``final``)
         self._contexts = (_ResourceContext(self, None, False), _ResourceContext(self, None, True))
         self._names: dict[str, str] = {}
@@ -597,8 +598,11 @@ class FhirReader:
                 return
             self._seen.add(key)
         if kind == "Medication":
-            if rid is not None:
-                self.medications.setdefault(rid, _packed(resource.get("code")))
+            if rid is not None and rid not in self.medications:
+                code = _packed(resource.get("code"))
+                if type(code) is bytes and len(self._packs) < 1 << 16:  # the same few codes: held once
+                    code = self._packs.setdefault(code, code)
+                self.medications[rid] = code
             return
         if kind == "Patient":
             patient = self._patient_name(url, rid)

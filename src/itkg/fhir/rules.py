@@ -118,7 +118,7 @@ class Meaning:
     iris: frozenset[str]
     #: ``(system, code)`` of each coding mapped to no term (counted each time a rule reads the terms)
     unmapped: tuple[tuple[str, str], ...]
-    #: terms that are a Condition or a Disorder individual (a Condition's types)
+    #: terms that are a Condition or a Disorder individual, and the codes' IRIs (a Condition's types)
     condition_types: frozenset[str]
     #: terms that are Disorder individuals (etiologies)
     disorders: frozenset[str]
@@ -151,7 +151,7 @@ def meaning(terms: frozenset[str], names: tuple[str, ...], iris: frozenset[str],
     disorders = frozenset(t for t in terms if typed(t, I + "Disorder"))
     return Meaning(
         terms=terms, names=names, iris=iris, unmapped=unmapped,
-        condition_types=frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
+        condition_types=iris | frozenset(t for t in terms if is_a(t, I + "Condition")) | disorders,
         disorders=disorders,
         spasticity=any(is_a(t, I + "Spasticity") for t in terms),
         treatments=frozenset(t for t in terms if is_a(t, I + "Treatment")),
@@ -181,6 +181,10 @@ Result = tuple[Record | None, str]
 
 def _code(concept: Any) -> str | None:
     """The first code of a CodeableConcept (for FHIR's own required code systems)."""
+    if type(concept) is dict:  # the usual concept, its first coding with a code, first
+        found = concept.get("coding")
+        if type(found) is list and found and type(found[0]) is dict and type(found[0].get("code")) is str:
+            return found[0]["code"]
     for coding in codings(concept):
         if isinstance(coding.get("code"), str):
             return coding["code"]
@@ -287,7 +291,7 @@ def condition(resource: dict, ctx: Context) -> Result:
     if why is not None:
         return None, why
     found = ctx.read(resource.get("code"))
-    types = found.iris | found.condition_types
+    types = found.condition_types
     record = Record(vocab.HAS_CONDITION, types, [], list(found.names), etiologies=found.disorders)
     if found.spasticity:
         record.spasticity = True
@@ -318,21 +322,22 @@ def treatment(resource: dict, ctx: Context) -> Result:
     found = ctx.read(concept)
     if INTRATHECAL in routes or found.intrathecal:
         return None, "intrathecal therapy, never a prior treatment"
-    key = (found.treatments, frozenset(routes))
-    classes = _CHOSEN.get(key)
-    if classes is None:
+    key = (found.treatments, found.iris, frozenset(routes))
+    chosen = _CHOSEN.get(key)
+    if chosen is None:
         classes = frozenset(choose_by_route(set(found.treatments), routes))
+        chosen = (classes, classes | found.iris)  # the classes, and the record's types
         if len(_CHOSEN) < 1 << 12:
-            _CHOSEN[key] = classes
-    if not classes:
+            _CHOSEN[key] = chosen
+    if not chosen[0]:
         return None, "no mapped treatment"
     has_outcome = vocab.HAS_OUTCOME
-    return Record(vocab.RECEIVED_TREATMENT, classes | found.iris, [(has_outcome, o) for o in sorted(outcome)],
+    return Record(vocab.RECEIVED_TREATMENT, chosen[1], [(has_outcome, o) for o in sorted(outcome)],
                   list(found.names)), ""
 
 
 #: :func:`choose_by_route`'s answers: the same few classes and routes recur.
-_CHOSEN: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+_CHOSEN: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
@@ -353,7 +358,8 @@ def choose_by_route(classes: set[str], routes: set[str]) -> set[str]:
     return free if free or routes else classes
 
 
-_INFORMED_CONSENT = I + "InformedConsent"
+_INFORMED_CONSENT = frozenset({I + "InformedConsent"})
+_CSF_ASSESSMENT = frozenset({I + "CSFCirculationAssessment"})
 
 
 def consent(resource: dict, ctx: Context) -> Result:
@@ -372,7 +378,7 @@ def consent(resource: dict, ctx: Context) -> Result:
         and (ptype is None or isinstance(ptype, str)) else None
     if decision is None:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CONSENT, {_INFORMED_CONSENT}, [(vocab.CONSENT_STATUS, decision)])
+    record = Record(vocab.HAS_CONSENT, _INFORMED_CONSENT, [(vocab.CONSENT_STATUS, decision)])
     covered: set[str] = set()
     stack: list[dict[str, Any]] = [provision]
     while stack:
@@ -398,7 +404,7 @@ def observation(resource: dict, ctx: Context) -> Result:
         return None, "not a CSF circulation assessment"
     if status_of(resource) not in OBSERVATION_COUNTED:
         return None, f"status {status_of(resource)}"
-    record = Record(vocab.HAS_CSF_ASSESSMENT, types={I + "CSFCirculationAssessment"}, codes=list(found.names))
+    record = Record(vocab.HAS_CSF_ASSESSMENT, _CSF_ASSESSMENT, [], list(found.names))
     value = ctx.read(resource.get("valueCodeableConcept"))
     record.values += [(vocab.FINDING, finding) for finding in sorted(value.csf_findings)]
     record.codes += value.names
