@@ -71,11 +71,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests of a costly session fixture (before xdist reads the groups)."""
+    """Group the tests of a costly session fixture (before xdist reads the groups), and put the
+    ``slow`` tests first.
+
+    xdist hands out the groups first (the largest first), then single tests in collection order
+    as workers free up: a long test handed out last keeps one worker busy while the other has
+    nothing left. Started first, the long tests run while the many short ones fill in around
+    them and even out the end. (A stable sort: the order is otherwise the collection's, the same
+    on every worker, as xdist requires.)"""
     for item in items:
         for fixture, group in ONE_WORKER.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --- a private Virtuoso server, shared by the test modules that need one ---------------------

@@ -142,6 +142,7 @@ itkg.cli.main(sys.argv[1:])
     ["eligibility", "--format", "json"],
 ])
 @pytest.mark.parametrize("data", [EXAMPLES, RULES])
+@pytest.mark.slow
 def test_oxigraph_engine_holds_the_data_only_in_its_store(command, data):
     """Regression: ``--engine oxigraph`` used to load the files into a list of Python triples (a
     PatientData) and then copy them into the store, holding a million-patient input twice (killed

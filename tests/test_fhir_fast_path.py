@@ -146,6 +146,7 @@ def test_the_checksum_of_a_fhir_input_is_that_of_its_files_as_load_gives_it(tmp_
     assert [(s.format, s.sha256) for s in sources] == [(s.format, s.sha256) for s in itkg.load([export]).sources]
 
 
+@pytest.mark.slow
 def test_the_specification_examples_and_synthea_give_the_reference_index_and_rows() -> None:
     examples = external_data(FHIR_EXAMPLES)
     synthea = external_data(SYNTHEA)

@@ -459,6 +459,7 @@ def test_query_deadline_stops_an_explosive_query_and_leaves_no_process(ws: Works
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs /proc to look for leftover processes")
+@pytest.mark.slow
 def test_terminating_the_cli_during_a_query_leaves_no_process(ws: Workspace) -> None:
     query, chain = _explosive(ws, "sigterm")
     parent = subprocess.Popen(itkg_command() + ["query", "--timeout", "600", str(query), str(chain)],
@@ -533,6 +534,7 @@ def test_threads_started_by_itkg_leave_the_signals_to_the_main_thread() -> None:
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None or not HAS_PROC,
                     reason="needs a Java runtime for HermiT and /proc")
+@pytest.mark.slow
 def test_terminating_the_cli_during_reasoning_leaves_no_process_and_no_patient_file(
         ws: Workspace) -> None:
     cohort = _cohort(ws, 8000)

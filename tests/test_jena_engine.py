@@ -79,6 +79,7 @@ def test_cli_engine_jena_missing_exits_2_with_one_line(tmp_path: Path) -> None:
 @pytest.mark.java
 @pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
 @pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.slow
 def test_cli_engines_print_the_same_report(jena_required: None, path: Path, code: int, fmt: str) -> None:
     assert_validate_prints_what_pyshacl_prints("jena", path, code, fmt)
 

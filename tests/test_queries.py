@@ -332,6 +332,7 @@ def test_rdflib_and_oxigraph_give_identical_results(name: str, corpus: str) -> N
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_queries_agree_with_eligibility_status_on_the_generated_corpus(engine: str) -> None:
     documents = _generated()
     status = _run(engine, "eligibility-status", documents)

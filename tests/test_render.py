@@ -58,6 +58,7 @@ ROW = st.builds(
 
 @settings(max_examples=400, deadline=None)
 @given(rows=st.lists(ROW, max_size=8), per_chunk=st.integers(min_value=1, max_value=4))
+@pytest.mark.slow
 def test_fast_writer_is_byte_identical_to_json_dumps(rows: list[EligibilityResult], per_chunk: int) -> None:
     # Small chunks, so that the joins between chunks are exercised as often as those between rows.
     with mock.patch.object(render, "_JSON_ROWS_PER_CHUNK", per_chunk):

@@ -108,6 +108,7 @@ def test_corpus_gives_the_plain_engines_rows(name, workers, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.slow
 def test_generated_population_gives_the_plain_engines_rows(population, workers):
     nt, ttl = population["nt"], population["ttl"]
     minimum = nt.stat().st_size // 8

@@ -155,7 +155,13 @@ def patient(i: int) -> ox.NamedNode:
     return ox.NamedNode(f"https://example.org/synthetic/p{i:07d}")
 
 
-def mutated_population(n: int = 300, seed: int = 11) -> PatientData:
+#: The mutated population's size and the batch size that cuts it into about a dozen pieces (with
+#: about 17 triples a patient): what the cases below need is many batches and patients far apart
+#: in them, not a large graph (whole-graph pySHACL on it is most of this module's time).
+POPULATION, POPULATION_BATCH = 150, 250
+
+
+def mutated_population(n: int = POPULATION, seed: int = 11) -> PatientData:
     """Generated patients with broken records, plus every kind of node that joins or escapes patients."""
     rng = random.Random(seed)
     triples: list[ox.Triple] = []
@@ -254,7 +260,8 @@ def test_mutated_population_matches_whole_graph_pyshacl(population: PatientData,
     foci = {focus for (focus, *_) in results}
     assert {EX + "shared-treatment", ITKG + "AdequateResponse", EX + "never-described", "physiotherapy",
             ITKG + "ConsentGranted", EX + "orphan-broken", EX + "LocalPump"} <= foci
-    assert_same_verdict(population, population_reference, batch_triples=500, engine=needs(engine, request))
+    assert_same_verdict(population, population_reference, batch_triples=POPULATION_BATCH,
+                        engine=needs(engine, request))
 
 
 @pytest.mark.slow
@@ -266,7 +273,7 @@ def test_query_caching_graph_matches_plain_pyshacl() -> None:
 def test_every_triple_is_kept_and_shared_nodes_stay_together(population: PatientData) -> None:
     shapes = shapes_graph()
     plan = partition(population.triples, fixed_hubs(ontology_graph(), shapes),
-                     target_object_predicates(shapes), batch_triples=300)
+                     target_object_predicates(shapes), batch_triples=POPULATION_BATCH * 3 // 5)
     assert len(plan) > 15
     # Each triple is in one batch or shared, except that a triple making a hub or a literal a focus
     # node is also shared.
@@ -276,7 +283,7 @@ def test_every_triple_is_kept_and_shared_nodes_stay_together(population: Patient
         also_shared = triple.subject in plan.replicated and triple.object.value in focus_objects
         assert placed[triple] == count + also_shared, triple
     batch_of = {t.subject: i for i, batch in enumerate(plan.batches) for t in batch}
-    far = 300 - 5
+    far = POPULATION - 5
     assert batch_of[patient(1)] == batch_of[patient(far)] == batch_of[ex("shared-consent")]
     assert batch_of[patient(2)] == batch_of[patient(far + 1)] == batch_of[ex("shared-treatment")]
     assert batch_of[patient(6)] == batch_of[patient(far - 1)]
@@ -293,6 +300,7 @@ def test_every_triple_is_kept_and_shared_nodes_stay_together(population: Patient
 
 
 @pytest.mark.parametrize("engine", ["pyshacl", "turbo"])
+@pytest.mark.slow
 def test_cli_workers_give_the_same_json(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
     """Two pySHACL worker processes (spawned from the command's deadline child) or two turbo threads."""
     path = tmp_path / "population.nt"
@@ -327,6 +335,7 @@ def without_blank_labels(verdict: Verdict) -> Verdict:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_a_spooled_population_gives_the_loaded_populations_results(tmp_path: Path, population: PatientData,
                                                                      engine: str,
                                                                      request: pytest.FixtureRequest) -> None:
@@ -336,12 +345,12 @@ def test_a_spooled_population_gives_the_loaded_populations_results(tmp_path: Pat
     path = tmp_path / "population.nt"
     path.write_bytes(ox.serialize(population.triples, format=ox.RdfFormat.N_TRIPLES))
     loaded = load(path, strict_literals=False)
-    expected = without_blank_labels(partitioned(loaded, 1, 500, needs(engine, request)))
+    expected = without_blank_labels(partitioned(loaded, 1, POPULATION_BATCH, needs(engine, request)))
     spool, sources = read([path])
     try:
         assert len(spool) == len(loaded.triples) == sources[0].triples - sources[0].schema_set_aside
         for workers in (1, 2):
-            assert without_blank_labels(partitioned(spool, workers, 500, engine)) == expected  # type: ignore[arg-type]
+            assert without_blank_labels(partitioned(spool, workers, POPULATION_BATCH, engine)) == expected  # type: ignore[arg-type]
     finally:
         spool.close()
 

@@ -743,6 +743,7 @@ def _population(path: Path, patients: int) -> Path:
     ["eligibility", "{data}", "--workers", "2"],  # forked workers
 ], ids=["query-rdflib", "query-oxigraph", "explain", "eligibility-rdflib", "eligibility-oxigraph",
         "eligibility-workers"])
+@pytest.mark.slow
 def test_a_memory_budget_ends_the_command_cleanly(tmp_path: Path, command: list[str]) -> None:
     """Item 11: past --max-memory a command ends with exit 2 and one line that names no value,
     writes nothing and leaves no temporary file; with a budget that fits, the same command works
@@ -765,6 +766,7 @@ def test_a_memory_budget_ends_the_command_cleanly(tmp_path: Path, command: list[
         assert out.exists()
 
 
+@pytest.mark.slow
 def test_the_api_takes_a_memory_budget(tmp_path: Path) -> None:
     """``max_memory=`` (in a fresh interpreter: the budget applies to the whole process)."""
     data = _population(tmp_path / "population.nt", 150_000)

@@ -460,6 +460,7 @@ def pyshacl_term(node: URIRef | BNode | Literal | None) -> str:
 
 
 @pytest.mark.java
+@pytest.mark.slow
 def test_jena_shacl_gives_the_same_results(tmp_path: Path, shapes: Graph, ontology: Graph,
                                            validated: Callable[[str], list[Result]],
                                            planned_rules: PlannedRules | None) -> None:

@@ -97,6 +97,7 @@ def reads_and_results(data: Graph, shape: URIRef, shapes: Graph, ontology: Graph
 
 
 @pytest.mark.parametrize("shape_name", ["PlannedTherapyInformedConsentShape", "PlannedTherapyCSFCirculationShape"])
+@pytest.mark.slow
 def test_prerequisite_check_reads_only_the_patients_own_records(
         shape_name: str, shapes: Graph, ontology: Graph, focus_patients: Graph) -> None:
     """Adding patients who are not planned for a therapy adds no reads and changes no result."""

@@ -89,6 +89,7 @@ def test_blank_node_labels_are_kept(turbo_required: None) -> None:
 
 
 @pytest.mark.parametrize("path, code", [(EXAMPLES, 1), (CONFORMING, 0)])
+@pytest.mark.slow
 def test_cli_engines_print_the_same_report(turbo_required: None, path: Path, code: int) -> None:
     for fmt in ("json", "text"):
         assert_validate_prints_what_pyshacl_prints("turbo", path, code, fmt)
