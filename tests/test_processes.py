@@ -266,7 +266,8 @@ class _SignalsItselfWhenCollected:
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_ending_signal_lost_in_a_finalizer_still_ends_the_wait_for_a_child() -> None:
     """Regression: under load, ``itkg query`` sent SIGTERM went on waiting for its query child
-    (CI): the handler's ``SystemExit`` never reached the wait. Where it is lost (here: raised in
+    (CI): the handler ran inside ``logging``'s after-fork hook while the child was forked, and
+    Python dropped its ``SystemExit`` as it does in any of its own callbacks. Where it is lost (here: raised in
     a finalizer), the wait still ends by the signal within a fraction of a second."""
     started = time.monotonic()
     with pytest.raises(SystemExit) as ended:

@@ -29,6 +29,7 @@ the index of the whole input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 from collections import ChainMap
@@ -37,7 +38,7 @@ import pickle
 import signal
 import threading
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,25 +88,22 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
+    run: type[_Run] | None = None
     if waves.eligible(pieces):
         if total >= 2 * wave_bytes:  # pieces of about wave_bytes: one index of that size at a time
             pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
                           parts=max(workers, -(-total // wave_bytes)),
                           min_piece_bytes=min(min_piece_bytes, max(1, wave_bytes // 2)))
         if len(pieces) > 1 and waves.eligible(pieces):
-            meter = Meter(workers, total, visible=progress)
-            try:
-                with meter:
-                    return _WaveRun(pieces, workers, knowledge, meter, strict).rows(checksums)
-            except Untrusted:
-                pass
-    if workers > 1 and len(pieces) > 1 and not waves.eligible(pieces):
-        meter = Meter(workers, total, visible=progress)
+            run = _WaveRun
+    if run is None and workers > 1 and len(pieces) > 1 and not waves.eligible(pieces):
+        run = _Run
+    if run is not None:
         try:
-            with meter:
-                return _Run(pieces, workers, knowledge, meter, strict).rows(checksums)
+            with Meter(workers, total, visible=progress) as meter:
+                return run(pieces, workers, knowledge, meter, strict).rows(checksums)
         except Untrusted:
-            pass
+            pass  # the pieces cannot be trusted apart: decided in this process below
     with Meter(1, total, visible=progress) as meter:
         meter.show()
         index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
@@ -380,7 +378,7 @@ class _Run:
         processes.in_fresh_thread(self._serve, worker, conn, name=f"itkg-worker-{worker}")
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
-        try:
+        with _answering(conn):
             parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
                              self.knowledge.indexed_predicates())
             with gc_paused():
@@ -414,13 +412,22 @@ class _Run:
                         return
                     else:
                         return
-        except (EOFError, BrokenPipeError):
-            return  # the main process has gone: nothing to report to
-        except BaseException as error:  # noqa: BLE001 - reported by type only: messages may quote data
-            try:
-                conn.send(("crashed", type(error).__name__))
-            except OSError:
-                pass
+
+
+@contextlib.contextmanager
+def _answering(conn: multiprocessing.connection.Connection) -> Iterator[None]:
+    """A child's serving loop: when the main process has gone, it just ends (nothing to report
+    to); any other failure is sent as ``("crashed", kind)``, by type only, because a message
+    may quote data."""
+    try:
+        yield
+    except (EOFError, BrokenPipeError):
+        return
+    except BaseException as error:  # noqa: BLE001 - reported by type only: messages may quote data
+        try:
+            conn.send(("crashed", type(error).__name__))
+        except OSError:
+            pass
 
 
 def _after(number: int, stop: Any) -> bool:
@@ -531,7 +538,7 @@ class _WaveRun(_Run):
         return [row for p in patients if vocab.HAS_CONDITION in merged.nodes.get(p, {}) for row in engine.rows(p)]
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
-        try:
+        with _answering(conn):
             with gc_paused():
                 mine, packed = self._prescan(worker)
                 conn.send(packed)
@@ -555,13 +562,6 @@ class _WaveRun(_Run):
                         conn.send(state.dropped_pieces(message[1]))
                     else:
                         return
-        except (EOFError, BrokenPipeError):
-            return  # the main process has gone: nothing to report to
-        except BaseException as error:  # noqa: BLE001 - reported by type only: messages may quote data
-            try:
-                conn.send(("crashed", type(error).__name__))
-            except OSError:
-                pass
 
 
 #: The first byte of a message of rows from a child of a wave run (a pickle starts otherwise).

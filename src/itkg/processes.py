@@ -215,8 +215,10 @@ WAKE_S = 0.25
 def raise_if_stopping() -> None:
     """Raise ``SystemExit(128 + signal)`` again if an ending signal arrived and its
     ``SystemExit`` was lost. Python runs a handler wherever the main thread happens to be,
-    also inside a finalizer (``__del__``, a weak reference's callback), where an exception is
-    printed and dropped: the command then went on, as if the signal had never come. The waits
+    also inside a callback Python runs for itself, where an exception is printed as "Exception
+    ignored" and dropped: a fork's ``after_in_parent`` hook (``logging``'s lock release, seen
+    when SIGTERM came during the query child's fork), a finalizer (``__del__``). The command
+    then went on, as if the signal had never come. The waits
     of the main thread (a child's answer, a batch) wake every :data:`WAKE_S` seconds to call
     this."""
     if _STOPPING is not None:
