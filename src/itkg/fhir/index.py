@@ -190,38 +190,15 @@ class _Sink:
         if holds:
             report.holds_patient = True
         nodes = self.builder.index.nodes  # (not kept: the index is let go once everyone is decided)
-        key = link_key
-        if key is not None:
-            props = nodes.get(patient)
-            if props is None:
-                props = nodes[patient] = {}
-            found = props.get(key)
-            if found is None:
-                props[key] = [iri]
-            else:
-                found.append(iri)
-        props = None
-        key = type_key
-        if key is not None and types:
-            props = nodes.get(iri)
-            if props is None:
-                props = nodes[iri] = {}
-            found = props.get(key)
-            if found is None:
-                props[key] = list(types)
-            else:
-                found += types
-        for key, _, value in checked:
-            if key is not None:
-                if props is None:
-                    props = nodes.get(iri)
-                    if props is None:
-                        props = nodes[iri] = {}
-                found = props.get(key)
-                if found is None:
-                    props[key] = [value]
-                else:
-                    found.append(value)
+        if link_key is not None:
+            nodes.setdefault(patient, {}).setdefault(link_key, []).append(iri)
+        kept = [(key, value) for key, _, value in checked if key is not None]
+        if type_key is not None and types or kept:  # the record's node only when it holds a fact
+            props = nodes.setdefault(iri, {})
+            if type_key is not None and types:
+                props.setdefault(type_key, []).extend(types)
+            for key, value in kept:
+                props.setdefault(key, []).append(value)
         return True
 
     def _shape(self, link: str, types: tuple[str, ...]) -> tuple[Any, Any, bool] | None:
