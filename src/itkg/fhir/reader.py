@@ -212,8 +212,8 @@ class _ResourceContext:
                 if len(codings) == 1 and type(codings[0]) is dict:  # the usual concept: one coding
                     coding = codings[0]
                     code, system = coding.get("code"), coding.get("system")
-                    if type(code) is str and code:
-                        key = (system if type(system) is str else "", code)
+                    if type(code) is str and code:  # what _codings_key gives, without its loop
+                        key = ((system if type(system) is str else "", code),)
                 else:
                     key = _codings_key(codings)
         found = self._meanings.get(key)
@@ -383,7 +383,7 @@ class FhirReader:
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
         self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
-        self._meanings: dict[tuple, rules.Meaning] = {}
+        self._meanings: dict[tuple[tuple[str, str], ...], rules.Meaning] = {}
         self._sorted: dict[frozenset[str], tuple[str, ...]] = {}
         self._packs: dict[bytes, bytes] = {}
         #: the contexts of resources outside Bundles, before and at the end (``final``)
@@ -425,13 +425,12 @@ class FhirReader:
                 self._codes[key] = found
         return found
 
-    def meaning(self, key: tuple) -> rules.Meaning:
-        """What the codings ``key`` mean (``(system, code)``, or a tuple of them: see
-        :class:`_ResourceContext`), remembered."""
-        pairs: tuple[tuple[str, str], ...] = (key,) if key and type(key[0]) is str else key
+    def meaning(self, key: tuple[tuple[str, str], ...]) -> rules.Meaning:
+        """What the codings ``key`` mean (``(system, code)`` of each, :func:`_codings_key`),
+        remembered."""
         terms: frozenset[str] = frozenset()
         names, iris, unmapped = [], set(), []
-        for system, code in pairs:
+        for system, code in key:
             hit, name, iri = self.code(system, code)
             names.append(name)
             if system:
