@@ -61,7 +61,7 @@ def test_many_waves_give_the_plain_engines_rows(lines, workers, tmp_path):
     path = _write(tmp_path / "population.nt", lines)
     wave = path.stat().st_size // 12
     assert _waves_of(path, workers, wave) >= 12
-    rows, sources = eligibility_rows([path], workers=workers, wave_bytes=wave, min_piece_bytes=wave // 2)
+    rows, sources = eligibility_rows([path], workers=workers, wave_bytes=wave, waves_from=0, min_piece_bytes=wave // 2)
     assert full(rows) == full(plain_rows(path))
     assert sources[0].triples == len(lines)
 
@@ -78,7 +78,7 @@ def test_a_patient_whose_triples_are_in_every_piece(lines, tmp_path):
     path = _write(tmp_path / "spread.nt", [own[0], *lines[:third], records[0], own[1], *lines[third:2 * third],
                                            records[1], *lines[2 * third:], own[2], records[2]])
     wave = path.stat().st_size // 10
-    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, min_piece_bytes=wave // 2)
+    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, waves_from=0, min_piece_bytes=wave // 2)
     assert full(rows) == full(plain_rows(path))
     assert [r.status for r in rows if r.patient == "https://example.org/spread"] == ["pending"]
 
@@ -100,7 +100,7 @@ def test_a_record_shared_by_a_local_patient_and_a_patient_decided_at_the_end(lin
             f"<https://example.org/late> <{ITKG}hasConsent> _:shared .\n"]
     path = _write(tmp_path / "shared.nt", [*local, *lines, *late])
     wave = path.stat().st_size // 8
-    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, min_piece_bytes=wave // 2)
+    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, waves_from=0, min_piece_bytes=wave // 2)
     assert full(rows) == full(plain_rows(path))
     late_row = next(r for r in rows if r.patient == "https://example.org/late")
     assert late_row.prerequisites[0].state == "met"  # the shared consent was read again
@@ -122,7 +122,7 @@ def test_records_of_a_sites_own_prerequisite_elsewhere_in_the_file(lines, tmp_pa
     assert ("https://example.org/lm/lm-inconclusive", "excluded") in {(r[0], r[3]) for r in expected}
     wave = path.stat().st_size // 8
     for workers in (1, 2):
-        rows, _ = eligibility_rows([path], workers=workers, knowledge=knowledge, wave_bytes=wave,
+        rows, _ = eligibility_rows([path], workers=workers, knowledge=knowledge, wave_bytes=wave, waves_from=0,
                                    min_piece_bytes=wave // 2)
         assert full(rows) == expected
     # the same through the parallel path of other formats (Turtle cut into pieces)
@@ -144,7 +144,7 @@ def test_a_subject_the_prescan_cannot_see_starts_again_in_one_process(lines, tmp
     path = tmp_path / "cr.nt"
     path.write_bytes("".join([*lines[:half], *patient, *lines[half:], *consent]).encode())
     wave = path.stat().st_size // 6
-    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, min_piece_bytes=wave // 2)
+    rows, _ = eligibility_rows([path], workers=2, wave_bytes=wave, waves_from=0, min_piece_bytes=wave // 2)
     assert full(rows) == full(plain_rows(path))
     with pytest.raises(waves.Mismatch):
         state = waves.Waves(load_knowledge(), set(), {0: waves.prescan(plan([path])[0])})
@@ -161,7 +161,7 @@ def test_escaped_iris_and_labels_are_named_as_the_reader_names_them(lines, tmp_p
               f"_:t <{RDF_TYPE}> <{ITKG}OralOpioidTherapy> .\n", f"_:t <{ITKG}hasOutcome> <{ITKG}SevereSideEffects> .\n"]
     a, b = _write(tmp_path / "a.nt", first), _write(tmp_path / "b.nt", second)
     wave = (a.stat().st_size + b.stat().st_size) // 8
-    rows, _ = eligibility_rows([a, b], workers=2, wave_bytes=wave, min_piece_bytes=wave // 2)
+    rows, _ = eligibility_rows([a, b], workers=2, wave_bytes=wave, waves_from=0, min_piece_bytes=wave // 2)
     reference, _ = eligibility_rows([a, b], workers=1, wave_bytes=1 << 40)
     assert full(rows) == full(reference)
     assert [r.status for r in rows if r.patient == "https://example.org/caf\u00e9"] == ["pending"]
@@ -176,3 +176,33 @@ def _names(piece) -> list[str]:
     builder = IndexBuilder()
     parse_piece(piece, builder)
     return list(builder.index.nodes)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_waves_only_from_waves_from_bytes_and_both_ways_give_the_same_rows(lines, workers, tmp_path, monkeypatch):
+    """Input smaller than ``waves_from`` is decided as other formats are (one index per process,
+    no pre-scan: faster, and small enough); from ``waves_from`` bytes in waves. Both ways, and one
+    process over the whole file, give the same rows."""
+    path = _write(tmp_path / "population.nt", lines)
+    size = path.stat().st_size
+    wave = size // 6
+    scanned: list[int] = []
+    real = waves.prescan
+
+    def counted(piece):
+        scanned.append(piece.number)
+        return real(piece)
+
+    monkeypatch.setattr(waves, "prescan", counted)
+    expected = full(plain_rows(path))
+    for waves_from, in_waves in ((size + 1, False), (size, True), (0, True)):
+        scanned.clear()
+        rows, sources = eligibility_rows([path], workers=workers, wave_bytes=wave, waves_from=waves_from,
+                                         min_piece_bytes=wave // 2)
+        assert bool(scanned) is in_waves  # (this process's own pieces are pre-scanned here)
+        assert full(rows) == expected
+        assert sources[0].triples == len(lines)
+    scanned.clear()
+    rows, _ = eligibility_rows([path], workers=workers, min_piece_bytes=wave // 2)  # the default: no waves
+    assert not scanned and size < waves.WAVES_FROM
+    assert full(rows) == expected

@@ -21,7 +21,8 @@ Each patient is decided once, by the same :class:`RuleEngine` over the same trip
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
 triples cross process boundaries, never the index.
 
-N-Triples files (the population format) go another way, :class:`_WaveRun`: a pre-scan of every
+Large N-Triples input (the population format, from :data:`itkg.waves.WAVES_FROM` bytes: below
+it, this way is faster and small enough) goes another way, :class:`_WaveRun`: a pre-scan of every
 piece's subjects says beforehand which patients are local to a piece, so each process decides a
 piece as soon as it has parsed it and drops its triples (:mod:`itkg.waves`); no process ever holds
 the index of the whole input.
@@ -65,14 +66,17 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                      knowledge: Knowledge | None = None, checksums: bool = False,
                      progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
                      strict: bool = False, wave_bytes: int = waves.WAVE_BYTES,
+                     waves_from: int = waves.WAVES_FROM,
                      ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
 
     :param workers: processes to use (default: one per CPU). Files smaller than twice
         ``min_piece_bytes`` are not cut, so small inputs run in this process alone.
     :param checksums: compute the SHA-256 of every file for the sources (costs one more read).
-    :param wave_bytes: N-Triples input of at least twice this size is decided in pieces of
-        about this size, one at a time in each process (:mod:`itkg.waves`).
+    :param waves_from: N-Triples input of at least this many bytes is decided in waves
+        (:mod:`itkg.waves`); smaller input as other formats are, one index per process.
+    :param wave_bytes: input decided in waves is cut into pieces of about this size (when it
+        is at least twice this size), decided one at a time in each process.
     :param progress: show progress on standard error.
     :raises InputError: as :func:`itkg.load` would, and then no rows at all.
 
@@ -89,14 +93,14 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
     run: type[_Run] | None = None
-    if waves.eligible(pieces):
+    if waves.eligible(pieces) and total >= waves_from:
         if total >= 2 * wave_bytes:  # pieces of about wave_bytes: one index of that size at a time
             pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
                           parts=max(workers, -(-total // wave_bytes)),
                           min_piece_bytes=min(min_piece_bytes, max(1, wave_bytes // 2)))
         if len(pieces) > 1 and waves.eligible(pieces):
             run = _WaveRun
-    if run is None and workers > 1 and len(pieces) > 1 and not waves.eligible(pieces):
+    if run is None and workers > 1 and len(pieces) > 1:
         run = _Run
     if run is not None:
         try:

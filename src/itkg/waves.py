@@ -45,6 +45,11 @@ from .reader import Piece, PieceReport, parse_piece
 from .results import EligibilityResult
 from .streaming import IndexBuilder
 
+#: N-Triples input of at least this many bytes is decided in waves (:mod:`itkg.parallel`).
+#: Below it, one index per process costs about 3.6 bytes of memory per byte of input (580 MB
+#: for the 160 MB of 100,000 patients, under 1 GB here), and skipping the pre-scan and the
+#: per-wave bookkeeping saves about a seventh of the CPU time (docs/performance.md, session six).
+WAVES_FROM = 256 * 1024**2
 #: Bytes of N-Triples per wave: about 30,000 patients, an index of about 100 MB while it lasts.
 WAVE_BYTES = 48 * 1024**2
 #: The pre-scan reads this much at a time (then up to the end of the line).
