@@ -1,9 +1,10 @@
 """Validating patient graphs against ``shapes/*.ttl`` (contract §4), with pySHACL, Apache Jena or
 pyshacl-turbo.
 
-itkg calls pySHACL exactly as the contract says any user may: the ontology as ``ont_graph``, no
-inference, graphs passed as objects (never paths or URLs, which pySHACL would open or fetch), no
-``owl:imports`` followed. It adds typed results and clinician-readable rendering on top. For
+itkg calls pySHACL as the contract says any user may: the ontology mixed into the data as
+pySHACL's ``ont_graph`` mixes it (by pySHACL's own code, once per process: :func:`_mixin` says
+why that is the same), no inference, graphs passed as objects (never paths or URLs, which pySHACL
+would open or fetch), no ``owl:imports`` followed. It adds typed results and clinician-readable rendering on top. For
 populations, the same batches can be judged by Jena SHACL instead (:mod:`itkg.jena`), which the
 contract equally allows and which is about ten times faster; ``engine="auto"`` picks it for large
 inputs when it is installed. pyshacl-turbo (:mod:`itkg.turbo`, the optional extra ``itkg[turbo]``)
