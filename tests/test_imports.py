@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,33 @@ def test_the_report_function_keeps_its_name_beside_the_report_module() -> None:
     import itkg
     import itkg.report as _module  # noqa: F401 - importing the submodule must not rebind the name
     assert callable(itkg.report) and itkg.report.__module__ == "itkg.api"
+
+
+#: What deciding local files never needs: SHACL, the endpoint client (httpx brings rich), the
+#: HTML report's templates, owlready2 (HermiT runs in a process of its own), and a progress
+#: display nobody sees.
+NOT_FOR_ELIGIBILITY = ("pyshacl", "httpx", "rich", "jinja2", "owlready2")
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_eligibility_of_a_fhir_export_imports_no_library_it_does_not_use(tmp_path: Any, fmt: str) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Condition.ndjson").write_text(json.dumps(
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G89.3"}]}}) + "\n")
+    (export / "MedicationStatement.ndjson").write_text(json.dumps(
+        {"resourceType": "MedicationStatement", "id": "m1", "subject": {"reference": "Patient/p1"},
+         "status": "stopped", "dosage": [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006"}]}}],
+         "statusReason": [{"coding": [{"system": "https://w3id.org/itkg/", "code": "InadequatePainRelief"}]}],
+         "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                   "code": "7052"}]}}) + "\n")
+    (export / "Patient.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
+    out = tmp_path / f"rows.{fmt}"
+    args = ["eligibility", str(export), "--format", fmt, "-o", str(out), "--quiet"]
+    setup = ("from itkg.cli import main\ntry:\n    main(" + repr(args) + ")\n"
+             "except SystemExit as end:\n    assert not end.code, end.code")
+    code = _PROBE.format(setup=setup, heavy=set(NOT_FOR_ELIGIBILITY))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert "p1" in out.read_text()

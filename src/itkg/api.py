@@ -21,26 +21,30 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union, cast
 
 import rdflib
 
-from . import names, nodenames, processes
-from .endpoint import SparqlEndpoint
+from . import names, processes
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, ItkgError, MemoryBudgetError, QueryError, ValidationEngineError
 from .knowledge import Knowledge, load_knowledge
-from .guards import find_ill_typed
 from .loading import PatientData, PatientStore, Source, ill_typed_error, load
-from .reasoning import DEFAULT_JAVA_MEMORY_MB, Disagreement, ReasoningReport, reason as _reason
-from .report import DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED, ReportResult, report as _report
+from .names import DEFAULT_JAVA_MEMORY_MB, DEFAULT_MAX_DETAILS, DEFAULT_MAX_LISTED
 from .resources import query_path
 from .results import EligibilityResult, PatientExplanation
 from .backends import Input, as_paths, decision_backend
-from .backends import _ontology
-from .sparql import ENGINES, Engine as SparqlEngine, QueryResult
-from .partition import Spool
-from .validation import ValidationReport, ill_typed, read as read_population, validate as _validate
+
+# What only some commands use is imported where it is used: every command imports this module,
+# and ``itkg eligibility`` over local files needs neither pySHACL, nor the endpoint client
+# (httpx, rich), nor Jinja, nor the SPARQL engines' modules (tests/test_imports.py counts them).
+if TYPE_CHECKING:
+    from .endpoint import SparqlEndpoint
+    from .partition import Spool
+    from .reasoning import Disagreement, ReasoningReport
+    from .report import ReportResult
+    from .sparql import QueryResult
+    from .validation import ValidationReport
 
 #: What the API functions accept as patient data.
 DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
@@ -198,6 +202,7 @@ def _eligibility(data: DataLike | PatientStore | None, *, engine: str, endpoint:
 
 
 def _endpoint_select(endpoint: SparqlEndpoint, text: str) -> QueryResult:
+    from .sparql import QueryResult
     variables, rows = endpoint.select(text)
     return QueryResult(tuple(variables), tuple(rows))
 
@@ -258,8 +263,9 @@ def _query(query: str | os.PathLike[str], files: str | os.PathLike[str] | Sequen
            *, engine: str, endpoint: SparqlEndpoint | None, input_format: str | None,
            timeout: float | None, strict: bool, extensions: Sequence[str | os.PathLike[str]]) -> QueryResult:
     from . import rulegen
+    from .backends import _ontology
     from .ordering import sort_result
-    from .sparql import gate, select_files
+    from .sparql import ENGINES, Engine as SparqlEngine, gate, select_files
     path = query_file(query)
     try:
         text = path.read_text(encoding="utf-8")
@@ -338,6 +344,9 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
                    input_format: str | None, workers: int | None,
                    progress: Callable[[int, int], None] | None, timeout: float | None,
                    strict: bool, on_read: Callable[[tuple[Source, ...]], None] | None) -> ValidationReport:
+    from . import nodenames
+    from .guards import find_ill_typed
+    from .validation import ill_typed, read as read_population, validate as _validate
     if engine not in VALIDATION_CHOICES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(VALIDATION_CHOICES)}")
     knowledge = load_knowledge(extensions=extensions) if extensions else None
@@ -407,7 +416,7 @@ def _with_deadline(function: Callable[..., ValidationReport], args: tuple, timeo
     """``function(*args)`` in a child process killed after ``timeout`` seconds (see
     :func:`itkg.processes.call_with_deadline`; ``prepare`` runs there first, before the deadline;
     ``messages`` shows in this process what the child tells it)."""
-    return cast(ValidationReport, processes.call_with_deadline(
+    return cast("ValidationReport", processes.call_with_deadline(
         function, args, timeout, prepare=prepare, passes=(ItkgError,), messages=messages,
         timed_out=lambda: ValidationEngineError(f"validation did not finish within {timeout:g} s"),
         failed=lambda kind: ValidationEngineError(f"validation failed ({kind})")))
@@ -438,6 +447,7 @@ def explain(data: DataLike, patient: str, *, knowledge: Knowledge | None = None,
     :param strict: refuse input with an ill-typed value instead of setting it aside.
     :raises InputError: when no patient with that identifier is in the data.
     """
+    from . import nodenames
     from .fhir import hook
     knowledge = _knowledge(knowledge, extensions)
     outer = hook.LAST
@@ -468,6 +478,7 @@ def reason(data: DataLike, *, extensions: Sequence[str | os.PathLike[str]] = (),
     :param java_memory_mb: the Java heap.
     :param ontology: the ontology to reason with (default: itkg's own, with ``extensions``).
     """
+    from .reasoning import reason as _reason
     if extensions and ontology is None:
         from .rulegen import missing_owl_classes
         knowledge = load_knowledge(extensions=extensions)
@@ -506,6 +517,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
     ``endpoint``); an rdflib graph is not accepted (the report names the input files).
     """
     from .fhir import hook
+    from .report import report as _report
     if isinstance(data, rdflib.Graph):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
     with hook.configured(mappings=mappings, base=fhir_base, strict=strict):
@@ -614,7 +626,7 @@ def connect(url: str, *, store_url: str | None = None, timeout: float = 600.0,
     :param max_rows: the server's result row cap, where it does not say so itself.
     :param max_mb: refuse an answer larger than this.
     """
-    from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, Credentials
+    from .endpoint import DEFAULT_MAX_RESPONSE_BYTES, Credentials, SparqlEndpoint
     return SparqlEndpoint(
         url, store_url=store_url, timeout=timeout, deadline=time.monotonic() + timeout, method=method,
         max_rows=max_rows, credentials=Credentials.from_file(credentials) if credentials is not None else None,

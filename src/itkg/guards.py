@@ -86,7 +86,9 @@ def install_library_defaults() -> None:
     - Log records of rdflib, owlready2, pyshacl and owlrl are redacted (their texts quote literal
       values and parser excerpts), ``rdflib.term`` drops its per-literal warnings, and the
       ``warnings`` those libraries issue (``"Parsing weird boolean, 'maybe'"``) are ignored.
-    - owlready2 prints nothing about what it loads.
+    - owlready2, once imported, prints nothing about what it loads (itkg itself runs owlready2
+      only in HermiT's worker process, :mod:`itkg._hermit_worker`; importing it here for every
+      command cost about 20 ms).
     """
     rdflib.NORMALIZE_LITERALS = False
     rdflib.plugins.sparql.SPARQL_LOAD_GRAPHS = False
@@ -95,9 +97,9 @@ def install_library_defaults() -> None:
     if not any(f[0] == "ignore" and f[3] is not None and f[3].pattern == _QUIET_WARNING_MODULES
                for f in warnings.filters):
         warnings.filterwarnings("ignore", module=_QUIET_WARNING_MODULES)
-    import owlready2
-
-    owlready2.set_log_level(0)
+    owlready2 = sys.modules.get("owlready2")
+    if owlready2 is not None and hasattr(owlready2, "set_log_level"):
+        owlready2.set_log_level(0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,3 +55,7 @@ DEFAULT_MAX_LISTED = 2000
 
 #: Patients whose full explanation the HTML report includes.
 DEFAULT_MAX_DETAILS = 300
+
+#: Java heap for HermiT (``itkg reason``), in MB. 10,000 patients needed 1.1 GB; this leaves
+#: room for the largest cohort it accepts.
+DEFAULT_JAVA_MEMORY_MB = 4096

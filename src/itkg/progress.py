@@ -12,10 +12,7 @@ from __future__ import annotations
 import multiprocessing.sharedctypes
 import threading
 from types import TracebackType
-from typing import Callable
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from typing import Any, Callable
 
 from . import processes
 
@@ -52,8 +49,15 @@ class Meter:
     def show(self) -> "Meter":
         """Start displaying (if visible); the display ends with :meth:`close` or the ``with`` block."""
         if self.visible and self._thread is None:
+            # rich only for a display (a quiet run, or one whose output is not a terminal, has
+            # none), and imported here, not in the display thread
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+            bar = Progress(*columns, console=Console(stderr=True), transient=True, auto_refresh=False)
             self._thread = processes.start_thread(
-                threading.Thread(target=self._display, name="itkg-progress", daemon=True))
+                threading.Thread(target=self._display, args=(bar,), name="itkg-progress", daemon=True))
         return self
 
     def close(self) -> None:
@@ -69,11 +73,8 @@ class Meter:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-    def _display(self) -> None:
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True,
-                      auto_refresh=False) as bar:
+    def _display(self, bar: Any) -> None:
+        with bar:
             reading = bar.add_task("reading ", total=self.total_bytes or 1, detail="")
             deciding = bar.add_task("deciding", total=None, detail="", visible=False)
             while True:

@@ -38,7 +38,7 @@ from typing import Any
 import rdflib
 from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 
-from itkg import _hermit_worker, processes, resources, vocab
+from itkg import _hermit_worker, names, processes, resources, vocab
 from itkg._hermit_worker import exception_names
 from itkg.errors import ReasonerError
 from itkg.loading import node_id
@@ -74,8 +74,8 @@ _VOCABULARY = (str(RDF), str(RDFS), str(OWL))
 #: it): the worker needs only owlready2, and this saves about a second per call.
 _BOOTSTRAP = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
-DEFAULT_JAVA_MEMORY_MB = 4096
-"""Java heap for HermiT. 10,000 patients needed 1.1 GB; this leaves room for ``max_patients``."""
+#: Java heap for HermiT (defined in :mod:`itkg.names`, beside the API's other defaults).
+DEFAULT_JAVA_MEMORY_MB = names.DEFAULT_JAVA_MEMORY_MB
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,20 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import pyoxigraph as ox
 import rdflib
 from rdflib.namespace import PROV, RDF, RDFS, XSD
-from rich.console import Console
-from rich.markup import escape as markup_escape
-from rich.table import Table
 
 from .knowledge import Knowledge
 from .loading import Source, node_id, to_oxigraph_triple
 from .results import EligibilityResult, PatientExplanation
-from .sparql import QueryResult
 from .termsafe import printable
-from .validation import ValidationReport
 
+# rich is imported by the tables and texts that use it (JSON and CSV output do not), and the
+# validation and query results' modules only for their types (pySHACL comes with the first).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from .reasoning import Disagreement, ReasoningReport
+    from .sparql import QueryResult
+    from .validation import ValidationReport
 
 ITKG = rdflib.Namespace("https://w3id.org/itkg/")
 _STATUS_STYLE = {"qualifies": "bold green", "pending": "yellow", "excluded": "bold red"}
@@ -46,6 +47,7 @@ def _short(iri: str) -> str:
 def _console(color: bool, width: int | None = None, wrap: bool = True) -> tuple[Console, io.StringIO]:
     """A console writing into a string: as wide as the terminal (``COLUMNS``, else the terminal
     standard output is, else 160 columns for files and pipes)."""
+    from rich.console import Console
     buffer = io.StringIO()
     width = width or shutil.get_terminal_size((160, 24)).columns
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=width,
@@ -56,6 +58,7 @@ def _console(color: bool, width: int | None = None, wrap: bool = True) -> tuple[
 def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool = False,
           styles: dict[str, str] | None = None, title: str | None = None) -> str:
     """A readable table; ``color`` adds ANSI colours (only when writing to a terminal)."""
+    from rich.table import Table
     console, buffer = _console(color)
     grid = Table(*[printable(c) for c in columns], title=title, show_lines=False, header_style="bold")
     for row in rows:
@@ -270,6 +273,7 @@ def _run_uuid(started: _dt.datetime, sources: Sequence[Source]) -> str:
 
 def explanation_text(explanation: PatientExplanation, *, color: bool = False) -> str:
     """One patient, every indication, met or not, with the criterion that failed."""
+    from rich.markup import escape as markup_escape
     console, buffer = _console(color, wrap=False)
     patient = printable(explanation.patient)
     console.print(f"[bold]Patient {markup_escape(patient)}[/]" if color else f"Patient {patient}", markup=color)
