@@ -301,20 +301,26 @@ class _Run:
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
+            fhir = builder.fhir
+            if fhir is not None:  # the evidence names the FHIR resources and codes (while the
+                # workers annotate theirs): this process's own records, and what finishing added
+                from .fhir.hook import annotate
+                rows = annotate(rows, ChainMap(fhir.notes({}), fhir.reader.notes))
             for conn in self._conns():
                 deferred += self._receive(conn)
-            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
-            # Every patient is decided: the indexes (most of the memory) go before the rows travel.
-            del index
-            builder.index = PatientIndex(self.knowledge.indexed_predicates())
-            theirs: list[EligibilityResult] = []  # annotated by the workers (FHIR input)
+            late = self._decide_deferred(index, sorted(set(deferred)), axioms)
+            if fhir is not None:  # the deferred patients' records: from any worker
+                late = annotate(late, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
+            rows += late
+            # Every patient is decided: the indexes (most of the memory) go before the rows
+            # travel. The workers let go of theirs and pack their rows while this process lets
+            # go of its own; their rows are read once it has.
             for conn in self._conns():
                 conn.send(("rows",))
-                theirs += map(_unpack, self._receive(conn))
-            if builder.fhir is not None:  # the evidence names the FHIR resources and codes
-                from .fhir.hook import annotate
-                rows = annotate(rows, ChainMap(builder.fhir.notes(self.fetched_notes), builder.fhir.reader.notes))
-            rows += theirs
+            del index
+            builder.index = PatientIndex(self.knowledge.indexed_predicates())
+            for conn in self._conns():  # annotated by the workers (FHIR input)
+                rows += map(_unpack, self._receive(conn))
             rename = renumbering(self.pieces, reports)
             if rename is not None:
                 rows = [_renamed(row, rename) for row in rows]
@@ -399,10 +405,10 @@ class _Run:
                         _, packed_others, axioms = message
                         rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(packed_others),
                                                  lambda n: self.meter.decided(worker, n))
+                        conn.send(deferred)  # first: the main process has work to do with them
                         if fhir is not None:  # the evidence names the FHIR resources and codes
                             from .fhir.hook import annotate
                             rows = annotate(rows, fhir.reader.notes)
-                        conn.send(deferred)
                     elif message[0] == "fetch":
                         notes = fhir.reader.notes if fhir is not None else {}
                         conn.send((index.fragment(message[1]), {n: notes[n] for n in message[1] if n in notes}))
