@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from .. import vocab
+from .. import processes, vocab
 from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
@@ -217,9 +217,7 @@ class _Sink:
         return shape
 
 
-def _hashes(items: Iterable[object]) -> bytes:
-    """Hashes of ``items``, packed (forked processes share the hash seed)."""
-    return array("q", list(map(hash, items))).tobytes()  # (from a list: twice as fast)
+_hashes = processes.packed_hashes
 
 
 class FhirIndexer:
