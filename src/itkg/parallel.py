@@ -14,8 +14,9 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
    every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
 4. The main process fetches the triples of the deferred patients and their records from every
    worker, merges them and decides those patients itself.
-5. Only then, every index dropped, do the workers send their rows (an index is most of a
-   worker's memory, and rows travelling beside it made the peak).
+5. Only then, the main process's index dropped, do the workers send their rows (an index is
+   most of a process's memory, and rows travelling beside both made the peak); a worker ends
+   once its rows are sent, and its index goes with it.
 
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
@@ -313,9 +314,9 @@ class _Run:
             if fhir is not None:  # the deferred patients' records: from any worker
                 late = annotate(late, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
             rows += late
-            # Every patient is decided: the indexes (most of the memory) go before the rows
-            # travel. The workers let go of theirs and pack their rows while this process lets
-            # go of its own; their rows are read once it has.
+            # Every patient is decided: this process's index (most of its memory) goes before
+            # the workers' rows travel. They pack their rows while it goes; their rows are read
+            # once it has gone (a worker ends after sending, its index with it).
             for conn in self._conns():
                 conn.send(("rows",))
             del index
@@ -417,8 +418,9 @@ class _Run:
                         assert fhir is not None
                         conn.send(fhir.lookup(message[1], message[2]))
                     elif message[0] == "rows":  # the last message: the index is not needed any more
-                        del index
-                        parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
+                        # It is not let go here: the main process has let go of its own, and this
+                        # process ends once the rows are sent, its memory returned at once
+                        # (os._exit) instead of object by object (0.07 s at 100,000 patients).
                         conn.send([_pack(r) for r in rows])
                         return
                     else:
