@@ -167,6 +167,8 @@ class RuleEngine:
         self._verdicts: dict[tuple[object, frozenset[str]], bool] = {}
         self._prerequisites: dict[str, tuple[Prerequisite, ...]] = {}
         self._dates: dict[object, str | None] = {}
+        #: per (prerequisite, therapy): the classes that cover the therapy and the words for it
+        self._wording: dict[tuple[str, str], tuple[frozenset[str] | None, str, str]] = {}
 
     # -- criteria ------------------------------------------------------------------------------
 
@@ -256,6 +258,8 @@ class RuleEngine:
     @staticmethod
     def _latest(records: list[_Record]) -> list[_Record]:
         """The records tied for latest: the latest day, or all of them when none is dated."""
+        if len(records) == 1:  # (the common case)
+            return records
         dated = [r.date for r in records if r.date is not None]
         if not dated:
             return sorted(records, key=lambda r: r.node)
@@ -269,6 +273,13 @@ class RuleEngine:
         code, label = prerequisite.code, self.k.label
         nodes = tuple(r.node for r in latest)
         when = latest[0].date or "undated"
+        if len(latest) == 1 and len(latest[0].values) <= 1:  # one record, one value: nothing tied
+            # (the common case, as below without the sets: the same words)
+            value = next(iter(latest[0].values), None)
+            if value is not None and (value in prerequisite.failing or value in prerequisite.meeting):
+                return PrerequisiteCheck(code, "failed" if value in prerequisite.failing else "met",
+                                         f"{what} {_ref(nodes[0])} ({when}): {_or_join([label(value)])}", nodes)
+            return PrerequisiteCheck(code, "missing", f"{what} {_ref(nodes[0])} ({when}) records no decision", nodes)
         refs = ", ".join(_ref(n) for n in nodes)
         losing = sorted({v for r in latest for v in r.values if v in prerequisite.failing})
         meeting = sorted({v for r in latest for v in r.values if v in prerequisite.meeting})
@@ -298,14 +309,19 @@ class RuleEngine:
         """Check one prerequisite as the ontology describes it (:class:`Prerequisite`): the
         patient's records by its link (those covering ``therapy``, if it has a scope), the latest
         of them, and their decision values."""
-        get, label = self.index.get, self.k.label
+        get = self.index.get
+        wording = self._wording.get((prerequisite.iri, therapy))
+        if wording is None:
+            label = self.k.label
+            what = label(prerequisite.record_class) if prerequisite.record_class else label(prerequisite.link)
+            wording = self._wording[(prerequisite.iri, therapy)] = (
+                frozenset(self.k.ancestors(therapy)) if prerequisite.scope else None,
+                f" covering {label(therapy)}" if prerequisite.scope else "", what)
+        covering_classes, covering, what = wording
         nodes = [n for n in get(patient, prerequisite.link) if isinstance(n, str)]
-        covering = ""
-        if prerequisite.scope:
-            covering_classes = self.k.ancestors(therapy)
-            nodes = [n for n in nodes if covering_classes.intersection(get(n, prerequisite.scope))]
-            covering = f" covering {label(therapy)}"
-        what = label(prerequisite.record_class) if prerequisite.record_class else label(prerequisite.link)
+        scope = prerequisite.scope
+        if covering_classes is not None and scope:
+            nodes = [n for n in nodes if not covering_classes.isdisjoint(get(n, scope))]
         records = self._records(nodes, prerequisite.date, prerequisite.decision)
         if not records:
             return PrerequisiteCheck(prerequisite.code, "missing", f"no {what}{covering} is recorded")

@@ -516,8 +516,10 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
     def child(conn: multiprocessing.connection.Connection) -> None:
         global _TO_PARENT
         _TO_PARENT = conn
+        # Made before the work: past the budget, even reporting it may fail to allocate.
+        out_of_memory = pickle.dumps(("crash", "MemoryError"))
+        more: tuple[Any, ...] = ()
         try:
-            more: tuple[Any, ...] = ()
             if prepare is not None:
                 more = prepare()
                 conn.send_bytes(pickle.dumps(("ready", None)))
@@ -525,9 +527,13 @@ def call_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], time
         except passes as error:
             outcome = ("error", error)
         except BaseException as error:  # noqa: BLE001 - reported as a kind, not a message
+            more = ()  # what prepare loaded (a graph near the budget) is let go before reporting
             outcome = ("crash", "MemoryError" if is_out_of_memory(error) else type(error).__name__)
+        more = ()
         try:
             payload = pickle.dumps(outcome)
+        except MemoryError:
+            payload = out_of_memory
         except Exception as error:  # noqa: BLE001 - an unpicklable result: its kind only
             payload = pickle.dumps(("crash", type(error).__name__))
         conn.send_bytes(payload)

@@ -211,6 +211,9 @@ class Checker:
         self.keep_ill_typed = keep_ill_typed
         #: whether the quads handed on carry their final blank nodes (see :meth:`check`)
         self.final_terms = final_terms
+        #: the index sink's nodes (subject name -> key -> values), when :meth:`check` is to add
+        #: the kept triples to them itself instead of handing them on (see :meth:`check`)
+        self.into: dict[str, dict[Any, list]] | None = None
         self._keys = keys
         self._predicates: dict[ox.NamedNode, tuple[int, Any]] = {}
         self._types: dict[str, int] = {}
@@ -233,18 +236,26 @@ class Checker:
         file), and rebuilt only otherwise: pyoxigraph's ``Quad(...)`` costs about 3 µs when a
         term is a blank node or a literal (it tries each kind of term in turn), and rebuilding
         every quad with a blank node made ``itkg query --engine oxigraph`` twice as slow
-        (docs/performance.md). A renamed node is made once per name (cached)."""
+        (docs/performance.md). A renamed node is made once per name (cached).
+
+        With :attr:`into` set when the checking starts (the rule engine's index sink,
+        :class:`itkg.streaming.IndexBuilder`), the kept triples are added to those nodes here and
+        nothing is handed on: a tuple made, handed on and taken apart again for each of millions
+        of triples was a tenth of the index's CPU time (docs/performance.md, session six)."""
         predicates, objects, types = self._predicates, self._objects, self._types
         named, blank, triple, make = ox.NamedNode, ox.BlankNode, ox.Triple, ox.Quad
         itkg, keep_ill_typed, final_terms = vocab.ITKG, self.keep_ill_typed, self.final_terms
         name, renames, recent = namer.name, namer.renames, namer._recent
         scope = namer.scope
         statements = namer.statements and renames
+        into = self.into
+        props: dict[Any, list] | None = None  # the subject's entry in ``into``, once looked up
         nodes: dict[str, ox.BlankNode] = {}  # renamed nodes by name (final_terms only)
         last_subject: object = None
         subject_name = ""
         subject_term: Any = None  # the subject's renamed node, or None when it keeps its term
         aside_subject = False
+        ill_typed_kind, type_verdict, link_verdict = IllTyped, _TYPE, _LINK
         count = 0
         for count, quad in enumerate(quads, 1):  # noqa: B007 - count is used after the loop
             predicate = quad.predicate
@@ -255,6 +266,7 @@ class Checker:
             obj: Any = quad.object
             kind = type(obj)
             object_term: Any = None
+            ill = False
             # Every node is named, kept or not, so that numbers never depend on what a sink keeps.
             if kind is blank:  # (the namer's common cases inlined: a population has millions)
                 label = obj.value
@@ -283,10 +295,13 @@ class Checker:
                             value = IllTyped(value)
                     if len(objects) < _OBJECT_CACHE:
                         objects[obj] = value
+                if kind is not named and type(value) is ill_typed_kind:
+                    ill = True
             subject: Any = quad.subject
             if subject != last_subject:
                 last_subject = subject
                 subject_term = None
+                props = None
                 if type(subject) is named:
                     subject_name = subject.value
                     aside_subject = subject_name.startswith(itkg)
@@ -311,25 +326,37 @@ class Checker:
                             subject_term = self._node(nodes, found)
                     aside_subject = False
             if verdict:  # (the common cases inlined: a record's type, a patient's link)
-                if verdict == _TYPE and kind is named and types.get(value) == 0:
+                if verdict == type_verdict and kind is named and types.get(value) == 0:
                     pass
-                elif verdict == _LINK:
-                    if not aside_subject:
+                elif verdict == link_verdict:
+                    if not aside_subject and not report.holds_patient:
                         report.holds_patient = True
                 elif self._set_aside_by_verdict(verdict, value, kind is named, aside_subject, report):
                     continue
             if aside_subject:
                 report.schema_set_aside += 1
                 continue
-            if type(value) is IllTyped:
+            if ill:
                 report.note_ill_typed(predicate.value, *value)
                 if not keep_ill_typed:
                     continue
-            if key is not None:
-                if subject_term is not None or object_term is not None:
-                    quad = make(subject if subject_term is None else subject_term, predicate,
-                                obj if object_term is None else object_term)
-                yield quad, subject_name, key, value
+            if key is None:
+                continue
+            if into is not None:
+                if props is None:
+                    props = into.get(subject_name)
+                    if props is None:
+                        props = into[subject_name] = {}
+                values = props.get(key)
+                if values is None:
+                    props[key] = [value]
+                else:
+                    values.append(value)
+                continue
+            if subject_term is not None or object_term is not None:
+                quad = make(subject if subject_term is None else subject_term, predicate,
+                            obj if object_term is None else object_term)
+            yield quad, subject_name, key, value
         report.triples += count
 
     @staticmethod

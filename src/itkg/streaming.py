@@ -75,8 +75,12 @@ class IndexBuilder:
         self.add(self.checker.check_facts(facts, report), Namer(), report)
 
     def add(self, quads: Iterable[Checked], namer: Namer, report: PieceReport) -> None:
-        """Index the checked triples (their plain names and values are the checker's)."""
+        """Index the checked triples (their plain names and values are the checker's). Parsed
+        triples are added by the checker itself, as it checks them (:attr:`Checker.into`: its
+        :meth:`~itkg.reader.Checker.check` starts only when iterated, here); mapped facts
+        (:meth:`add_facts`) come through this loop."""
         nodes = self.index.nodes
+        self.checker.into = nodes
         last_subject: object = None
         props: dict[str, list] = {}
         for _quad, subject, predicate, value in quads:
