@@ -206,3 +206,25 @@ def test_waves_only_from_waves_from_bytes_and_both_ways_give_the_same_rows(lines
     rows, _ = eligibility_rows([path], workers=workers, min_piece_bytes=wave // 2)  # the default: no waves
     assert not scanned and size < waves.WAVES_FROM
     assert full(rows) == expected
+
+
+def test_a_row_unpacked_in_the_main_process_is_the_row_packed_in_a_worker() -> None:
+    import dataclasses
+    import pickle
+
+    from itkg.parallel import _unpack
+    from itkg.results import EligibilityResult, PrerequisiteCheck
+    from itkg.waves import pack
+    row = EligibilityResult("https://fhir.invalid/Patient/p1", "https://w3id.org/itkg/IntrathecalAnalgesicTherapy",
+                            "https://w3id.org/itkg/CancerPainIndication", "excluded", ("informed-consent",),
+                            ("cancer pain diagnosis <https://fhir.invalid/Condition/c1>",),
+                            (PrerequisiteCheck("informed-consent", "failed", "refused", ("_:k1",)),
+                             PrerequisiteCheck("csf-circulation", "met", "good")))
+    back = _unpack(pack(row))
+    assert type(back) is EligibilityResult and back == row and hash(back) == hash(row) and repr(back) == repr(row)
+    assert back.prerequisites == row.prerequisites and back.evidence == row.evidence
+    assert not back < row and not row < back and sorted([back, row]) == [back, row]
+    assert pickle.loads(pickle.dumps(back)) == row and dataclasses.asdict(back) == dataclasses.asdict(row)
+    assert dataclasses.replace(back, status="pending").status == "pending"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.status = "qualifies"  # type: ignore[misc]

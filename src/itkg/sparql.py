@@ -27,6 +27,7 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal as TLiteral, Sequence, Union, cast
 
@@ -120,7 +121,7 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         if watch is not None:
             watch.observe(_watched(ontology))
         store.extend(_ontology_quads(ontology))
-    observe = watch.observe if watch is not None else None
+    observe = watch.observe_literals if watch is not None else None
     if directory is None:
         return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
                           with_ontology=with_ontology, strict=strict, watch=observe)
@@ -143,7 +144,7 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
         if data is not None:
             graph += data.graph()
     try:
-        result = graph.query(text)
+        result = graph.query(_prepared(text))
     except RecursionError:
         raise QueryError("the query recursed too deeply over this data") from None
     if result.type != "SELECT":
@@ -151,6 +152,16 @@ def _rdflib_select(text: str, data: QueryData, with_ontology: bool,
     variables = tuple(str(v) for v in result.vars or ())
     rows = tuple({str(k): v for k, v in cast(ResultRow, row).asdict().items()} for row in result)
     return QueryResult(variables, rows, engine="rdflib")
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(text: str) -> Any:
+    """``text`` parsed by rdflib, as ``Graph.query(text)`` parses it (with a new graph's prefixes),
+    once per process: parsing (pyparsing) took nearly all of a small query's time, and the bundled
+    queries are run again and again (each engine, each call of :func:`itkg.eligibility`). A query
+    that fails to parse is not kept, and fails again the same way."""
+    from rdflib.plugins.sparql import prepareQuery
+    return prepareQuery(text, initNs=dict(rdflib.Graph().namespaces()))
 
 
 def _oxigraph_select(text: str, data: QueryData, with_ontology: bool,
@@ -370,13 +381,30 @@ def gate(text: str, source: str = "<query>", timeout: float | None = None) -> No
     does, and a gate that does not finish raises :class:`QueryTimeout`. ``source`` names the
     query in messages.
     """
+    if text in _PASSED:
+        return
     if timeout is None:
         guards.gate_query(text, source)
-        return
-    processes.call_with_deadline(
-        _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
-        timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
-        failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+    else:
+        processes.call_with_deadline(
+            _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
+            timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
+            failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+    if len(text) <= _PASSED_MAX_CHARS:
+        with _PASSED_LOCK:
+            if len(_PASSED) >= _PASSED_MAX:
+                del _PASSED[next(iter(_PASSED))]
+            _PASSED[text] = None
+
+
+#: Query texts that passed the gate in this process (oldest first, at most ``_PASSED_MAX`` of at
+#: most ``_PASSED_MAX_CHARS`` characters). The gate's verdict depends on the text alone, and its
+#: parse took nearly all of a small query's time: the bundled queries pass it once per process,
+#: not once per call. A refused text is never kept, so it is refused (or times out) every time.
+_PASSED: dict[str, None] = {}
+_PASSED_MAX = 64
+_PASSED_MAX_CHARS = 65_536
+_PASSED_LOCK = threading.Lock()
 
 
 #: Recursion allowed to the gate's parser in its child, and the stack of the thread it runs in.

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,13 +105,31 @@ _RECORD = re.compile(r"<([^<>\s]+)>")
 
 def annotate_text(text: str, notes: Mapping[str, str]) -> str:
     """``text`` with every record IRI in it followed by the FHIR resource and codes it came from."""
+    return _RECORD.sub(_noter(notes), text) if "<" in text else text
+
+
+def _noter(notes: Mapping[str, str]) -> Callable[[re.Match[str]], str]:
+    """The replacement of one record IRI (a match of ``_RECORD``) by :func:`annotate_text`. A
+    :class:`~collections.ChainMap` is read map by map with ``dict.get`` (its own lookups are
+    Python code, asked once per IRI of every row)."""
+    maps = notes.maps if isinstance(notes, ChainMap) else [notes]
+    if len(maps) == 2 and all(type(m) is dict for m in maps):
+        first, second = maps[0].get, maps[1].get
+
+        def lookup(iri: str) -> str | None:
+            found = first(iri)
+            return second(iri) if found is None else found
+    else:
+        def lookup(iri: str) -> str | None:
+            return notes.get(iri)
+
     def note(match: re.Match[str]) -> str:
-        found = notes.get(match.group(1))
+        found = lookup(match.group(1))
         if found is None:
             return match.group(0)
         name, _, codes = found.partition(", ")
         return f"{match.group(0)} ({name}{'; ' + codes if codes else ''})"
-    return _RECORD.sub(note, text) if "<" in text else text
+    return note
 
 
 def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str]) -> PatientExplanation:
@@ -126,7 +145,8 @@ def annotate(results: Sequence[EligibilityResult], notes: Mapping[str, str]) -> 
     it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
     if not notes:
         return list(results)
-    return [dataclasses.replace(row, evidence=tuple(annotate_text(e, notes) for e in row.evidence))
+    sub, note = _RECORD.sub, _noter(notes)  # (once for all the rows)
+    return [dataclasses.replace(row, evidence=tuple(sub(note, e) if "<" in e else e for e in row.evidence))
             if any("<" in e for e in row.evidence) else row for row in results]
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from .. import vocab
+from .. import processes, vocab
 from ..errors import InputError
 from ..knowledge import Knowledge, load_knowledge
 from ..loading import checked_size
@@ -217,9 +217,7 @@ class _Sink:
         return shape
 
 
-def _hashes(items: Iterable[object]) -> bytes:
-    """Hashes of ``items``, packed (forked processes share the hash seed)."""
-    return array("q", map(hash, items)).tobytes()
+_hashes = processes.packed_hashes
 
 
 class FhirIndexer:
@@ -336,9 +334,11 @@ class FhirIndexer:
             for state in everyone:
                 packed = array("q")
                 packed.frombytes(state[name])
-                if not hashes.isdisjoint(packed):
+                values = packed.tolist()  # (a list of ints: faster to test and add than the array)
+                if not hashes.isdisjoint(values):
                     raise Untrusted("a FHIR resource type and id, or a patient, read by two workers")
-                hashes.update(packed)
+                hashes.update(values)
+                del packed, values
             del hashes
         if sum(bool(s["anonymous"]) for s in everyone) and len(everyone) > 1:
             raise Untrusted("FHIR records without id are numbered in input order")
