@@ -298,6 +298,7 @@ class _Run:
             index = builder.index
             if builder.fhir is not None:
                 builder.fhir.finish_local()
+                builder.fhir.export_own()  # while the workers finish theirs
             axioms = list(index.subclass_axioms)
             hashes = [b""]
             self.meter.patients = _patient_count(index, self.meter)
