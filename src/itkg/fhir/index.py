@@ -338,14 +338,14 @@ class FhirIndexer:
         everyone = [mine, *states]
         for name in ("seen", "patients"):
             hashes: set[int] = set()
-            for state in everyone:
+            for number, state in enumerate(everyone, 1):
                 packed = array("q")
                 packed.frombytes(state[name])
-                values = packed.tolist()  # (a list of ints: faster to test and add than the array)
-                if not hashes.isdisjoint(values):
+                if not hashes.isdisjoint(packed):
                     raise Untrusted("a FHIR resource type and id, or a patient, read by two workers")
-                hashes.update(values)
-                del packed, values
+                if number < len(everyone):  # (the last is only tested: a set of every hash is
+                    hashes.update(packed)   # hundreds of megabytes at a million patients)
+                del packed
             del hashes
         if sum(bool(s["anonymous"]) for s in everyone) and len(everyone) > 1:
             raise Untrusted("FHIR records without id are numbered in input order")
