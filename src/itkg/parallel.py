@@ -486,7 +486,8 @@ class _WaveRun(_Run):
                 with self.lock:
                     stop.value = min(stop.value, last)
             after(state)
-        state.engine = None  # (it holds the last wave's index)
+        state.engine = None  # (it and the builder hold the last wave's index)
+        state.builder.index = PatientIndex()
         return state, reports
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:

@@ -194,6 +194,9 @@ class Waves:
         self.links = record_links(knowledge)
         self.predicates = knowledge.indexed_predicates()
         self.kept = PatientIndex(self.predicates)
+        #: one builder for every wave, a fresh index each time: its checker's caches (verdicts
+        #: of predicates, classes and literals, which a population repeats) carry over
+        self.builder = IndexBuilder(predicates=self.predicates)
         self.rows: list[Any] = []
         self.dropped: dict[int, array] = {}
         self.engine: RuleEngine | None = None
@@ -204,7 +207,8 @@ class Waves:
              decided: Callable[[int], None]) -> PieceReport:
         """Parse ``piece`` and decide its local patients (not when parsing found a problem: the
         run then ends with the input's error, and no row counts)."""
-        builder = IndexBuilder(predicates=self.predicates)
+        builder = self.builder
+        builder.index = PatientIndex(self.predicates)
         report = parse_piece(piece, builder, on_read=on_read, should_stop=should_stop)
         if report.failure is not None or report.stopped:
             return report
