@@ -4,6 +4,12 @@ The shapes must give the same verdict in every SHACL engine, so they are tested 
 them: ``pyshacl.validate`` on rdflib graphs, the ontology as ``ont_graph``, no inference. The expected
 results of each fixture in tests/data/shapes/ are listed here, next to the rule they pin down. One
 Java test repeats every fixture in Apache Jena SHACL, a second engine, to keep the shapes standard.
+
+The rdflib graph validated is itkg's query-caching one (:class:`itkg.validation._QueryCachingGraph`,
+validated in place), which parses each SPARQL text once instead of once per focus node: four to
+fifteen times faster here, and nothing else differs. That it gives plain ``rdflib.Graph``'s results
+is held by tests/test_scale_validation.py, on these very fixtures (merged), the examples and the
+planned rules corpus, where a plain graph is the reference.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, RDFS, SH
 
 from itkg import jena
+from itkg.validation import _QueryCachingGraph
 from itkg.resources import ontology_path
 
 ITKG = Namespace("https://w3id.org/itkg/")
@@ -77,9 +84,12 @@ def record(node: str, shape: str, path: URIRef, message_part: str) -> Expected:
 
 
 def run_shacl(data: Graph, shapes: Graph, ontology: Graph) -> tuple[bool, list[Result]]:
-    """Validate ``data`` exactly as contract §4 says, and read the results out of the report graph."""
-    conforms, report, _ = validate(data, shacl_graph=shapes, ont_graph=ontology, inference="none",
-                                   do_owl_imports=False)
+    """Validate ``data`` as contract §4 says (in a query-caching copy: see the module's docstring),
+    and read the results out of the report graph."""
+    graph = _QueryCachingGraph()
+    graph += data
+    conforms, report, _ = validate(graph, shacl_graph=shapes, ont_graph=ontology, inference="none",
+                                   do_owl_imports=False, inplace=True)
     results = []
     for node in report.subjects(RDF.type, SH.ValidationResult):
         messages = list(report.objects(node, SH.resultMessage))
@@ -93,12 +103,13 @@ def run_shacl(data: Graph, shapes: Graph, ontology: Graph) -> tuple[bool, list[R
 
 @pytest.fixture(scope="module")
 def validated(shapes: Graph, ontology: Graph) -> Callable[[str], list[Result]]:
-    """Results for a fixture file by stem, validated once per module (pySHACL re-parses SPARQL per node)."""
+    """Results for a fixture file by stem (or the examples, ``"examples"``), validated once per module."""
     cache: dict[str, list[Result]] = {}
 
     def results_of(stem: str) -> list[Result]:
         if stem not in cache:
-            cache[stem] = run_shacl(Graph().parse(FIXTURES / f"{stem}.ttl"), shapes, ontology)[1]
+            path = EXAMPLES if stem == "examples" else FIXTURES / f"{stem}.ttl"
+            cache[stem] = run_shacl(Graph().parse(path), shapes, ontology)[1]
         return cache[stem]
 
     return results_of
@@ -132,9 +143,9 @@ def test_ontology_alone_conforms(shapes: Graph, ontology: Graph) -> None:
     assert conforms, results
 
 
-def test_example_patients_give_one_violation_for_dev(shapes: Graph, ontology: Graph) -> None:
-    conforms, results = run_shacl(Graph().parse(EXAMPLES), shapes, ontology)
-    assert not conforms
+def test_example_patients_give_one_violation_for_dev(validated: Callable[[str], list[Result]]) -> None:
+    results = validated("examples")
+    assert results  # run_shacl checked that conforms is (not results)
     assert_results(results, [planned("dev", CSF, "the latest CSF circulation assessment (undated) records "
                                                  "impaired CSF circulation")])
     assert "impaired CSF circulation" in results[0].message and "CSF" in results[0].message
@@ -226,10 +237,11 @@ def test_every_planned_therapy_fixture_is_listed() -> None:
     assert {p.stem for p in FIXTURES.glob("pt-*.ttl")} == set(PLANNED_CASES)
 
 
-def test_patient_without_planned_therapy_is_not_checked(shapes: Graph, ontology: Graph) -> None:
+def test_patient_without_planned_therapy_is_not_checked(shapes: Graph, ontology: Graph,
+                                                       validated: Callable[[str], list[Result]]) -> None:
     """ex:not-planned has a refusal and an impaired finding; only planning therapy brings them into play."""
+    assert validated("pt-not-planned") == []  # conforms (run_shacl checks conforms is (not results))
     data = Graph().parse(FIXTURES / "pt-not-planned.ttl")
-    assert run_shacl(data, shapes, ontology)[0]
     data.add((EX["not-planned"], ITKG.plannedTherapy, ANALGESIC))
     _, results = run_shacl(data, shapes, ontology)
     assert_results(results, [planned("not-planned", CONSENT, consent_is("2026-03-01", "refused")),
@@ -468,7 +480,7 @@ def test_jena_shacl_gives_the_same_results(tmp_path: Path, shapes: Graph, ontolo
     if java is None:
         pytest.skip("java is not installed")
     files = {str(p): validated(p.stem) for p in sorted(FIXTURES.glob("*.ttl"))}
-    files[str(EXAMPLES)] = run_shacl(Graph().parse(EXAMPLES), shapes, ontology)[1]
+    files[str(EXAMPLES)] = validated("examples")
     if planned_rules is not None:
         rules_file = tmp_path / "rules-planned.nt"
         planned_rules.data.serialize(rules_file, format="nt", encoding="utf-8")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from operator import attrgetter
 
 import pyoxigraph as ox
 
@@ -45,6 +46,7 @@ CERTAINLY_KEPT: dict[str, re.Pattern[str]] = {
 }
 
 _STRING = XSD + "string"
+_OBJECT = attrgetter("object")
 _SCRATCH_SUBJECT = ox.NamedNode("urn:itkg:lexical")
 #: Literal terms remembered with their verdict by :class:`FormWatch` (a cache, bounded).
 _TERM_CACHE = 200_000
@@ -83,11 +85,15 @@ class FormWatch:
 
     def observe(self, statements: Iterable[ox.Triple | ox.Quad]) -> None:
         """Look at the objects of ``statements`` (subjects and predicates are never literals)."""
+        self.observe_literals(map(_OBJECT, statements))
+
+    def observe_literals(self, objects: Iterable[object]) -> None:
+        """Look at ``objects``: the objects of statements, or only those that are literals (the
+        reader's checker collects them for a store, :attr:`itkg.reader.Checker.literals`)."""
         known, terms, literal = self._known, self._terms, ox.Literal
         pending: dict[tuple[str, str], list] = {}  # (form, datatype) -> [literal, occurrences]
         changed = 0
-        for statement in statements:
-            obj = statement.object
+        for obj in objects:
             if type(obj) is not literal:
                 continue
             verdict = terms.get(obj)

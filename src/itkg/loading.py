@@ -22,9 +22,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import pyoxigraph as ox
 import rdflib
@@ -33,7 +32,7 @@ from . import guards, names
 from .errors import IllTypedLiteralError, InputError, InputTooLargeError, ParseError
 
 if TYPE_CHECKING:
-    from .reader import Checked, Checker, Namer, PieceReport
+    from .reader import Checker, Namer, PieceReport
 
 OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
 IMPORTS_REFUSED = "owl:imports is not followed; load the imported file explicitly"
@@ -126,17 +125,12 @@ class TripleSink:
         self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed, final_terms=True)
         self.triples: list[ox.Triple] = []
 
-    def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
+    def add(self, quads: Iterable[Any], namer: "Namer", report: "PieceReport") -> None:
         """Keep the checked triples as pyoxigraph triples (their blank nodes already carry the
         names ``namer`` gave them: the checker's ``final_terms``). The checked statements are
         quads when parsed, triples when they come from a graph (:meth:`PatientData.from_graph`)."""
         quad = ox.Quad
-        self.triples.extend(s.triple if type(s) is quad else s for s in map(_STATEMENT, quads))
-
-
-#: The statement of a :data:`~itkg.reader.Checked` tuple (taken in C by ``map``: a Python loop
-#: over a population's millions of statements costs seconds).
-_STATEMENT = itemgetter(0)
+        self.triples.extend(s.triple if type(s) is quad else s for s in quads)
 
 
 class StoreSink:
@@ -146,24 +140,29 @@ class StoreSink:
     is reported, as :func:`load` does)."""
 
     def __init__(self, store: ox.Store, *, keep_ill_typed: bool = False, strict: bool = False,
-                 watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None) -> None:
+                 watch: Callable[[Sequence[ox.Literal]], None] | None = None) -> None:
         from .reader import Checker
         self.checker: Checker = Checker(keep_ill_typed=keep_ill_typed, final_terms=True)
         self.store, self.strict, self.watch = store, strict, watch
+        #: the literal objects of the batch under way (the checker appends them), for ``watch``
+        self.literals: list[ox.Literal] = []
+        if watch is not None:
+            self.checker.literals = self.literals
 
-    def add(self, quads: Iterable["Checked"], namer: "Namer", report: "PieceReport") -> None:
-        """Add the checked triples to the store, in batches (their blank nodes already carry the
-        names ``namer`` gave them: the checker's ``final_terms``)."""
-        final = map(_STATEMENT, quads)
-        while batch := list(islice(final, _STREAM_BATCH)):
+    def add(self, quads: Iterable[Any], namer: "Namer", report: "PieceReport") -> None:
+        """Add the checked statements to the store, in batches (their blank nodes already carry
+        the names ``namer`` gave them: the checker's ``final_terms``)."""
+        quads = iter(quads)
+        while batch := list(islice(quads, _STREAM_BATCH)):
             self._flush(batch, report)
 
     def _flush(self, batch: list[ox.Quad], report: "PieceReport") -> None:
         if not (report.imports or report.triple_terms or (self.strict and report.ill_typed is not None)):
             if self.watch is not None:  # it may raise to stop the load (itkg.lexical.FormWatch)
-                self.watch(batch)
+                self.watch(self.literals)
             self.store.extend(batch)
         batch.clear()
+        self.literals.clear()
 
 
 @dataclass
@@ -312,7 +311,7 @@ def load_store(
     strict: bool = False,
     store: ox.Store | None = None,
     with_ontology: bool = False,
-    watch: Callable[[Sequence[ox.Triple | ox.Quad]], None] | None = None,
+    watch: Callable[[Sequence[ox.Literal]], None] | None = None,
 ) -> PatientStore:
     """Load patient files into a pyoxigraph store, with exactly the checks and errors of :func:`load`.
 
@@ -327,8 +326,8 @@ def load_store(
     :param store: add to this store (for instance one that already holds the ontology) instead of
         a new one. On an error it may hold part of the input: discard it then.
     :param with_ontology: recorded in the result: whether ``store`` already holds the ontology.
-    :param watch: called with each batch just before it goes into the store; it may raise to
-        stop the load (:class:`itkg.lexical.FormWatch`).
+    :param watch: called with the literal objects of each batch just before the batch goes
+        into the store; it may raise to stop the load (:meth:`itkg.lexical.FormWatch.observe_literals`).
     :raises InputError: (or a subclass) when any file cannot be used; nothing is returned then.
 
     >>> from itkg.resources import data_root

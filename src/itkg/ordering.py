@@ -50,14 +50,17 @@ def order_keys(query: str) -> list[tuple[str, bool]] | None:
     return keys
 
 
+_ZERO = Decimal(0)
+
+
 def _term_key(term: Identifier | None) -> tuple[int, int, Decimal, str, str]:
     """SPARQL's order of terms: unbound, blank nodes, IRIs, literals; numbers by value."""
     if term is None:
-        return (0, 0, Decimal(0), "", "")
+        return (0, 0, _ZERO, "", "")
     if isinstance(term, BNode):
-        return (1, 0, Decimal(0), str(term), "")
+        return (1, 0, _ZERO, str(term), "")
     if isinstance(term, URIRef):
-        return (2, 0, Decimal(0), str(term), "")
+        return (2, 0, _ZERO, str(term), "")
     assert isinstance(term, Literal)
     datatype = str(term.datatype or "")
     if datatype in _NUMERIC:
@@ -67,7 +70,7 @@ def _term_key(term: Identifier | None) -> tuple[int, int, Decimal, str, str]:
                 return (3, 0, number, "", datatype)
         except InvalidOperation:
             pass
-    return (3, 1, Decimal(0), str(term), term.language or datatype)
+    return (3, 1, _ZERO, str(term), term.language or datatype)
 
 
 def sort_result(result: QueryResult, query: str) -> QueryResult:

@@ -14,9 +14,8 @@ triple, so it is split across processes (forked: the ontology's knowledge is inh
    every patient; the rest (cut at a piece boundary, or spread over files) are *deferred*.
 4. The main process fetches the triples of the deferred patients and their records from every
    worker, merges them and decides those patients itself.
-5. Only then, the main process's index dropped, do the workers send their rows (an index is
-   most of a process's memory, and rows travelling beside both made the peak); a worker ends
-   once its rows are sent, and its index goes with it.
+5. Only then, every index dropped, do the workers send their rows (an index is most of a
+   worker's memory, and rows travelling beside it made the peak).
 
 Each patient is decided once, by the same :class:`RuleEngine` over the same triples as in one
 process, so the rows are the same; only rows (as plain tuples) and the few deferred patients'
@@ -160,24 +159,14 @@ def _hash_set(*packed: bytes) -> set[int]:
 _pack = waves.pack
 
 
-_new = object.__new__
-
-
 def _unpack(packed: tuple) -> EligibilityResult:
-    """A row :func:`waves.pack` packed, made as pickle makes a dataclass: its fields set straight
-    into a new object's ``__dict__``, without the frozen ``__init__``'s one ``object.__setattr__``
-    per field (2 µs less a row, in the main process, while the workers wait). The same objects:
-    equal, hashed, compared and pickled alike (tests/test_waves.py)."""
+    """A row :func:`waves.pack` packed. Made by the dataclass's own ``__init__``: filling a new
+    object's ``__dict__`` directly is 2 µs a row faster but holds 460 more bytes a row (the
+    object gets a dict of its own instead of the class's shared keys), 70 MB at a million
+    FHIR patients, at the run's peak."""
     patient, therapy, indication, status, unmet, evidence, checks = packed
-    prerequisites = []
-    for code, state, reason, records in checks:
-        check = _new(PrerequisiteCheck)
-        check.__dict__.update(code=code, state=state, reason=reason, records=records)
-        prerequisites.append(check)
-    row = _new(EligibilityResult)
-    row.__dict__.update(patient=patient, therapy=therapy, indication=indication, status=status, unmet=unmet,
-                        evidence=evidence, prerequisites=tuple(prerequisites))
-    return row
+    return EligibilityResult(patient, therapy, indication, status, unmet, evidence,
+                             tuple(PrerequisiteCheck(*c) for c in checks))
 
 
 def _renamed(row: EligibilityResult, rename: Callable[[str], str]) -> EligibilityResult:
@@ -298,6 +287,7 @@ class _Run:
             index = builder.index
             if builder.fhir is not None:
                 builder.fhir.finish_local()
+                builder.fhir.export_own()  # while the workers finish theirs
             axioms = list(index.subclass_axioms)
             hashes = [b""]
             self.meter.patients = _patient_count(index, self.meter)
@@ -317,24 +307,21 @@ class _Run:
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
-            fhir = builder.fhir
-            if fhir is not None:  # the evidence names the FHIR resources and codes (while the
-                # workers annotate theirs): this process's own records, and what finishing added
-                from .fhir.hook import annotate
-                rows = annotate(rows, ChainMap(fhir.notes({}), fhir.reader.notes))
             for conn in self._conns():
                 deferred += self._receive(conn)
-            late = self._decide_deferred(index, sorted(set(deferred)), axioms)
-            if fhir is not None:  # the deferred patients' records: from any worker
-                late = annotate(late, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
-            rows += late
-            # Every patient is decided: this process's index (most of its memory) goes before
-            # the workers' rows travel. They pack their rows while it goes; their rows are read
-            # once it has gone (a worker ends after sending, its index with it).
+            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            # Every patient is decided: the indexes (most of the memory) go before the rows
+            # travel. The workers let go of theirs and pack their rows while this process lets
+            # go of its own and annotates its rows (after its index: the longer evidence then
+            # takes the index's memory, not more); their rows are read once it has.
             for conn in self._conns():
                 conn.send(("rows",))
             del index
             builder.index = PatientIndex(self.knowledge.indexed_predicates())
+            if builder.fhir is not None:  # the evidence names the FHIR resources and codes
+                from .fhir.hook import annotate_in_place
+                fhir = builder.fhir
+                annotate_in_place(rows, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
             for conn in self._conns():  # annotated by the workers (FHIR input)
                 rows += map(_unpack, self._receive(conn))
             rename = renumbering(self.pieces, reports)
@@ -423,8 +410,8 @@ class _Run:
                                                  lambda n: self.meter.decided(worker, n))
                         conn.send(deferred)  # first: the main process has work to do with them
                         if fhir is not None:  # the evidence names the FHIR resources and codes
-                            from .fhir.hook import annotate
-                            rows = annotate(rows, fhir.reader.notes)
+                            from .fhir.hook import annotate_in_place
+                            annotate_in_place(rows, fhir.reader.notes)
                     elif message[0] == "fetch":
                         notes = fhir.reader.notes if fhir is not None else {}
                         conn.send((index.fragment(message[1]), {n: notes[n] for n in message[1] if n in notes}))
@@ -432,9 +419,11 @@ class _Run:
                         assert fhir is not None
                         conn.send(fhir.lookup(message[1], message[2]))
                     elif message[0] == "rows":  # the last message: the index is not needed any more
-                        # It is not let go here: the main process has let go of its own, and this
-                        # process ends once the rows are sent, its memory returned at once
-                        # (os._exit) instead of object by object (0.07 s at 100,000 patients).
+                        # Let go of before the rows are packed, although this process ends right
+                        # after: the packed rows then reuse its memory (packed beside it, they
+                        # are new memory at the run's peak, at a million FHIR patients).
+                        del index
+                        parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
                         conn.send([_pack(r) for r in rows])
                         return
                     else:
@@ -497,7 +486,8 @@ class _WaveRun(_Run):
                 with self.lock:
                     stop.value = min(stop.value, last)
             after(state)
-        state.engine = None  # (it holds the last wave's index)
+        state.engine = None  # (it and the builder hold the last wave's index)
+        state.builder.index = PatientIndex()
         return state, reports
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:

@@ -214,6 +214,10 @@ class Checker:
         #: the index sink's nodes (subject name -> key -> values), when :meth:`check` is to add
         #: the kept triples to them itself instead of handing them on (see :meth:`check`)
         self.into: dict[str, dict[Any, list]] | None = None
+        #: when a list (``final_terms`` only), the literal objects of the statements handed on
+        #: are appended to it as they are handed on: a store sink's literal-form watch
+        #: (:class:`itkg.lexical.FormWatch`) then looks at them alone, not at every statement
+        self.literals: list[ox.Literal] | None = None
         self._keys = keys
         self._predicates: dict[ox.NamedNode, tuple[int, Any]] = {}
         self._types: dict[str, int] = {}
@@ -226,12 +230,13 @@ class Checker:
         entry = self._predicates[predicate] = (_predicate_verdict(predicate.value), key)
         return entry
 
-    def check(self, quads: Iterable[ox.Quad], report: "PieceReport", namer: Namer) -> Iterator[Checked]:
+    def check(self, quads: Iterable[ox.Quad], report: "PieceReport", namer: Namer) -> Iterator[Any]:
         """The triples of ``quads`` that are patient data (and that the sink keeps), in order, as
         :data:`Checked` tuples; the rest is counted in ``report``.
 
-        With ``final_terms`` (the sinks that keep pyoxigraph terms: a list, a store), the quad
-        handed on carries the blank nodes' final names. It is the parsed quad itself whenever no
+        With ``final_terms`` (the sinks that keep pyoxigraph terms: a list, a store), the
+        statements alone are handed on, not :data:`Checked` tuples, and each carries the blank
+        nodes' final names. It is the parsed quad itself whenever no
         node of it is renamed (every node of one N-Triples file, every labelled node of one Turtle
         file), and rebuilt only otherwise: pyoxigraph's ``Quad(...)`` costs about 3 µs when a
         term is a blank node or a literal (it tries each kind of term in turn), and rebuilding
@@ -248,7 +253,7 @@ class Checker:
         name, renames, recent = namer.name, namer.renames, namer._recent
         scope = namer.scope
         statements = namer.statements and renames
-        into = self.into
+        into, literals, literal = self.into, self.literals, ox.Literal
         props: dict[Any, list] | None = None  # the subject's entry in ``into``, once looked up
         nodes: dict[str, ox.BlankNode] = {}  # renamed nodes by name (final_terms only)
         last_subject: object = None
@@ -353,9 +358,14 @@ class Checker:
                 else:
                     values.append(value)
                 continue
-            if subject_term is not None or object_term is not None:
-                quad = make(subject if subject_term is None else subject_term, predicate,
-                            obj if object_term is None else object_term)
+            if final_terms:
+                if subject_term is not None or object_term is not None:
+                    quad = make(subject if subject_term is None else subject_term, predicate,
+                                obj if object_term is None else object_term)
+                if literals is not None and kind is literal:
+                    literals.append(obj)
+                yield quad
+                continue
             yield quad, subject_name, key, value
         report.triples += count
 
@@ -439,7 +449,8 @@ class Sink(Protocol):
     checker: Checker
 
     def add(self, quads: Iterable[Checked], namer: Namer, report: "PieceReport") -> None:
-        """Take the checked triples of one piece (blank nodes named by ``namer``)."""
+        """Take the checked triples of one piece (blank nodes named by ``namer``): :data:`Checked`
+        tuples, or the statements alone from a checker with ``final_terms``."""
 
 
 #: Files smaller than this are never cut: below it a second process costs more than it saves.

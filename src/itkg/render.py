@@ -73,6 +73,11 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, color: bool 
 _FORMULA = re.compile(r"(^|[\r\n])(?=[=+\-@\t\r])")
 #: A plain number (``-5``, ``+1.5e3``) is no formula, and keeps its sign.
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: The first characters :data:`_FORMULA` looks for (a cell that starts otherwise and holds no
+#: line break is left as it is, without a regular expression: most cells, an IRI or a code).
+_FORMULA_START = frozenset("=+-@\t\r")
+#: A field that must be quoted.
+_QUOTED = re.compile(r'[,"\r\n]')
 
 
 def csv_cell(value: str) -> str:
@@ -84,14 +89,16 @@ def csv_cell(value: str) -> str:
     >>> [csv_cell(v) for v in ["=1+2", "-5", "@SUM(A1)", "Zoe", "a\r=cmd()"]]
     ["'=1+2", '-5', "'@SUM(A1)", 'Zoe', "a\r'=cmd()"]
     """
-    if not value or _NUMBER.fullmatch(value):
+    if not value or value[0] not in _FORMULA_START and "\n" not in value and "\r" not in value:
+        return value
+    if _NUMBER.fullmatch(value):
         return value
     return _FORMULA.sub(r"\1'", value)
 
 
 def _csv_field(value: str) -> str:
     # Python's csv writer leaves a bare CR unquoted when the line terminator is "\n"; quote it.
-    if any(c in value for c in ',"\r\n'):
+    if _QUOTED.search(value):
         return '"' + value.replace('"', '""') + '"'
     return value
 

@@ -121,7 +121,7 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         if watch is not None:
             watch.observe(_watched(ontology))
         store.extend(_ontology_quads(ontology))
-    observe = watch.observe if watch is not None else None
+    observe = watch.observe_literals if watch is not None else None
     if directory is None:
         return load_store(files, input_format=input_format, max_bytes=max_bytes, store=store,
                           with_ontology=with_ontology, strict=strict, watch=observe)

@@ -143,11 +143,20 @@ def annotate_explanation(explanation: PatientExplanation, notes: dict[str, str])
 def annotate(results: Sequence[EligibilityResult], notes: Mapping[str, str]) -> list[EligibilityResult]:
     """``results`` with every record IRI in the evidence followed by the FHIR resource and codes
     it came from: ``<https://fhir.invalid/Condition/c1> (Condition/c1; ICD-10-CM G89.3)``."""
-    if not notes:
-        return list(results)
-    sub, note = _RECORD.sub, _noter(notes)  # (once for all the rows)
-    return [dataclasses.replace(row, evidence=tuple(sub(note, e) if "<" in e else e for e in row.evidence))
-            if any("<" in e for e in row.evidence) else row for row in results]
+    return annotate_in_place(list(results), notes)
+
+
+def annotate_in_place(rows: list[EligibilityResult], notes: Mapping[str, str]) -> list[EligibilityResult]:
+    """:func:`annotate`, each row of ``rows`` replaced as it is annotated, so that the old row
+    goes at once (a parallel run annotates while its index is still held: two copies of the
+    rows' evidence would add to its peak). Returns ``rows``."""
+    if notes:
+        sub, note = _RECORD.sub, _noter(notes)  # (once for all the rows)
+        for number, row in enumerate(rows):
+            if any("<" in e for e in row.evidence):
+                rows[number] = dataclasses.replace(
+                    row, evidence=tuple(sub(note, e) if "<" in e else e for e in row.evidence))
+    return rows
 
 
 def stamp(paths: Sequence[Path]) -> tuple:

@@ -237,6 +237,8 @@ class FhirIndexer:
         #: notes on records that only the whole input gives (a record's outcome from an
         #: intolerance read by another worker), added to the record's note where it is decided
         self.note_suffixes: dict[str, str] = {}
+        #: the main process's own :meth:`export`, made early (:meth:`export_own`)
+        self._own: dict[str, Any] | None = None
 
     def read(self, chunk: FhirChunk, report: PieceReport, on_read: Callable[[int], None] | None) -> None:
         """Map one chunk into the index; its counts go into ``report``. Raises the input's error."""
@@ -312,6 +314,11 @@ class FhirIndexer:
         reader._seen, reader._patients, self._linked = set(), set(), {}
         return state
 
+    def export_own(self) -> None:
+        """In the main process, after :meth:`finish_local`: its own :meth:`export` for
+        :meth:`finish_main`, made while the workers still read or export theirs."""
+        self._own = self.export()
+
     def lookup(self, medications: Iterable[str], patients: Iterable[str]) -> tuple[dict, dict]:
         """The Medications (codes) and the received treatments of patients this worker read."""
         reader = self.reader
@@ -327,18 +334,18 @@ class FhirIndexer:
         every worker. Raises :class:`~itkg.streaming.Untrusted` when one process could differ."""
         from ..streaming import Untrusted
         reader = self.reader
-        mine = self.export()
+        mine, self._own = self._own if self._own is not None else self.export(), None
         everyone = [mine, *states]
         for name in ("seen", "patients"):
             hashes: set[int] = set()
-            for state in everyone:
+            for number, state in enumerate(everyone, 1):
                 packed = array("q")
                 packed.frombytes(state[name])
-                values = packed.tolist()  # (a list of ints: faster to test and add than the array)
-                if not hashes.isdisjoint(values):
+                if not hashes.isdisjoint(packed):
                     raise Untrusted("a FHIR resource type and id, or a patient, read by two workers")
-                hashes.update(values)
-                del packed, values
+                if number < len(everyone):  # (the last is only tested: a set of every hash is
+                    hashes.update(packed)   # hundreds of megabytes at a million patients)
+                del packed
             del hashes
         if sum(bool(s["anonymous"]) for s in everyone) and len(everyone) > 1:
             raise Untrusted("FHIR records without id are numbered in input order")
