@@ -258,7 +258,8 @@ def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
     and the same again for every batch. What it adds does not depend on the data graph: it copies
     the ontology's triples that type a class or property, or state an RDFS or OWL property, and
     the named individuals whole, reading only the ontology; a copied blank node is a fresh one;
-    the data graph's own triples are only added to, never read. The one exception is an RDF list
+    the data graph is only added to (and read only at those fresh nodes, when a copied RDF list
+    is appended to). The one exception is an RDF list
     whose head is an IRI (a named individual that is a list), which pySHACL appends to whatever
     list the data graph already has at that IRI: such an ontology is mixed in per batch, as before.
     So mixing it once into an empty graph and adding those triples to each batch's graph gives
