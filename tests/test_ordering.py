@@ -40,3 +40,20 @@ def test_a_key_that_is_not_a_column_keeps_the_engines_order_among_ties() -> None
                          "SELECT ?p ?action WHERE { ?p ?q ?action BIND(1 AS ?o) } ORDER BY ?p ?o")
     assert [str(row["action"]) for row in result.rows] == ["Obtain consent", "Assess CSF", "Obtain consent"]
     assert [str(row["p"]) for row in result.rows] == ["urn:1", "urn:1", "urn:2"]
+
+
+def test_the_gate_notes_the_order_keys_it_parsed(monkeypatch) -> None:
+    """The query gate parses the query (in a child process when there is a deadline); the rows
+    are sorted by the ORDER BY it read there, without a second parse of the text (a quarter of a
+    second for a contract query): the same keys as a parse here."""
+    from itkg import ordering, sparql
+    from itkg.resources import query_path
+
+    for name in ("eligible-therapies", "worklist"):
+        text = query_path(name).read_text(encoding="utf-8") + f"\n# {name} gated by this test\n"
+        expected = ordering.order_keys(text)
+        ordering._KNOWN.pop(text, None)
+        sparql.gate(text, name, timeout=60)
+        monkeypatch.setattr(ordering, "prepareQuery", lambda *a, **k: (_ for _ in ()).throw(AssertionError("parsed again")))
+        assert ordering.order_keys(text) == expected and expected
+        monkeypatch.undo()

@@ -111,6 +111,18 @@ def load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         loaded in bulk: a population's store then lives in files rather than in memory (a
         million patients took 9.2 GB in memory). By default the store is in memory.
     """
+    from .streaming import gc_paused
+    with gc_paused():  # millions of short-lived quads, no cycle among them (see gc_paused)
+        return _load_for_query(files, input_format=input_format, with_ontology=with_ontology,
+                               max_bytes=max_bytes, strict=strict, ontology=ontology,
+                               exact_forms=exact_forms, directory=directory)
+
+
+def _load_for_query(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                    input_format: str | None, with_ontology: bool, max_bytes: int, strict: bool,
+                    ontology: rdflib.Graph | None, exact_forms: bool,
+                    directory: str | os.PathLike[str] | None) -> PatientStore:
+    """:func:`load_for_query`'s work (with the cyclic collector paused)."""
     if directory is None:
         store = ox.Store()
     else:
@@ -383,13 +395,16 @@ def gate(text: str, source: str = "<query>", timeout: float | None = None) -> No
     """
     if text in _PASSED:
         return
+    from .ordering import keys_of, remember
     if timeout is None:
-        guards.gate_query(text, source)
+        keys = keys_of(guards.gated_algebra(text, source))
     else:
-        processes.call_with_deadline(
+        keys = processes.call_with_deadline(
             _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
             timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
             failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
+    # The gate parsed it: its ORDER BY is noted for sorting the rows (itkg.ordering), not parsed again.
+    remember(text, keys)
     if len(text) <= _PASSED_MAX_CHARS:
         with _PASSED_LOCK:
             if len(_PASSED) >= _PASSED_MAX:
@@ -414,18 +429,22 @@ _GATE_RECURSION = 50_000
 _GATE_STACK_BYTES = 512 * 1024**2
 
 
-def _gate_with_deep_stack(text: str, source: str) -> None:
+def _gate_with_deep_stack(text: str, source: str) -> list[tuple[str, bool]] | None:
     """:func:`itkg.guards.gate_query` in a thread with a large stack and a raised recursion
-    limit. Only ever run in the gate's own child process: the limit is process-wide, and should
+    limit, and the query's ``ORDER BY`` keys (:func:`itkg.ordering.keys_of`) read from what it
+    parsed. Only ever run in the gate's own child process: the limit is process-wide, and should
     the C stack still overflow, only that child dies (reported as a failed check)."""
     import sys
     import threading
 
+    from .ordering import keys_of
+
     outcome: list[BaseException | None] = [None]
+    keys: list[list[tuple[str, bool]] | None] = [None]
 
     def run() -> None:
         try:
-            guards.gate_query(text, source)
+            keys[0] = keys_of(guards.gated_algebra(text, source))
         except BaseException as error:  # noqa: BLE001 - handed to the calling thread
             outcome[0] = error
 
@@ -438,6 +457,7 @@ def _gate_with_deep_stack(text: str, source: str) -> None:
     worker.join()
     if outcome[0] is not None:
         raise outcome[0]
+    return keys[0]
 
 
 def run_with_deadline(function: Callable[..., Any], args: tuple[Any, ...], timeout: float, *,
