@@ -788,6 +788,27 @@ def test_the_api_takes_a_memory_budget(tmp_path: Path) -> None:
     assert done.stdout.split() == ["MemoryBudgetError", str(150 * 2**20)], done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
+def test_reading_ends_cleanly_at_the_budget_when_the_watchdog_is_late(tmp_path: Path, engine: str) -> None:
+    """Regression: on a busy machine the watchdog thread may not run before Rust code (pyoxigraph's
+    parser and store) meets the hard limit, and the process aborted with "memory allocation of N
+    bytes failed" (exit -6) instead of the budget's message. The reader now tests the budget
+    itself every megabyte it reads; here the watchdog never looks, and the budget still ends
+    the call cleanly."""
+    data = _population(tmp_path / "population.nt", BUDGET_PATIENTS["eligibility"])
+    code = ("import sys, itkg, itkg.processes\n"
+            "from itkg.errors import MemoryBudgetError\n"
+            "itkg.processes._WATCH_INTERVAL_S = 3600.0  # the watchdog never looks in time\n"
+            "try:\n"
+            f"    itkg.eligibility({str(data)!r}, engine={engine!r}, max_memory=150 * 2**20)\n"
+            "except MemoryBudgetError as error:\n"
+            "    print(type(error).__name__, error.budget)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["MemoryBudgetError", str(150 * 2**20)], done.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Standard input: the copy does not outlive the process, SIGKILL included
 # ---------------------------------------------------------------------------------------------
