@@ -363,6 +363,20 @@ def _watch(threshold: float, stop: threading.Event) -> None:
             return
 
 
+def check_memory() -> None:
+    """Raise :class:`MemoryBudgetError` once this process holds :data:`WATCH_SHARE` of its
+    budget: the watchdog's test, made by the loop that reads input, between two reads.
+
+    Why both: the watchdog is a thread, and on a busy machine it may not run for a while; Rust
+    code (pyoxigraph's parser and store) that meets the hard limit meanwhile aborts the process
+    with no clean message. Reading is where a too-large input grows the process, so a reader
+    that asks here every megabyte or so ends the command cleanly whatever the load. Without a
+    budget this costs nothing but the test of ``None``."""
+    if _BUDGET is not None and _vm_data() >= _BUDGET * WATCH_SHARE:
+        _EXCEEDED.set()
+        raise MemoryBudgetError(_BUDGET)
+
+
 def budget_exceeded() -> bool:
     """Whether the last ``KeyboardInterrupt`` came from the memory watchdog, not from ^C."""
     return _EXCEEDED.is_set()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import pyoxigraph as ox
 
-from . import guards, setaside, vocab
+from . import guards, processes, setaside, vocab
 from .errors import InputError, InputTooLargeError, UnsafeInputError
 from .loading import (BOM, DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, TRIPLE_TERMS_REFUSED, Source,
                       checked_size, detect_format, format_name, ill_typed_error, parse_failure, read_checked)
@@ -737,6 +737,8 @@ class _PieceReader:
         self._preamble_at = 0
         self._on_read = on_read
         self._should_stop = should_stop
+        #: bytes handed out since the memory budget was last checked (:meth:`read`)
+        self._unchecked = 0
         self._cr = False
         self.lines = 0
         self.stopped = False
@@ -758,6 +760,10 @@ class _PieceReader:
             return b""
         self._left -= len(data)
         self.nbytes += len(data)
+        self._unchecked += len(data)
+        if self._unchecked >= _BUDGET_CHECK_BYTES:  # a budget ends the read cleanly, under any load
+            self._unchecked = 0
+            processes.check_memory()
         if self.sha256 is not None:
             self.sha256.update(data)
         lines = data.count(b"\n")
@@ -773,6 +779,10 @@ class _PieceReader:
 
     def close(self) -> None:
         self._file.close()
+
+
+#: Input bytes between two tests of the memory budget while reading (:func:`itkg.processes.check_memory`).
+_BUDGET_CHECK_BYTES = 1 << 20
 
 
 def parse_piece(piece: Piece, sink: Sink, *, on_read: Callable[[int], None] | None = None,

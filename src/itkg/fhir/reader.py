@@ -22,6 +22,7 @@ value); a resource that is not FHIR R4 is reported and skipped, or stops the run
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -289,19 +290,14 @@ def _packed(code: Any) -> Any:
 
 def _unpacked(code: Any) -> Any:
     """A code kept by :func:`_packed`, as the JSON value again (what the rules read is the same:
-    orjson writes a non-finite number as null, and no rule reads a number). The few distinct
-    codes are decoded once (the rules never change what they read)."""
-    if not isinstance(code, bytes):
-        return code
-    found = _UNPACKED.get(code)
-    if found is None:
-        found = orjson.loads(code)
-        if len(_UNPACKED) < 1 << 12:
-            _UNPACKED[code] = found
-    return found
+    orjson writes a non-finite number as null, and no rule reads a number)."""
+    return _decoded(code) if isinstance(code, bytes) else code
 
 
-_UNPACKED: dict[bytes, Any] = {}
+@functools.lru_cache(maxsize=1 << 12)
+def _decoded(code: bytes) -> Any:
+    """The few distinct packed codes, decoded once each (the rules never change what they read)."""
+    return orjson.loads(code)
 
 
 def _type_id(ref: str) -> tuple[str, str] | None:
@@ -317,28 +313,16 @@ def _type_id(ref: str) -> tuple[str, str] | None:
     return None
 
 
-_NODES: dict[str, ox.NamedNode] = {}
-_VALID: dict[str, str] = {}
-
-
+@functools.lru_cache(maxsize=1 << 16)
 def _node(iri: str) -> ox.NamedNode:
-    """The pyoxigraph node of a valid IRI (those that repeat, types and predicates, are cached)."""
-    node = _NODES.get(iri)
-    if node is None:
-        node = ox.NamedNode(iri)
-        if len(_NODES) < 1 << 16:
-            _NODES[iri] = node
-    return node
+    """The pyoxigraph node of a valid IRI (those that repeat, types and predicates, are remembered)."""
+    return ox.NamedNode(iri)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _iri(iri: str) -> str:
     """:func:`_valid` for the IRIs that repeat (codes, terms, predicates): remembered."""
-    found = _VALID.get(iri)
-    if found is None:
-        found = _valid(iri)
-        if len(_VALID) < 1 << 16:
-            _VALID[iri] = found
-    return found
+    return _valid(iri)
 
 
 def _valid(iri: str) -> str:
