@@ -14,8 +14,9 @@ intrathecal routes; medications inline and by reference.
 ``bench`` runs, each in a fresh process, (1) the baseline "read every line and ``json.loads`` it
 once, on one core" and (2) ``itkg eligibility DIR --format json -o OUT`` with ``--workers 1`` and
 with the default workers, and prints for each the wall time, the CPU time (user + system, of the
-process and its workers) and the peak memory of the process tree (resident set, sampled every
-0.1 s from /proc; 0 where /proc is missing), with the machine's load average before each run.
+process and its workers) and the peak memory of the process tree (``benchmarks/run.py``'s one
+measure: proportional set size sampled from /proc, so pages forked workers share with their
+parent count once; MiB), with the machine's load average before each run.
 
 The ratio is the issue's: the wall time of the whole decision (``itkg eligibility`` from start to
 exit: start-up, reading, deciding, writing the JSON) divided by the wall time of the baseline
@@ -28,12 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 I = "https://w3id.org/itkg/"
@@ -138,38 +136,28 @@ def json_baseline(directory: Path) -> int:
     return count
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants (0 without /proc)."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/statm") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    todo += [int(c) for c in handle.read().split()]
-        except (OSError, ValueError):
-            continue
-    return total
+def _harness():
+    """``benchmarks/run.py``, the harness whose :func:`measure` every benchmark uses."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("itkg_benchmarks_run", Path(__file__).with_name("run.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _timed(argv: list[str]) -> dict[str, float]:
-    """Wall and CPU seconds (the process and the workers it waited for), peak MB of the tree."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
-        time.sleep(0.1)
-    wall = time.perf_counter() - started
-    if process.returncode:
-        raise subprocess.CalledProcessError(process.returncode, argv)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": round(wall, 2), "cpu": round(cpu, 2), "peak_mb": round(peak / 1e6), "load": round(load, 1)}
+    """Wall and CPU seconds (the process and the workers it waited for) and peak MB (MiB) of the
+    tree, by the harness's one measure (``run.measure``: the tree's proportional set size, so
+    pages a forked worker shares with its parent count once, or the largest process's resident
+    set if that is more), with the load average before the run."""
+    found = _harness().measure(argv, timeout=7200, memory_limit_mb=float("inf"))
+    if found["exit_code"]:
+        raise subprocess.CalledProcessError(found["exit_code"], argv, stderr=found["stderr"])
+    sys.stderr.write(found["stderr"])
+    return {"wall": found["wall_s"], "cpu": found["cpu_s"], "peak_mb": round(found["peak_mb"]),
+            "load": round(found["load_before"], 1)}
 
 
 def bench(patients: int, data_dir: Path, seed: int = 1, one_worker: bool = True) -> dict[str, object]:
