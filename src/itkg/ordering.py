@@ -33,26 +33,15 @@ def order_keys(query: str) -> list[tuple[str, bool]] | None:
     """The ``ORDER BY`` of ``query`` as ``(variable, descending)`` pairs; ``[]`` when it has none,
     ``None`` when a key is an expression rather than a variable (the server's order is then kept)
     or the query cannot be parsed here."""
-    if query in _KNOWN:
-        return _KNOWN[query]
+    from .sparql import gated_order_by
+    gated = gated_order_by(query)
+    if gated is not None:  # the query gate parsed it already
+        return gated[0]
     try:
         node = prepareQuery(query).algebra
     except Exception:  # noqa: BLE001 - any parser failure: keep the order the engine gave
         return None
     return keys_of(node)
-
-
-#: ORDER BY keys read from a query's algebra where it was parsed anyway (the query gate, which
-#: may run in a child process: :func:`itkg.sparql.gate`), by query text; a few, bounded.
-_KNOWN: dict[str, list[tuple[str, bool]] | None] = {}
-_KNOWN_MAX = 16
-
-
-def remember(query: str, keys: list[tuple[str, bool]] | None) -> None:
-    """Note the :func:`keys_of` of ``query``'s algebra, for :func:`order_keys`."""
-    if len(_KNOWN) >= _KNOWN_MAX:
-        _KNOWN.clear()
-    _KNOWN[query] = keys
 
 
 def keys_of(algebra: Any) -> list[tuple[str, bool]] | None:

@@ -395,7 +395,7 @@ def gate(text: str, source: str = "<query>", timeout: float | None = None) -> No
     """
     if text in _PASSED:
         return
-    from .ordering import keys_of, remember
+    from .ordering import keys_of
     if timeout is None:
         keys = keys_of(guards.gated_algebra(text, source))
     else:
@@ -403,20 +403,29 @@ def gate(text: str, source: str = "<query>", timeout: float | None = None) -> No
             _gate_with_deep_stack, (text, source), timeout, passes=(ItkgError,), offline=True,
             timed_out=lambda: QueryTimeout(f"{source}: checking the query took longer than {timeout:g} s"),
             failed=lambda kind: QueryError(f"{source}: checking the query failed ({kind})"))
-    # The gate parsed it: its ORDER BY is noted for sorting the rows (itkg.ordering), not parsed again.
-    remember(text, keys)
     if len(text) <= _PASSED_MAX_CHARS:
         with _PASSED_LOCK:
             if len(_PASSED) >= _PASSED_MAX:
                 del _PASSED[next(iter(_PASSED))]
-            _PASSED[text] = None
+            _PASSED[text] = keys
 
 
-#: Query texts that passed the gate in this process (oldest first, at most ``_PASSED_MAX`` of at
-#: most ``_PASSED_MAX_CHARS`` characters). The gate's verdict depends on the text alone, and its
-#: parse took nearly all of a small query's time: the bundled queries pass it once per process,
-#: not once per call. A refused text is never kept, so it is refused (or times out) every time.
-_PASSED: dict[str, None] = {}
+def gated_order_by(text: str) -> tuple[list[tuple[str, bool]] | None] | None:
+    """The ``ORDER BY`` keys (:func:`itkg.ordering.keys_of`) of a query text that passed
+    :func:`gate` in this process, as a 1-tuple; ``None`` when it has not (then nobody parsed it
+    here yet). The gate parsed the text anyway: the rows are sorted without a second parse."""
+    with _PASSED_LOCK:
+        if text in _PASSED:
+            return (_PASSED[text],)
+    return None
+
+
+#: Query texts that passed the gate in this process, with their ``ORDER BY`` keys (oldest first,
+#: at most ``_PASSED_MAX`` of at most ``_PASSED_MAX_CHARS`` characters). The gate's verdict
+#: depends on the text alone, and its parse took nearly all of a small query's time: the bundled
+#: queries pass it once per process, not once per call. A refused text is never kept, so it is
+#: refused (or times out) every time.
+_PASSED: dict[str, list[tuple[str, bool]] | None] = {}
 _PASSED_MAX = 64
 _PASSED_MAX_CHARS = 65_536
 _PASSED_LOCK = threading.Lock()
