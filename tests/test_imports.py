@@ -75,3 +75,20 @@ def test_eligibility_of_a_fhir_export_imports_no_library_it_does_not_use(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(done.stdout.splitlines()[-1]) == []
     assert "p1" in out.read_text()
+
+
+def test_the_program_leaves_what_is_alive_to_the_exit_not_to_a_last_collection() -> None:
+    """``itkg`` as a program (:func:`itkg.cli.run`) freezes what is alive when the command ends,
+    so that the interpreter's collection at exit does not walk it; :func:`itkg.cli.main` (run
+    in-process by the tests) does not."""
+    import gc
+
+    from itkg import cli
+    code = ("import gc, sys\nfrom itkg import cli\nsys.argv = ['itkg', '--version']\n"
+            "try:\n    {call}()\nexcept SystemExit as end:\n    print(end.code, gc.get_freeze_count())")
+    for call, frozen in (("cli.run", True), ("cli.main", False)):
+        done = subprocess.run([sys.executable, "-c", code.format(call=call)], capture_output=True, text=True,
+                              timeout=120, check=True)
+        status, count = done.stdout.split()[-2:]
+        assert status == "0" and (int(count) > 0) is frozen, (call, done.stdout)
+    assert gc.get_freeze_count() == 0 and callable(cli.run)

@@ -587,5 +587,21 @@ def load_command(files: tuple[Path, ...], endpoint: str, store_url: str | None, 
     click.echo(f"Loaded {sent.triples} triples from {sent.files} file(s).", err=True)
 
 
+def run() -> None:
+    """The ``itkg`` program (the console script, ``python -m itkg.cli``): :func:`main`, and then
+    no last walk of the collector over what is still alive when it exits.
+
+    The interpreter collects once more at exit, even with the collector paused, and a command
+    leaves much alive until then (the knowledge, the FHIR mapping's tables, modules): 0.1 s of
+    a 100,000-patient FHIR run, after the output is written. Frozen (:func:`gc.freeze`), those
+    objects are left to the exit, which frees them anyway. Only here, never in :func:`main`,
+    which also runs in-process (tests), where frozen objects would never be collected again.
+    """
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
