@@ -80,3 +80,45 @@ def test_the_four_status_queries_share_one_block() -> None:
     block = rulegen.status_block(knowledge)
     for name in rulegen.QUERIES:
         assert block in (ROOT / "queries" / f"{name}.rq").read_text(encoding="utf-8"), name
+
+
+def _read_both(turtle: Path) -> tuple[Knowledge, Knowledge | None]:
+    from itkg import knowledge as module
+    return Knowledge(rdflib.Graph().parse(turtle, format="turtle")), module._stored(turtle)
+
+
+def test_the_stored_knowledge_is_what_the_turtle_says() -> None:
+    """``ontology/itkg.knowledge.json`` (what commands read instead of parsing the ontology)
+    holds every answer the Turtle gives, in the same order."""
+    read, stored = _read_both(ontology_path())
+    assert stored is not None and stored._graph is None
+    assert list(stored.labels.items()) == list(read.labels.items())
+    assert dict(stored._parents) == {k: v for k, v in read._parents.items() if v}
+    assert stored._individuals == read._individuals
+    assert stored.indications == read.indications
+    assert list(stored.prerequisites.items()) == list(read.prerequisites.items())
+    assert (stored.version, stored.version_iri) == (read.version, read.version_iri)
+    assert stored.indexed_predicates() == read.indexed_predicates()
+    for cls in ("https://w3id.org/itkg/ComplexRegionalPainSyndrome", "https://w3id.org/itkg/OralBaclofenTherapy"):
+        assert stored.ancestors(cls) == read.ancestors(cls)
+    assert len(stored.graph) == len(read.graph) > 0  # parsed when asked for
+
+
+def test_an_ontology_edited_without_a_rebuild_is_read_as_it_is(tmp_path: Path) -> None:
+    """The stored knowledge is used only for the very Turtle it was read from: after an edit
+    the Turtle is parsed (and the build check names the stale file)."""
+    for folder in ("ontology", "queries", "shapes", "docs/ontology"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    turtle = tmp_path / "ontology" / "itkg.ttl"
+    _, stored = _read_both(turtle)
+    assert stored is not None
+    text = turtle.read_text(encoding="utf-8")
+    label = '"complex regional pain syndrome"@en'
+    assert label in text
+    turtle.write_text(text.replace(label, '"CRPS, edited"@en', 1), encoding="utf-8")
+    read, stored = _read_both(turtle)
+    assert stored is None
+    from itkg.knowledge import load_knowledge
+    edited = load_knowledge(turtle)
+    assert edited.label("https://w3id.org/itkg/ComplexRegionalPainSyndrome") == "CRPS, edited"
+    assert "itkg.knowledge.json" in {p.name for p in build.build(tmp_path, check=True)}

@@ -38,7 +38,7 @@ def test_the_command_line_starts_without_the_heavy_libraries(args: list[str]) ->
 
 def test_import_itkg_is_light_until_a_function_is_used() -> None:
     assert _heavy_after("import itkg; itkg.__version__; itkg.ItkgError") == []
-    assert "rdflib" in _heavy_after("import itkg; itkg.load")
+    assert "pyoxigraph" in _heavy_after("import itkg; itkg.load")  # (rdflib: when it is used)
 
 
 def test_the_report_function_keeps_its_name_beside_the_report_module() -> None:
@@ -48,9 +48,10 @@ def test_the_report_function_keeps_its_name_beside_the_report_module() -> None:
 
 
 #: What deciding local files never needs: SHACL, the endpoint client (httpx brings rich), the
-#: HTML report's templates, owlready2 (HermiT runs in a process of its own), and a progress
-#: display nobody sees.
-NOT_FOR_ELIGIBILITY = ("pyshacl", "httpx", "rich", "jinja2", "owlready2")
+#: HTML report's templates, owlready2 (HermiT runs in a process of its own), a progress
+#: display nobody sees, and rdflib with its SPARQL parser (the bundled ontology's knowledge is
+#: read from ``ontology/itkg.knowledge.json``; rdflib is imported only where it is used).
+NOT_FOR_ELIGIBILITY = ("pyshacl", "httpx", "rich", "jinja2", "owlready2", "rdflib", "pyparsing")
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
@@ -92,3 +93,15 @@ def test_the_program_leaves_what_is_alive_to_the_exit_not_to_a_last_collection()
         status, count = done.stdout.split()[-2:]
         assert status == "0" and (int(count) > 0) is frozen, (call, done.stdout)
     assert gc.get_freeze_count() == 0 and callable(cli.run)
+
+
+def test_rdflib_imported_after_the_library_defaults_gets_them() -> None:
+    """A command that does not use rdflib does not import it; whatever imports it later (an
+    API caller, another command in the same process) gets itkg's settings at once: literals kept
+    as written, no ``FROM <url>`` fetched by SPARQL."""
+    code = ("import sys\nfrom itkg.guards import install_library_defaults\ninstall_library_defaults()\n"
+            "assert 'rdflib' not in sys.modules\nimport rdflib, rdflib.plugins.sparql\n"
+            "lit = rdflib.Literal('maybe', datatype=rdflib.XSD.boolean)\n"
+            "print(rdflib.NORMALIZE_LITERALS, rdflib.plugins.sparql.SPARQL_LOAD_GRAPHS, str(lit))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "False", "maybe"]

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union, cast
 
-import rdflib
-
 from . import names, processes
 from .engine import PatientIndex, RuleEngine
 from .errors import InputError, ItkgError, MemoryBudgetError, QueryError, ValidationEngineError
@@ -34,20 +32,24 @@ from .names import DEFAULT_JAVA_MEMORY_MB, DEFAULT_MAX_DETAILS, DEFAULT_MAX_LIST
 from .resources import query_path
 from .results import EligibilityResult, PatientExplanation
 from .backends import Input, as_paths, decision_backend
+from .lazyimport import is_rdflib_graph, lazy
 
 # What only some commands use is imported where it is used: every command imports this module,
 # and ``itkg eligibility`` over local files needs neither pySHACL, nor the endpoint client
-# (httpx, rich), nor Jinja, nor the SPARQL engines' modules (tests/test_imports.py counts them).
+# (httpx, rich), nor Jinja, nor the SPARQL engines' modules, nor rdflib (tests/test_imports.py counts them).
 if TYPE_CHECKING:
+    import rdflib
     from .endpoint import SparqlEndpoint
     from .partition import Spool
     from .reasoning import Disagreement, ReasoningReport
     from .report import ReportResult
     from .sparql import QueryResult
     from .validation import ValidationReport
+else:  # imported when first used (itkg.lazyimport)
+    rdflib = lazy("rdflib", globals())
 
 #: What the API functions accept as patient data.
-DataLike = Union[PatientData, rdflib.Graph, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+DataLike = Union[PatientData, "rdflib.Graph", str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
 #: Back-ends of :func:`eligibility` chosen by name (a remote endpoint is chosen by giving it).
 LOCAL_DECISION_BACKENDS: tuple[str, ...] = names.LOCAL_DECISION_BACKENDS
@@ -518,7 +520,7 @@ def report(data: DataLike | None, output: Union[str, "os.PathLike[str]"], *, eng
     """
     from .fhir import hook
     from .report import report as _report
-    if isinstance(data, rdflib.Graph):
+    if is_rdflib_graph(data):
         raise InputError("<graph>", "the report needs files or itkg.load() data, not an rdflib graph")
     with hook.configured(mappings=mappings, base=fhir_base, strict=strict):
         return _report(data, output, engine=engine, endpoint=endpoint, input_format=input_format,

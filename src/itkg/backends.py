@@ -23,23 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence, Union, cast, runtime_checkable
 
-import rdflib
-
 from . import names
 from .errors import QueryError
+from .lazyimport import is_rdflib_graph, lazy
 from .results import EligibilityResult
 
 if TYPE_CHECKING:
+    import rdflib
+
     from .endpoint import SparqlEndpoint
     from .engine import PatientIndex
     from .knowledge import Knowledge
     from .loading import PatientData, PatientStore, Source
     from .partition import Numbering, Plan
     from .sparql import QueryResult
+else:  # imported when first used (itkg.lazyimport)
+    rdflib = lazy("rdflib", globals())
 
 #: What a decision back-end is given: patient files, loaded data, a store loaded for Oxigraph,
 #: an rdflib graph, or nothing (the endpoint holds the data).
-Input = Union["PatientData", "PatientStore", rdflib.Graph, Sequence[Path], None]
+Input = Union["PatientData", "PatientStore", "rdflib.Graph", Sequence[Path], None]
 
 #: The rows (sorted) and the sources they were read from.
 Decided = tuple[list[EligibilityResult], tuple["Source", ...]]
@@ -92,7 +95,7 @@ class Native:
         if isinstance(data, PatientStore):
             raise QueryError("a store loaded for Oxigraph serves the SPARQL engines only; use "
                              "engine='oxigraph', or itkg.load() for the native engine")
-        if isinstance(data, (PatientData, rdflib.Graph)):
+        if isinstance(data, PatientData) or is_rdflib_graph(data):
             loaded = data if isinstance(data, PatientData) else PatientData.from_graph(data)
             index = PatientIndex.from_triples(loaded.triples, knowledge.indexed_predicates())
             return RuleEngine(knowledge, index).eligibility(), tuple(loaded.sources)
@@ -171,7 +174,7 @@ class Rdflib(_Queries):
         from .loading import PatientData, PatientStore, load
         if isinstance(data, (PatientData, PatientStore)):
             return data
-        if isinstance(data, rdflib.Graph):
+        if is_rdflib_graph(data):
             return PatientData.from_graph(data)
         return load(list(data or ()), input_format=self.input_format, strict=self.strict)
 
@@ -211,7 +214,7 @@ class Oxigraph(Rdflib):
         from .lexical import LexicalFormError
         from .loading import PatientData, PatientStore
         from .sparql import load_for_query
-        if isinstance(data, (PatientData, PatientStore, rdflib.Graph)):
+        if isinstance(data, (PatientData, PatientStore)) or is_rdflib_graph(data):
             return super()._load(data, knowledge)
         try:
             return load_for_query(list(data or ()), input_format=self.input_format, strict=self.strict,

@@ -8,7 +8,9 @@ One command for the whole rules build, in order:
 3. ``shapes/planned-therapy.ttl`` (:func:`itkg.rulegen.planned_therapy_shapes`) and
    ``shapes/vocabulary.ttl`` (:func:`itkg.shapegen.vocabulary_shapes`);
 4. ``ontology/itkg.owl`` and ``docs/ontology/index.html`` from the Turtle, and its SSSOM
-   cross-references (:mod:`itkg.build_owl`, which can still be run alone).
+   cross-references (:mod:`itkg.build_owl`, which can still be run alone);
+5. ``ontology/itkg.knowledge.json``, what the rule engine reads of the Turtle as rebuilt, with
+   its checksum (:func:`itkg.knowledge.knowledge_json`: commands read it instead of parsing).
 
 ``--check`` writes nothing and exits 1 when any file is stale (``tests/test_build.py`` runs it).
 """
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import build_owl, rulegen, shapegen
-from .knowledge import Knowledge
+from .knowledge import Knowledge, knowledge_json, knowledge_path
 from .resources import data_root
 
 
@@ -42,6 +44,8 @@ def targets(root: Path) -> dict[Path, str]:
         raise SystemExit(f"{ttl}: the markers {rulegen.BEGIN_OWL!r} ... {rulegen.END_OWL!r} are missing")
     rebuilt = source[:begin] + rulegen.owl_classes(knowledge) + source[end + len(rulegen.END_OWL):]
     found: dict[Path, str] = {ttl: rebuilt}
+    final = Knowledge(rdflib.Graph().parse(data=rebuilt, format="turtle")) if rebuilt != source else knowledge
+    found[knowledge_path(ttl)] = knowledge_json(final, rebuilt.encode("utf-8"))
     for name in rulegen.QUERIES:
         found[root / "queries" / f"{name}.rq"] = rulegen.query(name, knowledge)
     for name, generate in shapegen.GENERATED.items():

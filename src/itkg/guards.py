@@ -25,12 +25,6 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-import rdflib
-import rdflib.plugins.sparql
-from pyparsing import ParseBaseException
-from rdflib.plugins.sparql import prepareQuery
-from rdflib.plugins.sparql.parser import parseUpdate
-
 from itkg.errors import (
     EndpointError,
     InputTooLargeError,
@@ -76,6 +70,50 @@ def _install_redacting_record_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
+def _rdflib_defaults(module: Any) -> None:
+    """itkg's settings of rdflib (``module``) or of its SPARQL package, once that is imported."""
+    if module.__name__ == "rdflib":
+        module.NORMALIZE_LITERALS = False
+        logging.getLogger("rdflib.term").setLevel(logging.ERROR)
+    else:
+        module.SPARQL_LOAD_GRAPHS = False
+
+
+class _WhenImported:
+    """A finder on ``sys.meta_path`` that gives rdflib and its SPARQL package itkg's settings
+    (:func:`_rdflib_defaults`) as soon as they are imported, by whom ever: a command that never
+    uses rdflib (``itkg eligibility`` of local files) does not import it (a third of a second),
+    and whatever imports it later gets it set as :func:`install_library_defaults` says."""
+
+    names = ("rdflib", "rdflib.plugins.sparql")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.names:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is not None and hasattr(loader, "exec_module"):
+            run = loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                run(module)
+                _rdflib_defaults(module)
+
+            loader.exec_module = exec_module
+        return spec
+
+
+_WHEN_IMPORTED = _WhenImported()
+
+
 def install_library_defaults() -> None:
     """Switch the libraries to the behaviour itkg relies on. Idempotent and cheap: call it before
     every load, because test runners and callers may reset warning filters in between.
@@ -83,6 +121,8 @@ def install_library_defaults() -> None:
     - ``rdflib.NORMALIZE_LITERALS = False`` keeps ``"maybe"^^xsd:boolean`` as written instead of
       rewriting it to ``"false"``, so it can be reported as ill-typed.
     - ``SPARQL_LOAD_GRAPHS = False`` stops rdflib from fetching ``FROM <url>`` / ``FROM <file:>``.
+      Both are set now if rdflib (its SPARQL package) is imported, else the moment it is
+      (:class:`_WhenImported`): itkg imports rdflib only where it is used.
     - Log records of rdflib, owlready2, pyshacl and owlrl are redacted (their texts quote literal
       values and parser excerpts), ``rdflib.term`` drops its per-literal warnings, and the
       ``warnings`` those libraries issue (``"Parsing weird boolean, 'maybe'"``) are ignored.
@@ -90,9 +130,12 @@ def install_library_defaults() -> None:
       only in HermiT's worker process, :mod:`itkg._hermit_worker`; importing it here for every
       command cost about 20 ms).
     """
-    rdflib.NORMALIZE_LITERALS = False
-    rdflib.plugins.sparql.SPARQL_LOAD_GRAPHS = False
-    logging.getLogger("rdflib.term").setLevel(logging.ERROR)
+    for name in _WhenImported.names:
+        module = sys.modules.get(name)
+        if module is not None:
+            _rdflib_defaults(module)
+    if any(module not in sys.modules for module in _WhenImported.names) and _WHEN_IMPORTED not in sys.meta_path:
+        sys.meta_path.insert(0, _WHEN_IMPORTED)
     _install_redacting_record_factory()
     if not any(f[0] == "ignore" and f[3] is not None and f[3].pattern == _QUIET_WARNING_MODULES
                for f in warnings.filters):
@@ -290,6 +333,8 @@ def mentions_service(text: str) -> bool:
 
 
 def _is_update(text: str) -> bool:
+    from pyparsing import ParseBaseException
+    from rdflib.plugins.sparql.parser import parseUpdate
     try:
         parseUpdate(text)
     except (ParseBaseException, RecursionError):
@@ -345,6 +390,9 @@ def gated_algebra(text: str, source: str = "<query>") -> Any:
     odd = _ENGINE_DEPENDENT.search(text)
     if odd is not None:
         raise QueryError(f"{source}: {_ESCAPE_REFUSED if odd.group().startswith(chr(92)) else _BARE_CR_REFUSED}")
+    install_library_defaults()
+    from pyparsing import ParseBaseException
+    from rdflib.plugins.sparql import prepareQuery
     try:
         prepared = prepareQuery(text)
     except RecursionError:
@@ -472,6 +520,7 @@ _NOT_JUDGED = frozenset({XSD + "string", "http://www.w3.org/1999/02/22-rdf-synta
 def _rdflib_accepts(lexical: str, datatype: str) -> bool:
     """Fallback for the rarer XSD types (duration, hexBinary, ...): rdflib's own check."""
     install_library_defaults()  # rdflib logs and warns with the value otherwise
+    import rdflib
     return rdflib.Literal(lexical, datatype=rdflib.URIRef(datatype)).ill_typed is not True
 
 
@@ -509,6 +558,8 @@ def find_ill_typed(triples: Iterable[object]) -> list[IllTypedLiteral]:
 
     ox_literal, ox_iri = pyoxigraph.Literal, pyoxigraph.NamedNode
     ox_other = (ox_iri, pyoxigraph.BlankNode, pyoxigraph.Triple)
+    rdflib = sys.modules.get("rdflib")  # an rdflib literal comes from an imported rdflib
+    rdf_literal = rdflib.Literal if rdflib is not None else ox_literal
     rare: dict[tuple[str, str], bool] = {}
     found: list[IllTypedLiteral] = []
     for triple in triples:
@@ -516,7 +567,7 @@ def find_ill_typed(triples: Iterable[object]) -> list[IllTypedLiteral]:
         kind = type(obj)
         if kind is ox_literal:
             datatype = obj.datatype.value
-        elif kind in ox_other or not isinstance(obj, rdflib.Literal) or obj.datatype is None:
+        elif kind in ox_other or not isinstance(obj, rdf_literal) or obj.datatype is None:
             continue
         else:
             datatype = str(obj.datatype)

@@ -4,24 +4,39 @@
 their criteria (through ``queries/indication-criteria.rq``), the class hierarchy for subclass
 closure, the prerequisites of intrathecal therapy and the labels used to explain decisions. Adding a
 condition class to a criterion in the ontology changes what itkg decides, with no code change.
+
+What the rule engine reads of the bundled ontology is also written, by ``python -m itkg.build``,
+to ``ontology/itkg.knowledge.json`` (:func:`knowledge_json`), with the SHA-256 of the Turtle it was
+read from: a command that decides from the bundled ontology alone reads that file instead of
+parsing the Turtle with rdflib and running ``queries/indication-criteria.rq`` (a third of a
+second of start-up, most of it importing rdflib and its SPARQL parser). The ontology stays the
+one source: when the Turtle's checksum is not the file's (edited, not rebuilt) the Turtle is read
+as before, and ``python -m itkg.build --check`` (``tests/test_build.py``) fails. Extensions are
+always read with rdflib, and :attr:`Knowledge.graph` parses the Turtle when it is first asked for.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence, cast
-
-import rdflib
-from rdflib.namespace import OWL, RDFS, SKOS
-from rdflib.query import ResultRow
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, cast
 
 from . import vocab
 from .resources import ontology_path, query_path
+
+if TYPE_CHECKING:
+    import rdflib
+
+_OWL = "http://www.w3.org/2002/07/owl#"
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+_SKOS = "http://www.w3.org/2004/02/skos/core#"
 
 
 @dataclass(frozen=True)
@@ -86,23 +101,67 @@ class Knowledge:
     extension_paths: tuple[str, ...] = ()
 
     def __init__(self, graph: rdflib.Graph) -> None:
-        self.graph = graph
+        import rdflib
+        self._graph: rdflib.Graph | None = graph
+        self._turtle: Path | None = None
         self.labels: dict[str, str] = {}
-        for subject, label in graph.subject_objects(RDFS.label):
+        for subject, label in graph.subject_objects(rdflib.URIRef(_RDFS + "label")):
             if isinstance(subject, rdflib.URIRef) and (
                     str(subject) not in self.labels or getattr(label, "language", None) == "en"):
                 self.labels[str(subject)] = str(label)
         self._parents: dict[str, set[str]] = defaultdict(set)
-        for child, parent in graph.subject_objects(RDFS.subClassOf):
+        for child, parent in graph.subject_objects(rdflib.URIRef(_RDFS + "subClassOf")):
             if isinstance(child, rdflib.URIRef) and isinstance(parent, rdflib.URIRef):
                 self._parents[str(child)].add(str(parent))
+        members: dict[str, set[str]] = defaultdict(set)
+        for subject, cls in graph.subject_objects(rdflib.URIRef(_RDF + "type")):
+            if isinstance(subject, rdflib.URIRef) and isinstance(cls, rdflib.URIRef):
+                members[str(cls)].add(str(subject))
+        self._individuals = {cls: frozenset(found) for cls, found in members.items()}
         self._ancestors: dict[str, frozenset[str]] = {}
         self.indications = self._read_indications()
         self.prerequisites = self._read_prerequisites()
-        version = graph.value(rdflib.URIRef(vocab.ITKG + "ontology"), OWL.versionInfo)
-        version_iri = graph.value(rdflib.URIRef(vocab.ITKG + "ontology"), OWL.versionIRI)
+        ontology = rdflib.URIRef(vocab.ITKG + "ontology")
+        version = graph.value(ontology, rdflib.URIRef(_OWL + "versionInfo"))
+        version_iri = graph.value(ontology, rdflib.URIRef(_OWL + "versionIRI"))
         self.version = str(version) if version is not None else ""
         self.version_iri = str(version_iri) if version_iri is not None else ""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], turtle: Path) -> "Knowledge":
+        """The knowledge :func:`knowledge_json` wrote of the ontology ``turtle`` (whose graph is
+        parsed only if :attr:`graph` is asked for)."""
+        knowledge = object.__new__(cls)
+        knowledge._graph, knowledge._turtle = None, turtle
+        knowledge.labels = dict(data["labels"])
+        knowledge._parents = defaultdict(set, {child: set(parents) for child, parents in data["parents"].items()})
+        knowledge._individuals = {c: frozenset(found) for c, found in data["individuals"].items()}
+        knowledge._ancestors = {}
+        knowledge.indications = tuple(
+            Indication(i["iri"], i["label"], i["therapy"], tuple(
+                Criterion(c["iri"], c["label"], frozenset(c["conditions"]), frozenset(c["treatments"]),
+                          frozenset(c["outcomes"])) for c in i["criteria"]))
+            for i in data["indications"])
+        knowledge.prerequisites = {
+            therapy: tuple(Prerequisite(**{**p, "meeting": frozenset(p["meeting"]), "failing": frozenset(p["failing"])})
+                           for p in found)
+            for therapy, found in data["prerequisites"]}
+        knowledge.version, knowledge.version_iri = data["version"], data["version_iri"]
+        return knowledge
+
+    @property
+    def graph(self) -> rdflib.Graph:
+        """The ontology's triples (and the extensions'), as an rdflib graph (parsed when first
+        asked for, for knowledge read from ``itkg.knowledge.json``)."""
+        if self._graph is None:
+            import rdflib
+            self._graph = rdflib.Graph().parse(self._turtle, format="turtle")
+        return self._graph
+
+    def individuals(self, cls: str) -> frozenset[str]:
+        """The terms the ontology types ``cls`` (directly: ``?x rdf:type cls``): an outcome's
+        individuals, or ``owl:AnnotationProperty``'s properties."""
+        return self._individuals.get(cls, frozenset())
 
     # -- hierarchy ---------------------------------------------------------------------------
 
@@ -167,6 +226,7 @@ class Knowledge:
     # -- reading the ontology ----------------------------------------------------------------
 
     def _read_indications(self) -> tuple[Indication, ...]:
+        from rdflib.query import ResultRow
         rows = list(self.graph.query(query_path("indication-criteria").read_text(encoding="utf-8")))
         # rdflib's SPARQL parser (pyparsing) leaves cycles of exceptions, tracebacks and frames,
         # and a frame holds its callers' frames: under a caller that pauses the collector (``itkg
@@ -200,9 +260,11 @@ class Knowledge:
         )
 
     def _read_prerequisites(self) -> Mapping[str, tuple[Prerequisite, ...]]:
+        import rdflib
         found: dict[str, list[Prerequisite]] = defaultdict(list)
         graph, itkg = self.graph, vocab.ITKG
         requires = rdflib.URIRef(itkg + "requiresPrerequisite")
+        notation = rdflib.URIRef(_SKOS + "notation")
 
         def one(node: rdflib.term.Node, name: str) -> str:
             value = graph.value(node, rdflib.URIRef(itkg + name))
@@ -212,7 +274,7 @@ class Knowledge:
             return frozenset(str(v) for v in graph.objects(node, rdflib.URIRef(itkg + name)))
 
         for therapy, node in graph.subject_objects(requires):
-            code = graph.value(node, SKOS.notation)
+            code = graph.value(node, notation)
             if code is None:
                 continue
             order = graph.value(node, rdflib.URIRef(itkg + "prerequisiteOrder"))
@@ -230,8 +292,59 @@ class Knowledge:
         return {k: tuple(v) for k, v in found.items()}
 
 
+def knowledge_path(turtle: Path) -> Path:
+    """Where :func:`knowledge_json` of the ontology ``turtle`` is kept: beside it
+    (``itkg.ttl``: ``itkg.knowledge.json``)."""
+    return turtle.with_suffix(".knowledge.json")
+
+
+def knowledge_json(knowledge: Knowledge, turtle: bytes) -> str:
+    """What the rule engine and the FHIR mapping read of an ontology, as the text of
+    ``itkg.knowledge.json`` (written by ``python -m itkg.build``), with the SHA-256 of the
+    Turtle ``turtle`` it was read from; :func:`load_knowledge` reads it back
+    (:meth:`Knowledge.from_json`) when the Turtle still has that checksum."""
+    data = {
+        "note": "Generated by `python -m itkg.build` from ontology/itkg.ttl; do not edit.",
+        "turtle_sha256": hashlib.sha256(turtle).hexdigest(),
+        "version": knowledge.version, "version_iri": knowledge.version_iri,
+        "labels": knowledge.labels,
+        "parents": {child: sorted(parents) for child, parents in sorted(knowledge._parents.items()) if parents},
+        "individuals": {cls: sorted(found) for cls, found in sorted(knowledge._individuals.items())},
+        "indications": [{"iri": i.iri, "label": i.label, "therapy": i.therapy, "criteria": [
+            {"iri": c.iri, "label": c.label, "conditions": sorted(c.condition_classes),
+             "treatments": sorted(c.treatment_classes), "outcomes": sorted(c.outcomes)} for c in i.criteria]}
+            for i in knowledge.indications],
+        "prerequisites": [[therapy, [{**{f: getattr(p, f) for f in _PREREQUISITE_FIELDS},
+                                      "meeting": sorted(p.meeting), "failing": sorted(p.failing)} for p in found]]
+                          for therapy, found in knowledge.prerequisites.items()],
+    }
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+_PREREQUISITE_FIELDS = ("iri", "code", "label", "link", "record_class", "date", "decision", "scope", "order",
+                        "variable", "action")
+
+
+def _stored(path: Path) -> Knowledge | None:
+    """The knowledge kept beside the ontology ``path`` (:func:`knowledge_path`), if it was read
+    from this very Turtle (same SHA-256); else None (then the Turtle is read)."""
+    try:
+        turtle = path.read_bytes()
+        text = knowledge_path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    data = json.loads(text)
+    if data.get("turtle_sha256") != hashlib.sha256(turtle).hexdigest():
+        return None
+    return Knowledge.from_json(data, path)
+
+
 @lru_cache(maxsize=4)
 def _load(path: Path) -> Knowledge:
+    stored = _stored(path)
+    if stored is not None:
+        return stored
+    import rdflib
     return Knowledge(rdflib.Graph().parse(path, format="turtle"))
 
 
@@ -240,6 +353,7 @@ def read_extension(path: str | os.PathLike[str]) -> rdflib.Graph:
     the input gates of :func:`itkg.load` but nothing set aside: an extension *is* knowledge (its
     own subclasses of contract classes, indications, criteria, prerequisites)."""
     import pyoxigraph as ox
+    import rdflib
 
     from .errors import InputError, UnsafeInputError
     from .loading import (DEFAULT_MAX_BYTES, IMPORTS_REFUSED, OWL_IMPORTS, detect_format, parse_failure,
@@ -270,6 +384,7 @@ def _stamp(path: Path) -> tuple[str, float, int]:
 
 @lru_cache(maxsize=8)
 def _load_extended(path: Path, extensions: tuple[tuple[str, float, int], ...]) -> Knowledge:
+    import rdflib
     graph = rdflib.Graph()
     graph += _load(path).graph
     own = rdflib.Graph()

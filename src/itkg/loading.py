@@ -20,19 +20,24 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import pyoxigraph as ox
-import rdflib
 
 from . import guards, names
 from .errors import IllTypedLiteralError, InputError, InputTooLargeError, ParseError
+from .lazyimport import is_rdflib_graph, lazy
 
 if TYPE_CHECKING:
     from .reader import Checker, Namer, PieceReport
+if TYPE_CHECKING:
+    import rdflib
+else:  # imported when first used (itkg.lazyimport)
+    rdflib = lazy("rdflib", globals())
 
 OWL_IMPORTS = "http://www.w3.org/2002/07/owl#imports"
 IMPORTS_REFUSED = "owl:imports is not followed; load the imported file explicitly"
@@ -243,9 +248,14 @@ def to_oxigraph(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode | ox.Lite
 
 def node_id(term: ox.NamedNode | ox.BlankNode | ox.Triple | rdflib.term.Node) -> str:
     """How itkg names a node in its results: the IRI, or ``_:`` and the blank node's id."""
-    if isinstance(term, (ox.BlankNode, rdflib.BNode)):
-        return "_:" + (term.value if isinstance(term, ox.BlankNode) else str(term))
-    return term.value if isinstance(term, ox.NamedNode) else str(term)
+    if isinstance(term, ox.BlankNode):
+        return "_:" + term.value
+    if isinstance(term, ox.NamedNode):
+        return term.value
+    library = sys.modules.get("rdflib")  # (an rdflib term comes from an imported rdflib)
+    if library is not None and isinstance(term, library.BNode):
+        return "_:" + str(term)
+    return str(term)
 
 
 def detect_format(path: Path, name: str | None = None) -> ox.RdfFormat:
@@ -292,7 +302,7 @@ def load(
     (True, 'turtle')
     """
     guards.install_library_defaults()
-    if isinstance(sources, rdflib.Graph):
+    if is_rdflib_graph(sources):
         return PatientData.from_graph(sources)
     from .reader import read
     paths: Sequence[str | os.PathLike[str]] = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)

@@ -43,12 +43,9 @@ SCHEMA_TYPES_EXTRA = frozenset({RDFS + "Class", RDFS + "Datatype", RDFS + "Resou
 def rule_predicates() -> frozenset[str]:
     """The ``itkg:`` properties that state rules (criterion and prerequisite facts): the ones the
     ontology declares as ``owl:AnnotationProperty``. Patient data may not use them."""
-    from .knowledge import ontology_graph  # the ontology is parsed once per process anyway
+    from .knowledge import load_knowledge  # read once per process anyway
 
-    import rdflib
-    graph = ontology_graph()
-    return frozenset(str(s) for s in graph.subjects(rdflib.RDF.type, rdflib.OWL.AnnotationProperty)
-                     if str(s).startswith(vocab.ITKG))
+    return frozenset(p for p in load_knowledge().individuals(OWL + "AnnotationProperty") if p.startswith(vocab.ITKG))
 
 
 def is_schema_parts(subject: str | None, predicate: str, obj: str | None) -> bool:

@@ -365,7 +365,6 @@ class FhirReader:
         self._etiologies: dict[str, set[str]] = defaultdict(set)
         self._intolerances: dict[str, list[tuple[frozenset[str], str]]] = defaultdict(list)
         self._treatments: dict[str, list[tuple[str, int, frozenset[str]]]] = defaultdict(list)
-        self._individuals: dict[str, frozenset[str]] = {}
         self._codes: dict[tuple[str, str], _Code] = {}
         self._meanings: dict[tuple[tuple[str, str], ...], rules.Meaning] = {}
         self._sorted: dict[frozenset[str], tuple[str, ...]] = {}
@@ -436,13 +435,7 @@ class FhirReader:
 
     def individuals(self, cls: str) -> frozenset[str]:
         """The ontology's individuals typed ``cls`` (outcomes, CSF findings, disorders)."""
-        found = self._individuals.get(cls)
-        if found is None:
-            import rdflib
-            graph = self.knowledge.graph
-            found = frozenset(str(s) for s in graph.subjects(rdflib.RDF.type, rdflib.URIRef(cls)))
-            self._individuals[cls] = found
-        return found
+        return self.knowledge.individuals(cls)
 
     def resolve(self, ref: str, scope: _Scope | None, kind: str) -> dict | None:
         """The resource of type ``kind`` that ``ref`` names in the Bundle ``scope``, if any."""
