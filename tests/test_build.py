@@ -122,3 +122,7 @@ def test_an_ontology_edited_without_a_rebuild_is_read_as_it_is(tmp_path: Path) -
     edited = load_knowledge(turtle)
     assert edited.label("https://w3id.org/itkg/ComplexRegionalPainSyndrome") == "CRPS, edited"
     assert "itkg.knowledge.json" in {p.name for p in build.build(tmp_path, check=True)}
+    stored_file = tmp_path / "ontology" / "itkg.knowledge.json"
+    for broken in ("{", "[]", '{"turtle_sha256": 1}'):  # damaged, not merely stale: read the Turtle too
+        stored_file.write_text(broken, encoding="utf-8")
+        assert _read_both(turtle)[1] is None

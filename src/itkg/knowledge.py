@@ -330,13 +330,12 @@ def _stored(path: Path) -> Knowledge | None:
     from this very Turtle (same SHA-256); else None (then the Turtle is read)."""
     try:
         turtle = path.read_bytes()
-        text = knowledge_path(path).read_text(encoding="utf-8")
-    except OSError:
+        data = json.loads(knowledge_path(path).read_text(encoding="utf-8"))
+        if data.get("turtle_sha256") != hashlib.sha256(turtle).hexdigest():
+            return None
+        return Knowledge.from_json(data, path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable: the Turtle is read
         return None
-    data = json.loads(text)
-    if data.get("turtle_sha256") != hashlib.sha256(turtle).hexdigest():
-        return None
-    return Knowledge.from_json(data, path)
 
 
 @lru_cache(maxsize=4)
