@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
+from collections import Counter
 from dataclasses import dataclass
 from typing import IO, Any, Iterable, Sequence, Union
 
@@ -232,7 +233,6 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
     triples (``hubs`` from :func:`fixed_hubs`)."""
     hub = numbering.hub_numbers(hubs)
     subjects, objects, flags = numbering.subjects, numbering.objects, numbering.flags
-    count = len(subjects)
 
     # Union-find over local triples; mark shared ones.
     parent = array("q", range(len(numbering.ids)))
@@ -245,36 +245,33 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
             parent[x], x = root, parent[x]
         return root
 
-    piece = array("q", bytes(8 * count))  # subject number, or _SHARED
     targeting = array("q")  # triples that make a hub or a literal a focus node
     for i, (sn, on, flag) in enumerate(zip(subjects, objects, flags)):
         if hub[sn]:
-            piece[i] = _SHARED
-            continue
-        piece[i] = sn
+            continue  # shared
         if on >= 0 and not hub[on]:
             a, b = find(sn), find(on)
             if a != b:
                 parent[max(a, b)] = min(a, b)
         elif flag & TARGETS_OBJECT:
             targeting.append(i)
+    # Every node's root, in one pass: a root is the least node of its piece (unions point the
+    # greater root at the lesser), so a node's parent is a lesser node whose root is known.
+    for x, up in enumerate(parent):
+        if up != x:
+            parent[x] = parent[up]
 
     # Pieces that shared triples point into are shared too (one step suffices: a piece is closed).
-    shared_roots: set[int] = set()
-    for i, on in enumerate(objects):
-        if on >= 0 and piece[i] == _SHARED and not hub[on]:
-            shared_roots.add(find(on))
+    shared_roots = {parent[on] for sn, on in zip(subjects, objects) if on >= 0 and hub[sn] and not hub[on]}
 
-    # Pack pieces into batches in order of first appearance, keeping the input's locality.
-    sizes: dict[int, int] = {}
-    for i in range(count):
-        if piece[i] != _SHARED:
-            root = find(piece[i])
-            if root in shared_roots:
-                piece[i] = _SHARED
-            else:
-                piece[i] = root
-                sizes[root] = sizes.get(root, 0) + 1
+    # Each triple's piece (its subject's root), or _SHARED; then the pieces packed into batches
+    # in order of first appearance, keeping the input's locality (work per node, and per triple
+    # in C where it can be: a million patients are sixteen million triples).
+    piece_of = array("q", [_SHARED if hub[x] or root in shared_roots else root for x, root in enumerate(parent)])
+    piece = array("q", map(piece_of.__getitem__, subjects))
+    del piece_of
+    sizes = Counter(piece)  # (in order of first appearance)
+    sizes.pop(_SHARED, None)
     batch_of: dict[int, int] = {}
     current = filled = 0
     for root, size in sizes.items():
@@ -285,11 +282,13 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
     del sizes
     shared = array("q")
     batches = [array("q") for _ in range(current + 1)]
-    for i in range(count):
-        if piece[i] == _SHARED:
-            shared.append(i)
-        else:
-            batches[batch_of[piece[i]]].append(i)
+    add_shared, adds = shared.append, [batch.append for batch in batches]
+    last, add = _SHARED, add_shared
+    for i, root in enumerate(piece):
+        if root != last:
+            last = root
+            add = add_shared if root == _SHARED else adds[batch_of[root]]
+        add(i)
     replicated: set[int] = set()
     for i in targeting:
         if piece[i] != _SHARED:  # also stays local, in its own batch
