@@ -25,7 +25,10 @@ Large N-Triples input (the population format, from :data:`itkg.waves.WAVES_FROM`
 it, this way is faster and small enough) goes another way, :class:`_WaveRun`: a pre-scan of every
 piece's subjects says beforehand which patients are local to a piece, so each process decides a
 piece as soon as it has parsed it and drops its triples (:mod:`itkg.waves`); no process ever holds
-the index of the whole input.
+the index of the whole input. A large FHIR Bulk export (NDJSON, from
+:data:`itkg.fhir.waves.FHIR_WAVES_FROM` bytes) goes in waves too, :class:`_FhirWaveRun`: each
+process maps and decides one part of every file at a time (:mod:`itkg.fhir.waves`), and what it
+keeps for the end is finished and decided as :class:`_Run` decides everything.
 """
 
 from __future__ import annotations
