@@ -92,9 +92,6 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     >>> [(r.patient.rsplit("/", 1)[1], r.status) for r in rows]
     [('anna', 'qualifies'), ('ben', 'pending'), ('carla', 'qualifies'), ('dev', 'excluded')]
     """
-    from .fhir import waves as fhir_waves
-    fhir_waves_from = fhir_waves.FHIR_WAVES_FROM if fhir_waves_from is None else fhir_waves_from
-    fhir_wave_bytes = fhir_waves.FHIR_WAVE_BYTES if fhir_wave_bytes is None else fhir_wave_bytes
     knowledge = knowledge or load_knowledge()
     workers = processes.default_workers() if workers is None else max(1, workers)
     if workers > 1 and not processes.forking_available():
@@ -104,7 +101,9 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     total = sum(p.nbytes for p in pieces)
     run: type[_Run] | None = None
     first = pieces
-    if _fhir_waves(pieces) and total >= fhir_waves_from:
+    if _fhir_waves(pieces) and total >= (_fhir_default("FHIR_WAVES_FROM") if fhir_waves_from is None
+                                         else fhir_waves_from):
+        fhir_wave_bytes = _fhir_default("FHIR_WAVE_BYTES") if fhir_wave_bytes is None else fhir_wave_bytes
         if total >= 2 * fhir_wave_bytes:  # parts of about fhir_wave_bytes: one index of that size at a time
             pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
                           parts=max(workers, -(-total // fhir_wave_bytes)),
@@ -647,6 +646,12 @@ def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], l
     except MemoryError:
         chunks.clear()
         last[slot] = pickle.dumps(("crashed", "MemoryError"))
+
+
+def _fhir_default(name: str) -> int:
+    """A default of :mod:`itkg.fhir.waves` (imported for FHIR input only)."""
+    from .fhir import waves as fhir_waves
+    return int(getattr(fhir_waves, name))
 
 
 def _fhir_waves(pieces: Sequence[Piece]) -> bool:
