@@ -25,7 +25,10 @@ Large N-Triples input (the population format, from :data:`itkg.waves.WAVES_FROM`
 it, this way is faster and small enough) goes another way, :class:`_WaveRun`: a pre-scan of every
 piece's subjects says beforehand which patients are local to a piece, so each process decides a
 piece as soon as it has parsed it and drops its triples (:mod:`itkg.waves`); no process ever holds
-the index of the whole input.
+the index of the whole input. A large FHIR Bulk export (NDJSON, from
+:data:`itkg.fhir.waves.FHIR_WAVES_FROM` bytes) goes in waves too, :class:`_FhirWaveRun`: each
+process maps and decides one part of every file at a time (:mod:`itkg.fhir.waves`), and what it
+keeps for the end is finished and decided as :class:`_Run` decides everything.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                      knowledge: Knowledge | None = None, checksums: bool = False,
                      progress: bool = False, min_piece_bytes: int = MIN_PIECE_BYTES,
                      strict: bool = False, wave_bytes: int = waves.WAVE_BYTES,
-                     waves_from: int = waves.WAVES_FROM,
+                     waves_from: int = waves.WAVES_FROM, fhir_waves_from: int | None = None,
+                     fhir_wave_bytes: int | None = None,
                      ) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
     """The rows of :func:`itkg.eligibility` for the patient files ``paths``, and the sources read.
 
@@ -77,6 +81,9 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
         (:mod:`itkg.waves`); smaller input as other formats are, one index per process.
     :param wave_bytes: input decided in waves is cut into pieces of about this size (when it
         is at least twice this size), decided one at a time in each process.
+    :param fhir_waves_from: FHIR NDJSON input of at least this many bytes is decided in waves
+        (:mod:`itkg.fhir.waves`; default :data:`~itkg.fhir.waves.FHIR_WAVES_FROM`), cut into
+        parts of about ``fhir_wave_bytes`` (default :data:`~itkg.fhir.waves.FHIR_WAVE_BYTES`).
     :param progress: show progress on standard error.
     :raises InputError: as :func:`itkg.load` would, and then no rows at all.
 
@@ -93,7 +100,16 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
     run: type[_Run] | None = None
-    if waves.eligible(pieces) and total >= waves_from:
+    first = pieces
+    if _fhir_waves(pieces) and total >= (_fhir_default("FHIR_WAVES_FROM") if fhir_waves_from is None
+                                         else fhir_waves_from):
+        fhir_wave_bytes = _fhir_default("FHIR_WAVE_BYTES") if fhir_wave_bytes is None else fhir_wave_bytes
+        if total >= 2 * fhir_wave_bytes:  # parts of about fhir_wave_bytes: one index of that size at a time
+            pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
+                          parts=max(workers, -(-total // fhir_wave_bytes)),
+                          min_piece_bytes=min(min_piece_bytes, max(1, fhir_wave_bytes // 2)))
+        run = _FhirWaveRun
+    elif waves.eligible(pieces) and total >= waves_from:
         if total >= 2 * wave_bytes:  # pieces of about wave_bytes: one index of that size at a time
             pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
                           parts=max(workers, -(-total // wave_bytes)),
@@ -102,6 +118,13 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
             run = _WaveRun
     if run is None and workers > 1 and len(pieces) > 1:
         run = _Run
+    if run is _FhirWaveRun:
+        try:
+            with Meter(workers, total, visible=progress) as meter:
+                return run(pieces, workers, knowledge, meter, strict).rows(checksums)
+        except Untrusted:  # (what waves cannot trust, one index per process may: tried next)
+            pieces = first
+            run = _Run if workers > 1 and len(pieces) > 1 else None
     if run is not None:
         try:
             with Meter(workers, total, visible=progress) as meter:
@@ -196,6 +219,10 @@ class _Parser:
         self.strict = strict
         self.builder = IndexBuilder(predicates=predicates)
         self.sink: Sink = self.builder if sink is None else sink
+        #: rows decided while parsing (:mod:`itkg.fhir.waves`), as pickled lists of packed rows
+        self.rows: list[bytes] = []
+        #: how many patients those rows are of (for the progress display)
+        self.patients = 0
 
     def run(self, on_read: Callable[[int], None] | None,
             after: Callable[[int, PieceReport], None] | None = None) -> dict[int, PieceReport]:
@@ -287,9 +314,8 @@ class _Run:
     # -- the main process --------------------------------------------------------------------------
 
     def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
-        parser = _Parser(self.pieces, self.assigned[0], self.stop, self.lock, self.strict,
-                         self.knowledge.indexed_predicates())
         with gc_paused():
+            parser = self._parser(0, None)
             reports = parser.run(self.meter.on_read(0))
             builder = parser.builder
             index = builder.index
@@ -298,7 +324,7 @@ class _Run:
                 builder.fhir.export_own()  # while the workers finish theirs
             axioms = list(index.subclass_axioms)
             hashes = [b""]
-            self.meter.patients = _patient_count(index, self.meter)
+            self.meter.patients = _patient_count(index, self.meter) + parser.patients
             states = []
             for conn in self._conns():
                 child_reports, child_axioms, child_hashes, patients, state = self._receive(conn)
@@ -330,8 +356,9 @@ class _Run:
                 from .fhir.hook import annotate_in_place
                 fhir = builder.fhir
                 annotate_in_place(rows, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
-            for conn in self._conns():  # annotated by the workers (FHIR input)
-                rows += map(_unpack, self._receive(conn))
+            for chunks in [parser.rows, *(self._receive_rows(conn) for conn in self._conns())]:
+                while chunks:  # (annotated by the workers, FHIR input; decided in waves, pickled)
+                    rows += map(_unpack, pickle.loads(chunks.pop(0)))
             rename = renumbering(self.pieces, reports)
             if rename is not None:
                 rows = [_renamed(row, rename) for row in rows]
@@ -370,6 +397,17 @@ class _Run:
     def _conns(self) -> list[multiprocessing.connection.Connection]:
         return [child.conn for child in self.children]
 
+    def _parser(self, worker: int, conn: multiprocessing.connection.Connection | None) -> _Parser:
+        """The parsing of ``worker`` (``conn``: its pipe to the main process, in a child)."""
+        return _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
+                       self.knowledge.indexed_predicates())
+
+    def _receive_rows(self, conn: multiprocessing.connection.Connection) -> list[bytes]:
+        """A child's rows: pickled lists of packed rows, which the caller empties as it unpacks."""
+        chunks = self._receive(conn)
+        assert isinstance(chunks, list)
+        return chunks
+
     def _receive(self, conn: multiprocessing.connection.Connection, data: bytes | None = b"") -> Any:
         """The next message of a child (or the one already read as ``data``; ``None``: it had gone)."""
         try:
@@ -389,6 +427,8 @@ class _Run:
                 raise MemoryError
             if message[1] == "Mismatch":  # the pre-scan of itkg.waves cannot be trusted
                 raise Untrusted("the pre-scan missed a subject")
+            if message[1] == "Untrusted":  # what a child's waves cannot trust (itkg.fhir.waves)
+                raise Untrusted("a worker's waves cannot be trusted")
             raise WorkerError(f"a worker process failed ({message[1]})")
         return message
 
@@ -400,15 +440,15 @@ class _Run:
 
     def _serve(self, worker: int, conn: multiprocessing.connection.Connection) -> None:
         with _answering(conn):
-            parser = _Parser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
-                             self.knowledge.indexed_predicates())
             with gc_paused():
+                parser = self._parser(worker, conn)
                 reports = parser.run(self.meter.on_read(worker))
                 fhir = parser.builder.fhir
                 if fhir is not None:
                     fhir.finish_local()
                 index = parser.builder.index
-                conn.send((reports, index.subclass_axioms, _subject_hashes(index), _patient_count(index, self.meter),
+                conn.send((reports, index.subclass_axioms, _subject_hashes(index),
+                           _patient_count(index, self.meter) + parser.patients,
                            fhir.export() if fhir is not None else None))
                 while True:
                     message = conn.recv()
@@ -432,7 +472,9 @@ class _Run:
                         # are new memory at the run's peak, at a million FHIR patients).
                         del index
                         parser.builder.index = PatientIndex(self.knowledge.indexed_predicates())
-                        conn.send([_pack(r) for r in rows])
+                        parser.rows.append(pickle.dumps([_pack(r) for r in rows], protocol=pickle.HIGHEST_PROTOCOL))
+                        del rows
+                        conn.send(parser.rows)
                         return
                     else:
                         return
@@ -612,3 +654,106 @@ def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], l
     except MemoryError:
         chunks.clear()
         last[slot] = pickle.dumps(("crashed", "MemoryError"))
+
+
+def _fhir_default(name: str) -> int:
+    """A default of :mod:`itkg.fhir.waves` (imported for FHIR input only)."""
+    from .fhir import waves as fhir_waves
+    return int(getattr(fhir_waves, name))
+
+
+def _fhir_waves(pieces: Sequence[Piece]) -> bool:
+    """Whether ``pieces`` can be decided in FHIR waves (:mod:`itkg.fhir.waves`): FHIR NDJSON
+    chunks only (a Bulk export, or NDJSON files), nothing failed before mapping."""
+    return bool(pieces) and all(p.fhir is not None and p.fhir.ndjson and p.error is None for p in pieces)
+
+
+class _FhirWaveParser(_Parser):
+    """One process's parts of a FHIR export, mapped and decided one part at a time
+    (:class:`itkg.fhir.waves.FhirWaves`); what waits for the end is the builder's index after."""
+
+    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any, strict: bool,
+                 knowledge: Knowledge, crossing: set[int], prescanned: dict[int, bytes], base: str,
+                 decided: Callable[[int], None]) -> None:
+        super().__init__(pieces, mine, stop, lock, strict, knowledge.indexed_predicates())
+        from .fhir.waves import FhirWaves
+        self.waves = FhirWaves(self.builder, knowledge, crossing, prescanned, base, decided)
+
+    def run(self, on_read: Callable[[int], None] | None,
+            after: Callable[[int, PieceReport], None] | None = None) -> dict[int, PieceReport]:
+        reports: dict[int, PieceReport] = {}
+        stop, state = self.stop, self.waves
+        try:
+            for part, numbers in _parts(self.pieces, list(self.mine)).items():
+                state.start()
+                for number in numbers:
+                    if number > stop.value:
+                        return reports
+                    reports[number] = report = parse_piece(self.pieces[number], self.builder, on_read=on_read)
+                    if after is not None:
+                        after(number, report)
+                    last = fatal_after(self.pieces, report, self.strict)
+                    if last is not None:  # (the run starts again, which reports the error)
+                        with self.lock:
+                            stop.value = min(stop.value, last)
+                        return reports
+                state.wave(part)
+        finally:
+            state.close()
+            self.rows, self.patients = state.rows, state.patients
+        return reports
+
+
+def _parts(pieces: Sequence[Piece], numbers: Sequence[int]) -> dict[int, list[int]]:
+    """The piece numbers of each FHIR part, parts in order, pieces in input order."""
+    parts: dict[int, list[int]] = {}
+    for number in sorted(numbers):
+        chunk = pieces[number].fhir
+        assert chunk is not None
+        parts.setdefault(chunk.part, []).append(number)
+    return dict(sorted(parts.items()))
+
+
+class _FhirWaveRun(_Run):
+    """A parallel run over a large FHIR Bulk export in waves (:mod:`itkg.fhir.waves`): every
+    process pre-scans its parts for the patients they name, the main process finds those named
+    in more than one part, then each process maps and decides its parts one at a time. What is
+    left (the patients named in several parts, or waiting for a Medication) is finished and
+    decided as :class:`_Run` decides every patient."""
+
+    def _parser(self, worker: int, conn: multiprocessing.connection.Connection | None) -> _Parser:
+        from .fhir.waves import names, prescan
+        parts = _parts(self.pieces, self.assigned[worker])
+        first = self.pieces[self.assigned[worker][0]].fhir
+        assert first is not None
+        base = first.job.base if first.job.base.endswith("/") else first.job.base + "/"  # (the reader's)
+        mine: dict[int, bytes] = {}
+        packed: dict[int, bytes] = {}
+        crossing: set[int] = set()
+        for part, numbers in parts.items():
+            mine[part] = prescan([chunk for n in numbers if (chunk := self.pieces[n].fhir) is not None])
+            packed[part] = array("q", map(hash, names(mine[part], base))).tobytes()
+        if conn is not None:  # a child: its parts' hashes to the main process, which says what crosses
+            conn.send(packed)
+            crossing = conn.recv()
+        else:
+            for child in self._conns():
+                packed.update(self._receive(child))
+            seen: set[int] = set()  # (a patient is named in one part or a few: a set of all)
+            for part in sorted(packed):
+                hashes = array("q")
+                hashes.frombytes(packed.pop(part))
+                crossing.update(seen.intersection(hashes))
+                seen.update(hashes)
+            del seen
+            for child in self._conns():
+                child.send(crossing)
+        del packed
+        return _FhirWaveParser(self.pieces, self.assigned[worker], self.stop, self.lock, self.strict,
+                               self.knowledge, crossing, mine, base, lambda n: self.meter.decided(worker, n))
+
+    def _main(self, checksums: bool) -> tuple[list[EligibilityResult], tuple[Source, ...]]:
+        try:
+            return super()._main(checksums)
+        except waves.Mismatch:
+            raise Untrusted("the pre-scan missed a FHIR patient") from None

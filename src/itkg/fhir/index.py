@@ -239,6 +239,9 @@ class FhirIndexer:
         self.note_suffixes: dict[str, str] = {}
         #: the main process's own :meth:`export`, made early (:meth:`export_own`)
         self._own: dict[str, Any] | None = None
+        #: the hashes of the ``Type/id`` of every resource read in waves (:mod:`itkg.fhir.waves`,
+        #: which let go of the names), packed: sent with those of :attr:`FhirReader._seen`
+        self.seen_waves = b""
 
     def read(self, chunk: FhirChunk, report: PieceReport, on_read: Callable[[int], None] | None) -> None:
         """Map one chunk into the index; its counts go into ``report``. Raises the input's error."""
@@ -305,13 +308,13 @@ class FhirIndexer:
         every piece is read). The ``Type/id`` of every resource and the patients' names are only
         needed as these hashes from now on: they are let go (a few hundred bytes a patient)."""
         reader = self.reader
-        state = {"seen": _hashes(reader._seen), "patients": _hashes(reader._patients),
+        state = {"seen": _hashes(reader._seen) + self.seen_waves, "patients": _hashes(reader._patients),
                  "anonymous": reader._anonymous, "pending": reader._pending,
                  "spastic": {patient: [(iri, out, self._linked[iri]) for iri, out in nodes]
                              for patient, nodes in reader._spastic.items()},
                  "etiologies": dict(reader._etiologies), "intolerances": dict(reader._intolerances),
                  "report": self.final_report}
-        reader._seen, reader._patients, self._linked = set(), set(), {}
+        reader._seen, reader._patients, self._linked, self.seen_waves = set(), set(), {}, b""
         return state
 
     def export_own(self) -> None:

@@ -379,6 +379,9 @@ class FhirReader:
         self._anonymous = 0
         #: before the number of a record without id or fullUrl (a worker's chunk, in parallel reads)
         self.anonymous_prefix = ""
+        #: records named the general way (a fullUrl, an id that is not a plain FHIR id, ...): two
+        #: of them may meet in one name, which :mod:`itkg.fhir.waves` cannot see
+        self.general_names = 0
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -696,6 +699,7 @@ class FhirReader:
                              *[(iri, predicate, value) for predicate, value in values],
                              (iri, DCTERMS_IDENTIFIER, (name, XSD_STRING))])
         else:
+            self.general_names += 1
             iri = self._record_iri(resource, url)
             facts: list[Fact] = [(subject, link, iri), *[(iri, vocab.RDF_TYPE, t) for t in types],
                                  *[(iri, predicate, value) for predicate, value in values]]
