@@ -42,10 +42,11 @@ focus nodes, in a named graph dropped after the batch.
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
 
 import pyoxigraph as ox
 import rdflib
@@ -258,7 +259,7 @@ class _Compiler:
         number = self.index[node] = len(self.shapes)
         self.shapes.append(None)
         graph = self.graph
-        for predicate in set(graph.predicates(node, None)):
+        for predicate in sorted(set(graph.predicates(node, None))):
             if str(predicate).startswith(str(SH)) and predicate not in _SHAPE_TERMS and predicate not in _COMPONENTS:
                 raise _refuse(_short(predicate))
         types = set(graph.objects(node, RDF.type))
@@ -329,7 +330,7 @@ class _Compiler:
     def sparql(self, shape: rdflib.term.Node, node: rdflib.term.Node,
                path: rdflib.term.Node | None) -> SparqlConstraint | None:
         graph = self.graph
-        for predicate in set(graph.predicates(node, None)):
+        for predicate in sorted(set(graph.predicates(node, None))):
             if str(predicate).startswith(str(SH)) and predicate not in (SH.select, SH.message, SH.prefixes,
                                                                        SH.deactivated, SH.name, SH.description):
                 raise _refuse(f"{_short(predicate)} in a SPARQL constraint")
@@ -344,6 +345,10 @@ class _Compiler:
         messages = tuple(sorted(str(m) for m in graph.objects(node, SH.message)))
         full = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in _prefixes(graph, node).items()) + "\n" + text
         analysis = _analyse(full)
+        try:  # what pyoxigraph cannot run is refused now, not met in a batch
+            ox.Store().query(full, substitutions={_THIS: ox.NamedNode("urn:itkg:native-shacl:focus")})
+        except (SyntaxError, ValueError, RuntimeError):
+            raise _refuse("a SPARQL constraint that pyoxigraph cannot run") from None
         deactivated_value = _one(graph, node, SH.deactivated)
         if isinstance(deactivated_value, rdflib.Literal) and bool(deactivated_value.value):
             return None
@@ -352,7 +357,7 @@ class _Compiler:
 
 def _shape_name(node: rdflib.term.Node) -> str:
     from .loading import node_id
-    return node_id(node)  # type: ignore[arg-type]
+    return node_id(node)
 
 
 def _prefixes(graph: rdflib.Graph, node: rdflib.term.Node) -> dict[str, str]:
@@ -471,7 +476,7 @@ def compile_shapes(graph: rdflib.Graph) -> Program:
     found = _PROGRAMS.get(id(graph))
     if found is not None and found[0]() is graph:
         return found[1]
-    for predicate in set(graph.predicates()):
+    for predicate in sorted(set(graph.predicates())):
         if str(predicate).startswith(str(SH)) and predicate not in _SHAPE_TERMS \
                 and predicate not in _COMPONENTS and predicate not in _OTHER_TERMS:
             raise _refuse(_short(predicate))
@@ -493,8 +498,13 @@ def compile_shapes(graph: rdflib.Graph) -> Program:
     program = Program(tuple(s for s in compiler.shapes if s is not None), tuple(targeted))
     if len(program.shapes) != len(compiler.shapes):  # pragma: no cover - every shape is compiled
         raise ValidationEngineError("the native SHACL engine could not compile the shapes")
-    _PROGRAMS[id(graph)] = (weakref.ref(graph, lambda _, key=id(graph): _PROGRAMS.pop(key, None)), program)
+    _PROGRAMS[id(graph)] = (weakref.ref(graph, functools.partial(_forget, id(graph))), program)
     return program
+
+
+def _forget(key: int, _: object) -> None:
+    """Drop the program of a shapes graph that no longer exists (its ``id`` may be reused)."""
+    _PROGRAMS.pop(key, None)
 
 
 def supports(graph: rdflib.Graph) -> bool:
@@ -508,7 +518,9 @@ def supports(graph: rdflib.Graph) -> bool:
 
 # -- the data a batch is judged on ----------------------------------------------------------------
 
-Index = dict[str, dict[str, list[str]]]
+#: Triples by subject and predicate: one object as its text, several as a list (most subjects
+#: have one object per predicate, and a list for each would double the cost of indexing).
+Index = dict[str, dict[str, Any]]
 
 
 def _index(lines: Iterable[str], watched: frozenset[str], index: Index,
@@ -523,15 +535,23 @@ def _index(lines: Iterable[str], watched: frozenset[str], index: Index,
         o = o[:-2]
         by_predicate = get(s)
         if by_predicate is None:
-            index[s] = {p: [o]}
+            index[s] = {p: o}
         else:
             objects = by_predicate.get(p)
             if objects is None:
-                by_predicate[p] = [o]
-            else:
+                by_predicate[p] = o
+            elif objects.__class__ is str:
+                if objects != o:
+                    by_predicate[p] = [objects, o]
+            elif o not in objects:
                 objects.append(o)
         if p in watched:
             found.setdefault(p, []).append((s, o))
+
+
+def _objects(entry: Any) -> list[str] | tuple[str, ...]:
+    """The objects of an :data:`Index` entry."""
+    return (entry,) if entry.__class__ is str else entry
 
 
 class _Base:
@@ -547,21 +567,26 @@ class _Base:
         text = base.decode("utf-8")
         _index(text.split("\n"), self.watched, self.index, self.found)
         self.lines = frozenset(line[:-2] for line in text.split("\n") if line) if program.has_sparql else frozenset()
+        edges = self.found.get(_SUBCLASS_OF, [])
+        self.flat = {number: _flattened(program.shapes, number) for number, _ in program.targeted}
+        self.classes = {number: _subclasses(edges, t.classes) if t.classes else set()
+                        for number, t in program.targeted}
+        self.foci = {number: _foci(t, self.found, self.classes[number]) | t.nodes for number, t in program.targeted}
         self.store: ox.Store | None = None
         if program.has_sparql:
             self.store = ox.Store()  # its load() would rename blank nodes: parse, then add
             self.store.extend(ox.parse(base, format=ox.RdfFormat.N_TRIPLES))
 
-    def values(self, local: Index, node: str, predicate: str) -> list[str]:
+    def values(self, local: Index, node: str, predicate: str) -> list[str] | tuple[str, ...]:
         mine = local.get(node)
         values = mine.get(predicate) if mine is not None else None
         theirs = self.index.get(node)
         shared = theirs.get(predicate) if theirs is not None else None
-        if shared is not None:
-            values = shared if values is None else values + shared
+        if shared is None:
+            return () if values is None else _objects(values)
         if values is None:
-            return []
-        return values if len(values) == 1 else list(dict.fromkeys(values))
+            return _objects(shared)
+        return list(dict.fromkeys((*_objects(values), *_objects(shared))))
 
 
 def _subclasses(edges: Iterable[tuple[str, str]], classes: frozenset[str]) -> set[str]:
@@ -585,6 +610,29 @@ def _subclasses(edges: Iterable[tuple[str, str]], classes: frozenset[str]) -> se
 Raw = tuple[str, "str | None", "str | None", int, str, "str | None", tuple[str, ...]]
 
 
+#: One check of a flattened shape: kind, argument, component IRI, shape number, messages, path.
+Flat = tuple[int, Any, str, int, tuple[str, ...], "str | None"]
+
+
+def _flattened(shapes: Sequence[Shape], number: int) -> list[tuple[str | None, list[Flat]]]:
+    """The checks of shape ``number`` and of its property shapes (recursively), grouped by path,
+    so that a focus node's values for a path are looked up once."""
+    by_path: dict[str | None, list[Flat]] = {}
+
+    def add(index: int) -> None:
+        shape = shapes[index]
+        if shape.deactivated:
+            return
+        for check in shape.checks:
+            by_path.setdefault(shape.path, []).append(
+                (check.kind, check.argument, check.component, index, shape.messages, shape.path))
+        for child in shape.properties:
+            add(child)
+
+    add(number)
+    return list(by_path.items())
+
+
 class _Judge:
     def __init__(self, base: _Base, local: Index) -> None:
         self.base = base
@@ -592,24 +640,38 @@ class _Judge:
         self.shapes = base.program.shapes
         self.datatypes: dict[tuple[str, str], bool] = _DATATYPES
 
-    def values(self, shape: Shape, focus: str) -> list[str]:
-        return [focus] if shape.path is None else self.base.values(self.local, focus, shape.path)
+    def values(self, shape: Shape, focus: str) -> list[str] | tuple[str, ...]:
+        return (focus,) if shape.path is None else self.base.values(self.local, focus, shape.path)
 
-    def results(self, number: int, focus: str, out: list[Raw]) -> None:
-        """The results of ``focus`` against shape ``number`` (its property shapes included)."""
-        shape = self.shapes[number]
-        if shape.deactivated:
-            return
-        if shape.checks:
-            values = self.values(shape, focus)
-            for check in shape.checks:
-                for value in self.failures(check, values):
-                    out.append((focus, shape.path, value, number, check.component, None, shape.messages))
-        for child in shape.properties:
-            self.results(child, focus, out)
+    def results(self, flat: list[tuple[str | None, list[Flat]]], focus: str, out: list[Raw]) -> None:
+        """The results of ``focus`` against a flattened shape (its property shapes included)."""
+        mine = self.local.get(focus)
+        theirs = self.base.index.get(focus)
+        for path, checks in flat:
+            values: list[str] | tuple[str, ...]
+            if path is None:
+                values = (focus,)
+            elif theirs is None:
+                entry = mine.get(path) if mine is not None else None
+                values = () if entry is None else (entry,) if entry.__class__ is str else entry
+            else:
+                values = self.base.values(self.local, focus, path)
+            for kind, argument, component, number, messages, result_path in checks:
+                if kind == MIN_COUNT:
+                    if len(values) < argument:
+                        out.append((focus, result_path, None, number, component, None, messages))
+                elif kind == MAX_COUNT:
+                    if len(values) > argument:
+                        out.append((focus, result_path, None, number, component, None, messages))
+                elif kind == IN:
+                    for value in values:
+                        if value not in argument:
+                            out.append((focus, result_path, value, number, component, None, messages))
+                else:
+                    for failed in self.failures(kind, argument, values):
+                        out.append((focus, result_path, failed, number, component, None, messages))
 
-    def failures(self, check: Check, values: list[str]) -> Iterable[str | None]:
-        kind, argument = check.kind, check.argument
+    def failures(self, kind: int, argument: Any, values: Sequence[str]) -> Iterable[str | None]:
         if kind == MIN_COUNT:
             return (None,) if len(values) < argument else ()
         if kind == MAX_COUNT:
@@ -620,14 +682,27 @@ class _Judge:
             return [v for v in values if not self.datatype(v, argument)]
         if kind == PATTERN:
             return [v for v in values if v[0] == "_" or not argument.search(_text_of(v))]
-        return [v for v in values if not any(self.conforms(s, v) for s in argument)]
+        if not all(_value_only(self.shapes, n) for n in argument):
+            return [v for v in values if not any(self.conforms(s, v) for s in argument)]
+        cache = _ALTERNATIVES
+        failed = []
+        for value in values:
+            key = (argument, value)
+            known = cache.get(key)
+            if known is None:
+                if len(cache) > 200_000:
+                    cache.clear()
+                known = cache[key] = any(self.conforms(s, value) for s in argument)
+            if not known:
+                failed.append(value)
+        return failed
 
     def conforms(self, number: int, focus: str) -> bool:
         shape = self.shapes[number]
         if shape.deactivated:
             return True
         values = self.values(shape, focus)
-        if any(True for check in shape.checks for _ in self.failures(check, values)):
+        if any(True for check in shape.checks for _ in self.failures(check.kind, check.argument, values)):
             return False
         return all(self.conforms(child, focus) for child in shape.properties)
 
@@ -642,6 +717,17 @@ class _Judge:
 
 
 _DATATYPES: dict[tuple[str, str], bool] = {}
+#: Whether a value conforms to one of the shapes of an ``sh:or`` (the shape numbers), for the
+#: ``sh:or`` whose shapes judge the value alone (:func:`_value_only`): dates repeat.
+_ALTERNATIVES: dict[tuple[tuple[int, ...], str], bool] = {}
+
+
+def _value_only(shapes: Sequence[Shape], number: int) -> bool:
+    """Whether a shape judges a node by the node alone (no path, no property shapes), so its
+    verdict on a term holds in every batch."""
+    shape = shapes[number]
+    return shape.path is None and not shape.properties and all(
+        c.kind != OR or all(_value_only(shapes, n) for n in c.argument) for c in shape.checks)
 
 
 def _datatype_matches(value: str, datatype: str) -> bool:
@@ -675,30 +761,22 @@ def _datatype_matches(value: str, datatype: str) -> bool:
 
 
 def _pieces(local: Index, foci: Iterable[str]) -> set[str]:
-    """The local nodes joined to ``foci`` by local triples, in either direction: the pieces of
-    :mod:`itkg.partition` that hold them (a focus's patient, its records, what they share)."""
-    reverse: dict[str, list[str]] | None = None
+    """The local nodes a focus node reaches by local triples (its records, what they point to): all
+    that a SPARQL constraint reading forward from ``$this`` can see of the batch, which is what
+    :mod:`itkg.partition` trusts the SPARQL constraints to read."""
     found = {f for f in foci if f in local}
     stack = list(found)
     while stack:
-        node = stack.pop()
-        for objects in local[node].values():
-            for o in objects:
+        for entry in local[stack.pop()].values():
+            for o in _objects(entry):
                 if o not in found and o in local:
                     found.add(o)
                     stack.append(o)
-        if reverse is None:
-            reverse = {}
-            for s, by_predicate in local.items():
-                for objects in by_predicate.values():
-                    for o in objects:
-                        if o in local:
-                            reverse.setdefault(o, []).append(s)
-        for s in reverse.get(node, ()):
-            if s not in found:
-                found.add(s)
-                stack.append(s)
     return found
+
+
+def _literally(text: str, _: re.Match[str]) -> str:
+    return text
 
 
 def _substituted(message: str, bound: dict[str, Any]) -> str:
@@ -706,7 +784,7 @@ def _substituted(message: str, bound: dict[str, Any]) -> str:
     engine fills it in: each value as its text, taken literally."""
     for var, value in bound.items():
         text = value.value
-        message = re.sub("{{[?$]{}}}".format(re.escape(var)), lambda _, t=text: t, message)
+        message = re.sub("{{[?$]{}}}".format(re.escape(var)), functools.partial(_literally, text), message)
     return message
 
 
@@ -715,12 +793,12 @@ def _sparql_results(base: _Base, local: Index, shape_foci: list[tuple[int, list[
     store = base.store
     assert store is not None
     pieces = _pieces(local, (f for _, foci in shape_foci for f in foci))
-    lines = [f"{s} {p} {o}" for s in pieces for p, objects in local[s].items() for o in objects]
+    lines = [f"{s} {p} {o}" for s in pieces for p, entry in local[s].items() for o in _objects(entry)]
     data = "".join(f"{line} {_PIECES} .\n" for line in dict.fromkeys(lines) if line not in base.lines)
     if data:  # (the store's load() would rename blank nodes: parse, then add)
         store.extend(ox.parse(data.encode("utf-8"), format=ox.RdfFormat.N_QUADS))
     try:
-        graphs = [ox.DefaultGraph(), _PIECES]
+        graphs: list[ox.NamedNode | ox.BlankNode | ox.DefaultGraph] = [ox.DefaultGraph(), _PIECES]
         for number, foci in shape_foci:
             shape = base.program.shapes[number]
             for constraint in shape.sparql:
@@ -737,7 +815,7 @@ def _sparql_results(base: _Base, local: Index, shape_foci: list[tuple[int, list[
                                          rows.get(focus, ()), out)
                 elif constraint.separable:  # $this not in the pattern: the same rows for every focus
                     solutions = store.query(constraint.text, default_graph=graphs)
-                    every = list(solutions)  # type: ignore[call-overload]
+                    every = list(cast(ox.QuerySolutions, solutions))
                     for focus in foci:
                         _rows_to_results(shape, number, constraint, focus, solutions.variables,  # type: ignore[union-attr]
                                          every, out)
@@ -746,7 +824,7 @@ def _sparql_results(base: _Base, local: Index, shape_foci: list[tuple[int, list[
                         solutions = store.query(constraint.text, default_graph=graphs,
                                                 substitutions={_THIS: _ox_term(focus)})
                         _rows_to_results(shape, number, constraint, focus, solutions.variables,  # type: ignore[union-attr]
-                                         list(solutions), out)  # type: ignore[call-overload]
+                                         list(cast(ox.QuerySolutions, solutions)), out)
     finally:
         if data:
             store.remove_graph(_PIECES)
@@ -781,6 +859,24 @@ def _rows_to_results(shape: Shape, number: int, constraint: SparqlConstraint, fo
                     _SPARQL_COMPONENT, constraint.node, messages))
 
 
+def _foci(targets: Targets, found: dict[str, list[tuple[str, str]]], classes: set[str],
+          instances: dict[str, list[str]] | None = None) -> set[str]:
+    """The focus nodes that the triples ``found`` (by watched predicate) give ``targets``
+    (``instances``: the subjects of ``found``'s ``rdf:type`` triples by class, when at hand)."""
+    foci: set[str] = set()
+    if classes:
+        if instances is None:
+            foci.update(s for s, o in found.get(_RDF_TYPE, ()) if o in classes)
+        else:
+            for c in classes:
+                foci.update(instances.get(c, ()))
+    for predicate in targets.subjects_of:
+        foci.update(s for s, _ in found.get(predicate, ()))
+    for predicate in targets.objects_of:
+        foci.update(o for _, o in found.get(predicate, ()))
+    return foci
+
+
 def judge_lines(base: _Base, lines: str, first: bool) -> list[Raw]:
     """The results of one batch (its N-Triples lines) that it owns (see :mod:`itkg.partition`)."""
     program = base.program
@@ -788,35 +884,39 @@ def judge_lines(base: _Base, lines: str, first: bool) -> list[Raw]:
     found: dict[str, list[tuple[str, str]]] = {}
     _index(lines.split("\n"), base.watched, local, found)
     replicated = base.replicated
-
-    def owned(node: str) -> bool:
-        return node in local or (first and node not in replicated)
-
-    def pairs(predicate: str) -> list[tuple[str, str]]:
-        return found.get(predicate, []) + base.found.get(predicate, [])
-
     out: list[Raw] = []
     judge = _Judge(base, local)
     sparql: list[tuple[int, list[str]]] = []
-    subclass_edges = pairs(_SUBCLASS_OF)
-    types = pairs(_RDF_TYPE)
+    local_edges = found.get(_SUBCLASS_OF)
+    instances: dict[str, list[str]] = {}
+    for s, o in found.get(_RDF_TYPE, ()):
+        known = instances.get(o)
+        if known is None:
+            instances[o] = [s]
+        else:
+            known.append(s)
     for number, targets in program.targeted:
-        foci: set[str] = set(targets.nodes)
-        if targets.classes:
-            classes = _subclasses(subclass_edges, targets.classes)
-            foci.update(s for s, o in types if o in classes)
-        for predicate in targets.subjects_of:
-            foci.update(s for s, _ in pairs(predicate))
-        for predicate in targets.objects_of:
-            foci.update(o for _, o in pairs(predicate))
-        mine = sorted(f for f in foci if owned(f))
         shape = program.shapes[number]
-        if shape.deactivated or not mine:
+        if shape.deactivated:
             continue
-        for focus in mine:
-            judge.results(number, focus, out)
+        if local_edges and targets.classes:  # classes declared in the batch itself (one whole batch)
+            classes = _subclasses(local_edges + base.found.get(_SUBCLASS_OF, []), targets.classes)
+            theirs = _foci(targets, base.found, classes) | targets.nodes
+        else:
+            classes, theirs = base.classes[number], base.foci[number]
+        foci = _foci(targets, found, classes, instances)
+        foci.update(theirs)
+        if first:  # owned: a local subject, or (first batch) a node no batch holds
+            foci = {f for f in foci if f in local or f not in replicated}
+        else:
+            foci.intersection_update(local)
+        if not foci:
+            continue
+        flat = base.flat[number]
+        for focus in foci:
+            judge.results(flat, focus, out)
         if shape.sparql:
-            sparql.append((number, mine))
+            sparql.append((number, sorted(foci)))
     if sparql:
         _sparql_results(base, local, sparql, out)
     return out
@@ -874,19 +974,20 @@ def judge(numbering: Numbering, cut: Plan, *, workers: int, progress: Callable[[
     pool = processes.spawn_pool(workers, _enter, (program, base, replicated))
     failed = True
     try:
-        raw = _windowed(lambda index: pool.submit(_judge_batch, numbering.lines(cut.batches[index]), index == 0),
-                        len(cut), workers, progress)
+        raw: list[Any] = _windowed(
+            lambda index: cast(Any, pool.submit(_judge_batch, numbering.lines(cut.batches[index]), index == 0)),
+            len(cut), workers, progress)
         failed = False
     finally:
         processes.stop_pool(pool, failed=failed)
-    return [as_batch(program, found) for found in raw]  # type: ignore[arg-type]
+    return [as_batch(program, found) for found in raw]
 
 
 def as_batch(program: Program, raw: Sequence[Raw]) -> _Batch:
     """One batch's results as :class:`~itkg.validation.ValidationResult`\\ s and report triples."""
     from .validation import ValidationResult, _Batch
     results = []
-    triples = []
+    triples: list[tuple[Any, Any, Any]] = []
     for focus, path, value, number, component, constraint, messages in raw:
         shape = program.shapes[number]
         message = min(messages) if messages else "constraint violated"

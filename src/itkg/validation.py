@@ -445,7 +445,7 @@ def _plan(data: Numbering, batch_triples: int, shapes: rdflib.Graph, ontology: r
 
 def engine_for(data: Sized, engine: str = "auto") -> str:
     """The back-end :func:`validate` uses for ``data`` (what :func:`itkg.load` or :func:`read`
-    returned): ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
+    returned): ``"pyshacl"``, ``"jena"``, ``"turbo"`` or ``"native"``."""
     if engine not in ENGINES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "auto":
