@@ -161,6 +161,9 @@ def _ox_term(nt: str) -> Any:
 # -- the compiled shapes ------------------------------------------------------------------------
 
 MIN_COUNT, MAX_COUNT, IN, DATATYPE, PATTERN, OR = range(6)
+#: An ``sh:or`` whose shapes judge a value by the value alone (:func:`_value_only`), in flattened
+#: checks: its verdicts are remembered by value (dates repeat).
+OR_OF_VALUES = 6
 
 
 @dataclass(frozen=True)
@@ -624,8 +627,11 @@ def _flattened(shapes: Sequence[Shape], number: int) -> list[tuple[str | None, l
         if shape.deactivated:
             return
         for check in shape.checks:
+            kind = check.kind
+            if kind == OR and all(_value_only(shapes, n) for n in check.argument):
+                kind = OR_OF_VALUES
             by_path.setdefault(shape.path, []).append(
-                (check.kind, check.argument, check.component, index, shape.messages, shape.path))
+                (kind, check.argument, check.component, index, shape.messages, shape.path))
         for child in shape.properties:
             add(child)
 
@@ -682,7 +688,7 @@ class _Judge:
             return [v for v in values if not self.datatype(v, argument)]
         if kind == PATTERN:
             return [v for v in values if v[0] == "_" or not argument.search(_text_of(v))]
-        if not all(_value_only(self.shapes, n) for n in argument):
+        if kind == OR:
             return [v for v in values if not any(self.conforms(s, v) for s in argument)]
         cache = _ALTERNATIVES
         failed = []
