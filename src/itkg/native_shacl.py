@@ -262,7 +262,7 @@ class _Compiler:
         number = self.index[node] = len(self.shapes)
         self.shapes.append(None)
         graph = self.graph
-        for predicate in sorted(set(graph.predicates(node, None))):
+        for predicate in sorted(set(graph.predicates(node, None)), key=str):
             if str(predicate).startswith(str(SH)) and predicate not in _SHAPE_TERMS and predicate not in _COMPONENTS:
                 raise _refuse(_short(predicate))
         types = set(graph.objects(node, RDF.type))
@@ -333,7 +333,7 @@ class _Compiler:
     def sparql(self, shape: rdflib.term.Node, node: rdflib.term.Node,
                path: rdflib.term.Node | None) -> SparqlConstraint | None:
         graph = self.graph
-        for predicate in sorted(set(graph.predicates(node, None))):
+        for predicate in sorted(set(graph.predicates(node, None)), key=str):
             if str(predicate).startswith(str(SH)) and predicate not in (SH.select, SH.message, SH.prefixes,
                                                                        SH.deactivated, SH.name, SH.description):
                 raise _refuse(f"{_short(predicate)} in a SPARQL constraint")
@@ -479,7 +479,7 @@ def compile_shapes(graph: rdflib.Graph) -> Program:
     found = _PROGRAMS.get(id(graph))
     if found is not None and found[0]() is graph:
         return found[1]
-    for predicate in sorted(set(graph.predicates())):
+    for predicate in sorted(set(graph.predicates()), key=str):
         if str(predicate).startswith(str(SH)) and predicate not in _SHAPE_TERMS \
                 and predicate not in _COMPONENTS and predicate not in _OTHER_TERMS:
             raise _refuse(_short(predicate))
