@@ -355,8 +355,8 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
         if progress is not None and not processes.tell_parent("progress", (done, total)):
             progress(done, total)
 
-    run = functools.partial(_validate, engine=engine, knowledge=knowledge,
-                            workers=processes.default_workers() if workers is None else workers,
+    workers = processes.default_workers() if workers is None else workers
+    run = functools.partial(_validate, engine=engine, knowledge=knowledge, workers=workers,
                             progress=relayed if progress is not None else None)
 
     def noted(sources: tuple[Source, ...]) -> None:
@@ -386,7 +386,7 @@ def _validate_data(data: DataLike, *, engine: str, extensions: Sequence[str | os
     check_inputs(paths, input_format)
 
     def read_files() -> tuple[Spool, tuple[Source, ...]]:
-        spool, sources = read_population(paths, input_format=input_format, knowledge=knowledge)
+        spool, sources = read_population(paths, input_format=input_format, knowledge=knowledge, workers=workers)
         try:
             noted(sources)
         except BaseException:

@@ -949,6 +949,11 @@ def _judge_batch(lines: bytes, first: bool) -> list[Raw]:
         raise ValidationEngineError(f"the native SHACL engine failed on a batch ({type(error).__name__})") from None
 
 
+def _id_as_nt(key: str) -> str:
+    """A node id of :class:`~itkg.partition.Numbering` (:func:`~itkg.partition.node_key`) as N-Triples."""
+    return key if key.startswith("_:") else f"<{key}>"
+
+
 def base_bytes(numbering: Numbering, cut: Plan, ontology: rdflib.Graph) -> bytes:
     """The ontology and the shared triples as canonical N-Triples (what every batch adds)."""
     text = ontology.serialize(format="nt", encoding="utf-8")
@@ -965,7 +970,7 @@ def judge(numbering: Numbering, cut: Plan, *, workers: int, progress: Callable[[
     from .validation import _windowed
     program = compile_shapes(shapes)
     base = base_bytes(numbering, cut, ontology)
-    replicated = frozenset(str(numbering.terms[n]) for n in cut.replicated)
+    replicated = frozenset(_id_as_nt(numbering.ids[n]) for n in cut.replicated)
     if workers <= 1:
         _enter(program, base, replicated)
         try:

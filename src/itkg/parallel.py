@@ -39,7 +39,7 @@ import pickle
 import signal
 import threading
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from .errors import WorkerError
 from .knowledge import Knowledge, load_knowledge
 from .loading import DEFAULT_MAX_BYTES, Source
 from .progress import Meter
-from .reader import renumbering
+from .reader import Sink, renumbering
 from .results import EligibilityResult, PrerequisiteCheck
 from .streaming import (MIN_PIECE_BYTES, IndexBuilder, Piece, PieceReport, Untrusted, build_index,
                         fatal_after, finish_fhir, first_reports, gc_paused, parse_piece, plan, resolve,
@@ -184,28 +184,36 @@ def _sort_key(row: EligibilityResult) -> tuple:
 
 
 class _Parser:
-    """One worker's parsing: its pieces, in order, into its own index; skips what no longer
-    matters once some worker has found an error earlier in the input."""
+    """One worker's parsing: its pieces, in order, into its own index (or into ``sink``: the
+    validation spool's worker, :mod:`itkg.spooled`); skips what no longer matters once some
+    worker has found an error earlier in the input. ``mine`` may be an iterator that hands
+    out piece numbers as they are asked for (in increasing order)."""
 
-    def __init__(self, pieces: Sequence[Piece], mine: list[int], stop: Any, lock: Any,
-                 strict: bool = False, predicates: frozenset[str] | None = None) -> None:
+    def __init__(self, pieces: Sequence[Piece], mine: Iterable[int], stop: Any, lock: Any,
+                 strict: bool = False, predicates: frozenset[str] | None = None,
+                 sink: Sink | None = None) -> None:
         self.pieces, self.mine, self.stop, self.lock = pieces, mine, stop, lock
         self.strict = strict
         self.builder = IndexBuilder(predicates=predicates)
+        self.sink: Sink = self.builder if sink is None else sink
 
-    def run(self, on_read: Callable[[int], None]) -> dict[int, PieceReport]:
+    def run(self, on_read: Callable[[int], None] | None,
+            after: Callable[[int, PieceReport], None] | None = None) -> dict[int, PieceReport]:
+        """Parse the pieces; ``after(number, report)`` is called once each is parsed."""
         reports: dict[int, PieceReport] = {}
         stop = self.stop
         for number in self.mine:
             if number > stop.value:
                 break
             reports[number] = report = parse_piece(
-                self.pieces[number], self.builder, on_read=on_read,
+                self.pieces[number], self.sink, on_read=on_read,
                 should_stop=functools.partial(_after, number, stop))
             last = fatal_after(self.pieces, report, self.strict)
             if last is not None:
                 with self.lock:
                     stop.value = min(stop.value, last)
+            if after is not None:
+                after(number, report)
         return reports
 
 

@@ -34,8 +34,9 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import IO, Any, Iterable, Sequence, Union
 
 import pyoxigraph as ox
 import rdflib
@@ -100,6 +101,22 @@ def target_object_predicates(shapes: rdflib.Graph) -> set[ox.NamedNode]:
 IS_TYPE, IS_SUBCLASS, TARGETS_OBJECT, LINKS_RECORD = 1, 2, 4, 8
 
 
+def node_key(term: Node) -> str:
+    """A node's id as :attr:`Numbering.ids` holds it (:func:`itkg.loading.node_id`): the IRI, or
+    ``_:`` and the blank node's label (no IRI starts with ``_:``: a scheme starts with a letter)."""
+    return term.value if type(term) is ox.NamedNode else "_:" + term.value
+
+
+def node_of(key: str) -> Node:
+    """The node whose id is ``key`` (:func:`node_key`)."""
+    return ox.BlankNode(key[2:]) if key.startswith("_:") else ox.NamedNode(key)
+
+
+def rdflib_node(key: str) -> rdflib.URIRef | rdflib.BNode:
+    """The rdflib node whose id is ``key`` (:func:`node_key`)."""
+    return rdflib.BNode(key[2:]) if key.startswith("_:") else rdflib.URIRef(key)
+
+
 class Numbering:
     """The numbers the partitioning reads, one entry per triple, in input order: the node number
     of the subject, that of the object (-1 for a literal), and flags (:data:`IS_TYPE` ...).
@@ -108,14 +125,18 @@ class Numbering:
     objects; as numbers they take about 20 bytes each, plus one entry per distinct node.
     ``record_links`` are the predicates from a patient to its records (contract §2), flagged so
     that results can name the patient of a record without the triples.
+
+    Nodes are numbered by their ids (:func:`node_key`: strings, which a worker sends and
+    another process looks up several times faster than pyoxigraph terms, :mod:`itkg.spooled`).
     """
 
     def __init__(self, object_targets: Iterable[ox.NamedNode] = (),
                  record_links: Iterable[ox.NamedNode] = (), source: Sequence[ox.Triple] = ()) -> None:
         #: the triples numbered, when they are in memory (:class:`Spool` keeps them in a file)
         self.source = source
-        self.numbers: dict[Node, int] = {}
-        self.terms: list[Node] = []
+        #: node number by id (:func:`node_key`), and the ids by number
+        self.numbers: dict[str, int] = {}
+        self.ids: list[str] = []
         self.subjects = array("q")
         self.objects = array("q")
         self.flags = bytearray()
@@ -132,26 +153,29 @@ class Numbering:
 
     def add(self, triples: Iterable[ox.Triple | ox.Quad]) -> None:
         """Number the nodes of ``triples`` (RDF 1.2 triple terms refused by the loaders before)."""
-        numbers, terms, is_subject, classes = self.numbers, self.terms, self.is_subject, self.classes
-        get, flags_of, literal = numbers.get, self._flags_of.get, ox.Literal
+        numbers, ids, is_subject, classes = self.numbers, self.ids, self.is_subject, self.classes
+        get, flags_of, literal, named = numbers.get, self._flags_of.get, ox.Literal, ox.NamedNode
         subjects, objects, flags = self.subjects, self.objects, self.flags
         for triple in triples:
             s, o = triple.subject, triple.object
-            sn = get(s)  # type: ignore[arg-type]
+            key = s.value if type(s) is named else "_:" + s.value  # type: ignore[union-attr]
+            sn = get(key)
             if sn is None:
-                sn = numbers[s] = len(terms)  # type: ignore[index]
-                terms.append(s)  # type: ignore[arg-type]
+                sn = numbers[key] = len(ids)
+                ids.append(key)
                 is_subject.append(1)
             elif not is_subject[sn]:
                 is_subject[sn] = 1
             on: int | None
-            if type(o) is literal:
+            kind = type(o)
+            if kind is literal:
                 on = -1
             else:
-                on = get(o)  # type: ignore[arg-type]
+                key = o.value if kind is named else "_:" + o.value  # type: ignore[union-attr]
+                on = get(key)
                 if on is None:
-                    on = numbers[o] = len(terms)  # type: ignore[index]
-                    terms.append(o)  # type: ignore[arg-type]
+                    on = numbers[key] = len(ids)
+                    ids.append(key)
                     is_subject.append(0)
             flag = flags_of(triple.predicate, 0)
             if flag & IS_TYPE:
@@ -180,7 +204,7 @@ class Numbering:
         subject of no triple (see the module docstring)."""
         hub = self.is_subject.translate(_NOT)
         for node in hubs:
-            number = self.numbers.get(node)
+            number = self.numbers.get(node_key(node))
             if number is not None:
                 hub[number] = 1
         for number in self.classes:
@@ -209,10 +233,9 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
     triples (``hubs`` from :func:`fixed_hubs`)."""
     hub = numbering.hub_numbers(hubs)
     subjects, objects, flags = numbering.subjects, numbering.objects, numbering.flags
-    count = len(subjects)
 
     # Union-find over local triples; mark shared ones.
-    parent = array("q", range(len(numbering.terms)))
+    parent = array("q", range(len(numbering.ids)))
 
     def find(x: int) -> int:
         root = x
@@ -222,36 +245,33 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
             parent[x], x = root, parent[x]
         return root
 
-    piece = array("q", bytes(8 * count))  # subject number, or _SHARED
     targeting = array("q")  # triples that make a hub or a literal a focus node
     for i, (sn, on, flag) in enumerate(zip(subjects, objects, flags)):
         if hub[sn]:
-            piece[i] = _SHARED
-            continue
-        piece[i] = sn
+            continue  # shared
         if on >= 0 and not hub[on]:
             a, b = find(sn), find(on)
             if a != b:
                 parent[max(a, b)] = min(a, b)
         elif flag & TARGETS_OBJECT:
             targeting.append(i)
+    # Every node's root, in one pass: a root is the least node of its piece (unions point the
+    # greater root at the lesser), so a node's parent is a lesser node whose root is known.
+    for x, up in enumerate(parent):
+        if up != x:
+            parent[x] = parent[up]
 
     # Pieces that shared triples point into are shared too (one step suffices: a piece is closed).
-    shared_roots: set[int] = set()
-    for i, on in enumerate(objects):
-        if on >= 0 and piece[i] == _SHARED and not hub[on]:
-            shared_roots.add(find(on))
+    shared_roots = {parent[on] for sn, on in zip(subjects, objects) if on >= 0 and hub[sn] and not hub[on]}
 
-    # Pack pieces into batches in order of first appearance, keeping the input's locality.
-    sizes: dict[int, int] = {}
-    for i in range(count):
-        if piece[i] != _SHARED:
-            root = find(piece[i])
-            if root in shared_roots:
-                piece[i] = _SHARED
-            else:
-                piece[i] = root
-                sizes[root] = sizes.get(root, 0) + 1
+    # Each triple's piece (its subject's root), or _SHARED; then the pieces packed into batches
+    # in order of first appearance, keeping the input's locality (work per node, and per triple
+    # in C where it can be: a million patients are sixteen million triples).
+    piece_of = array("q", [_SHARED if hub[x] or root in shared_roots else root for x, root in enumerate(parent)])
+    piece = array("q", map(piece_of.__getitem__, subjects))
+    del piece_of
+    sizes = Counter(piece)  # (in order of first appearance)
+    sizes.pop(_SHARED, None)
     batch_of: dict[int, int] = {}
     current = filled = 0
     for root, size in sizes.items():
@@ -262,11 +282,13 @@ def plan(numbering: Numbering, hubs: Iterable[Node], batch_triples: int) -> Plan
     del sizes
     shared = array("q")
     batches = [array("q") for _ in range(current + 1)]
-    for i in range(count):
-        if piece[i] == _SHARED:
-            shared.append(i)
-        else:
-            batches[batch_of[piece[i]]].append(i)
+    add_shared, adds = shared.append, [batch.append for batch in batches]
+    last, add = _SHARED, add_shared
+    for i, root in enumerate(piece):
+        if root != last:
+            last = root
+            add = add_shared if root == _SHARED else adds[batch_of[root]]
+        add(i)
     replicated: set[int] = set()
     for i in targeting:
         if piece[i] != _SHARED:  # also stays local, in its own batch
@@ -286,7 +308,7 @@ def partition(triples: Sequence[ox.Triple], hubs: set[Node],
     numbering.add(triples)
     cut = plan(numbering, hubs, batch_triples)
     return Partition([triples[i] for i in cut.shared], [[triples[i] for i in batch] for batch in cut.batches],
-                     frozenset(numbering.terms[n] for n in cut.replicated))
+                     frozenset(node_of(numbering.ids[n]) for n in cut.replicated))
 
 
 # -- the spool ------------------------------------------------------------------------------------
@@ -301,11 +323,14 @@ class Spool(Numbering):
     """
 
     def __init__(self, object_targets: Iterable[ox.NamedNode] = (),
-                 record_links: Iterable[ox.NamedNode] = ()) -> None:
+                 record_links: Iterable[ox.NamedNode] = (), *, file: IO[bytes] | None = None,
+                 at: int = 0) -> None:
         super().__init__(object_targets, record_links)
-        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        #: the lines' file: a new unnamed one, or ``file`` (written from offset ``at``: a worker
+        #: of :mod:`itkg.spooled` writes each piece's lines after the last, into one file)
+        self.file = tempfile.TemporaryFile() if file is None else file  # noqa: SIM115 - closed by close()
         self.starts = array("q")
-        self._end = 0
+        self._end = at
 
     def extend(self, quads: Iterable[ox.Quad | ox.Triple]) -> None:
         """Append a batch of checked triples (the loader's call)."""
@@ -319,13 +344,55 @@ class Spool(Numbering):
             position = find(b"\n", position) + 1
         if len(starts) != len(self.subjects) + len(batch):
             raise ValueError("N-Triples serialization gave a line count that is not the triple count")
-        self.file.write(text)
+        _write_at(self.file.fileno(), text, self._end)
         self._end += end
         self.add(batch)
 
     def finish(self) -> None:
-        """Make what was written readable (call once the loader has returned)."""
+        """Make what was written readable (call once the loader has returned; the lines are
+        written unbuffered, at their offsets, so there is nothing left to flush)."""
         self.file.flush()
+
+    @property
+    def end(self) -> int:
+        """The offset just past the last line written."""
+        return self._end
+
+    def absorb(self, part: "SpoolPart", source: int) -> None:
+        """Append the triples a worker numbered on its own (:class:`SpoolPart`; their lines are
+        in the file ``source``, a descriptor) as if they had been added here: the lines copied
+        (in the kernel), each node numbered as :meth:`add` numbers it, so the numbers, and so
+        the partition, are those of one process reading the input in order."""
+        offset = self._end - part.start
+        length = part.end - part.start
+        _copy(source, self.file.fileno(), part.start, self._end, length)
+        self.starts.extend(array("q", [s + offset for s in _unpacked(part.starts)]))
+        numbers, ids, is_subject = self.numbers, self.ids, self.is_subject
+        get = numbers.get
+        table: list[int] = []
+        append = table.append
+        for key, subject in zip(part.ids, part.is_subject):
+            number = get(key)
+            if number is None:
+                number = numbers[key] = len(ids)
+                ids.append(key)
+                is_subject.append(subject)
+            elif subject and not is_subject[number]:
+                is_subject[number] = 1
+            append(number)
+        append(-1)  # a literal object's -1 stays -1
+        at = table.__getitem__
+        self.subjects.extend(array("q", map(at, _unpacked(part.subjects))))
+        self.objects.extend(array("q", map(at, _unpacked(part.objects))))
+        self.flags += part.flags
+        self.classes.update(map(at, _unpacked(part.classes)))
+        self._end += length
+
+    def part(self, start: int) -> "SpoolPart":
+        """What :meth:`absorb` takes, for the lines written from offset ``start``."""
+        return SpoolPart(start, self._end, self.starts.tobytes(), self.subjects.tobytes(),
+                         self.objects.tobytes(), bytes(self.flags), bytes(self.is_subject),
+                         array("q", sorted(self.classes)).tobytes(), tuple(self.ids))
 
     def lines(self, indices: Iterable[int]) -> bytes:
         """The N-Triples text of the triples numbered ``indices`` (ascending), read in runs."""
@@ -349,3 +416,46 @@ class Spool(Numbering):
 
     def close(self) -> None:
         self.file.close()
+
+
+@dataclass(frozen=True)
+class SpoolPart:
+    """A piece of input a worker read and numbered on its own (:meth:`Spool.part`): the offsets
+    of its lines in the worker's file, and its numbering packed (node numbers local to the
+    piece, its nodes' ids). Small to send: no triple as a Python object."""
+
+    start: int
+    end: int
+    starts: bytes
+    subjects: bytes
+    objects: bytes
+    flags: bytes
+    is_subject: bytes
+    classes: bytes
+    ids: tuple[str, ...]
+
+
+def _unpacked(data: bytes) -> array:
+    numbers = array("q")
+    numbers.frombytes(data)
+    return numbers
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _copy(source: int, target: int, at: int, to: int, length: int) -> None:
+    """Copy ``length`` bytes from offset ``at`` of ``source`` to offset ``to`` of ``target``."""
+    while length > 0:
+        try:
+            copied = os.copy_file_range(source, target, length, at, to)
+        except (AttributeError, OSError):  # not Linux, or a file system that cannot: read and write
+            copied = len(block := os.pread(source, min(length, 1 << 24), at))
+            _write_at(target, block, to)
+        if copied <= 0:
+            raise OSError("the spool's lines could not be copied")
+        at, to, length = at + copied, to + copied, length - copied

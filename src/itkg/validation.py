@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 import functools
 from functools import lru_cache
 from queue import Queue
-from typing import Any, Callable, ClassVar, Iterable, Sequence, Sized
+from typing import IO, Any, Callable, ClassVar, Iterable, Sequence, Sized
+from pathlib import Path
 import os
 import weakref
 
@@ -42,8 +43,8 @@ from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
 from .guards import IllTypedLiteral, find_ill_typed
 from .loading import DEFAULT_MAX_BYTES, PatientData, Source, load_store, node_id, to_rdflib
-from .partition import (LINKS_RECORD, Node, Numbering, Plan, Spool, fixed_hubs, is_partitionable, plan,
-                        target_object_predicates)
+from .partition import (LINKS_RECORD, Numbering, Plan, Spool, fixed_hubs, is_partitionable, node_key, plan,
+                        rdflib_node, target_object_predicates)
 from .resources import shapes_paths
 
 #: Local triples per batch: small enough that a SPARQL constraint's cost stays flat, large enough
@@ -408,13 +409,13 @@ def _naming_patients(report: ValidationReport, data: Numbering) -> ValidationRep
     engine's, so the pySHACL and Jena reports stay comparable; the same whichever engine ran."""
     foci = {r.focus for r in report.results}
     owners: dict[str, set[str]] = {}
-    terms, subjects, objects = data.terms, data.subjects, data.objects
+    ids, subjects, objects = data.ids, data.subjects, data.objects
     if foci:
         for i, flag in enumerate(data.flags):
             if flag & LINKS_RECORD and objects[i] >= 0:
-                record = node_id(terms[objects[i]])
+                record = ids[objects[i]]
                 if record in foci:
-                    owners.setdefault(record, set()).add(node_id(terms[subjects[i]]))
+                    owners.setdefault(record, set()).add(ids[subjects[i]])
     if not owners:
         return report
     results = [replace(r, patient=", ".join(sorted(owners[r.focus]))) if r.focus in owners else r
@@ -505,7 +506,7 @@ class PyShacl:
               progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
               extended: bool) -> list[_Batch]:
         context = _Context(shapes, [(to_rdflib(s), to_rdflib(p), to_rdflib(o)) for s, p, o in numbering.triples(cut.shared)],
-                           frozenset(to_rdflib(numbering.terms[n]) for n in cut.replicated), ontology if extended else None)
+                           frozenset(rdflib_node(numbering.ids[n]) for n in cut.replicated), ontology if extended else None)
         if workers > 1:
             return _in_processes(numbering, cut, workers, context, progress)
         _enter(context)
@@ -564,12 +565,24 @@ BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo] | type[Native]] = {
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, input_format: str | None = None,
-         max_bytes: int = DEFAULT_MAX_BYTES, knowledge: Knowledge | None = None) -> tuple[Spool, tuple[Source, ...]]:
+         max_bytes: int = DEFAULT_MAX_BYTES, knowledge: Knowledge | None = None,
+         workers: int = 1) -> tuple[Spool, tuple[Source, ...]]:
     """Read patient files for :func:`validate`, with the checks and errors of :func:`itkg.load`
     (ill-typed literals kept, for the shapes to report): the checked triples go to a
     :class:`~itkg.partition.Spool`, so a population is never held as Python triples (a million
-    patients are about 6 GB as such). The caller closes the spool."""
-    spool = Spool(target_object_predicates(shapes_graph(knowledge)), _RECORD_LINK_NODES)
+    patients are about 6 GB as such). The caller closes the spool.
+
+    With ``workers`` above one, large N-Triples input is read in that many forked processes
+    (:mod:`itkg.spooled`: the same spool, numbers and errors; the sources then carry no
+    checksum, which validation does not show)."""
+    targets = target_object_predicates(shapes_graph(knowledge))
+    if workers > 1:
+        from . import spooled
+        found = spooled.read([Path(p) for p in paths], functools.partial(_spool, targets),
+                             input_format=input_format, max_bytes=max_bytes, workers=workers)
+        if found is not None:
+            return found
+    spool = Spool(targets, _RECORD_LINK_NODES)
     try:
         loaded = load_store(paths, input_format=input_format, max_bytes=max_bytes, strict_literals=False,
                             store=spool)  # type: ignore[arg-type]  # a duck-typed store: see Spool
@@ -578,6 +591,11 @@ def read(paths: Sequence[str | os.PathLike[str]], *, input_format: str | None = 
         spool.close()
         raise
     return spool, loaded.sources
+
+
+def _spool(targets: set[ox.NamedNode], file: IO[bytes] | None, at: int) -> Spool:
+    """A spool with the shapes' predicates, writing into ``file`` from ``at`` (:mod:`itkg.spooled`)."""
+    return Spool(targets, _RECORD_LINK_NODES, file=file, at=at)
 
 
 def ill_typed(spool: Spool, sources: Sequence[Source]) -> list[IllTypedLiteral]:
@@ -642,8 +660,8 @@ def _windowed(submit: Callable[[int], Future[_Batch]], count: int, workers: int,
     return done
 
 
-def _jena_batch(raw: list[jena.RawResult], own: set[Node], first: bool,
-                replicated: frozenset[Node]) -> _Batch:
+def _jena_batch(raw: list[jena.RawResult], own: set[str], first: bool,
+                replicated: frozenset[str]) -> _Batch:
     """The results of one Jena batch (whose local subjects are ``own``), owned as
     :func:`_validate_batch` owns pySHACL's, as report triples."""
     results: list[ValidationResult] = []
@@ -651,7 +669,7 @@ def _jena_batch(raw: list[jena.RawResult], own: set[Node], first: bool,
     for focus, path, value, shape, severity, component, message in raw:
         if not isinstance(focus, (ox.NamedNode, ox.BlankNode, ox.Literal)):
             raise ValidationEngineError("the Jena SHACL worker sent a result without a focus node")
-        if not _owned(focus, own, first, replicated):
+        if not _owned(None if isinstance(focus, ox.Literal) else node_key(focus), own, first, replicated):
             continue
         text = message.value if isinstance(message, ox.Literal) else "constraint violated"
         node = rdflib.BNode()
@@ -671,10 +689,10 @@ def _jena_batch(raw: list[jena.RawResult], own: set[Node], first: bool,
     return _Batch(results, triples)
 
 
-def _own(data: Numbering, batch: Sequence[int]) -> set[Node]:
-    """The local subjects of a batch."""
-    terms, subjects = data.terms, data.subjects
-    return {terms[subjects[i]] for i in batch}
+def _own(data: Numbering, batch: Sequence[int]) -> set[str]:
+    """The ids of the local subjects of a batch."""
+    ids, subjects = data.ids, data.subjects
+    return {ids[subjects[i]] for i in batch}
 
 
 def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
@@ -683,7 +701,7 @@ def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int,
     shapes = shapes_graph_.serialize(format="nt", encoding="utf-8")
     base = ontology.serialize(format="nt", encoding="utf-8") + data.lines(plan.shared)
     largest = max((len(batch) for batch in plan.batches), default=0) + len(plan.shared)
-    replicated = frozenset(data.terms[n] for n in plan.replicated)
+    replicated = frozenset(data.ids[n] for n in plan.replicated)
     with jena.JenaPool(workers, shapes, base, jena.heap_mb(largest)) as pool:
         idle: Queue[jena.JenaWorker] = Queue()
         for worker in pool.workers:
@@ -714,11 +732,11 @@ def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
     ontology_text = ox.serialize(_ontology_triples(ontology), format=ox.RdfFormat.N_TRIPLES) or b""
     validator = turbo.TurboValidator(shapes, ontology_text + data.lines(plan.shared))
-    replicated = frozenset(to_rdflib(data.terms[n]) for n in plan.replicated)
+    replicated = frozenset(rdflib_node(data.ids[n]) for n in plan.replicated)
 
     def judge(index: int) -> _Batch:
         batch = plan.batches[index]
-        own = {to_rdflib(s) for s in _own(data, batch)}
+        own: set[rdflib.term.Identifier] = set(map(rdflib_node, _own(data, batch)))
         return _owned_results(validator.validate(data.lines(batch)), own, index == 0, replicated)
 
     with ThreadPoolExecutor(workers, initializer=processes.block_ending_signals) as threads:
