@@ -199,7 +199,7 @@ CASES = [
          extra="ex:MyCancerPain rdfs:subClassOf itkg:CancerPain .\n"),
 ]
 BY_ID = {case.id: case for case in CASES}
-SHACL_ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"]
+SHACL_ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo", "native"]
 NOBODY = [case for case in CASES if case.status is None]
 
 
@@ -395,11 +395,12 @@ def validated(files: dict[str, Path]) -> dict[str, Any]:
         reports["jena"] = itkg.validate(data, engine="jena")
     if turbo.available():
         reports["turbo"] = itkg.validate(data, engine="turbo")
+    reports["native"] = itkg.validate(data, engine="native")
     return reports
 
 
 def _report(validated: dict[str, Any], engine: str, request: pytest.FixtureRequest) -> Any:
-    if engine != "pyshacl":
+    if engine in ("jena", "turbo"):
         request.getfixturevalue(f"{engine}_required")
     return validated[engine]
 

@@ -1,7 +1,8 @@
-"""Differential tests of the SHACL back-ends: pySHACL, Apache Jena and pyshacl-turbo must agree.
+"""Differential tests of the SHACL back-ends: pySHACL, Apache Jena, pyshacl-turbo and itkg's own
+engine (``native``) must agree.
 
-The contract (§4) asks every conformant SHACL engine for the same verdict, and itkg offers Jena and
-pyshacl-turbo beside pySHACL, so any disagreement on any graph is a bug in one of them or in itkg's
+The contract (§4) asks every conformant SHACL engine for the same verdict, and itkg offers Jena,
+pyshacl-turbo and its own engine beside pySHACL, so any disagreement on any graph is a bug in one of them or in itkg's
 glue (term encoding over the pipe, blank-node labels, message substitution, ownership of results).
 An engine is offered (``itkg.names.SHACL_BACKENDS``) only while these tests pass for it:
 
@@ -13,10 +14,10 @@ An engine is offered (``itkg.names.SHACL_BACKENDS``) only while these tests pass
   must give itkg's pySHACL engine's report. (pyrudof and the ``shacl`` package were rejected as
   back-ends because graphs like these showed them missing violations: docs/performance.md.)
 
-One pySHACL run per drawn graph is the reference for both Jena and pyshacl-turbo (it is most of an
-example's time). One Jena worker serves every example (a JVM start per example would make this
+One pySHACL run per drawn graph is the reference for Jena, pyshacl-turbo and the native engine (it
+is most of an example's time). One Jena worker serves every example (a JVM start per example would make this
 minutes long); the batch goes through the same function the partitioned path uses. pyshacl-turbo
-runs in process, through :func:`itkg.validation.validate`. Reproducible: ``derandomize``.
+and the native engine run in process, through :func:`itkg.validation.validate`. Reproducible: ``derandomize``.
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ def turbo_judge(triples: list[ox.Triple]) -> validation.ValidationReport:
     return validation.validate(PatientData(triples=triples), engine="turbo", batch_triples=10**9)
 
 
+def native_judge(triples: list[ox.Triple]) -> validation.ValidationReport:
+    return validation.validate(PatientData(triples=triples), engine="native", batch_triples=10**9)
+
+
 def assert_same_report(judged: validation.ValidationReport, reference: validation.ValidationReport,
                        triples: list[ox.Triple], engine: str) -> None:
     """``judged`` (by ``engine``) is ``reference``, itkg's pySHACL engine's report on ``triples``."""
@@ -168,10 +173,10 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=150
 
 @pytest.fixture(scope="module")
 def judges(request: pytest.FixtureRequest) -> dict[str, Callable[[list[ox.Triple]], validation.ValidationReport]]:
-    """Jena (one worker for every example) and pyshacl-turbo, each as a function of the triples.
-    Both are required where their runtime is: a missing one skips only its own
-    :func:`test_the_fuzzed_engines_are_there`, and the fuzzer then holds the other to pySHACL."""
-    found: dict[str, Callable[[list[ox.Triple]], validation.ValidationReport]] = {}
+    """Jena (one worker for every example), pyshacl-turbo and the native engine, each as a function
+    of the triples. Jena and turbo are required where their runtime is: a missing one skips only its
+    own :func:`test_the_fuzzed_engines_are_there`, and the fuzzer then holds the others to pySHACL."""
+    found: dict[str, Callable[[list[ox.Triple]], validation.ValidationReport]] = {"native": native_judge}
     for engine in ("jena", "turbo"):
         try:
             request.getfixturevalue(f"{engine}_required")
@@ -184,23 +189,24 @@ def judges(request: pytest.FixtureRequest) -> dict[str, Callable[[list[ox.Triple
     return found
 
 
-@pytest.mark.parametrize("engine", [pytest.param("jena", marks=pytest.mark.java), "turbo"])
+@pytest.mark.parametrize("engine", [pytest.param("jena", marks=pytest.mark.java), "turbo", "native"])
 def test_the_fuzzed_engines_are_there(engine: str, request: pytest.FixtureRequest) -> None:
     """The fuzzer below runs each engine that is usable here; this says (a skip) which is not."""
-    request.getfixturevalue(f"{engine}_required")
+    if engine != "native":
+        request.getfixturevalue(f"{engine}_required")
     assert engine in request.getfixturevalue("judges")
 
 
 @pytest.mark.slow
 @FUZZ
 @given(triples=graphs())
-def test_jena_and_turbo_give_pyshacls_report(
+def test_jena_turbo_and_native_give_pyshacls_report(
         judges: dict[str, Callable[[list[ox.Triple]], validation.ValidationReport]],
         triples: list[ox.Triple]) -> None:
-    """Each drawn graph is judged by pySHACL once, and by Jena and pyshacl-turbo against that
-    (one pySHACL run per example, the costly part, serves both engines)."""
+    """Each drawn graph is judged by pySHACL once, and by Jena, pyshacl-turbo and the native engine
+    against that (one pySHACL run per example, the costly part, serves every engine)."""
     triples = list(dict.fromkeys(triples))
-    assert judges, "neither Jena nor pyshacl-turbo is usable: nothing to compare"
+    assert "native" in judges
     reference = validation.validate(PatientData(triples=triples), engine="pyshacl", batch_triples=10**9)
     for engine, judge in judges.items():
         assert_same_report(judge(triples), reference, triples, engine)
@@ -233,7 +239,7 @@ def whole_graph_pyshacl() -> dict[Path, tuple[list[ox.Triple], bool, Results]]:
     return verdicts
 
 
-@pytest.mark.parametrize("engine", ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"])
+@pytest.mark.parametrize("engine", ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo", "native"])
 @pytest.mark.slow
 def test_every_engine_gives_whole_graph_pyshacl_results_on_each_shapes_test_graph(
         engine: str, whole_graph_pyshacl: dict[Path, tuple[list[ox.Triple], bool, Results]],

@@ -3,9 +3,9 @@
 Every case validates the same data twice: once the way contract §4 says (one ``pyshacl.validate``
 over the whole graph, the ontology as ``ont_graph``, no inference) and once with
 :func:`itkg.validation.validate`, in one and in two workers, with batches small enough to cut the
-data into many pieces, with each back-end: pySHACL, Apache Jena SHACL (:mod:`itkg.jena`) and pyshacl-turbo. The
-results (focus, path, message, shape, value, severity; a multiset) and ``conforms`` must be
-identical. pyshacl-turbo (:mod:`itkg.turbo`) is held to the same. No timings are asserted: speed
+data into many pieces, with each back-end: pySHACL, Apache Jena SHACL (:mod:`itkg.jena`),
+pyshacl-turbo (:mod:`itkg.turbo`) and itkg's own engine (:mod:`itkg.native_shacl`). The results
+(focus, path, message, shape, value, severity; a multiset) and ``conforms`` must be identical. No timings are asserted: speed
 is for the benchmark.
 """
 
@@ -99,7 +99,7 @@ def needs(engine: str, request: pytest.FixtureRequest) -> str:
 
 
 #: Every engine itkg offers (names.SHACL_BACKENDS but "auto"): each must give whole-graph pySHACL's results.
-ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo"]
+ENGINES = ["pyshacl", pytest.param("jena", marks=pytest.mark.java), "turbo", "native"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,10 +309,11 @@ def test_every_triple_is_kept_and_shared_nodes_stay_together(population: Patient
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["pyshacl", "turbo"])
+@pytest.mark.parametrize("engine", ["pyshacl", "turbo", "native"])
 @pytest.mark.slow
 def test_cli_workers_give_the_same_json(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
-    """Two pySHACL worker processes (spawned from the command's deadline child) or two turbo threads."""
+    """Two pySHACL or native worker processes (spawned from the command's deadline child) or two
+    turbo threads."""
     path = tmp_path / "population.nt"
     path.write_bytes(ox.serialize(mutated_population(n=200, seed=3).triples, format=ox.RdfFormat.N_TRIPLES))
     runs = [subprocess.run([sys.executable, "-m", "itkg.cli", "validate", str(path), "--format", "json",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (EndpointError, IllTypedLiteralError, InputError, InputTooLargeError,
                      ItkgError, ParseError, QueryError, QueryTimeout, ReasonerError,
-                     UnsafeInputError, ValidationEngineError, WorkerError)
+                     ShapesNotSupportedError, UnsafeInputError, ValidationEngineError, WorkerError)
 
 if TYPE_CHECKING:
     from .api import (EligibilityRun, Upload, agreement, connect, convert, eligibility, eligibility_run,
@@ -87,5 +87,5 @@ __all__ = [
     "IndicationExplanation", "CriterionExplanation", "ValidationReport", "ValidationResult",
     "ReasoningReport", "ItkgError", "InputError", "ParseError", "UnsafeInputError",
     "InputTooLargeError", "IllTypedLiteralError", "QueryError", "QueryTimeout", "ReasonerError",
-    "EndpointError", "ValidationEngineError", "WorkerError",
+    "EndpointError", "ValidationEngineError", "ShapesNotSupportedError", "WorkerError",
 ]

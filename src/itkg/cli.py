@@ -293,7 +293,8 @@ _ENGINE_HELP = {
                 "Oxigraph (with --endpoint: the endpoint). Every back-end gives the same rows and evidence.",
     "sparql": "Local SPARQL back-end (ignored with --endpoint).",
     "validation": "Validation back-end: pySHACL, Apache Jena (needs java and libapache-jena-java), turbo "
-                  "(pyshacl-turbo: pip install 'itkg[turbo]'), or auto: turbo when installed, else Jena for "
+                  "(pyshacl-turbo: pip install 'itkg[turbo]'), native (itkg's own SHACL engine; it refuses "
+                  "shapes it does not implement), or auto: turbo when installed, else Jena for "
                   "inputs of 100,000 triples or more when it is installed, else pySHACL.",
 }
 _ENGINE_CHOICES = {"decision": names.LOCAL_DECISION_BACKENDS, "sparql": names.SPARQL_BACKENDS,

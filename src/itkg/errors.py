@@ -96,6 +96,11 @@ class ValidationEngineError(ItkgError):
     """A SHACL back-end asked for (``--engine jena``) is missing here, or stopped while validating."""
 
 
+class ShapesNotSupportedError(ValidationEngineError):
+    """The shapes use a SHACL feature the chosen back-end does not implement (``--engine native``
+    with ``sh:qualifiedValueShape``, say): it refuses rather than skip a check."""
+
+
 class WorkerError(ItkgError):
     """A worker process of itkg ended without an answer or failed (only the kind of failure is
     reported: its message may quote data)."""

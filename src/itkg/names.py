@@ -21,14 +21,16 @@ EXTENSIONS: dict[str, str] = {
 #: :class:`itkg.backends.DecisionBackend`; a *validation* back-end judges the shapes (§4) and
 #: implements :class:`itkg.backends.ValidationBackend`. Every back-end of a kind gives the same
 #: results and the same evidence text.
-BACKENDS: dict[str, str] = {
-    "native": "decision", "rdflib": "decision", "oxigraph": "decision", "endpoint": "decision",
-    "pyshacl": "validation", "jena": "validation", "turbo": "validation",
+#: ``native`` names itkg's own engine of each kind: the rule engine (decision) and the SHACL engine
+#: (validation, :mod:`itkg.native_shacl`).
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "native": ("decision", "validation"), "rdflib": ("decision",), "oxigraph": ("decision",),
+    "endpoint": ("decision",), "pyshacl": ("validation",), "jena": ("validation",), "turbo": ("validation",),
 }
 
 #: The decision back-ends: the native rule engine, or the contract's SPARQL queries in rdflib, in
 #: Oxigraph or on a remote endpoint.
-DECISION_BACKENDS: tuple[str, ...] = tuple(n for n, kind in BACKENDS.items() if kind == "decision")
+DECISION_BACKENDS: tuple[str, ...] = tuple(n for n, kinds in BACKENDS.items() if "decision" in kinds)
 
 #: The decision back-ends chosen by name (``--engine``); ``endpoint`` is chosen by giving its URL.
 LOCAL_DECISION_BACKENDS: tuple[str, ...] = tuple(n for n in DECISION_BACKENDS if n != "endpoint")
@@ -36,8 +38,11 @@ LOCAL_DECISION_BACKENDS: tuple[str, ...] = tuple(n for n in DECISION_BACKENDS if
 #: The decision back-ends that run SPARQL locally (``itkg query``).
 SPARQL_BACKENDS: tuple[str, ...] = tuple(n for n in LOCAL_DECISION_BACKENDS if n != "native")
 
-#: The validation back-ends; ``turbo`` is pyshacl-turbo (the optional extra ``itkg[turbo]``).
-VALIDATION_BACKENDS: tuple[str, ...] = tuple(n for n, kind in BACKENDS.items() if kind == "validation")
+#: The validation back-ends; ``turbo`` is pyshacl-turbo (the optional extra ``itkg[turbo]``),
+#: ``native`` itkg's own SHACL engine (:mod:`itkg.native_shacl`).
+#: (``native`` last: the validation engines in the order they came.)
+VALIDATION_BACKENDS: tuple[str, ...] = tuple(
+    n for n, kinds in BACKENDS.items() if "validation" in kinds and n != "native") + ("native",)
 
 #: What ``validate --engine`` accepts: a validation back-end, or ``auto`` (itkg picks by size and
 #: by what is installed; :func:`itkg.validation.engine_for`).

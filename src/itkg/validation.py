@@ -38,7 +38,7 @@ import rdflib
 from rdflib.namespace import RDF, SH
 from rdflib.plugins.sparql import prepareQuery
 
-from . import jena, names, processes, turbo
+from . import jena, names, native_shacl, processes, turbo
 from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
 from .guards import IllTypedLiteral, find_ill_typed
@@ -446,7 +446,7 @@ def _plan(data: Numbering, batch_triples: int, shapes: rdflib.Graph, ontology: r
 
 def engine_for(data: Sized, engine: str = "auto") -> str:
     """The back-end :func:`validate` uses for ``data`` (what :func:`itkg.load` or :func:`read`
-    returned): ``"pyshacl"``, ``"jena"`` or ``"turbo"``."""
+    returned): ``"pyshacl"``, ``"jena"``, ``"turbo"`` or ``"native"``."""
     if engine not in ENGINES:
         raise ValidationEngineError(f"unknown SHACL engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "auto":
@@ -486,6 +486,8 @@ def validate(data: PatientData | Numbering, *, workers: int = 1, batch_triples: 
     extended = knowledge is not None and knowledge.extended
     shapes = shapes_graph(knowledge)
     ontology = knowledge.graph if extended else ontology_graph()  # type: ignore[union-attr]
+    if chosen == "native":
+        native_shacl.compile_shapes(shapes)  # shapes it does not implement: refused before any work
     numbering = _numbered(data, shapes)
     cut = _plan(numbering, batch_triples, shapes, ontology)
     batches = backend.judge(numbering, cut, workers=max(1, min(workers, len(cut))), progress=progress,
@@ -531,6 +533,20 @@ class Jena:
         return _in_jena(numbering, cut, workers, progress, shapes, ontology)
 
 
+class Native:
+    """itkg's own SHACL engine (:mod:`itkg.native_shacl`): the shapes compiled once, batches in
+    ``workers`` spawned processes."""
+
+    name: ClassVar[str] = "native"
+    batch_triples = native_shacl.BATCH_TRIPLES
+
+    def judge(self, numbering: Numbering, cut: Plan, *, workers: int,
+              progress: Callable[[int, int], None] | None, shapes: rdflib.Graph, ontology: rdflib.Graph,
+              extended: bool) -> list[_Batch]:
+        return native_shacl.judge(numbering, cut, workers=workers, progress=progress, shapes=shapes,
+                                  ontology=ontology)
+
+
 class Turbo:
     """pyshacl-turbo (:mod:`itkg.turbo`): small batches in ``workers`` threads of this process."""
 
@@ -544,7 +560,8 @@ class Turbo:
 
 
 #: The validation back-ends by name (:data:`itkg.names.VALIDATION_BACKENDS`).
-BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo]] = {b.name: b for b in (PyShacl, Jena, Turbo)}
+BACKENDS: dict[str, type[PyShacl] | type[Jena] | type[Turbo] | type[Native]] = {
+    b.name: b for b in (PyShacl, Jena, Turbo, Native)}
 
 
 def read(paths: Sequence[str | os.PathLike[str]], *, input_format: str | None = None,
