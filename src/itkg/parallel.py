@@ -99,38 +99,26 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
                   min_piece_bytes=min_piece_bytes)
     total = sum(p.nbytes for p in pieces)
-    run: type[_Run] | None = None
-    first = pieces
+    attempts: list[tuple[type[_Run], list[Piece]]] = []  # tried in turn; Untrusted moves on
     if _fhir_waves(pieces) and total >= (_fhir_default("FHIR_WAVES_FROM") if fhir_waves_from is None
                                          else fhir_waves_from):
-        fhir_wave_bytes = _fhir_default("FHIR_WAVE_BYTES") if fhir_wave_bytes is None else fhir_wave_bytes
-        if total >= 2 * fhir_wave_bytes:  # parts of about fhir_wave_bytes: one index of that size at a time
-            pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
-                          parts=max(workers, -(-total // fhir_wave_bytes)),
-                          min_piece_bytes=min(min_piece_bytes, max(1, fhir_wave_bytes // 2)))
-        run = _FhirWaveRun
+        parts = _wave_sized(pieces, paths, total, workers, _fhir_default("FHIR_WAVE_BYTES")
+                            if fhir_wave_bytes is None else fhir_wave_bytes,
+                            input_format=input_format, max_bytes=max_bytes, min_piece_bytes=min_piece_bytes)
+        attempts.append((_FhirWaveRun, parts))  # what FHIR waves cannot trust, one index per process may
     elif waves.eligible(pieces) and total >= waves_from:
-        if total >= 2 * wave_bytes:  # pieces of about wave_bytes: one index of that size at a time
-            pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
-                          parts=max(workers, -(-total // wave_bytes)),
-                          min_piece_bytes=min(min_piece_bytes, max(1, wave_bytes // 2)))
+        pieces = _wave_sized(pieces, paths, total, workers, wave_bytes, input_format=input_format,
+                             max_bytes=max_bytes, min_piece_bytes=min_piece_bytes)
         if len(pieces) > 1 and waves.eligible(pieces):
-            run = _WaveRun
-    if run is None and workers > 1 and len(pieces) > 1:
-        run = _Run
-    if run is _FhirWaveRun:
+            attempts.append((_WaveRun, pieces))
+    if not (attempts and attempts[0][0] is _WaveRun) and workers > 1 and len(pieces) > 1:
+        attempts.append((_Run, pieces))  # (what N-Triples waves cannot trust: this process, below)
+    for run, parts in attempts:
         try:
             with Meter(workers, total, visible=progress) as meter:
-                return run(pieces, workers, knowledge, meter, strict).rows(checksums)
-        except Untrusted:  # (what waves cannot trust, one index per process may: tried next)
-            pieces = first
-            run = _Run if workers > 1 and len(pieces) > 1 else None
-    if run is not None:
-        try:
-            with Meter(workers, total, visible=progress) as meter:
-                return run(pieces, workers, knowledge, meter, strict).rows(checksums)
+                return run(parts, workers, knowledge, meter, strict).rows(checksums)
         except Untrusted:
-            pass  # the pieces cannot be trusted apart: decided in this process below
+            continue  # the pieces cannot be trusted apart: the next attempt, or this process below
     with Meter(1, total, visible=progress) as meter:
         meter.show()
         index, sources = build_index(paths, input_format=input_format, max_bytes=max_bytes,
@@ -654,6 +642,17 @@ def _collect(conn: multiprocessing.connection.Connection, chunks: list[bytes], l
     except MemoryError:
         chunks.clear()
         last[slot] = pickle.dumps(("crashed", "MemoryError"))
+
+
+def _wave_sized(pieces: list[Piece], paths: Sequence[str | Path], total: int, workers: int, wave_bytes: int, *,
+                input_format: str | None, max_bytes: int, min_piece_bytes: int) -> list[Piece]:
+    """``pieces`` planned again in parts of about ``wave_bytes`` (one index of that size at a time
+    in each process) when the input is at least twice that size; otherwise ``pieces``."""
+    if total < 2 * wave_bytes:
+        return pieces
+    return plan(paths, input_format=input_format, max_bytes=max_bytes, fhir_facts=True,
+                parts=max(workers, -(-total // wave_bytes)),
+                min_piece_bytes=min(min_piece_bytes, max(1, wave_bytes // 2)))
 
 
 def _fhir_default(name: str) -> int:
