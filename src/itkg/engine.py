@@ -169,6 +169,10 @@ class RuleEngine:
         self._dates: dict[object, str | None] = {}
         #: per (prerequisite, therapy): the classes that cover the therapy and the words for it
         self._wording: dict[tuple[str, str], tuple[frozenset[str] | None, str, str]] = {}
+        #: the condition classes of every criterion, and per set of a patient's conditions' types
+        #: those of them the conditions meet (:meth:`_met_condition_classes`)
+        self._condition_classes = frozenset(c.condition_classes for i in self.k.indications for c in i.criteria)
+        self._met_by_types: dict[frozenset, frozenset[frozenset[str]]] = {}
 
     # -- criteria ------------------------------------------------------------------------------
 
@@ -378,22 +382,31 @@ class RuleEngine:
                 return True
         return False
 
-    def meets(self, patient: str, criterion: Criterion) -> bool:
-        """``criterion(patient, criterion).met``, without building the texts that explain it.
+    def _met_condition_classes(self, props: dict[str, list]) -> frozenset[frozenset[str]]:
+        """The criteria's condition classes (:attr:`Criterion.condition_classes`) that the
+        patient's conditions meet: a condition typed with one of them or a class below.
 
-        Most patients meet at most one indication; deciding the others this way first makes
-        :meth:`rows` several times faster on a population, with the same rows. (Literals among
-        the objects are never keys of ``nodes`` nor members of the criterion's sets, so they
-        drop out as in :meth:`criterion`.)
-        """
+        Remembered per set of the conditions' types: a population has a few such sets, so each
+        patient costs one set and one lookup for every criterion of every indication, and most
+        (no relevant condition) nothing more. (Literals among the objects are never keys of
+        ``nodes`` nor classes, so they drop out as in :meth:`criterion`.)"""
         nodes = self.index.nodes
-        props = nodes.get(patient, _NO_PROPERTIES)
-        classes = criterion.condition_classes
-        if not any(self._has_type_in(nodes.get(c, _NO_PROPERTIES), classes)
-                   for c in props.get(vocab.HAS_CONDITION, ())):
-            return False
+        types = frozenset([t for c in props.get(vocab.HAS_CONDITION, ())
+                           for t in nodes.get(c, _NO_PROPERTIES).get(vocab.RDF_TYPE, ())])
+        found = self._met_by_types.get(types)
+        if found is None:
+            found = frozenset(classes for classes in self._condition_classes
+                              if any(self._is_in(t, classes) for t in types))
+            if len(self._met_by_types) < 1 << 12:
+                self._met_by_types[types] = found
+        return found
+
+    def _treated(self, props: dict[str, list], criterion: Criterion) -> bool:
+        """Whether the patient (its properties) has the prior treatment ``criterion`` needs (a
+        treatment of its classes that ended with one of its outcomes), or it needs none."""
         if not criterion.needs_prior_treatment:
             return True
+        nodes = self.index.nodes
         classes, outcomes = criterion.treatment_classes, criterion.outcomes
         for treatment in props.get(vocab.RECEIVED_TREATMENT, ()):
             found = nodes.get(treatment, _NO_PROPERTIES)
@@ -401,18 +414,36 @@ class RuleEngine:
                 return True
         return False
 
+    def meets(self, patient: str, criterion: Criterion) -> bool:
+        """``criterion(patient, criterion).met``, without building the texts that explain it.
+
+        Most patients meet at most one indication; deciding the others this way first makes
+        :meth:`rows` several times faster on a population, with the same rows.
+        """
+        props = self.index.nodes.get(patient, _NO_PROPERTIES)
+        return criterion.condition_classes in self._met_condition_classes(props) and self._treated(props, criterion)
+
     def rows(self, patient: str) -> Iterator[EligibilityResult]:
         """The eligibility rows of one patient: one per indication it meets (the rows of
         :meth:`explain_indication`, explaining only the criteria that are met)."""
-        for indication in self.k.indications:
-            found = self.row(patient, indication)
-            if found is not None:
-                yield found
+        props = self.index.nodes.get(patient, _NO_PROPERTIES)
+        met_classes = self._met_condition_classes(props)
+        if met_classes:  # (else no criterion is met: most of a population)
+            for indication in self.k.indications:
+                found = self._row(patient, props, met_classes, indication)
+                if found is not None:
+                    yield found
 
     def row(self, patient: str, indication: Indication) -> EligibilityResult | None:
         """The row of ``patient`` for ``indication``, or ``None`` when it is not met: the one
         wording of evidence, which the SPARQL back-ends use too (:mod:`itkg.backends`)."""
-        met = [self.criterion(patient, c) for c in indication.criteria if self.meets(patient, c)]
+        props = self.index.nodes.get(patient, _NO_PROPERTIES)
+        return self._row(patient, props, self._met_condition_classes(props), indication)
+
+    def _row(self, patient: str, props: dict[str, list], met_classes: frozenset[frozenset[str]],
+             indication: Indication) -> EligibilityResult | None:
+        met = [self.criterion(patient, c) for c in indication.criteria
+               if c.condition_classes in met_classes and self._treated(props, c)]
         return self._result(patient, indication, met) if met else None
 
     def eligibility(self) -> list[EligibilityResult]:
