@@ -329,21 +329,28 @@ class _Run:
                 conn.send(("decide", b"".join(h for i, h in enumerate(hashes) if i != worker), axioms))
             rows, deferred = _decide(index, self.knowledge, axioms, _hash_set(*hashes[1:]),
                                      lambda n: self.meter.decided(0, n))
+            fhir = builder.fhir
+            if fhir is not None:  # the evidence names the FHIR resources and codes
+                # This process's own rows now, while the workers annotate theirs: a worker
+                # answers the fetch of the deferred patients only once it has, so annotating
+                # after the fetch kept both processes waiting in turn. (Every record of an
+                # own patient is this process's: its notes are its reader's, with what
+                # finishing added; a fresh dict, as :meth:`FhirIndexer.notes` adds to it.)
+                from .fhir.hook import annotate_in_place
+                annotate_in_place(rows, ChainMap(fhir.notes({}), fhir.reader.notes))
             for conn in self._conns():
                 deferred += self._receive(conn)
-            rows += self._decide_deferred(index, sorted(set(deferred)), axioms)
+            late = self._decide_deferred(index, sorted(set(deferred)), axioms)
+            if fhir is not None:
+                annotate_in_place(late, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
+            rows += late
             # Every patient is decided: the indexes (most of the memory) go before the rows
             # travel. The workers let go of theirs and pack their rows while this process lets
-            # go of its own and annotates its rows (after its index: the longer evidence then
-            # takes the index's memory, not more); their rows are read once it has.
+            # go of its own; their rows are read once it has.
             for conn in self._conns():
                 conn.send(("rows",))
             del index
             builder.index = PatientIndex(self.knowledge.indexed_predicates())
-            if builder.fhir is not None:  # the evidence names the FHIR resources and codes
-                from .fhir.hook import annotate_in_place
-                fhir = builder.fhir
-                annotate_in_place(rows, ChainMap(fhir.notes(self.fetched_notes), fhir.reader.notes))
             for chunks in [parser.rows, *(self._receive_rows(conn) for conn in self._conns())]:
                 while chunks:  # (annotated by the workers, FHIR input; decided in waves, pickled)
                     rows += map(_unpack, pickle.loads(chunks.pop(0)))
