@@ -97,7 +97,7 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
     if workers > 1 and not processes.forking_available():
         workers = 1  # pragma: no cover - the children must inherit the knowledge and hash seed
     pieces = plan(paths, input_format=input_format, max_bytes=max_bytes, parts=workers, fhir_facts=True,
-                  min_piece_bytes=min_piece_bytes)
+                  min_piece_bytes=min_piece_bytes, first_share=main_share(workers))
     total = sum(p.nbytes for p in pieces)
     attempts: list[tuple[type[_Run], list[Piece]]] = []  # tried in turn; Untrusted moves on
     if _fhir_waves(pieces) and total >= (_fhir_default("FHIR_WAVES_FROM") if fhir_waves_from is None
@@ -130,6 +130,27 @@ def eligibility_rows(paths: Sequence[str | Path], *, input_format: str | None = 
             rows, _ = _decide(index, knowledge, index.subclass_axioms, set(),
                               lambda n: meter.decided(0, n))
     return rows, sources
+
+
+#: What the main process of a :class:`_Run` does beyond a worker's share (finishing FHIR input,
+#: the deferred patients, rebuilding and sorting every worker's rows, then the caller writes
+#: them), as a fraction of all the parsing and deciding: measured at about 8% for a FHIR Bulk
+#: export of 100,000 patients (docs/performance.md, session nine).
+MAIN_EXTRA = 0.08
+
+
+def main_share(workers: int) -> float:
+    """The main process's part of a FHIR input relative to a worker's, so that all end together:
+    with parts ``f`` (main) and ``(1 - f) / (n - 1)`` (each worker) of the work ``W``,
+    ``f W + MAIN_EXTRA W = (1 - f) W / (n - 1)``. 1 for one process; at least a quarter.
+
+    >>> round(main_share(2), 2), round(main_share(4), 2), main_share(1)
+    (0.85, 0.7, 1.0)
+    """
+    if workers < 2:
+        return 1.0
+    first = (1 - (workers - 1) * MAIN_EXTRA) / workers
+    return max(0.25, (workers - 1) * first / (1 - first)) if first > 0 else 0.25
 
 
 def _decide(index: PatientIndex, knowledge: Knowledge, axioms: list[tuple[str, str]],

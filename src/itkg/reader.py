@@ -552,13 +552,16 @@ class Untrusted(Exception):
 
 def plan(paths: Sequence[str | Path], *, input_format: str | None = None,
          max_bytes: int = DEFAULT_MAX_BYTES, parts: int = 1,
-         min_piece_bytes: int = MIN_PIECE_BYTES, fhir_facts: bool = False) -> list[Piece]:
+         min_piece_bytes: int = MIN_PIECE_BYTES, fhir_facts: bool = False,
+         first_share: float = 1.0) -> list[Piece]:
     """The pieces to parse for ``paths``: each file whole, or N-Triples and Turtle files of at
-    least twice ``min_piece_bytes`` cut into up to ``parts`` pieces of about equal size."""
+    least twice ``min_piece_bytes`` cut into up to ``parts`` pieces of about equal size (FHIR
+    NDJSON chunks for the index: the first ``first_share`` of the others' size, see
+    :func:`itkg.fhir.index.plan`)."""
     if not paths:
         raise InputError("<none>", "no input files given")
     pieces: list[Piece] = []
-    chunks = _fhir_chunks(paths, input_format, max_bytes, parts, min_piece_bytes) if fhir_facts else {}
+    chunks = _fhir_chunks(paths, input_format, max_bytes, parts, min_piece_bytes, first_share) if fhir_facts else {}
     fhir = {} if fhir_facts else _fhir_pieces(paths, input_format, max_bytes)
     for file_index, raw in enumerate(paths):
         path = Path(raw)
@@ -629,7 +632,7 @@ def _fhir_pieces(paths: Sequence[str | Path], input_format: str | None,
 
 
 def _fhir_chunks(paths: Sequence[str | Path], input_format: str | None, max_bytes: int, parts: int,
-                 min_piece_bytes: int) -> dict[Path, list[FhirChunk]]:
+                 min_piece_bytes: int, first_share: float = 1.0) -> dict[Path, list[FhirChunk]]:
     """The FHIR inputs among ``paths`` and their chunks, for the rule engine's index
     (:func:`itkg.fhir.index.plan`; its errors, a missing or too large file, come before any
     other input's)."""
@@ -638,7 +641,8 @@ def _fhir_chunks(paths: Sequence[str | Path], input_format: str | None, max_byte
     fhir_paths, _ = hook.split(paths, input_format)
     if not fhir_paths:
         return {}
-    chunks = fhir_plan(fhir_paths, parts=parts, min_piece_bytes=min_piece_bytes, max_bytes=max_bytes)
+    chunks = fhir_plan(fhir_paths, parts=parts, min_piece_bytes=min_piece_bytes, max_bytes=max_bytes,
+                       first_share=first_share)
     return dict(zip(fhir_paths, chunks))
 
 

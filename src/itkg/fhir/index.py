@@ -73,9 +73,14 @@ class FhirChunk:
     part: int
 
 
-def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: int) -> list[list[FhirChunk]]:
+def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: int,
+         first_share: float = 1.0) -> list[list[FhirChunk]]:
     """The chunks of each FHIR input, in input order (see the module). Raises what reading the
-    inputs would raise first: a missing or too large file, a directory with no NDJSON file."""
+    inputs would raise first: a missing or too large file, a directory with no NDJSON file.
+
+    :param first_share: the size of part 0 of every file (the main process's, in a parallel run)
+        relative to each other part's: below 1 when the main process has more to do after the
+        parts than the workers (:func:`itkg.parallel.main_share`)."""
     from . import hook
     settings = hook.SETTINGS
     job = FhirJob(base=settings.base, mappings=load_mappings(settings.mappings), strict=settings.strict,
@@ -89,8 +94,9 @@ def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: 
             ndjson = file.suffix.lower() in (".ndjson", ".jsonl")
             bounds = [0]
             if cut and ndjson:
-                for k in range(1, parts):
-                    start = line_start_after(file, max(size * k // parts, bounds[-1]))
+                for k in range(1, parts):  # part k starts after k - 1 + first_share shares
+                    at = int(size * (k - 1 + first_share) / (parts - 1 + first_share))
+                    start = line_start_after(file, max(at, bounds[-1]))
                     if start is not None and bounds[-1] < start < size:
                         bounds.append(start)
             bounds.append(size)
