@@ -2,6 +2,7 @@
 
     python benchmarks/fhir_bulk.py generate --patients 1000 --out benchmarks/data/fhir-1000
     python benchmarks/fhir_bulk.py bench --patients 1000        # generates if needed, then measures
+    python benchmarks/fhir_bulk.py bench --patients 100000 --repeat 7   # medians of 7 alternating runs
 
 The export is one directory of NDJSON files, one per resource type (``Patient.ndjson``,
 ``Condition.ndjson``, ``Medication.ndjson``, ``MedicationStatement.ndjson``, ``Consent.ndjson``,
@@ -160,20 +161,41 @@ def _timed(argv: list[str]) -> dict[str, float]:
             "load": round(found["load_before"], 1)}
 
 
-def bench(patients: int, data_dir: Path, seed: int = 1, one_worker: bool = True) -> dict[str, object]:
+def bench(patients: int, data_dir: Path, seed: int = 1, one_worker: bool = True,
+          repeat: int = 1) -> dict[str, object]:
+    """Each command ``repeat`` times, the commands alternating (baseline, itkg, itkg with one
+    worker, baseline, ...), so that a change in the machine's speed (this one's varies by 15%
+    within minutes) falls on all of them; the figures are each command's medians, every run is
+    listed under ``all``. First the itkg package's bytecode is compiled, as installing a package
+    does (pip compiles a wheel's modules): on a machine with ``PYTHONDONTWRITEBYTECODE`` set,
+    an editable install otherwise compiles its fifty modules again in every run (0.1 s here)."""
+    import compileall
+    import importlib.util
+    import statistics
     directory = data_dir / f"fhir-{patients}-s{seed}"
     if not directory.is_dir():
         generate(patients, directory, seed)
+    spec = importlib.util.find_spec("itkg")
+    if spec is not None and spec.origin is not None:
+        compileall.compile_dir(str(Path(spec.origin).parent), quiet=1)
     out = data_dir / f"fhir-{patients}-s{seed}.json"
     itkg = [sys.executable, "-m", "itkg.cli", "eligibility", str(directory), "--format", "json", "-o", str(out),
             "--quiet"]
-    baseline = _timed([sys.executable, __file__, "baseline", str(directory)])
-    runs = {"json.loads per line, one core": baseline, "itkg eligibility, default workers": _timed(itkg)}
+    commands = {"json.loads per line, one core": [sys.executable, __file__, "baseline", str(directory)],
+                "itkg eligibility, default workers": itkg}
     if one_worker:
-        runs["itkg eligibility, --workers 1"] = _timed([*itkg, "--workers", "1"])
+        commands["itkg eligibility, --workers 1"] = [*itkg, "--workers", "1"]
+    every: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(max(1, repeat)):
+        for name, argv in commands.items():
+            every[name].append(_timed(argv))
+    runs = {name: {key: statistics.median(run[key] for run in found) for key in found[0]}
+            for name, found in every.items()}
+    baseline = runs["json.loads per line, one core"]
     ratios = {f"{name}: wall ratio": round(run["wall"] / baseline["wall"], 2) for name, run in runs.items()}
     ratios.update({f"{name}: CPU ratio": round(run["cpu"] / baseline["cpu"], 2) for name, run in runs.items()})
-    return {"patients": patients, "resources": json_baseline_count(directory), "runs": runs, "ratios": ratios}
+    return {"patients": patients, "resources": json_baseline_count(directory), "repeat": max(1, repeat),
+            "runs": runs, "ratios": ratios, "all": every}
 
 
 def json_baseline_count(directory: Path) -> int:
@@ -199,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--data", type=Path, default=Path(__file__).with_name("data"))
     run.add_argument("--no-one-worker", action="store_true", help="skip the --workers 1 run")
+    run.add_argument("--repeat", type=int, default=1,
+                     help="run each command this many times, alternating; report the medians")
     args = parser.parse_args(argv)
     if args.command == "generate":
         generate(args.patients, args.out, args.seed)
     elif args.command == "baseline":
         print(json_baseline(args.directory))
     else:
-        print(json.dumps(bench(args.patients, args.data, args.seed, not args.no_one_worker), indent=1))
+        print(json.dumps(bench(args.patients, args.data, args.seed, not args.no_one_worker, args.repeat), indent=1))
     return 0
 
 

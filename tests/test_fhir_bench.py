@@ -27,3 +27,17 @@ def test_the_generator_is_seeded_and_itkg_reads_what_it_writes(tmp_path: Path) -
     rows = itkg.eligibility(first)
     assert rows and {r.status for r in rows} <= {"qualifies", "pending", "excluded"}
     assert len({r.status for r in rows}) >= 2
+
+
+def test_bench_alternates_the_commands_and_reports_their_medians(tmp_path: Path) -> None:
+    bulk = _module()
+    found = bulk.bench(30, tmp_path, seed=3, one_worker=False, repeat=2)
+    assert found["repeat"] == 2
+    assert set(found["all"]) == set(found["runs"]) == {"json.loads per line, one core",
+                                                       "itkg eligibility, default workers"}
+    for name, runs in found["all"].items():
+        assert len(runs) == 2 and all(run["wall"] > 0 for run in runs)
+        walls = sorted(run["wall"] for run in runs)
+        assert found["runs"][name]["wall"] == (walls[0] + walls[1]) / 2  # the median of two
+    assert found["ratios"]["json.loads per line, one core: wall ratio"] == 1.0
+    assert (tmp_path / "fhir-30-s3.json").is_file()
