@@ -249,3 +249,23 @@ def test_the_fhir_sink_does_not_keep_an_index_the_run_lets_go() -> None:
     assert sink.record("https://fhir.invalid/Patient/p2", vocab.HAS_CONDITION, "https://fhir.invalid/Condition/c2",
                        (vocab.ITKG + "CancerPain",), [])
     assert "https://fhir.invalid/Patient/p2" in builder.index.nodes and "https://fhir.invalid/Patient/p2" not in old
+
+
+def test_the_first_part_of_every_file_takes_its_share(tmp_path: Path) -> None:
+    """The main process's part (part 0 of every NDJSON file) is ``first_share`` of each other
+    part's size, cut at a line start; its lines and the rest's are the file's lines."""
+    from itkg.fhir.index import plan
+    export = _export(tmp_path, 300)
+    with hook.configured():
+        for share in (1.0, 0.5):
+            chunks = plan([export], parts=3, min_piece_bytes=1024, max_bytes=1 << 30, first_share=share)[0]
+            for file in sorted(export.glob("*.ndjson")):
+                mine = [c for c in chunks if c.file == file]
+                size = file.stat().st_size
+                assert [c.part for c in mine] == [0, 1, 2] and mine[0].start == 0 and mine[-1].end == size
+                assert all(a.end == b.start for a, b in zip(mine, mine[1:]))
+                data = file.read_bytes()
+                assert all(data[c.start - 1:c.start] == b"\n" for c in mine[1:])
+                longest = max(len(line) + 1 for line in data.splitlines())
+                wanted = size * share / (2 + share)
+                assert abs(mine[0].end - wanted) <= longest, (file.name, share)
