@@ -54,6 +54,8 @@ _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 #: Texts with fewer brackets than this (or shorter than twice this: each level takes two bytes)
 #: nest less deeply than json allows (the recursion limit, 1,000 levels, less the caller's frames).
 _ORJSON_MAX_DEPTH = 512
+#: Lines shorter than this cannot nest deeper than json allows: orjson reads them (:func:`_loads`).
+_SHORT = 2 * _ORJSON_MAX_DEPTH
 DCTERMS_IDENTIFIER = "http://purl.org/dc/terms/identifier"
 RDFS_SEE_ALSO = "http://www.w3.org/2000/01/rdf-schema#seeAlso"
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
@@ -473,9 +475,9 @@ class FhirReader:
 
     def read_lines(self, data: bytes, path: Path, out: int, first_line: int) -> None:
         """Map the NDJSON lines ``data`` of ``path`` (its line ``first_line`` onwards)."""
-        done = 0
-        on_read, resource_of = self.on_read, self._resource
+        on_read, resource_of, loads, invalid = self.on_read, self._resource, orjson.loads, orjson.JSONDecodeError
         number = first_line
+        done = 0
         for block in _blocks(data):
             for number, line in enumerate(block.splitlines(), number):  # noqa: B020 - numbered on
                 if on_read is not None:
@@ -485,9 +487,16 @@ class FhirReader:
                         done = 0
                 if not line or line.isspace():
                     continue
-                if len(line) > MAX_LINE_BYTES:
+                if len(line) < _SHORT:  # the usual line: what _loads tries first, without the call
+                    try:
+                        value = loads(line)
+                    except invalid:
+                        value = _loads(line, path, number)
+                elif len(line) > MAX_LINE_BYTES:
                     raise InputTooLargeError(path, "an NDJSON line is longer than 64 MiB", number)
-                resource_of(_loads(line, path, number), None, out, None, path, number)
+                else:
+                    value = _loads(line, path, number)
+                resource_of(value, None, out, None, path, number)
             number += 1
         if on_read is not None:
             on_read(done)
@@ -762,7 +771,7 @@ def _loads(data: bytes, path: Path, line: int | None) -> Any:
     # orjson first: four times faster. What it refuses (lone surrogates, NaN, numbers beyond a
     # double, a byte order mark, bad UTF-8...) goes on to json, which accepts or refuses it exactly
     # as before. orjson nests deeper than json: a text with many brackets goes to json too.
-    if len(data) < 2 * _ORJSON_MAX_DEPTH or data.count(b"{") + data.count(b"[") < _ORJSON_MAX_DEPTH:
+    if len(data) < _SHORT or data.count(b"{") + data.count(b"[") < _ORJSON_MAX_DEPTH:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
