@@ -111,6 +111,8 @@ def plan(paths: Sequence[Path], *, parts: int, min_piece_bytes: int, max_bytes: 
 _Fate = Union[tuple[Any, bool, Any], None]
 #: The neutral subject the checker is asked about (not an ``itkg:`` term).
 _PROBE = "urn:itkg:probe"
+#: Not asked yet (a fate may be None).
+_UNASKED: Any = object()
 
 
 class _Sink:
@@ -180,14 +182,17 @@ class _Sink:
                 return False
         link_key, type_key, holds = head
         fates = self._fates
-        checked = []
+        kept = []
         for pair in values:
-            fate = fates[pair] if pair in fates else self._fate(*pair)
+            fate = fates.get(pair, _UNASKED)
+            if fate is _UNASKED:
+                fate = self._fate(*pair)
             if fate is None:
                 return False
-            checked.append(fate)
             if fate[1]:
                 holds = True
+            if fate[0] is not None:
+                kept.append((fate[0], fate[2]))
         if self.facts:
             self.flush()  # the index changes in the order of the facts
         report = self.report
@@ -196,13 +201,28 @@ class _Sink:
         if holds:
             report.holds_patient = True
         nodes = self.builder.index.nodes  # (not kept: the index is let go once everyone is decided)
+        # (get, then set what is missing: setdefault would make a dict and a list every time)
         if link_key is not None:
-            nodes.setdefault(patient, {}).setdefault(link_key, []).append(iri)
-        kept = [(key, value) for key, _, value in checked if key is not None]
-        if type_key is not None and types or kept:  # the record's node only when it holds a fact
-            props = nodes.setdefault(iri, {})
-            if type_key is not None and types:
-                props.setdefault(type_key, []).extend(types)
+            props = nodes.get(patient)
+            if props is None:
+                nodes[patient] = {link_key: [iri]}
+            else:
+                found = props.get(link_key)
+                if found is None:
+                    props[link_key] = [iri]
+                else:
+                    found.append(iri)
+        typed = type_key is not None and types
+        if typed or kept:  # the record's node only when it holds a fact
+            props = nodes.get(iri)
+            if props is None:
+                props = nodes[iri] = {}
+            if typed:
+                found = props.get(type_key)
+                if found is None:
+                    props[type_key] = list(types)
+                else:
+                    found.extend(types)
             for key, value in kept:
                 props.setdefault(key, []).append(value)
         return True
