@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--repeat", type=int, default=1,
                      help="run each command this many times, alternating; report the medians")
     args = parser.parse_args(argv)
+    _harness().exit_on_sigterm()
     if args.command == "generate":
         generate(args.patients, args.out, args.seed)
     elif args.command == "baseline":

@@ -138,8 +138,19 @@ def measure(argv: list[str], timeout: float, memory_limit_mb: float, interval: f
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    stderr = process.stderr.read() if process.stderr else b""
-    _, status, usage = os.wait4(process.pid, 0)
+    try:
+        stderr = process.stderr.read() if process.stderr else b""
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        # The command runs in a session of its own (so that a kill reaches its workers): when the
+        # harness is interrupted (Ctrl-C, or SIGTERM, see main), the command goes with it.
+        done.set()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        raise
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     done.set()
@@ -585,8 +596,17 @@ def _groups(text: str) -> list[str]:
     return chosen
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the harness as Ctrl-C does, through :func:`measure`'s clean-up (by default
+    it would end at once, leaving the measured command running in its own session)."""
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    exit_on_sigterm()
     if argv[:1] == ["task"]:
         name, data, out = argv[1:4]
         TASKS[name](Path(data), Path(out))

@@ -79,3 +79,30 @@ def test_measure_kills_a_run_at_its_deadline(run_module) -> None:
     result = run_module.measure([sys.executable, "-c", child], timeout=1.0, memory_limit_mb=10_000)
     assert result["killed"] == "timeout"
     assert result["wall_s"] < 30
+
+
+def test_a_terminated_harness_takes_the_measured_command_with_it(tmp_path: Path) -> None:
+    """The command runs in a session of its own; SIGTERM (or Ctrl-C) on the harness ends it too."""
+    import os
+    import signal
+    import time
+    pid_file = tmp_path / "pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    harness = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import run; run.exit_on_sigterm(); "
+               f"run.measure([sys.executable, '-c', {child!r}], timeout=600, memory_limit_mb=10_000)")
+    process = subprocess.Popen([sys.executable, "-c", harness])
+    for _ in range(600):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    measured = int(pid_file.read_text())
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    for _ in range(200):  # reaped by the harness: gone at once, or a zombie of init for a moment
+        try:
+            os.kill(measured, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the measured command outlived the harness")
