@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -207,3 +208,28 @@ def test_a_cache_that_cannot_be_used_means_running_from_source(
         (planted / "ItkgJenaShacl.class").write_bytes(b"not from itkg")
         planted.chmod(0o777)
         assert jena.compiled(setup) is None
+
+
+@pytest.mark.java
+def test_a_pool_tells_every_worker_to_end_before_waiting_for_one(
+        jena_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each JVM takes a while to exit: the workers of a pool exit together, not one after another."""
+    events: list[str] = []
+    ask, wait = jena.JenaWorker.ask_to_end, subprocess.Popen.wait
+
+    def asking(self: jena.JenaWorker) -> None:
+        events.append(f"ask {self._process.pid}")
+        ask(self)
+
+    def waiting(self: subprocess.Popen, timeout: float | None = None) -> int:
+        events.append(f"wait {self.pid}")
+        return wait(self, timeout)
+
+    shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
+    with jena.JenaPool(2, shapes, b"") as pool:
+        pids = [worker._process.pid for worker in pool.workers]
+        monkeypatch.setattr(jena.JenaWorker, "ask_to_end", asking)
+        monkeypatch.setattr(subprocess.Popen, "wait", waiting)
+    first_wait = next(i for i, event in enumerate(events) if event.startswith("wait"))
+    assert {f"ask {pid}" for pid in pids} <= set(events[:first_wait]), events
+    assert all(worker._process.poll() is not None for worker in pool.workers)
