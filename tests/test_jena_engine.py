@@ -195,6 +195,10 @@ def test_a_cache_that_cannot_be_used_means_running_from_source(
     blocked.write_text("", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     assert jena.compiled(setup) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as XDG says: ~/.cache
+    monkeypatch.setenv("HOME", "relative-home")
+    assert jena.cache_folder() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     with jena.JenaPool(1, validation.shapes_graph().serialize(format="nt", encoding="utf-8"),
                        validation.ontology_graph().serialize(format="nt", encoding="utf-8")) as pool:
         assert str(jena.SOURCE) in map(str, pool.workers[0]._process.args)

@@ -107,10 +107,12 @@ def available() -> bool:
     return find() is not None
 
 
-def cache_folder() -> Path:
-    """itkg's folder in the user's cache (``$XDG_CACHE_HOME/itkg``, else ``~/.cache/itkg``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "itkg"
+def cache_folder() -> Path | None:
+    """itkg's folder in the user's cache (``$XDG_CACHE_HOME/itkg``, else ``~/.cache/itkg``), or
+    ``None`` where neither is an absolute path (a relative one would put it in the working folder)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path(os.path.expanduser("~")) / ".cache"
+    return base / "itkg" if base.is_absolute() else None
 
 
 def _compile_key(setup: JenaSetup, javac: Path) -> str:
@@ -145,6 +147,8 @@ def compiled(setup: JenaSetup) -> Path | None:
         return None
     try:
         root = cache_folder()
+        if root is None:
+            return None
         folder = root / f"jena-worker-{_compile_key(setup, javac)}"
         if (folder / "ItkgJenaShacl.class").is_file():
             return folder if _private(folder) else None
