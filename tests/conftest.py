@@ -48,9 +48,11 @@ def turbo_required() -> None:
 #: Session and module fixtures that start a server or compute a reference for a long time, and the
 #: xdist group of the tests using them (one worker runs the whole group, so the fixture runs once):
 #: the Virtuoso server, the release build, whole-graph pySHACL on every shapes test graph, Jena ARQ
-#: on every contract query, the planned-therapy rules' validation, the ontology's QC findings.
+#: on every contract query, the planned-therapy rules' validation, the ontology's QC findings, the
+#: four SHACL engines' reports on the contract's edge cases and the rules how-to's built checkout
+#: (each of the last two took 5 to 11 s and ran on both workers).
 ONE_WORKER = {fixture: fixture for fixture in ("virtuoso", "built", "whole_graph_pyshacl", "arq_results",
-                                                "planned_rules", "findings")}
+                                                "planned_rules", "findings", "edge_reports", "checkout")}
 
 
 def pytest_configure_node(node: Any) -> None:

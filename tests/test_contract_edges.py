@@ -337,9 +337,9 @@ def test_the_reason_says_what_tied_and_keeps_the_day_as_written(files: dict[str,
 
 
 @pytest.mark.parametrize("engine", SHACL_ENGINES)
-def test_the_planned_therapy_messages_keep_the_day_as_written(validated: dict[str, Any], engine: str,
+def test_the_planned_therapy_messages_keep_the_day_as_written(edge_reports: dict[str, Any], engine: str,
                                                               request: pytest.FixtureRequest) -> None:
-    messages = {r.focus: r.message for r in _report(validated, engine, request).results
+    messages = {r.focus: r.message for r in _report(edge_reports, engine, request).results
                 if r.path == ITKG + "plannedTherapy"}
     assert messages[BY_ID["date-timezones-same-day-tie"].patient].endswith(
         "the latest informed consent covering it (2026-03-02) records consent refused")
@@ -385,7 +385,7 @@ def test_endpoint(endpoint_rows: list[Any], case: Case) -> None:
 
 
 @pytest.fixture(scope="module")
-def validated(files: dict[str, Path]) -> dict[str, Any]:
+def edge_reports(files: dict[str, Path]) -> dict[str, Any]:
     """Each SHACL engine's report over every case (one run each); an engine that is not installed
     is left out here and skipped or failed by its fixture in the tests."""
     from itkg import jena, turbo
@@ -399,16 +399,16 @@ def validated(files: dict[str, Path]) -> dict[str, Any]:
     return reports
 
 
-def _report(validated: dict[str, Any], engine: str, request: pytest.FixtureRequest) -> Any:
+def _report(edge_reports: dict[str, Any], engine: str, request: pytest.FixtureRequest) -> Any:
     if engine in ("jena", "turbo"):
         request.getfixturevalue(f"{engine}_required")
-    return validated[engine]
+    return edge_reports[engine]
 
 
 @pytest.mark.parametrize("engine", SHACL_ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_validate(validated: dict[str, Any], case: Case, engine: str, request: pytest.FixtureRequest) -> None:
-    planned = [r for r in _report(validated, engine, request).results
+def test_validate(edge_reports: dict[str, Any], case: Case, engine: str, request: pytest.FixtureRequest) -> None:
+    planned = [r for r in _report(edge_reports, engine, request).results
                if r.focus == case.patient and r.path == ITKG + "plannedTherapy"]
     expected = case.violates and case.status is not None
     assert bool(planned) == expected, planned
@@ -417,13 +417,13 @@ def test_validate(validated: dict[str, Any], case: Case, engine: str, request: p
 
 @pytest.mark.parametrize("engine", SHACL_ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_validate_reports_the_faulty_record_values(validated: dict[str, Any], case: Case, engine: str,
+def test_validate_reports_the_faulty_record_values(edge_reports: dict[str, Any], case: Case, engine: str,
                                                    request: pytest.FixtureRequest) -> None:
     """Contract 1.1 §6: ``validate`` reports a date that does not date its record, a record with
     several values, a status or finding outside the vocabulary, an outcome outside the five and a
     ``coversTherapy`` that is not an intrathecal therapy class - and nothing else - each result
     naming the patient whose record it is."""
-    results = [r for r in _report(validated, engine, request).results
+    results = [r for r in _report(edge_reports, engine, request).results
                if r.patient == case.patient and r.path != ITKG + "plannedTherapy"]
     assert {(r.path or "").removeprefix(ITKG) for r in results} == set(case.reports), results
     assert all(r.text.startswith(f"Patient {case.patient}: ") for r in results)
@@ -431,20 +431,20 @@ def test_validate_reports_the_faulty_record_values(validated: dict[str, Any], ca
 
 
 @pytest.mark.parametrize("engine", SHACL_ENGINES)
-def test_every_violation_names_its_patient(validated: dict[str, Any], engine: str,
+def test_every_violation_names_its_patient(edge_reports: dict[str, Any], engine: str,
                                            request: pytest.FixtureRequest) -> None:
     """No result of any case is about a record without naming its patient (contract 1.1 §6)."""
     patients = {case.patient for case in CASES}
-    results = _report(validated, engine, request).results
+    results = _report(edge_reports, engine, request).results
     assert results
     for result in results:
         assert result.focus in patients or result.patient in patients, result
         assert result.text.startswith("Patient "), result.text
 
 
-def test_the_vocabulary_messages_say_what_is_wrong(validated: dict[str, Any]) -> None:
+def test_the_vocabulary_messages_say_what_is_wrong(edge_reports: dict[str, Any]) -> None:
     """In words a clinician reads: which kind of record, and what it may hold instead."""
-    messages = {r.path: r.message for r in validated["pyshacl"].results
+    messages = {r.path: r.message for r in edge_reports["pyshacl"].results
                 if r.patient in (BY_ID["consent-covers-an-oral-drug"].patient, BY_ID["outcome-outside-the-five"].patient)}
     assert messages == {
         ITKG + "coversTherapy": "The informed consent record names a therapy it covers that is not intrathecal "

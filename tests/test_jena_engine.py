@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -155,3 +156,84 @@ def test_a_java_too_old_for_source_files_means_no_jena(tmp_path: Path, monkeypat
     if shutil.which("java", path=os.environ["PATH"].split(os.pathsep, 1)[1]):
         real = shutil.which("java", path=os.environ["PATH"].split(os.pathsep, 1)[1])
         assert (jena.java_major(real) or 0) >= jena.MIN_JAVA
+
+
+
+@pytest.mark.java
+def test_the_worker_is_compiled_once_into_a_private_cache(
+        jena_required: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled on first use (where ``javac`` is beside ``java``), then started from the class
+    file. (That the compiled worker gives pySHACL's results is what every Jena case of
+    tests/test_scale_validation.py and tests/test_engines_fuzz.py checks.)"""
+    setup = jena.find()
+    assert setup is not None
+    if not (Path(os.path.realpath(setup.java)).with_name("javac")).is_file():
+        pytest.skip("this Java has no javac: the worker runs from source (the next test)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = jena.compiled(setup)
+    assert folder is not None and folder.parent == tmp_path / "cache" / "itkg"
+    assert (folder / "ItkgJenaShacl.class").is_file() and folder.stat().st_mode & 0o077 == 0
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
+    stamp = (folder / "ItkgJenaShacl.class").stat().st_mtime_ns
+    assert jena.compiled(setup) == folder and (folder / "ItkgJenaShacl.class").stat().st_mtime_ns == stamp
+    shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
+    batch = load(TESTS / "data" / "shapes" / "pt-consent-refused.ttl", strict_literals=False).triples
+    with jena.JenaPool(1, shapes, validation.ontology_graph().serialize(format="nt", encoding="utf-8")) as pool:
+        args = list(map(str, pool.workers[0]._process.args))
+        assert str(jena.SOURCE) not in args and args[-1] == "ItkgJenaShacl" and str(folder) in args[-2]
+        assert any("refused" in str(result[6]) for result in pool.workers[0].validate(batch))
+
+
+@pytest.mark.java
+def test_a_cache_that_cannot_be_used_means_running_from_source(
+        jena_required: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache path that is a file, or a cached folder others may write to: no class file is
+    trusted, and Jena still works, from source."""
+    setup = jena.find()
+    assert setup is not None
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert jena.compiled(setup) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as XDG says: ~/.cache
+    monkeypatch.setenv("HOME", "relative-home")
+    assert jena.cache_folder() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with jena.JenaPool(1, validation.shapes_graph().serialize(format="nt", encoding="utf-8"),
+                       validation.ontology_graph().serialize(format="nt", encoding="utf-8")) as pool:
+        assert str(jena.SOURCE) in map(str, pool.workers[0]._process.args)
+        found = pool.workers[0].validate(load(EXAMPLES).triples)
+    assert {result[0] for result in found} == {ox.NamedNode("https://example.org/patient/dev")}
+    javac = Path(os.path.realpath(setup.java)).with_name("javac")
+    if javac.is_file():
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        planted = tmp_path / "cache" / "itkg" / f"jena-worker-{jena._compile_key(setup, javac)}"
+        planted.mkdir(parents=True)
+        (planted / "ItkgJenaShacl.class").write_bytes(b"not from itkg")
+        planted.chmod(0o777)
+        assert jena.compiled(setup) is None
+
+
+@pytest.mark.java
+def test_a_pool_tells_every_worker_to_end_before_waiting_for_one(
+        jena_required: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each JVM takes a while to exit: the workers of a pool exit together, not one after another."""
+    events: list[str] = []
+    ask, wait = jena.JenaWorker.ask_to_end, subprocess.Popen.wait
+
+    def asking(self: jena.JenaWorker) -> None:
+        events.append(f"ask {self._process.pid}")
+        ask(self)
+
+    def waiting(self: subprocess.Popen, timeout: float | None = None) -> int:
+        events.append(f"wait {self.pid}")
+        return wait(self, timeout)
+
+    shapes = validation.shapes_graph().serialize(format="nt", encoding="utf-8")
+    with jena.JenaPool(2, shapes, b"") as pool:
+        pids = [worker._process.pid for worker in pool.workers]
+        monkeypatch.setattr(jena.JenaWorker, "ask_to_end", asking)
+        monkeypatch.setattr(subprocess.Popen, "wait", waiting)
+    first_wait = next(i for i, event in enumerate(events) if event.startswith("wait"))
+    assert {f"ask {pid}" for pid in pids} <= set(events[:first_wait]), events
+    assert all(worker._process.poll() is not None for worker in pool.workers)

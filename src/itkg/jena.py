@@ -10,12 +10,17 @@ the report of :mod:`itkg.validation`; only the engine that judges each batch cha
 Jena comes from the system, not from PyPI: the Debian package ``libapache-jena-java`` (jars in
 ``/usr/share/java``) or any directory of Jena 4 jars named by ``ITKG_JENA_JARS``, plus ``java``
 (11 or newer) on ``PATH``. Each worker is one ``java`` process that runs
-``_jena/ItkgJenaShacl.java`` straight from source; it is sent the shapes, the ontology and each
-batch over a pipe, and never reads a file or opens a connection of its own.
+``_jena/ItkgJenaShacl.java``; it is sent the shapes, the ontology and each batch over a pipe, and
+never opens a connection of its own. Where the Java on ``PATH`` comes with its compiler
+(``javac`` beside ``java``), the worker is compiled once into the user's cache folder
+(:func:`compiled`) and later workers start from the class file; otherwise, or where the cache
+cannot be written, each worker runs straight from source (``java File.java``), which compiles it
+again in every process: about a second of CPU per worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -102,6 +107,74 @@ def available() -> bool:
     return find() is not None
 
 
+def cache_folder() -> Path | None:
+    """itkg's folder in the user's cache (``$XDG_CACHE_HOME/itkg``, else ``~/.cache/itkg``), or
+    ``None`` where neither is an absolute path (a relative one would put it in the working folder)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path(os.path.expanduser("~")) / ".cache"
+    return base / "itkg" if base.is_absolute() else None
+
+
+def _compile_key(setup: JenaSetup, javac: Path) -> str:
+    """What the class file depends on: the source, the compiler and the jars it was compiled against."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for path in (javac, *setup.jars):
+        stat = path.stat()
+        digest.update(f"\0{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _private(folder: Path) -> bool:
+    """Whether ``folder`` is this user's and nobody else can write to it (a class file found there
+    is run as this user's code)."""
+    try:
+        stat = folder.stat()
+    except OSError:
+        return False
+    return stat.st_uid == os.getuid() and not stat.st_mode & 0o022
+
+
+def compiled(setup: JenaSetup) -> Path | None:
+    """The folder holding the worker compiled for this Java and these jars, compiled there on
+    first use (into a private temporary folder renamed into place, so that a concurrent run sees
+    all of it or nothing); ``None`` where Java has no ``javac`` beside ``java`` or the cache cannot
+    be written or compiled into: the workers then run from source.
+
+    Why: running from source compiles the worker in every JVM (about a second of CPU each, two
+    workers per run by default), for every run of ``itkg validate --engine jena``."""
+    javac = Path(os.path.realpath(setup.java)).with_name("javac")
+    if not javac.is_file() or not os.access(javac, os.X_OK):
+        return None
+    try:
+        root = cache_folder()
+        if root is None:
+            return None
+        folder = root / f"jena-worker-{_compile_key(setup, javac)}"
+        if (folder / "ItkgJenaShacl.class").is_file():
+            return folder if _private(folder) else None
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".compiling-", dir=root))
+    except OSError:
+        return None
+    try:
+        done = subprocess.run([str(javac), "-nowarn", "-proc:none", "-encoding", "UTF-8",
+                               "-cp", ":".join(map(str, setup.jars)), "-d", str(work), str(SOURCE)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=300, env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+                              check=False)
+        if done.returncode != 0 or not (work / "ItkgJenaShacl.class").is_file():
+            return None
+        try:
+            work.rename(folder)
+        except OSError:  # another run put its copy there first
+            pass
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder if (folder / "ItkgJenaShacl.class").is_file() and _private(folder) else None
+
+
 def classpath(setup: JenaSetup, workdir: Path) -> str:
     """The jars, plus the message bundles Debian's relocated Xerces cannot find.
 
@@ -154,9 +227,12 @@ def _decode(lines: Sequence[str]) -> list[RawResult]:
 class JenaWorker:
     """One ``java`` process validating batches against fixed shapes and a fixed base graph."""
 
-    def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes, heap: int = HEAP_MB) -> None:
-        command = [setup.java, f"-Xmx{heap}m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
-                   "-cp", cp, str(SOURCE)]
+    def __init__(self, setup: JenaSetup, cp: str, shapes: bytes, base: bytes, heap: int = HEAP_MB,
+                 classes: Path | None = None) -> None:
+        """``classes``: the folder of the compiled worker (:func:`compiled`), or ``None`` to run
+        it from source."""
+        program = ["-cp", cp, str(SOURCE)] if classes is None else ["-cp", f"{cp}:{classes}", "ItkgJenaShacl"]
+        command = [setup.java, f"-Xmx{heap}m", "-XX:+UseSerialGC", "-Djava.awt.headless=true", *program]
         self._process = processes.popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             cwd=Path(cp.split(":", 1)[0]).parent,
@@ -199,17 +275,21 @@ class JenaWorker:
                 return _decode(lines)
             lines.append(line)
 
+    def ask_to_end(self) -> None:
+        """Tell the worker to end (the length -1), without waiting for it: :meth:`close` waits."""
+        stdin = self._process.stdin
+        if self._process.poll() is None and stdin is not None and not stdin.closed:
+            try:
+                stdin.write(struct.pack(">i", -1))
+                stdin.close()
+            except OSError:
+                pass
+
     def close(self, *, force: bool = False) -> None:
         """End the worker: politely (then by force after 10 s), or at once when ``force``."""
         try:
             if self._process.poll() is None and not force:
-                stdin = self._process.stdin
-                if stdin is not None:
-                    try:
-                        stdin.write(struct.pack(">i", -1))
-                        stdin.close()
-                    except OSError:
-                        pass
+                self.ask_to_end()
                 self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
@@ -234,15 +314,20 @@ class JenaPool:
         self.workers: list[JenaWorker] = []
         try:
             cp = classpath(setup, self._workdir)
+            classes = compiled(setup)
             for _ in range(count):
-                self.workers.append(JenaWorker(setup, cp, shapes, base, heap))
+                self.workers.append(JenaWorker(setup, cp, shapes, base, heap, classes))
         except BaseException:
             self.close(force=True)
             raise
 
     def close(self, *, force: bool = False) -> None:
         """End the workers (at once when ``force``: after an error or a signal) and remove the
-        private folder."""
+        private folder. Every worker is told to end before the first is waited for: a JVM takes
+        about 0.3 s to exit, and the workers of a pool then exit together, not one after another."""
+        if not force:
+            for worker in self.workers:
+                worker.ask_to_end()
         for worker in self.workers:
             worker.close(force=force)
         shutil.rmtree(self._workdir, ignore_errors=True)
