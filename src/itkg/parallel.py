@@ -356,7 +356,8 @@ class _Run:
                 # answers the fetch of the deferred patients only once it has, so annotating
                 # after the fetch kept both processes waiting in turn. (Every record of an
                 # own patient is this process's: its notes are its reader's, with what
-                # finishing added; a fresh dict, as :meth:`FhirIndexer.notes` adds to it.)
+                # finishing added; a fresh dict, as :meth:`FhirIndexer.notes` adds to it. As in
+                # every worker, the longer evidence is made while the index is still held.)
                 from .fhir.hook import annotate_in_place
                 annotate_in_place(rows, ChainMap(fhir.notes({}), fhir.reader.notes))
             for conn in self._conns():
