@@ -30,7 +30,6 @@ from queue import Queue
 from typing import IO, Any, Callable, ClassVar, Iterable, Sequence, Sized
 from pathlib import Path
 import os
-import weakref
 
 import pyoxigraph as ox
 import pyshacl
@@ -43,6 +42,7 @@ from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
 from .guards import IllTypedLiteral, find_ill_typed
 from .loading import DEFAULT_MAX_BYTES, PatientData, Source, load_store, node_id, to_rdflib
+from .graphmemo import GraphMemo
 from .partition import (LINKS_RECORD, Numbering, Plan, Spool, fixed_hubs, is_partitionable, node_key, plan,
                         rdflib_node, target_object_predicates)
 from .resources import shapes_paths
@@ -245,14 +245,10 @@ class _Mixin:
             add(triple)
 
 
-#: The mix-in of each ontology graph this process has validated with (see :func:`_mixin`), by
-#: ``id``, with a weak reference that tells a graph from a later one at the same address.
-_MIXINS: dict[int, tuple[weakref.ref[rdflib.Graph], _Mixin | None]] = {}
-
-
 def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
-    """The ontology's mix-in, made once per process and ontology graph (a site's extended
-    ontology is another graph); None when it would depend on the data graph.
+    """The ontology's mix-in, made once per process and unchanged ontology graph (a site's
+    extended ontology is another graph; :mod:`itkg.graphmemo`); None when it would depend on the
+    data graph.
 
     pySHACL, given ``ont_graph``, mixes the ontology into every data graph it validates. That took
     0.1 s a call on an idle machine whatever the data's size (nearly all of a small batch's time),
@@ -269,10 +265,10 @@ def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
     the prefixes are bound per graph, as pySHACL binds them (only names the graph lacks).
     ``tests/test_pyshacl_mixin.py`` holds the two ways to the same reports.
     """
-    key = id(ontology)
-    found = _MIXINS.get(key)
-    if found is not None and found[0]() is ontology:
-        return found[1]
+    return _MIXINS(ontology)
+
+
+def _made_mixin(ontology: rdflib.Graph) -> _Mixin | None:
     from pyshacl.graph_abstraction import DataGraph
     from pyshacl.rdfutil.inoculate import inoculate
 
@@ -281,13 +277,16 @@ def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
         mixed = rdflib.Graph()
         inoculate(DataGraph.from_rdflib(mixed), ontology)  # as pySHACL wraps a data graph
         mixin = _Mixin(tuple(ontology.namespace_manager.namespaces()), tuple(mixed))
-    _MIXINS[key] = (weakref.ref(ontology, functools.partial(_forget_mixin, key)), mixin)
     return mixin
 
 
-def _forget_mixin(key: int, _: object) -> None:
-    """Drop the mix-in of an ontology graph that no longer exists (its ``id`` may be reused)."""
-    _MIXINS.pop(key, None)
+def _prefixes(graph: rdflib.Graph) -> tuple[tuple[str, str], ...]:
+    return tuple(graph.namespace_manager.namespaces())
+
+
+#: The mix-in of each ontology graph (see :func:`_mixin`); its prefixes are part of the mix-in,
+#: so a prefix bound later makes it anew too.
+_MIXINS: GraphMemo[_Mixin | None] = GraphMemo(_made_mixin, extra=_prefixes)
 
 
 def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None) -> rdflib.Graph:
@@ -721,16 +720,10 @@ def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int,
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
-def _ontology_triples(ontology: rdflib.Graph) -> list[ox.Triple]:
-    """The ontology as Oxigraph triples (blank-node labels kept)."""
-    text = ontology.serialize(format="nt", encoding="utf-8")
-    return [quad.triple for quad in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
-
-
 def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
               shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
-    ontology_text = ox.serialize(_ontology_triples(ontology), format=ox.RdfFormat.N_TRIPLES) or b""
+    ontology_text = native_shacl.canonical_nt(ontology)
     validator = turbo.TurboValidator(shapes, ontology_text + data.lines(plan.shared))
     replicated = frozenset(rdflib_node(data.ids[n]) for n in plan.replicated)
 
