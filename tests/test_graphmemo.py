@@ -38,6 +38,21 @@ def test_unchanged_graphs_are_served_the_value_made_once() -> None:
     assert _mixin(ontology) is _mixin(ontology)
 
 
+def test_adding_a_triple_the_graph_holds_keeps_the_value() -> None:
+    """pySHACL adds its system triples to the shapes graph on every call: that is no change."""
+    ontology, shapes = copy_of(ontology_graph()), copy_of(shapes_graph())
+    hubs = fixed_hubs(ontology, shapes)
+    for triple in list(shapes)[:3]:
+        shapes.add(triple)
+    assert fixed_hubs(ontology, shapes) is hubs
+    data = PatientData(triples=[ox.Triple(ox.NamedNode(str(EX.p)), ox.NamedNode(str(RDF.type)),
+                                          ox.NamedNode(str(EX.Thing)))])
+    judged(data, "pyshacl", shapes, ontology)  # adds the system triples once
+    hubs = fixed_hubs(ontology, shapes)
+    judged(data, "pyshacl", shapes, ontology)
+    assert fixed_hubs(ontology, shapes) is hubs
+
+
 def test_a_graph_changed_in_place_is_not_served_the_cached_value() -> None:
     ontology, shapes = copy_of(ontology_graph()), copy_of(shapes_graph())
     hubs, text, mixin = fixed_hubs(ontology, shapes), native_shacl.canonical_nt(ontology), _mixin(ontology)

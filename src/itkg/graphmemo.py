@@ -10,8 +10,9 @@ A value is served again only for the very same graph objects (a weak reference t
 a later one at the same address) whose content has not changed since: a site's extended ontology,
 a user's shapes, or a graph edited in place get a fresh value. "Not changed" is told by the
 store's own events: every triple added to an rdflib ``Memory`` store is announced
-(``TripleAddedEvent``), and ``Memory.remove`` announces nothing but shrinks the graph, so the
-number of additions and the graph's length together change whenever the triples do. Graphs in
+(``TripleAddedEvent``, before it is added: one the graph holds already is not counted), and
+``Memory.remove`` announces nothing but shrinks the graph, so the number of additions and the
+graph's length together change whenever the triples do. Graphs in
 any other kind of store are not memoised (their stores need not announce additions). Each memo
 holds a few entries (least recently used first out), so memory stays bounded.
 """
@@ -40,7 +41,13 @@ class _Count:
     def __init__(self) -> None:
         self.events = 0
 
-    def __call__(self, _: Event) -> None:
+    def __call__(self, event: Event) -> None:
+        # The event comes before the store adds the triple: one it holds already changes nothing
+        # (pySHACL adds its system triples to the shapes graph on every call).
+        context, triple = getattr(event, "context", None), getattr(event, "triple", None)
+        if isinstance(event, TripleAddedEvent) and isinstance(context, rdflib.Graph) \
+                and isinstance(triple, tuple) and triple in context:
+            return
         self.events += 1
 
 
