@@ -54,6 +54,7 @@ from rdflib.collection import Collection
 from rdflib.namespace import RDF, RDFS, SH, XSD
 
 from .errors import ShapesNotSupportedError, ValidationEngineError
+from .graphmemo import GraphMemo
 
 if TYPE_CHECKING:
     from .partition import Numbering, Plan
@@ -954,12 +955,25 @@ def _id_as_nt(key: str) -> str:
     return key if key.startswith("_:") else f"<{key}>"
 
 
+def _canonical(graph: rdflib.Graph) -> bytes:
+    text = graph.serialize(format="nt", encoding="utf-8")
+    return ox.serialize([q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)],
+                        format=ox.RdfFormat.N_TRIPLES) or b""
+
+
+#: :func:`canonical_nt` per graph (the ontology's took about 4 ms a call).
+_CANONICAL: GraphMemo[bytes] = GraphMemo(_canonical)
+
+
+def canonical_nt(graph: rdflib.Graph) -> bytes:
+    """``graph`` as Oxigraph's N-Triples (blank-node labels kept), made once per process for the
+    same unchanged graph (:mod:`itkg.graphmemo`)."""
+    return _CANONICAL(graph)
+
+
 def base_bytes(numbering: Numbering, cut: Plan, ontology: rdflib.Graph) -> bytes:
     """The ontology and the shared triples as canonical N-Triples (what every batch adds)."""
-    text = ontology.serialize(format="nt", encoding="utf-8")
-    canonical = ox.serialize([q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)],
-                             format=ox.RdfFormat.N_TRIPLES) or b""
-    return canonical + numbering.lines(cut.shared)
+    return canonical_nt(ontology) + numbering.lines(cut.shared)
 
 
 def judge(numbering: Numbering, cut: Plan, *, workers: int, progress: Callable[[int, int], None] | None,

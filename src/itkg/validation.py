@@ -30,7 +30,6 @@ from queue import Queue
 from typing import IO, Any, Callable, ClassVar, Iterable, Sequence, Sized
 from pathlib import Path
 import os
-import weakref
 
 import pyoxigraph as ox
 import pyshacl
@@ -43,6 +42,9 @@ from .errors import ValidationEngineError
 from .knowledge import Knowledge, ontology_graph
 from .guards import IllTypedLiteral, find_ill_typed
 from .loading import DEFAULT_MAX_BYTES, PatientData, Source, load_store, node_id, to_rdflib
+from rdflib.plugins.stores.memory import Memory
+
+from .graphmemo import GraphMemo
 from .partition import (LINKS_RECORD, Numbering, Plan, Spool, fixed_hubs, is_partitionable, node_key, plan,
                         rdflib_node, target_object_predicates)
 from .resources import shapes_paths
@@ -232,27 +234,83 @@ class _Mixin:
 
     namespaces: tuple[tuple[str, rdflib.URIRef], ...]
     triples: tuple[_Triple, ...]
+    #: the triples in a graph of their own, which :meth:`graph` copies
+    template: rdflib.Graph = field(default_factory=rdflib.Graph, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        add = self.template.add
+        for triple in self.triples:
+            add(triple)
 
     def into(self, graph: rdflib.Graph) -> None:
         """Mix the ontology into ``graph`` as ``inoculate(graph, ontology)`` would."""
+        self._bind(graph)
+        add = graph.add
+        for triple in self.triples:
+            add(triple)
+
+    def graph(self) -> _QueryCachingGraph:
+        """A new batch graph that holds the mix-in already (the data is added after it).
+
+        Adding the mix-in's two thousand triples one by one took about 20 ms a batch (rdflib's
+        ``Memory.add`` keeps three indexes, the graph's contexts and an event per triple), as long
+        as validating a small batch. Its indexes are copied from :attr:`template` instead (about
+        5 ms). The indexes are rdflib's own (``Memory``'s private fields): when they are not what
+        :func:`_copy_memory` knows, the triples are added one by one, as before."""
+        graph = _QueryCachingGraph()
+        self._bind(graph)
+        if not _copy_memory(self.template, graph):
+            add = graph.add
+            for triple in self.triples:
+                add(triple)
+        return graph
+
+    def _bind(self, graph: rdflib.Graph) -> None:
         manager = graph.namespace_manager
         bound = {prefix for prefix, _ in manager.namespaces()}
         for prefix, namespace in self.namespaces:
             if prefix not in bound:
                 manager.bind(prefix, namespace)
-        add = graph.add
-        for triple in self.triples:
-            add(triple)
 
 
-#: The mix-in of each ontology graph this process has validated with (see :func:`_mixin`), by
-#: ``id``, with a weak reference that tells a graph from a later one at the same address.
-_MIXINS: dict[int, tuple[weakref.ref[rdflib.Graph], _Mixin | None]] = {}
+#: The private fields of rdflib's ``Memory`` store that :func:`_copy_memory` copies.
+_MEMORY_FIELDS = tuple("_Memory__" + name for name in (
+    "spo", "pos", "osp", "contextTriples", "tripleContexts", "defaultContexts", "context_obj_map",
+    "all_contexts"))
+
+
+def _copy_memory(template: rdflib.Graph, graph: rdflib.Graph) -> bool:
+    """Give the empty ``graph`` the triples of ``template`` (one graph each in a ``Memory``
+    store) by copying the store's indexes; False, and nothing done, when either store is not the
+    ``Memory`` this knows (rdflib 7: nested dicts by subject, predicate and object, a set of
+    triples per context, and per-triple contexts only where they differ from the default)."""
+    source: Any = template.store
+    target: Any = graph.store
+    if type(template.store) is not Memory or type(graph.store) is not Memory or len(graph) \
+            or not all(hasattr(store, name) for store in (source, target) for name in _MEMORY_FIELDS):
+        return False
+    old = f"{type(template.identifier).__name__}:{template.identifier}"
+    new = f"{type(graph.identifier).__name__}:{graph.identifier}"
+    triples_in = source._Memory__contextTriples
+    defaults = source._Memory__defaultContexts
+    if set(triples_in) != {None, old} or source._Memory__tripleContexts \
+            or defaults != {old: False, None: False} or source._Memory__all_contexts != {template}:
+        return False  # not one plain graph's triples
+    for name in ("spo", "pos", "osp"):
+        index = getattr(source, "_Memory__" + name)
+        setattr(target, "_Memory__" + name,
+                {first: {second: dict(third) for second, third in rest.items()} for first, rest in index.items()})
+    target._Memory__contextTriples = {None: set(triples_in[None]), new: set(triples_in[old])}
+    target._Memory__defaultContexts = {new: False, None: False}
+    target._Memory__context_obj_map = {new: graph}
+    target._Memory__all_contexts = {graph}
+    return True
 
 
 def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
-    """The ontology's mix-in, made once per process and ontology graph (a site's extended
-    ontology is another graph); None when it would depend on the data graph.
+    """The ontology's mix-in, made once per process and unchanged ontology graph (a site's
+    extended ontology is another graph; :mod:`itkg.graphmemo`); None when it would depend on the
+    data graph.
 
     pySHACL, given ``ont_graph``, mixes the ontology into every data graph it validates. That took
     0.1 s a call on an idle machine whatever the data's size (nearly all of a small batch's time),
@@ -269,10 +327,10 @@ def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
     the prefixes are bound per graph, as pySHACL binds them (only names the graph lacks).
     ``tests/test_pyshacl_mixin.py`` holds the two ways to the same reports.
     """
-    key = id(ontology)
-    found = _MIXINS.get(key)
-    if found is not None and found[0]() is ontology:
-        return found[1]
+    return _MIXINS(ontology)
+
+
+def _made_mixin(ontology: rdflib.Graph) -> _Mixin | None:
     from pyshacl.graph_abstraction import DataGraph
     from pyshacl.rdfutil.inoculate import inoculate
 
@@ -281,23 +339,28 @@ def _mixin(ontology: rdflib.Graph) -> _Mixin | None:
         mixed = rdflib.Graph()
         inoculate(DataGraph.from_rdflib(mixed), ontology)  # as pySHACL wraps a data graph
         mixin = _Mixin(tuple(ontology.namespace_manager.namespaces()), tuple(mixed))
-    _MIXINS[key] = (weakref.ref(ontology, functools.partial(_forget_mixin, key)), mixin)
     return mixin
 
 
-def _forget_mixin(key: int, _: object) -> None:
-    """Drop the mix-in of an ontology graph that no longer exists (its ``id`` may be reused)."""
-    _MIXINS.pop(key, None)
+def _prefixes(graph: rdflib.Graph) -> tuple[tuple[str, str], ...]:
+    return tuple(graph.namespace_manager.namespaces())
 
 
-def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None) -> rdflib.Graph:
+#: The mix-in of each ontology graph (see :func:`_mixin`); its prefixes are part of the mix-in,
+#: so a prefix bound later makes it anew too.
+_MIXINS: GraphMemo[_Mixin | None] = GraphMemo(_made_mixin, extra=_prefixes)
+
+
+def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph | None = None,
+             mixed: bool = False) -> rdflib.Graph:
     """Plain pySHACL, as contract §4 says; ``graph`` becomes the data graph with the ontology mixed
     in: by pySHACL itself (``ont_graph``) or, the same triples made once per process, by
-    :func:`_mixin`, and then validated without ``ont_graph``."""
+    :func:`_mixin`, and then validated without ``ont_graph``. ``mixed``: ``graph`` came from
+    ``_mixin(ontology).graph()`` and holds them already."""
     _literal_message_substitution()
     ontology = ontology if ontology is not None else ontology_graph()
     mixin = _mixin(ontology)
-    if mixin is not None:
+    if mixin is not None and not mixed:
         mixin.into(graph)
     return pyshacl.validate(
         graph, shacl_graph=shapes, ont_graph=ontology if mixin is None else None,
@@ -306,8 +369,9 @@ def _pyshacl(graph: rdflib.Graph, shapes: rdflib.Graph, ontology: rdflib.Graph |
     )[1]
 
 
-def _graph_of(triples: Iterable[ox.Triple], extra: Iterable[_Triple] = ()) -> rdflib.Graph:
-    graph = _QueryCachingGraph()
+def _graph_of(triples: Iterable[ox.Triple], extra: Iterable[_Triple] = (),
+              mixin: _Mixin | None = None) -> rdflib.Graph:
+    graph = _QueryCachingGraph() if mixin is None else mixin.graph()
     add = graph.add
     for triple in extra:
         add(triple)
@@ -359,7 +423,9 @@ def _validate_batch(local: Sequence[ox.Triple] | bytes, first: bool) -> _Batch:
     assert _CONTEXT is not None, "validate() sets the context"
     if isinstance(local, bytes):
         local = [quad.triple for quad in ox.parse(local, format=ox.RdfFormat.N_TRIPLES)]
-    report = _pyshacl(_graph_of(local, _CONTEXT.shared), _CONTEXT.shapes, _CONTEXT.ontology)
+    mixin = _mixin(_CONTEXT.ontology if _CONTEXT.ontology is not None else ontology_graph())
+    report = _pyshacl(_graph_of(local, _CONTEXT.shared, mixin), _CONTEXT.shapes, _CONTEXT.ontology,
+                      mixed=mixin is not None)
     own = {to_rdflib(s) for s in {t.subject for t in local}}  # no RDF-star here (the loaders refuse it)
     return _owned_results(report, own, first, _CONTEXT.replicated)
 
@@ -721,16 +787,10 @@ def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int,
             return _windowed(lambda index: threads.submit(judge, index), len(plan), workers, progress)
 
 
-def _ontology_triples(ontology: rdflib.Graph) -> list[ox.Triple]:
-    """The ontology as Oxigraph triples (blank-node labels kept)."""
-    text = ontology.serialize(format="nt", encoding="utf-8")
-    return [quad.triple for quad in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
-
-
 def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
               shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
-    ontology_text = ox.serialize(_ontology_triples(ontology), format=ox.RdfFormat.N_TRIPLES) or b""
+    ontology_text = native_shacl.canonical_nt(ontology)
     validator = turbo.TurboValidator(shapes, ontology_text + data.lines(plan.shared))
     replicated = frozenset(rdflib_node(data.ids[n]) for n in plan.replicated)
 
