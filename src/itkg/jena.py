@@ -72,6 +72,12 @@ class JenaSetup:
 MIN_JAVA = 11
 
 
+def _java_env() -> dict[str, str]:
+    """The whole environment of the compiler and the workers: ``PATH`` and a UTF-8 locale, nothing
+    of the user's (docs/security.md §10)."""
+    return {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+
+
 def java_major(java: str) -> int | None:
     """The major version of ``java`` (``17`` for "17.0.15", ``8`` for "1.8.0_392"), or ``None``."""
     try:
@@ -160,7 +166,7 @@ def compiled(setup: JenaSetup) -> Path | None:
         done = subprocess.run([str(javac), "-nowarn", "-proc:none", "-encoding", "UTF-8",
                                "-cp", ":".join(map(str, setup.jars)), "-d", str(work), str(SOURCE)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=300, env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+                              timeout=300, env=_java_env(),
                               check=False)
         if done.returncode != 0 or not (work / "ItkgJenaShacl.class").is_file():
             return None
@@ -236,7 +242,7 @@ class JenaWorker:
         self._process = processes.popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             cwd=Path(cp.split(":", 1)[0]).parent,
-            env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+            env=_java_env())
         self._send(shapes)
         self._send(base)
 

@@ -972,7 +972,8 @@ def canonical_nt(graph: rdflib.Graph) -> bytes:
 
 
 def base_bytes(numbering: Numbering, cut: Plan, ontology: rdflib.Graph) -> bytes:
-    """The ontology and the shared triples as canonical N-Triples (what every batch adds)."""
+    """The ontology and the shared triples as canonical N-Triples (what every batch adds: the base
+    of this engine and of pyshacl-turbo)."""
     return canonical_nt(ontology) + numbering.lines(cut.shared)
 
 

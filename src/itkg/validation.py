@@ -790,8 +790,7 @@ def _in_jena(data: Numbering, plan: Plan, workers: int, progress: Callable[[int,
 def _in_turbo(data: Numbering, plan: Plan, workers: int, progress: Callable[[int, int], None] | None,
               shapes: rdflib.Graph, ontology: rdflib.Graph) -> list[_Batch]:
     """Batches judged by pyshacl-turbo in ``workers`` threads (its native code releases the GIL)."""
-    ontology_text = native_shacl.canonical_nt(ontology)
-    validator = turbo.TurboValidator(shapes, ontology_text + data.lines(plan.shared))
+    validator = turbo.TurboValidator(shapes, native_shacl.base_bytes(data, plan, ontology))
     replicated = frozenset(rdflib_node(data.ids[n]) for n in plan.replicated)
 
     def judge(index: int) -> _Batch:
